@@ -1,0 +1,513 @@
+"""A participant: its ONE peer connection, its negotiation queue and its tracks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiortc import (
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamTrack
+from aiortc.rtcconfiguration import RTCBundlePolicy
+from aiortc.sdp import candidate_from_sdp
+
+from sfu.config import SfuConfig
+from sfu.errors import SfuError
+from sfu.forwarder import Forwarder
+from sfu.publication import Kind, Publication, Source
+from sfu.sdp_check import check_offer
+from sfu.send_slot import SlotTrack
+from sfu.signaler import Signaler
+from sfu.subscribed_track import SubscribedTrack
+
+logger = logging.getLogger(__name__)
+
+PREFERRED_CODECS: dict[str, tuple[str, ...]] = {
+    "video": ("video/vp8", "video/rtx"),
+    "audio": ("audio/opus",),
+}
+
+
+def pin_codecs(transceiver: RTCRtpTransceiver) -> None:
+    """Restrict a transceiver to the room's codecs (VP8 + RTX, Opus): no transcoding."""
+    kind = transceiver.kind
+    wanted = PREFERRED_CODECS[kind]
+    codecs = [c for c in RTCRtpSender.getCapabilities(kind).codecs if c.mimeType.lower() in wanted]
+    transceiver.setCodecPreferences(codecs)
+
+
+@dataclass(slots=True)
+class SendSlot:
+    """One server transceiver that sends a remote participant's track to this one."""
+
+    transceiver: RTCRtpTransceiver
+    sender_track: SlotTrack
+    publication: Publication | None
+    track: MediaStreamTrack | None
+    last_pts: int = 0
+
+
+class Participant:
+    """Owns ONE `RTCPeerConnection`, its negotiation lock, its published forwarders and the
+    send slots that carry other participants' tracks to it.
+
+    `close()` is idempotent: it stops the negotiation task, closes every forwarder it
+    publishes (which ends their subscribers' tracks), and closes the peer connection with
+    a timeout. It never calls its room; failures are reported through `on_failed`.
+    """
+
+    def __init__(
+        self,
+        participant_id: str,
+        name: str,
+        config: SfuConfig,
+        signaler: Signaler,
+        publications: Callable[[], list[Publication]],
+        on_published: Callable[[], None],
+        on_failed: Callable[[Participant, str], None],
+        can_publish: bool = True,
+    ) -> None:
+        self.can_publish = can_publish
+        self.id = participant_id
+        self.name = name
+        self.audio_muted = False
+        self.video_muted = False
+        self._config = config
+        self._signaler = signaler
+        self._publications = publications
+        self._on_published = on_published
+        self._on_failed = on_failed
+        self._pc: RTCPeerConnection | None = None
+        self._lock = asyncio.Lock()
+        self._server_offer_pending = False
+        self._negotiated = asyncio.Event()
+        self._remote_set = False
+        self._early_candidates: list[dict[str, Any] | None] = []
+        self._candidate_count = 0
+        self._pending_sources: dict[str, Source] = {}
+        self._new_published: list[Publication] = []
+        self.published: dict[str, Publication] = {}
+        self._slots: list[SendSlot] = []
+        self._sync_wanted = False
+        self._sync_task: asyncio.Task[None] | None = None
+        self._deadline_task: asyncio.Task[None] | None = None
+        self._closed = False
+        self.negotiation_failures = 0
+
+    # ------------------------------------------------------------------ info
+
+    def info(self) -> dict[str, Any]:
+        """PROTOCOL.md's `Participant` object."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "audioMuted": self.audio_muted,
+            "videoMuted": self.video_muted,
+        }
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def pc(self) -> RTCPeerConnection | None:
+        return self._pc
+
+    def track_infos(self) -> list[dict[str, Any]]:
+        """PROTOCOL.md's `TrackInfo` rows for every slot currently sending a track."""
+        rows = []
+        for slot in self._slots:
+            pub = slot.publication
+            if pub is not None and slot.transceiver.mid is not None:
+                rows.append(
+                    {
+                        "mid": slot.transceiver.mid,
+                        "participantId": pub.publisher_id,
+                        "kind": pub.kind,
+                        "source": pub.source,
+                    }
+                )
+        return rows
+
+    def subscriptions(self) -> list[tuple[Publication, MediaStreamTrack]]:
+        return [
+            (s.publication, s.track)
+            for s in self._slots
+            if s.publication is not None and s.track is not None
+        ]
+
+    # ------------------------------------------------------------------ peer connection
+
+    def _ensure_pc(self) -> RTCPeerConnection:
+        if self._pc is None:
+            servers = [
+                RTCIceServer(urls=s.urls, username=s.username, credential=s.credential)
+                for s in self._config.ice_servers
+            ]
+            pc = RTCPeerConnection(
+                RTCConfiguration(iceServers=servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+            )
+            pc.on("track", self._on_track)
+            pc.on("connectionstatechange", self._on_connection_state)
+            self._pc = pc
+        return self._pc
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        pc = self._pc
+        if pc is None or self._closed:
+            return
+        transceiver = next((t for t in pc.getTransceivers() if t.receiver.track is track), None)
+        if transceiver is None or transceiver.mid is None:
+            logger.warning("participant %s: track without transceiver", self.id)
+            return
+        kind: Kind = "video" if track.kind == "video" else "audio"
+        default: Source = "camera" if kind == "video" else "microphone"
+        source = self._pending_sources.get(transceiver.mid, default)
+        pin_codecs(transceiver)
+        if self._config.forwarding == "passthrough":
+            forwarder = Forwarder.passthrough(transceiver.receiver, kind, source)
+        else:
+            forwarder = Forwarder.transcode(track)
+        if (kind == "audio" and self.audio_muted) or (kind == "video" and self.video_muted):
+            forwarder.paused = True
+        pub = Publication(self.id, transceiver.mid, kind, source, forwarder)
+        self.published[transceiver.mid] = pub
+        self._new_published.append(pub)
+        logger.info(
+            "participant %s publishes %s (%s) mid=%s", self.id, kind, source, transceiver.mid
+        )
+
+    def _arm_connect_deadline(self) -> None:
+        """aioice has no deadline of its own: reap a peer connection that does not connect
+        within the negotiation timeout (e.g. a client that offered and vanished)."""
+        if self._deadline_task is None:
+            self._deadline_task = asyncio.create_task(self._connect_deadline())
+
+    async def _connect_deadline(self) -> None:
+        await asyncio.sleep(self._config.negotiation_timeout)
+        pc = self._pc
+        if not self._closed and (pc is None or pc.connectionState != "connected"):
+            logger.info(
+                "participant %s: not connected after %.0f s",
+                self.id,
+                self._config.negotiation_timeout,
+            )
+            self._on_failed(self, "ice_timeout")
+
+    def _on_connection_state(self) -> None:
+        pc = self._pc
+        if pc is not None and pc.connectionState == "failed" and not self._closed:
+            self._on_failed(self, "ice_failed")
+
+    # ------------------------------------------------------------------ client offers
+
+    async def handle_offer(self, sdp: str, sources: dict[str, Source]) -> str:
+        """Apply a client offer and return the answer SDP (PROTOCOL.md negotiation 1)."""
+        if self._closed:
+            raise SfuError("invalid_state", "participant is closed")
+        if self._server_offer_pending:
+            raise SfuError(
+                "invalid_state", "the server's offer awaits your answer: roll back and answer"
+            )
+        check_offer(sdp, self._config.max_sdp_bytes, self._config.max_sdp_lines)
+        if not self.can_publish and _sends_media(sdp):
+            raise SfuError("unauthorized", "your token does not allow publishing")
+        async with self._lock:
+            if self._closed:
+                raise SfuError("invalid_state", "participant is closed")
+            pc = self._ensure_pc()
+            if pc.signalingState != "stable":
+                raise SfuError("invalid_state", f"cannot take an offer in {pc.signalingState}")
+            self._pending_sources = dict(sources)
+            first = not self._remote_set
+            try:
+                await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            except Exception as exc:
+                logger.info("participant %s: offer refused: %s", self.id, exc)
+                self._discard_new_publications()
+                if first:
+                    await self._reset_pc()
+                else:
+                    self._on_failed(self, "negotiation_failed")
+                raise SfuError("invalid_sdp", f"offer refused: {exc}") from None
+            self._remote_set = True
+            await self._flush_candidates()
+            try:
+                answer = await pc.createAnswer()
+                await pc.setLocalDescription(answer)
+            except Exception as exc:
+                logger.info("participant %s: cannot answer: %s", self.id, exc)
+                self._discard_new_publications()
+                self._on_failed(self, "negotiation_failed")
+                raise SfuError("invalid_sdp", f"cannot answer this offer: {exc}") from None
+            local = pc.localDescription
+            self._negotiated.set()
+            self._arm_connect_deadline()
+            published = bool(self._new_published)
+            self._new_published = []
+        if published:
+            self._on_published()
+        self.schedule_sync()
+        return str(local.sdp)
+
+    def _discard_new_publications(self) -> None:
+        for pub in self._new_published:
+            self.published.pop(pub.key, None)
+            pub.forwarder.close()
+        self._new_published = []
+
+    async def _reset_pc(self) -> None:
+        pc, self._pc = self._pc, None
+        self._remote_set = False
+        if pc is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(pc.close(), self._config.pc_close_timeout)
+
+    # ------------------------------------------------------------------ ICE candidates
+
+    async def add_candidate(self, candidate: dict[str, Any] | None) -> None:
+        """Add a trickled client candidate (None: end of candidates); buffer early ones."""
+        if self._closed:
+            raise SfuError("invalid_state", "participant is closed")
+        self._candidate_count += 1
+        if self._candidate_count > self._config.max_candidates:
+            raise SfuError("rate_limited", "too many ICE candidates for this peer connection")
+        if candidate is not None:
+            self._parse_candidate(candidate)  # refuse garbage before buffering it
+        if not self._remote_set or self._pc is None:
+            self._early_candidates.append(candidate)
+            return
+        await self._apply_candidate(self._pc, candidate)
+
+    @staticmethod
+    def _parse_candidate(candidate: dict[str, Any]) -> Any:
+        text = str(candidate["candidate"])
+        if text.startswith("candidate:"):
+            text = text[len("candidate:") :]
+        if not text:
+            return None  # an empty candidate string is Chrome's end-of-generation marker
+        try:
+            parsed = candidate_from_sdp(text)
+        except (ValueError, IndexError) as exc:
+            raise SfuError("bad_request", f"unparsable ICE candidate: {exc}") from None
+        parsed.sdpMid = candidate.get("sdpMid")
+        parsed.sdpMLineIndex = candidate.get("sdpMLineIndex")
+        if parsed.sdpMid is None and parsed.sdpMLineIndex is None:
+            parsed.sdpMLineIndex = 0
+        return parsed
+
+    async def _apply_candidate(
+        self, pc: RTCPeerConnection, candidate: dict[str, Any] | None
+    ) -> None:
+        parsed = None if candidate is None else self._parse_candidate(candidate)
+        if candidate is not None and parsed is None:
+            return
+        try:
+            await pc.addIceCandidate(parsed)
+        except Exception as exc:  # aioice refuses e.g. candidates after completion
+            logger.debug("participant %s: candidate ignored: %s", self.id, exc)
+
+    async def _flush_candidates(self) -> None:
+        pending, self._early_candidates = self._early_candidates, []
+        if self._pc is not None:
+            for candidate in pending:
+                await self._apply_candidate(self._pc, candidate)
+
+    # ------------------------------------------------------------------ mute
+
+    def set_muted(self, kind: Kind, muted: bool) -> bool:
+        """Stop or resume forwarding this kind; return True when the state changed."""
+        before = self.audio_muted if kind == "audio" else self.video_muted
+        if kind == "audio":
+            self.audio_muted = muted
+        else:
+            self.video_muted = muted
+        for pub in self.published.values():
+            if pub.kind == kind:
+                pub.forwarder.paused = muted
+        return before != muted
+
+    # ------------------------------------------------------------------ server offers
+
+    def schedule_sync(self) -> None:
+        """Ask for the send slots to be brought in line with the room (renegotiating)."""
+        if self._closed:
+            return
+        self._sync_wanted = True
+        if self._sync_task is None or self._sync_task.done():
+            self._sync_task = asyncio.create_task(self._sync_loop(), name=f"sync-{self.id}")
+
+    async def _sync_loop(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._negotiated.wait(), self._config.initial_offer_grace)
+        while self._sync_wanted and not self._closed:
+            self._sync_wanted = False
+            try:
+                await self._sync_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.negotiation_failures += 1
+                logger.info("participant %s: renegotiation failed: %r", self.id, exc)
+                if not self._closed:
+                    self._on_failed(self, "negotiation_failed")
+                return
+
+    async def _sync_once(self) -> None:
+        async with self._lock:
+            if self._closed:
+                return
+            pc = self._ensure_pc()
+            if pc.signalingState != "stable":
+                self._sync_wanted = True
+                return
+            if not self._apply_subscriptions(pc) and self._remote_set:
+                return
+            if not any(s.publication for s in self._slots) and not self._remote_set:
+                return  # nothing to send and nothing negotiated yet: wait for the client
+            offer = await pc.createOffer()
+            await pc.setLocalDescription(offer)
+            payload = {
+                "description": {"type": "offer", "sdp": pc.localDescription.sdp},
+                "tracks": self.track_infos(),
+            }
+            self._server_offer_pending = True
+            try:
+                reply = await self._signaler.request(
+                    self.id, "sdp", payload, self._config.negotiation_timeout
+                )
+            finally:
+                self._server_offer_pending = False
+            answer = _answer_from_reply(reply)
+            check_offer(
+                answer, self._config.max_sdp_bytes, self._config.max_sdp_lines, kind="answer"
+            )
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+            self._remote_set = True
+            await self._flush_candidates()
+            self._negotiated.set()
+            self._arm_connect_deadline()
+
+    def _apply_subscriptions(self, pc: RTCPeerConnection) -> bool:
+        """Add/remove send slots to match the room; return True when anything changed."""
+        desired = {(p.publisher_id, p.key): p for p in self._publications()}
+        changed = False
+        current: dict[tuple[str, str], SendSlot] = {}
+        for slot in self._slots:
+            pub = slot.publication
+            if pub is None:
+                continue
+            key = (pub.publisher_id, pub.key)
+            if key in desired and desired[key].forwarder is pub.forwarder:
+                current[key] = slot
+            else:
+                self._release(slot)
+                changed = True
+        for key, pub in desired.items():
+            if key in current:
+                continue
+            free: SendSlot | None = next(
+                (
+                    s
+                    for s in self._slots
+                    if s.publication is None and s.transceiver.kind == pub.kind
+                ),
+                None,
+            )
+            base = free.last_pts + 3000 if free is not None else 0
+            track = pub.forwarder.subscribe(base_pts=base)
+            if free is None:
+                sender_track = SlotTrack(pub.kind)
+                transceiver = pc.addTransceiver(sender_track, direction="sendonly")
+                pin_codecs(transceiver)
+                slot = SendSlot(transceiver, sender_track, pub, track)
+                self._slots.append(slot)
+            else:
+                slot = free
+                slot.transceiver.direction = "sendonly"
+                slot.publication, slot.track = pub, track
+            slot.sender_track.switch(track)
+            pub.forwarder.attach_sender(slot.transceiver.sender, track)
+            changed = True
+        return changed
+
+    def _release(self, slot: SendSlot) -> None:
+        """Stop sending on a slot and keep its transceiver for reuse (inactive)."""
+        track, pub = slot.track, slot.publication
+        if isinstance(track, SubscribedTrack):
+            slot.last_pts = max(slot.last_pts, track.last_pts)
+        if pub is not None and track is not None:
+            pub.forwarder.unsubscribe(track)
+        slot.sender_track.switch(None)
+        slot.transceiver.direction = "inactive"
+        slot.publication, slot.track = None, None
+
+    # ------------------------------------------------------------------ close
+
+    async def close(self) -> None:
+        """Idempotent: end negotiation, forwarders, send slots and the peer connection."""
+        if self._closed:
+            return
+        self._closed = True
+        for task in (self._sync_task, self._deadline_task):
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        self._sync_task = self._deadline_task = None
+        for pub in self.published.values():
+            pub.forwarder.close()
+        self.published.clear()
+        for slot in self._slots:
+            if slot.publication is not None and slot.track is not None:
+                slot.publication.forwarder.unsubscribe(slot.track)
+            slot.publication, slot.track = None, None
+            slot.sender_track.stop()
+        self._slots.clear()
+        pc, self._pc = self._pc, None
+        if pc is not None:
+            try:
+                await asyncio.wait_for(pc.close(), self._config.pc_close_timeout)
+            except (TimeoutError, Exception) as exc:
+                logger.warning("participant %s: peer connection close: %r", self.id, exc)
+        logger.info("participant %s closed", self.id)
+
+
+def _answer_from_reply(reply: Any) -> str:
+    """Extract the answer SDP from a client's ack to a server `sdp` offer."""
+    if isinstance(reply, dict):
+        description = reply.get("description")
+        if (
+            isinstance(description, dict)
+            and description.get("type") == "answer"
+            and isinstance(description.get("sdp"), str)
+        ):
+            return str(description["sdp"])
+    raise SfuError("invalid_sdp", "the client's reply to our offer is not an answer")
+
+
+def _sends_media(sdp: str) -> bool:
+    """True when an offer has a live m-line the client sends on."""
+    sending = False
+    live = False
+    for raw in sdp.splitlines():
+        line = raw.strip()
+        if line.startswith("m="):
+            if sending and live:
+                return True
+            parts = line.split()
+            live = len(parts) > 1 and parts[1] != "0" and not line.startswith("m=application")
+            sending = True  # sendrecv is the default direction
+        elif line in ("a=recvonly", "a=inactive"):
+            sending = False
+    return sending and live

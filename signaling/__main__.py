@@ -1,0 +1,5 @@
+"""`python -m signaling` runs the server (same as `sfu-server`)."""
+
+from signaling.cli import main
+
+main()

@@ -1,0 +1,125 @@
+"""The aiohttp application: Socket.IO signaling, HTTP endpoints and the web client."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import socketio
+from aiohttp import web
+
+from sfu import passthrough
+from sfu.ice_policy import IcePolicy
+from sfu.room_manager import RoomManager
+from signaling.config import ServerConfig
+from signaling.events import SignalingEvents, SocketSignaler
+from signaling.session import SessionRegistry
+from signaling.validation import ROOM_RE
+
+logger = logging.getLogger(__name__)
+
+CONFIG = web.AppKey("config", ServerConfig)
+ROOMS = web.AppKey("rooms", RoomManager)
+EVENTS = web.AppKey("events", SignalingEvents)
+SIO = web.AppKey("sio", socketio.AsyncServer)
+
+VENDOR = {"socket.io-client": "socket.io-client/dist", "chart.js": "chart.js/dist"}
+
+
+def create_app(config: ServerConfig) -> web.Application:
+    """Build the server. All state lives in the returned app; nothing is global except the
+    ICE host-address policy, which aioice only offers process-wide (installed while the app
+    runs, restored at cleanup)."""
+    missing = passthrough.check_internals()
+    if missing and config.sfu.forwarding == "passthrough":
+        raise RuntimeError(
+            "aiortc internals used by passthrough forwarding changed: " + ", ".join(missing)
+        )
+    app = web.Application(client_max_size=1024 * 1024)
+    app[CONFIG] = config
+    origins: list[str] | None = list(config.cors_allowed_origins) or None
+    sio = socketio.AsyncServer(
+        async_mode="aiohttp",
+        max_http_buffer_size=config.max_http_buffer_size,
+        cors_allowed_origins=origins,
+        logger=False,
+        engineio_logger=False,
+    )
+    sio.attach(app)
+    app[SIO] = sio
+    app.cleanup_ctx.append(_media_core)
+    app.on_shutdown.append(_drain)
+
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/", _page("index.html"))
+    app.router.add_get("/room/{room}", _room_page)
+    if config.web_root.is_dir():
+        app.router.add_static("/static/", config.web_root, follow_symlinks=False)
+    for name, sub in VENDOR.items():
+        path = config.vendor_root / sub
+        if path.is_dir():
+            app.router.add_static(f"/vendor/{name}/", path)
+        else:
+            logger.warning("%s missing: run `npm ci` (the web client needs it)", path)
+    return app
+
+
+async def _media_core(app: web.Application) -> AsyncIterator[None]:
+    """cleanup_ctx: the ICE policy, the room manager and the event handlers, closed in
+    reverse order at shutdown."""
+    config = app[CONFIG]
+    policy = IcePolicy(config.sfu.ice_addresses)
+    policy.install()
+    try:
+        sio = app[SIO]
+        registry = SessionRegistry()
+        rooms = RoomManager(config.sfu, SocketSignaler(sio, registry))
+        events = SignalingEvents(sio, rooms, registry, config.jwt_secret)
+        app[ROOMS] = rooms
+        app[EVENTS] = events
+        yield
+    finally:
+        if ROOMS in app:
+            await app[ROOMS].close()
+        policy.uninstall()
+
+
+async def _drain(app: web.Application) -> None:
+    if ROOMS in app:
+        app[ROOMS].start_draining()
+    if EVENTS in app:
+        await app[EVENTS].drain()
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    rooms = request.app[ROOMS]
+    return web.json_response(
+        {
+            "status": "draining" if rooms.draining else "ok",
+            "rooms": len(rooms.rooms),
+            "participants": rooms.participant_count(),
+            "forwarding": rooms.config.forwarding,
+        }
+    )
+
+
+def _page(filename: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        path: Path = request.app[CONFIG].web_root / filename
+        # FileResponse answers 404 itself when the file is missing
+        return web.FileResponse(path, headers={"Cache-Control": "no-cache"})
+
+    return handler
+
+
+async def _room_page(request: web.Request) -> web.StreamResponse:
+    room = request.match_info["room"]
+    if not ROOM_RE.fullmatch(room):
+        raise web.HTTPBadRequest(
+            text=json.dumps({"code": "bad_request", "message": "room must be 1-64 of A-Za-z0-9_-"}),
+            content_type="application/json",
+        )
+    response: web.StreamResponse = await _page("room.html")(request)
+    return response

@@ -1,0 +1,211 @@
+"""`sfu-server`: command line and environment variables (PROTOCOL.md), then run the app."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import ssl
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from aiohttp import web
+
+from sfu.config import FORWARDING_MODES, IceServer, SfuConfig
+from sfu.errors import SfuError
+from sfu.ice_policy import validate_addresses
+from signaling.app import create_app
+from signaling.auth import mint_token
+from signaling.config import ServerConfig
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class ConfigError(Exception):
+    """A bad flag, environment variable or value: reported as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(message)
+
+
+def _env(name: str) -> str | None:
+    value = os.environ.get("SFU_" + name.upper().replace("-", "_"))
+    return value if value not in (None, "") else None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="sfu-server", description="Python SFU for multi-party video rooms")
+    p.add_argument("--host", default=_env("host") or "127.0.0.1", help="HTTP bind address")
+    p.add_argument("--port", type=int, default=None, help="HTTP port (default 8080)")
+    p.add_argument(
+        "--ice-address",
+        action="append",
+        default=None,
+        help="host address ICE gathers on (repeatable; default: every non-loopback address)",
+    )
+    p.add_argument(
+        "--ice-server",
+        action="append",
+        default=None,
+        help="STUN/TURN URL given to clients and used by the server (repeatable)",
+    )
+    p.add_argument("--forwarding", choices=FORWARDING_MODES, default=None)
+    p.add_argument("--max-participants", type=int, default=None)
+    p.add_argument("--max-rooms", type=int, default=None)
+    p.add_argument("--admin-token", default=_env("admin-token"))
+    p.add_argument("--jwt-secret", default=_env("jwt-secret"))
+    p.add_argument("--tls-cert", type=Path, default=None)
+    p.add_argument("--tls-key", type=Path, default=None)
+    p.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING or ERROR")
+    p.add_argument(
+        "--cors-origin",
+        action="append",
+        default=None,
+        help="extra allowed Origin for Socket.IO (repeatable; default same-origin only)",
+    )
+    return p
+
+
+def _int(value: int | None, env: str, default: int, low: int, high: int) -> int:
+    if value is None:
+        raw = _env(env)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            name = "SFU_" + env.upper().replace("-", "_")
+            raise ConfigError(f"{name}: not an integer: {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"--{env} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _list(value: list[str] | None, env: str) -> list[str]:
+    if value is not None:
+        return value
+    raw = _env(env)
+    return [v.strip() for v in raw.split(",") if v.strip()] if raw else []
+
+
+def parse_config(argv: Sequence[str] | None = None) -> ServerConfig:
+    """Turn flags and `SFU_*` environment variables into a `ServerConfig`."""
+    args = build_parser().parse_args(argv)
+    port = _int(args.port, "port", 8080, 1, 65535)
+    try:
+        ice_addresses = validate_addresses(_list(args.ice_address, "ice-address"))
+    except ValueError as exc:
+        raise ConfigError(f"--ice-address: {exc}") from None
+    ice_servers = []
+    for url in _list(args.ice_server, "ice-server"):
+        if not url.startswith(("stun:", "turn:", "turns:")):
+            raise ConfigError(f"--ice-server must be a stun:, turn: or turns: URL: {url!r}")
+        ice_servers.append(IceServer(urls=url))
+    forwarding = args.forwarding or _env("forwarding") or "passthrough"
+    if forwarding not in FORWARDING_MODES:
+        raise ConfigError(f"--forwarding must be one of {', '.join(FORWARDING_MODES)}")
+    log_level = (args.log_level or _env("log-level") or "INFO").upper()
+    if log_level not in LOG_LEVELS:
+        raise ConfigError(f"--log-level must be one of {', '.join(LOG_LEVELS)}")
+    tls_cert = args.tls_cert or (Path(v) if (v := _env("tls-cert")) else None)
+    tls_key = args.tls_key or (Path(v) if (v := _env("tls-key")) else None)
+    if (tls_cert is None) != (tls_key is None):
+        raise ConfigError("--tls-cert and --tls-key go together")
+    for path in (tls_cert, tls_key):
+        if path is not None and not path.is_file():
+            raise ConfigError(f"TLS file not found: {path}")
+    try:
+        sfu = SfuConfig(
+            ice_addresses=ice_addresses,
+            ice_servers=tuple(ice_servers),
+            forwarding=forwarding,
+            max_participants=_int(args.max_participants, "max-participants", 16, 1, 1000),
+            max_rooms=_int(args.max_rooms, "max-rooms", 100, 1, 100000),
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return ServerConfig(
+        host=args.host,
+        port=port,
+        sfu=sfu,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        admin_token=args.admin_token,
+        jwt_secret=args.jwt_secret,
+        log_level=log_level,
+        cors_allowed_origins=tuple(_list(args.cors_origin, "cors-origin")),
+    )
+
+
+def token_command(argv: Sequence[str]) -> str:
+    """`sfu-server token --room R --name N`: print a join token (secret from
+    --jwt-secret or SFU_JWT_SECRET)."""
+    p = _Parser(prog="sfu-server token", description="mint a join token")
+    p.add_argument("--room", required=True)
+    p.add_argument("--name", required=True)
+    p.add_argument("--ttl", type=float, default=3600.0, help="seconds (default 3600)")
+    p.add_argument("--jwt-secret", default=_env("jwt-secret"))
+    p.add_argument("--no-publish", action="store_true", help="subscribe-only token")
+    p.add_argument("--no-subscribe", action="store_true", help="publish-only token")
+    args = p.parse_args(argv)
+    if not args.jwt_secret:
+        raise ConfigError("a secret is required: --jwt-secret or SFU_JWT_SECRET")
+    if not 1 <= args.ttl <= 30 * 86400:
+        raise ConfigError("--ttl must be between 1 s and 30 days")
+    try:
+        return mint_token(
+            args.jwt_secret,
+            args.room,
+            args.name,
+            ttl=args.ttl,
+            can_publish=not args.no_publish,
+            can_subscribe=not args.no_subscribe,
+        )
+    except SfuError as exc:
+        raise ConfigError(exc.message) from None
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if args[:1] == ["token"]:
+            print(token_command(args[1:]))
+            return
+        config = parse_config(args)
+    except ConfigError as exc:
+        print(f"sfu-server: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    logging.basicConfig(
+        level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    ssl_context = None
+    if config.tls_cert is not None and config.tls_key is not None:
+        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            ssl_context.load_cert_chain(config.tls_cert, config.tls_key)
+        except (ssl.SSLError, OSError) as exc:
+            print(f"sfu-server: error: cannot load TLS certificate/key: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+    app = create_app(config)
+    scheme = "https" if ssl_context else "http"
+    try:
+        web.run_app(
+            app,
+            host=config.host,
+            port=config.port,
+            ssl_context=ssl_context,
+            print=lambda _msg: print(
+                f"sfu-server listening on {scheme}://{config.host}:{config.port}", flush=True
+            ),
+            shutdown_timeout=5.0,
+        )
+    except OSError as exc:
+        print(
+            f"sfu-server: error: cannot listen on {config.host}:{config.port}: {exc}",
+            file=sys.stderr,
+        )
+        raise SystemExit(1) from None

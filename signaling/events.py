@@ -1,0 +1,243 @@
+"""Socket.IO events of PROTOCOL.md, bound to the media core through the `Signaler` port."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import socketio
+
+from sfu.errors import SfuError
+from sfu.rate_limit import TokenBucket
+from sfu.room_manager import RoomManager
+from signaling import validation
+from signaling.auth import verify_token
+from signaling.session import Session, SessionRegistry
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[Session, Any], Awaitable[dict[str, Any]]]
+
+
+class SocketSignaler:
+    """Implements `sfu.signaler.Signaler` over a Socket.IO server; owns nothing."""
+
+    def __init__(self, sio: socketio.AsyncServer, sessions: SessionRegistry) -> None:
+        self._sio = sio
+        self._sessions = sessions
+
+    async def emit(self, participant_id: str, event: str, payload: dict[str, Any]) -> None:
+        sid = self._sessions.sid_of.get(participant_id)
+        if sid is not None:
+            await self._sio.emit(event, payload, to=sid)
+
+    async def request(
+        self, participant_id: str, event: str, payload: dict[str, Any], timeout: float
+    ) -> Any:
+        sid = self._sessions.sid_of.get(participant_id)
+        if sid is None:
+            raise ConnectionError(f"participant {participant_id} has no connection")
+        try:
+            return await self._sio.call(event, payload, to=sid, timeout=timeout)
+        except socketio.exceptions.TimeoutError:
+            raise TimeoutError(f"no answer to {event!r} within {timeout} s") from None
+        except socketio.exceptions.DisconnectedError as exc:  # pragma: no cover - race
+            raise ConnectionError(str(exc)) from None
+
+    async def disconnect(self, participant_id: str) -> None:
+        sid = self._sessions.sid_of.get(participant_id)
+        if sid is not None:
+            await self._sio.disconnect(sid)
+
+
+class SignalingEvents:
+    """Owns the session registry and the event handlers registered on `sio`.
+
+    Each client event runs under its session's lock (python-socketio runs every event in
+    its own task); every handler returns PROTOCOL.md's ack envelope and never raises.
+    `close()` drops every session's participant (the room manager closes the media).
+    """
+
+    def __init__(
+        self,
+        sio: socketio.AsyncServer,
+        rooms: RoomManager,
+        sessions: SessionRegistry,
+        jwt_secret: str | None = None,
+    ) -> None:
+        self.sio = sio
+        self._jwt_secret = jwt_secret
+        self.rooms = rooms
+        self.sessions = sessions
+        self.rejected: Counter[str] = Counter()
+        self.unknown_events = 0
+        self.joins: Counter[str] = Counter()
+        self._handlers: dict[str, Handler] = {
+            "join": self._join,
+            "sdp": self._sdp,
+            "ice candidates": self._candidates,
+            "chat message": self._chat,
+            "mute": self._mute,
+            "leave": self._leave,
+        }
+        sio.on("connect", self._connect)
+        sio.on("disconnect", self._disconnect)
+        for event in self._handlers:
+            sio.on(event, self._bind(event))
+        sio.on("*", self._unknown)
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _bind(self, event: str) -> Callable[[str, Any], Awaitable[dict[str, Any]]]:
+        async def handler(sid: str, data: Any = None) -> dict[str, Any]:
+            return await self.dispatch(sid, event, data)
+
+        return handler
+
+    async def dispatch(self, sid: str, event: str, data: Any) -> dict[str, Any]:
+        """Run one event for one session; return the ack envelope."""
+        session = self.sessions.by_sid.get(sid)
+        if session is None:
+            return _error(SfuError("invalid_state", "connection is closing"))
+        try:
+            async with session.lock:
+                result = await self._handlers[event](session, data)
+            return {"ok": True, **result}
+        except SfuError as exc:
+            self.rejected[exc.code] += 1
+            if event == "join":
+                self.joins[exc.code] += 1
+            logger.debug("%s %r refused: %s", sid, event, exc)
+            return _error(exc)
+        except Exception:
+            self.rejected["internal_error"] += 1
+            logger.exception("%s: %r handler failed", sid, event)
+            return _error(SfuError("internal_error", "internal error; see server log"))
+
+    async def _unknown(self, event: str, sid: str, *args: Any) -> dict[str, Any]:
+        self.unknown_events += 1
+        self.rejected["bad_request"] += 1
+        logger.debug("%s sent unknown event %r", sid, event)
+        return _error(SfuError("bad_request", f"unknown event {event!r}"))
+
+    # ------------------------------------------------------------------ connection
+
+    async def _connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        grant = None
+        if self._jwt_secret is not None:
+            try:
+                grant = verify_token(self._jwt_secret, auth)
+            except SfuError as exc:
+                self.rejected[exc.code] += 1
+                self.joins[exc.code] += 1
+                logger.info("%s refused at connect: %s", sid, exc.message)
+                raise socketio.exceptions.ConnectionRefusedError(exc.to_dict()) from None
+        config = self.rooms.config
+        session = Session(sid, TokenBucket(config.chat_burst, config.chat_per_second))
+        session.grant = grant
+        self.sessions.add(session)
+
+    async def _disconnect(self, sid: str, reason: Any = None) -> None:
+        session = self.sessions.by_sid.get(sid)
+        if session is None:
+            return
+        async with session.lock:
+            await self._depart(session, "disconnected")
+            self.sessions.pop(sid)
+
+    async def _depart(self, session: Session, reason: str) -> None:
+        room, pid = session.room, session.participant_id
+        self.sessions.unbind(session)
+        if room is not None and pid is not None:
+            await room.remove(pid, reason)
+
+    def _joined(self, session: Session) -> tuple[Any, str]:
+        if session.room is None or session.participant_id is None:
+            raise SfuError("not_joined", "join a room first")
+        if session.participant_id not in session.room.participants:
+            self.sessions.unbind(session)
+            raise SfuError("not_joined", "you were removed from the room; join again")
+        return session.room, session.participant_id
+
+    # ------------------------------------------------------------------ events
+
+    async def _join(self, session: Session, data: Any) -> dict[str, Any]:
+        room_name, name = validation.parse_join(data)
+        if session.participant_id is not None:
+            raise SfuError("already_joined", "this connection already joined a room")
+        grant = session.grant
+        if grant is not None:
+            if grant.room != room_name:
+                raise SfuError("unauthorized", "your token is for another room")
+            name = grant.name
+        room, participant = self.rooms.join(
+            room_name,
+            name,
+            can_publish=grant.can_publish if grant else True,
+            can_subscribe=grant.can_subscribe if grant else True,
+        )
+        self.sessions.bind(session, room, participant.id)
+        self.joins["ok"] += 1
+        logger.info("%s joined room %s as %s (%r)", session.sid, room.name, participant.id, name)
+        return {
+            "id": participant.id,
+            "room": room.name,
+            "participants": [
+                p.info() for p in room.participants.values() if p.id != participant.id
+            ],
+            "iceServers": [s.to_dict() for s in self.rooms.config.ice_servers],
+            "chat": room.chat.to_list(),
+        }
+
+    async def _sdp(self, session: Session, data: Any) -> dict[str, Any]:
+        room, pid = self._joined(session)
+        sdp, sources = validation.parse_sdp(data, self.rooms.config.max_sdp_bytes)
+        answer = await room.participants[pid].handle_offer(sdp, sources)
+        return {"description": {"type": "answer", "sdp": answer}}
+
+    async def _candidates(self, session: Session, data: Any) -> dict[str, Any]:
+        room, pid = self._joined(session)
+        candidate = validation.parse_candidate(data)
+        await room.participants[pid].add_candidate(candidate)
+        return {}
+
+    async def _chat(self, session: Session, data: Any) -> dict[str, Any]:
+        room, pid = self._joined(session)
+        text = validation.parse_chat(data)
+        if not session.chat_bucket.take():
+            raise SfuError("rate_limited", "too many chat messages; slow down")
+        message = room.post_chat(pid, text)
+        return {"message": message.to_dict()}
+
+    async def _mute(self, session: Session, data: Any) -> dict[str, Any]:
+        room, pid = self._joined(session)
+        kind, muted = validation.parse_mute(data)
+        room.set_muted(pid, kind, muted)
+        return {}
+
+    async def _leave(self, session: Session, data: Any) -> dict[str, Any]:
+        validation.parse_leave(data)
+        self._joined(session)
+        await self._depart(session, "left")
+        return {}
+
+    # ------------------------------------------------------------------ shutdown
+
+    async def drain(self) -> None:
+        """Tell every connected client the server is going away, then disconnect them."""
+        for sid in list(self.sessions.by_sid):
+            try:
+                await self.sio.emit(
+                    "error",
+                    {"code": "server_busy", "message": "the server is shutting down"},
+                    to=sid,
+                )
+                await self.sio.disconnect(sid)
+            except Exception:  # pragma: no cover - best effort during shutdown
+                logger.debug("drain: %s already gone", sid)
+
+
+def _error(exc: SfuError) -> dict[str, Any]:
+    return {"ok": False, "error": exc.to_dict()}
