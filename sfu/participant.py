@@ -55,6 +55,8 @@ class SendSlot:
     publication: Publication | None
     track: MediaStreamTrack | None
     last_pts: int = 0
+    plis: int = 0
+    nacks: int = 0
 
 
 class Participant:
@@ -138,6 +140,12 @@ class Participant:
                     }
                 )
         return rows
+
+    def send_slots(self) -> list[SendSlot]:
+        return list(self._slots)
+
+    def connection_state(self) -> str:
+        return "new" if self._pc is None else str(self._pc.connectionState)
 
     def subscriptions(self) -> list[tuple[Publication, MediaStreamTrack]]:
         return [

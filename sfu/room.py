@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -34,7 +35,9 @@ class Room:
         signaler: Signaler,
         ids: itertools.count[int],
         on_empty: Callable[[Room], None],
+        removals: Counter[str] | None = None,
     ) -> None:
+        self.removals: Counter[str] = Counter() if removals is None else removals
         self.name = name
         self._config = config
         self._signaler = signaler
@@ -91,6 +94,7 @@ class Room:
         participant = self.participants.pop(participant_id, None)
         if participant is None:
             return False
+        self.removals[reason] += 1
         self._broadcast(
             "participant left", {"id": participant_id, "reason": reason}, list(self.participants)
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from collections import Counter
 
 from sfu.config import SfuConfig
 from sfu.errors import SfuError
@@ -24,6 +25,7 @@ class RoomManager:
         self._signaler = signaler
         self.rooms: dict[str, Room] = {}
         self._ids = itertools.count(1)
+        self.removals: Counter[str] = Counter()
         self._closing = False
 
     @property
@@ -44,7 +46,14 @@ class RoomManager:
         if room is None:
             if len(self.rooms) >= self.config.max_rooms:
                 raise SfuError("server_busy", f"too many rooms ({self.config.max_rooms})")
-            room = Room(room_name, self.config, self._signaler, self._ids, self._drop_if_empty)
+            room = Room(
+                room_name,
+                self.config,
+                self._signaler,
+                self._ids,
+                self._drop_if_empty,
+                self.removals,
+            )
             self.rooms[room_name] = room
         try:
             participant = room.add(name, can_publish, can_subscribe)

@@ -9,10 +9,13 @@ from pathlib import Path
 
 import socketio
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from sfu import passthrough
 from sfu.ice_policy import IcePolicy
 from sfu.room_manager import RoomManager
+from sfu.stats import StatsSampler
+from signaling import monitoring
 from signaling.config import ServerConfig
 from signaling.events import SignalingEvents, SocketSignaler
 from signaling.session import SessionRegistry
@@ -24,6 +27,8 @@ CONFIG = web.AppKey("config", ServerConfig)
 ROOMS = web.AppKey("rooms", RoomManager)
 EVENTS = web.AppKey("events", SignalingEvents)
 SIO = web.AppKey("sio", socketio.AsyncServer)
+SAMPLER = web.AppKey("sampler", StatsSampler)
+REGISTRY = web.AppKey("registry", CollectorRegistry)
 
 VENDOR = {"socket.io-client": "socket.io-client/dist", "chart.js": "chart.js/dist"}
 
@@ -53,6 +58,9 @@ def create_app(config: ServerConfig) -> web.Application:
     app.on_shutdown.append(_drain)
 
     app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/api/stats", _api_stats)
+    app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/stats", _stats_page)
     app.router.add_get("/", _page("index.html"))
     app.router.add_get("/room/{room}", _room_page)
     if config.web_root.is_dir():
@@ -79,8 +87,14 @@ async def _media_core(app: web.Application) -> AsyncIterator[None]:
         events = SignalingEvents(sio, rooms, registry, config.jwt_secret)
         app[ROOMS] = rooms
         app[EVENTS] = events
+        sampler = StatsSampler(rooms, interval=config.stats_interval)
+        app[SAMPLER] = sampler
+        app[REGISTRY] = monitoring.build_registry(sampler, events)
+        sampler.start()
         yield
     finally:
+        if SAMPLER in app:
+            await app[SAMPLER].close()
         if ROOMS in app:
             await app[ROOMS].close()
         policy.uninstall()
@@ -123,3 +137,28 @@ async def _room_page(request: web.Request) -> web.StreamResponse:
         )
     response: web.StreamResponse = await _page("room.html")(request)
     return response
+
+
+async def _api_stats(request: web.Request) -> web.Response:
+    monitoring.check_admin(request, request.app[CONFIG].admin_token)
+    history = request.query.get("history", "0")
+    if history not in ("0", "1"):
+        raise web.HTTPBadRequest(
+            text='{"code": "bad_request", "message": "history must be 0 or 1"}',
+            content_type="application/json",
+        )
+    payload = monitoring.stats_payload(request.app[SAMPLER], history == "1")
+    return web.json_response(payload, headers={"Cache-Control": "no-store"})
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    monitoring.check_admin(request, request.app[CONFIG].admin_token)
+    body, content_type = monitoring.metrics_text(request.app[REGISTRY])
+    response = web.Response(body=body)
+    response.headers["Content-Type"] = content_type
+    return response
+
+
+async def _stats_page(request: web.Request) -> web.StreamResponse:
+    monitoring.check_admin(request, request.app[CONFIG].admin_token)
+    return await _page("stats.html")(request)

@@ -26,3 +26,4 @@ class ServerConfig:
     vendor_root: Path = PROJECT_ROOT / "node_modules"
     max_http_buffer_size: int = 256 * 1024
     cors_allowed_origins: tuple[str, ...] = ()
+    stats_interval: float = 1.0

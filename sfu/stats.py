@@ -1,0 +1,299 @@
+"""Relay statistics: a sampler that walks the room tree once per interval and keeps a
+pulled snapshot (Galène's stats.json / Jitsi's colibri stats are the models).
+
+The hot path only increments plain integers (on the assembler, tracks and forwarders);
+all rates are computed here, over a sliding window, never on request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import resource
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sfu.room_manager import RoomManager
+
+logger = logging.getLogger(__name__)
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def rss_bytes() -> int:
+    """Current resident set size of this process."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):  # pragma: no cover - non-Linux
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+@dataclass(slots=True)
+class _Series:
+    """A window of (time, counters) samples of one object, for rates."""
+
+    points: deque[tuple[float, tuple[float, ...]]] = field(default_factory=deque)
+
+    def add(self, now: float, values: tuple[float, ...], window: float) -> None:
+        self.points.append((now, values))
+        while len(self.points) > 2 and now - self.points[0][0] > window:
+            self.points.popleft()
+
+    def rates(self) -> tuple[float, ...]:
+        if len(self.points) < 2:
+            return tuple(0.0 for _ in self.points[-1][1]) if self.points else ()
+        (t0, a), (t1, b) = self.points[0], self.points[-1]
+        dt = t1 - t0
+        if dt <= 0:
+            return tuple(0.0 for _ in a)
+        return tuple(max(0.0, (y - x) / dt) for x, y in zip(a, b, strict=True))
+
+    def last_delta(self) -> tuple[float, ...]:
+        if len(self.points) < 2:
+            return self.points[-1][1] if self.points else ()
+        (_, a), (_, b) = self.points[-2], self.points[-1]
+        return tuple(max(0.0, y - x) for x, y in zip(a, b, strict=True))
+
+
+@dataclass(slots=True)
+class Totals:
+    """Cumulative counters that survive participants leaving (Prometheus counters)."""
+
+    packets_forwarded: int = 0
+    bytes_forwarded: int = 0
+    frames_forwarded: int = 0
+    keyframe_requests: int = 0
+    negotiation_failures: int = 0
+
+
+class StatsSampler:
+    """Owns the sampling task and the latest snapshot. `start()` begins sampling every
+    `interval` seconds; `close()` (idempotent) cancels it. Also measures event-loop lag
+    (how late its own timer fires)."""
+
+    def __init__(
+        self,
+        rooms: RoomManager,
+        interval: float = 1.0,
+        window: float = 5.0,
+        history: int = 300,
+        extra: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
+        self.rooms = rooms
+        self.interval = interval
+        self.window = window
+        self._extra = extra
+        self._series: dict[tuple[str, ...], _Series] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._started = time.time()
+        self._cpu = (time.monotonic(), time.process_time())
+        self.cpu_percent = 0.0
+        self.loop_lag = 0.0
+        self.max_loop_lag = 0.0
+        self.totals = Totals()
+        self.history: deque[dict[str, float]] = deque(maxlen=history)
+        self._snapshot: dict[str, Any] = {}
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="stats-sampler")
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def snapshot(self) -> dict[str, Any]:
+        """The latest snapshot tree (empty until the first sample)."""
+        return self._snapshot
+
+    async def _run(self) -> None:
+        while True:
+            planned = time.monotonic() + self.interval
+            await asyncio.sleep(self.interval)
+            self.loop_lag = max(0.0, time.monotonic() - planned)
+            self.max_loop_lag = max(self.max_loop_lag, self.loop_lag)
+            try:
+                await self.sample()
+            except Exception:  # pragma: no cover - never let the sampler die
+                logger.exception("stats sample failed")
+
+    async def sample(self) -> dict[str, Any]:
+        """Take one sample now and return the new snapshot."""
+        now = time.monotonic()
+        wall, cpu = time.monotonic(), time.process_time()
+        dt = wall - self._cpu[0]
+        if dt > 0:
+            self.cpu_percent = 100.0 * (cpu - self._cpu[1]) / dt
+        self._cpu = (wall, cpu)
+        seen: set[tuple[str, ...]] = set()
+        rooms_out = []
+        forwarded_streams = published_tracks = participants = 0
+        bitrate_out_total = fps_out_total = 0.0
+        for room in list(self.rooms.rooms.values()):
+            people = []
+            for participant in list(room.participants.values()):
+                participants += 1
+                published = []
+                for pub in list(participant.published.values()):
+                    published_tracks += 1
+                    published.append(await self._published(now, seen, participant.id, pub))
+                subscriptions = []
+                for slot in participant.send_slots():
+                    if slot.publication is None or slot.track is None:
+                        continue
+                    forwarded_streams += 1
+                    row = await self._subscription(now, seen, participant.id, slot)
+                    bitrate_out_total += row["bitrateOut"]
+                    fps_out_total += row["fps"]
+                    subscriptions.append(row)
+                people.append(
+                    {
+                        **participant.info(),
+                        "connectionState": participant.connection_state(),
+                        "published": published,
+                        "subscriptions": subscriptions,
+                    }
+                )
+            rooms_out.append(
+                {"name": room.name, "participantCount": len(people), "participants": people}
+            )
+        for key in list(self._series):
+            if key not in seen:
+                del self._series[key]
+        server: dict[str, Any] = {
+            "uptime": round(time.time() - self._started, 3),
+            "forwarding": self.rooms.config.forwarding,
+            "cpuPercent": round(self.cpu_percent, 2),
+            "rssBytes": rss_bytes(),
+            "eventLoopLag": round(self.loop_lag, 6),
+            "maxEventLoopLag": round(self.max_loop_lag, 6),
+            "rooms": len(rooms_out),
+            "participants": participants,
+            "publishedTracks": published_tracks,
+            "forwardedStreams": forwarded_streams,
+            "bitrateOut": round(bitrate_out_total),
+            "fpsOut": round(fps_out_total, 2),
+            "packetsForwarded": self.totals.packets_forwarded,
+            "bytesForwarded": self.totals.bytes_forwarded,
+            "keyframeRequests": self.totals.keyframe_requests,
+        }
+        if self._extra is not None:
+            server.update(self._extra())
+        self.history.append(
+            {
+                "t": round(time.time(), 3),
+                "cpuPercent": server["cpuPercent"],
+                "participants": participants,
+                "bitrateOut": server["bitrateOut"],
+                "fpsOut": server["fpsOut"],
+                "eventLoopLag": server["eventLoopLag"],
+            }
+        )
+        self._snapshot = {"server": server, "rooms": rooms_out}
+        return self._snapshot
+
+    def _series_for(self, key: tuple[str, ...], now: float, values: tuple[float, ...]) -> _Series:
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = _Series()
+        series.add(now, values, self.window)
+        return series
+
+    async def _published(
+        self, now: float, seen: set[tuple[str, ...]], pid: str, pub: Any
+    ) -> dict[str, Any]:
+        fwd = pub.forwarder
+        track = fwd.track
+        frames = int(getattr(track, "frames", 0))
+        keyframes = int(getattr(track, "keyframes", 0))
+        nbytes = int(getattr(track, "bytes", 0))
+        requests = int(getattr(fwd, "keyframe_requests", 0))
+        key = ("pub", pid, pub.key)
+        seen.add(key)
+        series = self._series_for(key, now, (frames, nbytes, requests))
+        fps, byte_rate, _ = series.rates()
+        self.totals.keyframe_requests += (
+            int(series.last_delta()[2]) if len(series.points) > 1 else 0
+        )
+        lost, jitter, codec = 0, 0.0, None
+        receiver = getattr(getattr(fwd, "hook", None), "receiver", None)
+        if receiver is not None:
+            with contextlib.suppress(Exception):
+                for stat in (await receiver.getStats()).values():
+                    if getattr(stat, "type", "") == "inbound-rtp":
+                        lost = int(getattr(stat, "packetsLost", 0) or 0)
+                        jitter = float(getattr(stat, "jitter", 0) or 0)
+            codecs = getattr(receiver, "_RTCRtpReceiver__codecs", {}) or {}
+            if codecs:
+                codec = next(iter(codecs.values())).mimeType
+        return {
+            "mid": pub.key,
+            "kind": pub.kind,
+            "source": pub.source,
+            "codec": codec,
+            "paused": bool(getattr(fwd, "paused", False)),
+            "bitrateIn": round(byte_rate * 8),
+            "fps": round(fps, 2),
+            "frames": frames,
+            "keyframes": keyframes,
+            "keyframeRequests": requests,
+            "drops": int(getattr(track, "drops", 0)),
+            "packetsLost": lost,
+            "jitter": jitter,
+            "subscribers": len(getattr(fwd, "subscribers", ())),
+        }
+
+    async def _subscription(
+        self, now: float, seen: set[tuple[str, ...]], pid: str, slot: Any
+    ) -> dict[str, Any]:
+        pub, track = slot.publication, slot.track
+        sender = slot.transceiver.sender
+        packets = nbytes = 0
+        rtt: float | None = None
+        lost = 0
+        with contextlib.suppress(Exception):
+            for stat in (await sender.getStats()).values():
+                kind = getattr(stat, "type", "")
+                if kind == "outbound-rtp":
+                    packets = int(getattr(stat, "packetsSent", 0) or 0)
+                    nbytes = int(getattr(stat, "bytesSent", 0) or 0)
+                elif kind == "remote-inbound-rtp":
+                    rtt = getattr(stat, "roundTripTime", None)
+                    lost = int(getattr(stat, "packetsLost", 0) or 0)
+        frames = int(getattr(track, "frames_out", 0))
+        key = ("sub", pid, slot.transceiver.mid or "?")
+        seen.add(key)
+        series = self._series_for(key, now, (frames, packets, nbytes))
+        fps, _, byte_rate = series.rates()
+        if len(series.points) > 1:
+            d_frames, d_packets, d_bytes = series.last_delta()
+            self.totals.frames_forwarded += int(d_frames)
+            self.totals.packets_forwarded += int(d_packets)
+            self.totals.bytes_forwarded += int(d_bytes)
+        return {
+            "mid": slot.transceiver.mid,
+            "publisherId": pub.publisher_id,
+            "publisherMid": pub.key,
+            "kind": pub.kind,
+            "source": pub.source,
+            "bitrateOut": round(byte_rate * 8),
+            "fps": round(fps, 2),
+            "framesOut": frames,
+            "packetsOut": packets,
+            "bytesOut": nbytes,
+            "drops": int(getattr(track, "dropped", 0)),
+            "keyframesWaited": int(getattr(track, "keyframes_waited", 0)),
+            "nacks": int(getattr(slot, "nacks", 0)),
+            "plis": int(getattr(slot, "plis", 0)),
+            "packetsLost": lost,
+            "rtt": rtt,
+        }

@@ -1,0 +1,123 @@
+"""Operator endpoints: `/api/stats` (JSON snapshot), `/metrics` (Prometheus), `/stats`
+(live dashboard page). With an admin token configured, all three require it, as
+`Authorization: Bearer <token>` or `?token=<token>`."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterator
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+
+from sfu.stats import StatsSampler
+from signaling.events import SignalingEvents
+
+MAX_TOKEN = 256
+
+
+class SfuCollector(Collector):
+    """Turns the sampler's snapshot and the signaling counters into `sfu_` metrics on
+    each scrape; owns nothing."""
+
+    def __init__(self, sampler: StatsSampler, events: SignalingEvents) -> None:
+        self._sampler = sampler
+        self._events = events
+
+    def collect(self) -> Iterator[Metric]:
+        sampler, events = self._sampler, self._events
+        rooms = sampler.rooms
+        published = forwarded = 0
+        for room in rooms.rooms.values():
+            for participant in room.participants.values():
+                published += len(participant.published)
+                forwarded += sum(1 for s in participant.send_slots() if s.publication is not None)
+        gauges = (
+            ("sfu_rooms", "Rooms open", len(rooms.rooms)),
+            ("sfu_participants", "Participants in all rooms", rooms.participant_count()),
+            ("sfu_published_tracks", "Tracks received from publishers", published),
+            ("sfu_forwarded_streams", "Tracks being sent to subscribers", forwarded),
+            ("sfu_event_loop_lag_seconds", "Event loop lag at the last sample", sampler.loop_lag),
+            (
+                "sfu_process_cpu_percent",
+                "Process CPU over the last sample interval",
+                sampler.cpu_percent,
+            ),
+        )
+        for name, doc, value in gauges:
+            yield GaugeMetricFamily(name, doc, value=value)
+        totals = sampler.totals
+        counters = (
+            ("sfu_packets_forwarded", "RTP packets sent to subscribers", totals.packets_forwarded),
+            (
+                "sfu_bytes_forwarded",
+                "RTP payload bytes sent to subscribers",
+                totals.bytes_forwarded,
+            ),
+            ("sfu_frames_forwarded", "Encoded frames sent to subscribers", totals.frames_forwarded),
+            (
+                "sfu_keyframe_requests",
+                "Keyframe requests sent to publishers",
+                totals.keyframe_requests,
+            ),
+            (
+                "sfu_negotiation_failures",
+                "Participants removed after a failed negotiation",
+                rooms.removals["negotiation_failed"] + rooms.removals["ice_timeout"],
+            ),
+        )
+        for name, doc, value in counters:
+            yield CounterMetricFamily(name, doc, value=value)
+        joins = CounterMetricFamily("sfu_joins", "Join attempts by outcome", labels=["outcome"])
+        for outcome, count in sorted(events.joins.items()):
+            joins.add_metric([outcome], count)
+        yield joins
+        rejected = CounterMetricFamily(
+            "sfu_rejected_messages", "Client events refused, by error code", labels=["reason"]
+        )
+        for reason, count in sorted(events.rejected.items()):
+            rejected.add_metric([reason], count)
+        yield rejected
+
+
+def build_registry(sampler: StatsSampler, events: SignalingEvents) -> CollectorRegistry:
+    """A registry owned by one app (no global default registry)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SfuCollector(sampler, events))
+    ProcessCollector(registry=registry)
+    return registry
+
+
+def check_admin(request: web.Request, token: str | None) -> None:
+    """Raise 401 unless the request carries the admin token (when one is configured)."""
+    if token is None:
+        return
+    given = request.query.get("token")
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Bearer "):
+        given = header[len("Bearer ") :].strip()
+    if (
+        given is None
+        or len(given) > MAX_TOKEN
+        or not hmac.compare_digest(given.encode(), token.encode())
+    ):
+        raise web.HTTPUnauthorized(
+            text='{"code": "unauthorized", "message": "admin token required"}',
+            content_type="application/json",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+def stats_payload(sampler: StatsSampler, history: bool) -> dict[str, Any]:
+    snapshot = dict(sampler.snapshot())
+    if history:
+        snapshot["history"] = list(sampler.history)
+    return snapshot
+
+
+def metrics_text(registry: CollectorRegistry) -> tuple[bytes, str]:
+    return generate_latest(registry), CONTENT_TYPE_LATEST

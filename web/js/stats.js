@@ -1,0 +1,109 @@
+// Live relay dashboard: polls /api/stats?history=1 every 1.5 s and plots the server's
+// history (forwarded bitrate, fps, participants, CPU) with Chart.js (window.Chart, UMD).
+
+const POLL_MS = 1500;
+const token = new URLSearchParams(location.search).get("token");
+
+/** @type {Record<string, any>} */
+const charts = {};
+
+/**
+ * @param {string} id
+ * @param {string} label
+ * @param {string} color
+ */
+function makeChart(id, label, color) {
+  const canvas = /** @type {HTMLCanvasElement} */ (document.getElementById(id));
+  // @ts-ignore - Chart comes from the UMD bundle
+  charts[id] = new window.Chart(canvas, {
+    type: "line",
+    data: { labels: [], datasets: [{ label, data: [], borderColor: color, pointRadius: 0, tension: 0.2 }] },
+    options: { animation: false, maintainAspectRatio: false, scales: { y: { beginAtZero: true } } },
+  });
+}
+
+/**
+ * @param {string} tag
+ * @param {string} text
+ */
+function cell(tag, text) {
+  const el = document.createElement(tag);
+  el.textContent = text;
+  return el;
+}
+
+/** @param {any} data */
+function render(data) {
+  const server = data.server || {};
+  const summary = document.getElementById("summary");
+  summary.replaceChildren(
+    ...[
+      ["mode", server.forwarding],
+      ["uptime", `${Math.round(server.uptime || 0)} s`],
+      ["rooms", server.rooms],
+      ["participants", server.participants],
+      ["forwarded streams", server.forwardedStreams],
+      ["bitrate out", `${((server.bitrateOut || 0) / 1e6).toFixed(2)} Mbps`],
+      ["CPU", `${(server.cpuPercent || 0).toFixed(1)} %`],
+      ["RSS", `${Math.round((server.rssBytes || 0) / 1048576)} MiB`],
+      ["loop lag", `${((server.eventLoopLag || 0) * 1000).toFixed(1)} ms`],
+    ].map(([k, v]) => cell("div", `${k}: ${v ?? "-"}`)),
+  );
+  const history = data.history || [];
+  const labels = history.map((/** @type {any} */ h) => new Date(h.t * 1000).toLocaleTimeString());
+  /** @type {[string, (h: any) => number][]} */
+  const series = [
+    ["chart-bitrate", (h) => h.bitrateOut / 1e6],
+    ["chart-fps", (h) => h.fpsOut],
+    ["chart-participants", (h) => h.participants],
+    ["chart-cpu", (h) => h.cpuPercent],
+  ];
+  for (const [id, pick] of series) {
+    const chart = charts[id];
+    chart.data.labels = labels;
+    chart.data.datasets[0].data = history.map(pick);
+    chart.update("none");
+  }
+  const body = document.querySelector("#participants tbody");
+  const rows = [];
+  for (const room of data.rooms || []) {
+    for (const p of room.participants) {
+      const tr = document.createElement("tr");
+      tr.dataset.participantId = p.id;
+      const pubs = p.published
+        .map((/** @type {any} */ t) => `${t.kind}: ${(t.bitrateIn / 1000).toFixed(0)} / ${t.fps}`)
+        .join(", ");
+      const out = p.subscriptions.reduce((/** @type {number} */ s, /** @type {any} */ t) => s + t.bitrateOut, 0);
+      tr.append(
+        cell("td", room.name), cell("td", `${p.name} (${p.id})`), cell("td", p.connectionState),
+        cell("td", pubs || "-"), cell("td", String(p.subscriptions.length)),
+        cell("td", (out / 1000).toFixed(0)),
+      );
+      rows.push(tr);
+    }
+  }
+  body.replaceChildren(...rows);
+}
+
+async function poll() {
+  const status = document.getElementById("status");
+  try {
+    const url = "/api/stats?history=1" + (token ? `&token=${encodeURIComponent(token)}` : "");
+    const res = await fetch(url, { cache: "no-store" });
+    if (!res.ok) throw new Error(`HTTP ${res.status}`);
+    render(await res.json());
+    status.textContent = "";
+    document.body.dataset.updated = String(Date.now());
+  } catch (err) {
+    status.textContent = `stats unavailable: ${err instanceof Error ? err.message : err}`;
+  }
+}
+
+makeChart("chart-bitrate", "forwarded Mbps", "#1f77b4");
+makeChart("chart-fps", "forwarded fps (all streams)", "#2ca02c");
+makeChart("chart-participants", "participants", "#9467bd");
+makeChart("chart-cpu", "server CPU %", "#d62728");
+// @ts-ignore - exposed for the browser test
+window.sfuStats = charts;
+poll();
+setInterval(poll, POLL_MS);
