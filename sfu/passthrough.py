@@ -58,6 +58,8 @@ MAX_PENDING_FRAMES = 8
 MAX_PENDING_PACKETS = 2048
 #: A forward sequence jump larger than this resynchronises at once.
 MAX_SEQ_GAP = 1000
+#: This many late packets in a row mean the sequence restarted: resynchronise.
+MAX_LATE_RUN = 64
 #: While waiting for a keyframe, repeat the PLI flag at most once per this many 90 kHz ticks.
 PLI_REPEAT_TICKS = 90000
 
@@ -120,6 +122,7 @@ class FrameAssembler:
         self._packets: dict[int, RtpPacket] = {}
         self._ts_counts: dict[int, int] = {}
         self._scan = 0  # last ext seq verified as a non-final packet of the head frame
+        self._late_run = 0
         # keyframe state
         self._need_keyframe = self._video
         self._pli_ts: int | None = None
@@ -160,7 +163,14 @@ class FrameAssembler:
         released = self._released
         if released is not None and ext <= released:
             self.late += 1
+            self._late_run += 1
+            if self._late_run > MAX_LATE_RUN:
+                # the sender restarted its sequence numbers backwards: start over
+                self._reset(packet.ssrc)
+                self.packets -= 1
+                return self.add(packet)
             return False, None
+        self._late_run = 0
         if not self._video:
             self._released = ext
             data: bytes = packet._data  # type: ignore[attr-defined]
@@ -309,6 +319,7 @@ class FrameAssembler:
         self._max_ext = None
         self._released = None
         self._synced = False
+        self._late_run = 0
         self._clear_pending()
         self._need_keyframe = self._video
         self._pli_ts = None
@@ -582,3 +593,11 @@ def check_internals() -> list[str]:
         "proxy._queue.put_nowait(frame)",
     )
     return problems
+
+
+def receiver_codec(receiver: RTCRtpReceiver) -> str | None:
+    """The mime type the receiver negotiated (first codec), for stats; None before."""
+    codecs = getattr(receiver, _R + "codecs", None) or {}
+    for codec in codecs.values():
+        return str(codec.mimeType)
+    return None

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sfu.passthrough import receiver_codec
 from sfu.room_manager import RoomManager
 
 logger = logging.getLogger(__name__)
@@ -232,9 +233,7 @@ class StatsSampler:
                     if getattr(stat, "type", "") == "inbound-rtp":
                         lost = int(getattr(stat, "packetsLost", 0) or 0)
                         jitter = float(getattr(stat, "jitter", 0) or 0)
-            codecs = getattr(receiver, "_RTCRtpReceiver__codecs", {}) or {}
-            if codecs:
-                codec = next(iter(codecs.values())).mimeType
+            codec = receiver_codec(receiver)
         return {
             "mid": pub.key,
             "kind": pub.kind,

@@ -182,6 +182,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(
         level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if config.log_level != "DEBUG":
+        logging.getLogger("aioice").setLevel(logging.WARNING)  # per-check INFO lines
+        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     ssl_context = None
     if config.tls_cert is not None and config.tls_key is not None:
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

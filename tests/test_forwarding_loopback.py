@@ -1,0 +1,203 @@
+"""End to end over loopback: publisher pc -> server (Forwarder) -> subscriber pc.
+
+Two in-process peer connection pairs on 127.0.0.1: the publisher sends VP8 video and Opus
+audio to the server's receiving pc; the server forwards each track through a
+`SubscribedTrack` on a second pc to a subscriber that decodes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import aioice.ice
+import pytest
+from aiortc import (
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCRtpSender,
+    RTCRtpTransceiver,
+)
+from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, VideoStreamTrack
+from av import VideoFrame
+
+from sfu.forwarder import Forwarder
+from sfu.subscribed_track import SubscribedTrack
+
+WAIT = 20.0
+
+
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setattr(
+        aioice.ice, "get_host_addresses", lambda use_ipv4=True, use_ipv6=True: ["127.0.0.1"]
+    )
+    yield
+
+
+class PatternTrack(VideoStreamTrack):
+    """320x240 frames whose luma changes every frame (paced by VideoStreamTrack)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    async def recv(self) -> VideoFrame:
+        pts, time_base = await self.next_timestamp()
+        frame = VideoFrame(width=320, height=240)
+        for i, plane in enumerate(frame.planes):
+            value = (self.count * 7) % 256 if i == 0 else 128
+            plane.update(bytes([value]) * plane.buffer_size)
+        frame.pts, frame.time_base = pts, time_base
+        self.count += 1
+        return frame
+
+
+def prefer(transceiver: RTCRtpTransceiver, mime: str) -> None:
+    caps = RTCRtpSender.getCapabilities(transceiver.kind)
+    transceiver.setCodecPreferences([c for c in caps.codecs if c.mimeType == mime])
+
+
+def new_pc() -> RTCPeerConnection:
+    return RTCPeerConnection(RTCConfiguration(iceServers=[]))
+
+
+async def negotiate(offerer: RTCPeerConnection, answerer: RTCPeerConnection) -> None:
+    await offerer.setLocalDescription(await offerer.createOffer())
+    await answerer.setRemoteDescription(offerer.localDescription)
+    await answerer.setLocalDescription(await answerer.createAnswer())
+    await offerer.setRemoteDescription(answerer.localDescription)
+
+
+def decoder_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.endswith("-decoder")]
+
+
+async def wait_until(pred: Any, timeout: float = WAIT) -> None:
+    async with asyncio.timeout(timeout):
+        while not pred():  # noqa: ASYNC110 - polling counters owned by aiortc tasks
+            await asyncio.sleep(0.02)
+
+
+class Consumer:
+    """Reads a subscriber-side track, counting decoded frames."""
+
+    def __init__(self, track: Any) -> None:
+        self.track = track
+        self.count = 0
+        self.last: Any = None
+        self.task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        try:
+            while True:
+                self.last = await self.track.recv()
+                self.count += 1
+        except MediaStreamError:
+            pass
+
+
+@pytest.fixture
+async def pcs() -> AsyncIterator[list[RTCPeerConnection]]:
+    made: list[RTCPeerConnection] = []
+    yield made
+    for pc in made:
+        async with asyncio.timeout(10):
+            await pc.close()
+
+
+@pytest.mark.parametrize("mode", ["passthrough", "transcode"])
+async def test_forwarding_loopback(mode: str, pcs: list[RTCPeerConnection]) -> None:
+    threads_before = len(decoder_threads())
+    publisher, server_in, server_out, subscriber = new_pc(), new_pc(), new_pc(), new_pc()
+    pcs.extend([publisher, server_in, server_out, subscriber])
+
+    # publisher -> server_in
+    video_source, audio_source = PatternTrack(), AudioStreamTrack()
+    prefer(publisher.addTransceiver(video_source, direction="sendonly"), "video/VP8")
+    prefer(publisher.addTransceiver(audio_source, direction="sendonly"), "audio/opus")
+    forwarders: dict[str, Forwarder] = {}
+    receivers: dict[str, RTCRtpReceiver] = {}
+
+    @server_in.on("track")
+    def on_track(track: Any) -> None:
+        transceiver = next(t for t in server_in.getTransceivers() if t.receiver.track is track)
+        receivers[track.kind] = transceiver.receiver
+        if mode == "passthrough":
+            forwarders[track.kind] = Forwarder.passthrough(
+                transceiver.receiver, track.kind, "camera" if track.kind == "video" else "mic"
+            )
+        else:
+            forwarders[track.kind] = Forwarder.transcode(track)
+
+    async with asyncio.timeout(WAIT):
+        await negotiate(publisher, server_in)
+    assert set(forwarders) == {"video", "audio"}
+    video_fwd, audio_fwd = forwarders["video"], forwarders["audio"]
+
+    if mode == "passthrough":
+        hook = video_fwd.hook
+        assert hook is not None
+        # frames flow before anyone subscribes (drained, bounded)
+        await wait_until(lambda: hook.frames >= 10)
+        assert hook.keyframes >= 1
+
+    # server_out -> subscriber, subscribing mid-stream
+    subscribed: dict[str, SubscribedTrack] = {}
+    for kind, fwd in forwarders.items():
+        track = fwd.subscribe(base_pts=0)
+        subscribed[kind] = track
+        transceiver = server_out.addTransceiver(track, direction="sendonly")
+        prefer(transceiver, "video/VP8" if kind == "video" else "audio/opus")
+        fwd.attach_sender(transceiver.sender, track)
+
+    first_keyframe: list[bool] = []
+    if mode == "passthrough":
+        video_sub = subscribed["video"]
+        original_recv = video_sub.recv
+
+        async def spy_recv() -> Any:
+            packet = await original_recv()
+            first_keyframe.append(bool(packet.is_keyframe))
+            return packet
+
+        video_sub.recv = spy_recv  # type: ignore[method-assign]
+
+    consumers: dict[str, Consumer] = {}
+    subscriber.on("track", lambda track: consumers.__setitem__(track.kind, Consumer(track)))
+    async with asyncio.timeout(WAIT):
+        await negotiate(server_out, subscriber)
+
+    await wait_until(lambda: len(consumers) == 2)
+    await wait_until(lambda: consumers["video"].count >= 15)
+    await wait_until(lambda: consumers["audio"].count >= 25)
+    frame = consumers["video"].last
+    assert (frame.width, frame.height) == (320, 240)
+
+    if mode == "passthrough":
+        # the first forwarded video packet was a keyframe, and the server never decoded
+        assert first_keyframe[0] is True
+        assert video_fwd.keyframe_requests >= 1
+        assert subscribed["video"].keyframes_waited == 1
+        assert subscribed["video"].frames_out >= 15
+        assert subscribed["audio"].frames_out >= 25
+        for receiver in receivers.values():
+            assert receiver._RTCRtpReceiver__decoder_thread is None  # type: ignore[attr-defined]
+        # only the subscriber's two receivers decode
+        assert len(decoder_threads()) - threads_before == 2
+        stats = video_fwd.stats()
+        assert stats["frames_in"] >= stats["frames_out"] > 0
+        assert audio_fwd.stats()["frames_in"] > 0
+    else:
+        assert len(decoder_threads()) - threads_before == 4
+
+    # unsubscribing ends the subscriber's stream for that track; close is idempotent
+    video_fwd.unsubscribe(subscribed["video"])
+    assert subscribed["video"].readyState == "ended"
+    for fwd in forwarders.values():
+        fwd.close()
+        fwd.close()
+    assert subscribed["audio"].readyState == "ended"
