@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -139,7 +140,12 @@ class Forwarder:
             self._subscribers.discard(track)
         track.stop()
 
-    def attach_sender(self, sender: RTCRtpSender, subscribed: MediaStreamTrack) -> None:
+    def attach_sender(
+        self,
+        sender: RTCRtpSender,
+        subscribed: MediaStreamTrack,
+        on_request: Callable[[], None] | None = None,
+    ) -> None:
         """Route PLI/FIR received by the subscriber's `sender` to the publisher (throttled).
 
         A no-op in transcode mode, where the sender's encoder makes the keyframe itself.
@@ -149,6 +155,8 @@ class Forwarder:
             return
 
         def on_keyframe_request() -> None:
+            if on_request is not None:
+                on_request()
             if subscribed in self._subscribers:
                 self.request_keyframe()
 

@@ -24,6 +24,7 @@ from aiortc.sdp import candidate_from_sdp
 from sfu.config import SfuConfig
 from sfu.errors import SfuError
 from sfu.forwarder import Forwarder
+from sfu.passthrough import install_sender_nack_counter
 from sfu.publication import Kind, Publication, Source
 from sfu.sdp_check import check_offer
 from sfu.send_slot import SlotTrack
@@ -57,6 +58,12 @@ class SendSlot:
     last_pts: int = 0
     plis: int = 0
     nacks: int = 0
+
+    def count_pli(self) -> None:
+        self.plis += 1
+
+    def count_nack(self) -> None:
+        self.nacks += 1
 
 
 class Participant:
@@ -185,7 +192,7 @@ class Participant:
         if self._config.forwarding == "passthrough":
             forwarder = Forwarder.passthrough(transceiver.receiver, kind, source)
         else:
-            forwarder = Forwarder.transcode(track)
+            forwarder = Forwarder.transcode(track, source)
         if (kind == "audio" and self.audio_muted) or (kind == "video" and self.video_muted):
             forwarder.paused = True
         pub = Publication(self.id, transceiver.mid, kind, source, forwarder)
@@ -439,13 +446,14 @@ class Participant:
                 transceiver = pc.addTransceiver(sender_track, direction="sendonly")
                 pin_codecs(transceiver)
                 slot = SendSlot(transceiver, sender_track, pub, track)
+                install_sender_nack_counter(transceiver.sender, slot.count_nack)
                 self._slots.append(slot)
             else:
                 slot = free
                 slot.transceiver.direction = "sendonly"
                 slot.publication, slot.track = pub, track
             slot.sender_track.switch(track)
-            pub.forwarder.attach_sender(slot.transceiver.sender, track)
+            pub.forwarder.attach_sender(slot.transceiver.sender, track, slot.count_pli)
             changed = True
         return changed
 

@@ -461,6 +461,18 @@ def install_sender_keyframe_hook(sender: RTCRtpSender, callback: Callable[[], No
     sender._send_keyframe = callback  # type: ignore[method-assign]
 
 
+def install_sender_nack_counter(sender: RTCRtpSender, callback: Callable[[], None]) -> None:
+    """Call `callback` once per packet a subscriber NACKs (wraps `_retransmit` on this
+    instance only; installing twice wraps twice, so install once per sender)."""
+    original = sender._retransmit
+
+    async def retransmit(sequence_number: int) -> None:
+        callback()
+        await original(sequence_number)
+
+    sender._retransmit = retransmit  # type: ignore[method-assign]
+
+
 class _DropOldestQueue(asyncio.Queue[Any]):
     """A bounded queue whose `put_nowait` drops the oldest item instead of raising.
 
@@ -534,7 +546,10 @@ def check_internals() -> list[str]:
             RTCRtpReceiver,
             ("receive", "_handle_rtp_packet", "_run_rtcp", "_send_rtcp_pli", _R + "stop_decoder"),
         ),
-        (RTCRtpSender, ("_send_keyframe", "_handle_rtcp_packet", "_next_encoded_frame")),
+        (
+            RTCRtpSender,
+            ("_send_keyframe", "_handle_rtcp_packet", "_next_encoded_frame", "_retransmit"),
+        ),
         (MediaRelay, ("subscribe", "_MediaRelay__run_track")),
     ):
         for name in names:
