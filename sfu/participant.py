@@ -24,7 +24,7 @@ from aiortc.sdp import candidate_from_sdp
 from sfu.config import SfuConfig
 from sfu.errors import SfuError
 from sfu.forwarder import Forwarder
-from sfu.passthrough import install_sender_nack_counter
+from sfu.passthrough import install_sender_nack_counter, pin_negotiated_codecs
 from sfu.publication import Kind, Publication, Source
 from sfu.sdp_check import check_offer
 from sfu.send_slot import SlotTrack
@@ -105,6 +105,8 @@ class Participant:
         self._candidate_count = 0
         self._pending_sources: dict[str, Source] = {}
         self._new_published: list[Publication] = []
+        self._unsupported: list[str] = []
+        self._live: set[str] = set()
         self.published: dict[str, Publication] = {}
         self._slots: list[SendSlot] = []
         self._sync_wanted = False
@@ -148,6 +150,10 @@ class Participant:
                 )
         return rows
 
+    def live_publications(self) -> list[Publication]:
+        """Publications the client currently sends (a stopped screen share is not)."""
+        return [pub for mid, pub in self.published.items() if mid in self._live]
+
     def send_slots(self) -> list[SendSlot]:
         return list(self._slots)
 
@@ -189,6 +195,11 @@ class Participant:
         default: Source = "camera" if kind == "video" else "microphone"
         source = self._pending_sources.get(transceiver.mid, default)
         pin_codecs(transceiver)
+        if not pin_negotiated_codecs(transceiver, PREFERRED_CODECS[kind]):
+            self._unsupported.append(
+                f"{kind} m-line {transceiver.mid} offers no {'VP8' if kind == 'video' else 'Opus'}"
+            )
+            return
         if self._config.forwarding == "passthrough":
             forwarder = Forwarder.passthrough(transceiver.receiver, kind, source)
         else:
@@ -244,9 +255,12 @@ class Participant:
             if pc.signalingState != "stable":
                 raise SfuError("invalid_state", f"cannot take an offer in {pc.signalingState}")
             self._pending_sources = dict(sources)
+            self._unsupported = []
             first = not self._remote_set
             try:
                 await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+                if self._unsupported:
+                    raise ValueError("; ".join(self._unsupported))
             except Exception as exc:
                 logger.info("participant %s: offer refused: %s", self.id, exc)
                 self._discard_new_publications()
@@ -268,9 +282,14 @@ class Participant:
             local = pc.localDescription
             self._negotiated.set()
             self._arm_connect_deadline()
-            published = bool(self._new_published)
             self._new_published = []
-        if published:
+            live = {
+                t.mid
+                for t in pc.getTransceivers()
+                if t.mid in self.published and t.currentDirection in ("recvonly", "sendrecv")
+            }
+            changed, self._live = live != self._live, live
+        if changed:
             self._on_published()
         self.schedule_sync()
         return str(local.sdp)

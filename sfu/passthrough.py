@@ -616,3 +616,27 @@ def receiver_codec(receiver: RTCRtpReceiver) -> str | None:
     for codec in codecs.values():
         return str(codec.mimeType)
     return None
+
+
+def pin_negotiated_codecs(transceiver: Any, mime_types: tuple[str, ...]) -> bool:
+    """Restrict what `setRemoteDescription` already negotiated on a new transceiver
+    (`RTCRtpTransceiver._codecs`, which `createAnswer` uses) to `mime_types` plus the RTX
+    entries pointing at them. aiortc negotiates before the `track` event, so
+    `setCodecPreferences` there is too late for the first answer. Return False when no
+    wanted codec was negotiated (the offer cannot be served without transcoding)."""
+    codecs = list(getattr(transceiver, "_codecs", []) or [])
+    kept = [c for c in codecs if c.mimeType.lower() in mime_types and not _is_rtx(c)]
+    if not kept:
+        return False
+    payload_types = {c.payloadType for c in kept}
+    kept += [
+        c
+        for c in codecs
+        if _is_rtx(c) and "video/rtx" in mime_types and c.parameters.get("apt") in payload_types
+    ]
+    transceiver._codecs = kept
+    return True
+
+
+def _is_rtx(codec: Any) -> bool:
+    return str(codec.mimeType).lower().endswith("/rtx")

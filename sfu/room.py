@@ -81,7 +81,7 @@ class Room:
             pub
             for p in self.participants.values()
             if p.id != exclude and not p.closed
-            for pub in p.published.values()
+            for pub in p.live_publications()
         ]
 
     def _resync(self, exclude: str | None = None) -> None:
