@@ -234,6 +234,10 @@ class Participant:
         pc = self._pc
         if pc is not None and pc.connectionState == "failed" and not self._closed:
             self._on_failed(self, "ice_failed")
+        elif pc is not None and pc.connectionState == "closed" and not self._closed:
+            # aiortc closes the pc by itself once DTLS ends: a close_notify from the client,
+            # or ICE consent expiry (the media path went silent). Not ours: reap it.
+            self._on_failed(self, "connection_closed")
 
     # ------------------------------------------------------------------ client offers
 

@@ -6,6 +6,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import socketio
 from aiohttp import web
@@ -13,8 +14,10 @@ from prometheus_client import CollectorRegistry
 
 from sfu import passthrough
 from sfu.ice_policy import IcePolicy
+from sfu.rate_limit import TokenBucket
 from sfu.room_manager import RoomManager
 from sfu.stats import StatsSampler
+from sfu.turn import TurnCredentials
 from signaling import monitoring
 from signaling.config import ServerConfig
 from signaling.events import SignalingEvents, SocketSignaler
@@ -44,7 +47,9 @@ def create_app(config: ServerConfig) -> web.Application:
         )
     app = web.Application(client_max_size=1024 * 1024)
     app[CONFIG] = config
-    origins: list[str] | None = list(config.cors_allowed_origins) or None
+    # None is engine.io's same-origin default; a plain list would REPLACE same-origin,
+    # so an allowlist is checked by a callable that also accepts the server's own origin
+    origins = _OriginCheck(config.cors_allowed_origins) if config.cors_allowed_origins else None
     sio = socketio.AsyncServer(
         async_mode="aiohttp",
         max_http_buffer_size=config.max_http_buffer_size,
@@ -74,6 +79,19 @@ def create_app(config: ServerConfig) -> web.Application:
     return app
 
 
+class _OriginCheck:
+    """Socket.IO Origin policy: the server's own origin plus `--cors-origin` entries."""
+
+    def __init__(self, allowed: tuple[str, ...]) -> None:
+        self._allowed = frozenset(o.rstrip("/") for o in allowed)
+
+    def __call__(self, origin: str | None, environ: dict[str, Any]) -> bool:
+        if origin is None or origin in self._allowed:
+            return True
+        own = f"{environ.get('wsgi.url_scheme', 'http')}://{environ.get('HTTP_HOST', '')}"
+        return origin == own
+
+
 async def _media_core(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx: the ICE policy, the room manager and the event handlers, closed in
     reverse order at shutdown."""
@@ -84,7 +102,17 @@ async def _media_core(app: web.Application) -> AsyncIterator[None]:
         sio = app[SIO]
         registry = SessionRegistry()
         rooms = RoomManager(config.sfu, SocketSignaler(sio, registry))
-        events = SignalingEvents(sio, rooms, registry, config.jwt_secret)
+        turn = None
+        if config.turn_secret:
+            turn = TurnCredentials(config.turn_secret, config.turn_urls, config.turn_ttl)
+        events = SignalingEvents(
+            sio,
+            rooms,
+            registry,
+            config.jwt_secret,
+            join_limit=TokenBucket(config.join_burst, config.join_per_second),
+            turn=turn,
+        )
         app[ROOMS] = rooms
         app[EVENTS] = events
         sampler = StatsSampler(rooms, interval=config.stats_interval)
@@ -105,6 +133,9 @@ async def _drain(app: web.Application) -> None:
         app[ROOMS].start_draining()
     if EVENTS in app:
         await app[EVENTS].drain()
+    sio = app[SIO]
+    if sio.eio.service_task_handle is not None:  # engine.io's shutdown is not idempotent
+        await sio.shutdown()  # stops engine.io's service task (else it outlives the app)
 
 
 async def _healthz(request: web.Request) -> web.Response:

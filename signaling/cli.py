@@ -19,6 +19,7 @@ from sfu.ice_policy import validate_addresses
 from signaling.app import create_app
 from signaling.auth import mint_token
 from signaling.config import ServerConfig
+from signaling.tls import self_signed_context
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -60,6 +61,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jwt-secret", default=_env("jwt-secret"))
     p.add_argument("--tls-cert", type=Path, default=None)
     p.add_argument("--tls-key", type=Path, default=None)
+    p.add_argument(
+        "--self-signed",
+        action="store_true",
+        default=None,
+        help="serve HTTPS with a certificate generated at start-up (LAN testing)",
+    )
+    p.add_argument(
+        "--turn-secret",
+        default=_env("turn-secret"),
+        help="coturn static-auth-secret: join acks carry ephemeral TURN credentials",
+    )
+    p.add_argument(
+        "--turn-url",
+        action="append",
+        default=None,
+        help="TURN URL given to clients with ephemeral credentials (repeatable)",
+    )
+    p.add_argument("--turn-ttl", type=int, default=None, help="TURN credential lifetime (s)")
+    p.add_argument("--join-rate", type=float, default=None, help="joins per second per server")
+    p.add_argument("--join-burst", type=int, default=None, help="join burst per server")
     p.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING or ERROR")
     p.add_argument(
         "--cors-origin",
@@ -118,6 +139,28 @@ def parse_config(argv: Sequence[str] | None = None) -> ServerConfig:
     for path in (tls_cert, tls_key):
         if path is not None and not path.is_file():
             raise ConfigError(f"TLS file not found: {path}")
+    self_signed = bool(args.self_signed) or (_env("self-signed") or "").lower() in ("1", "true")
+    if self_signed and tls_cert is not None:
+        raise ConfigError("--self-signed and --tls-cert/--tls-key exclude each other")
+    turn_urls = _list(args.turn_url, "turn-url")
+    turn_ttl = _int(args.turn_ttl, "turn-ttl", 86400, 60, 30 * 86400)
+    for url in turn_urls:
+        if not url.startswith(("turn:", "turns:")):
+            raise ConfigError(f"--turn-url must be a turn: or turns: URL: {url!r}")
+    if args.turn_secret and not turn_urls:
+        raise ConfigError("--turn-secret needs at least one --turn-url")
+    if turn_urls and not args.turn_secret:
+        raise ConfigError("--turn-url needs --turn-secret")
+    join_rate = args.join_rate
+    if join_rate is None:
+        raw = _env("join-rate")
+        try:
+            join_rate = float(raw) if raw is not None else 50.0
+        except ValueError:
+            raise ConfigError(f"SFU_JOIN_RATE: not a number: {raw!r}") from None
+    if not 0.1 <= join_rate <= 100000:
+        raise ConfigError("--join-rate must be between 0.1 and 100000")
+    join_burst = _int(args.join_burst, "join-burst", 100, 1, 100000)
     try:
         sfu = SfuConfig(
             ice_addresses=ice_addresses,
@@ -138,6 +181,12 @@ def parse_config(argv: Sequence[str] | None = None) -> ServerConfig:
         jwt_secret=args.jwt_secret,
         log_level=log_level,
         cors_allowed_origins=tuple(_list(args.cors_origin, "cors-origin")),
+        join_burst=join_burst,
+        join_per_second=join_rate,
+        turn_secret=args.turn_secret,
+        turn_urls=tuple(turn_urls),
+        turn_ttl=float(turn_ttl),
+        self_signed=self_signed,
     )
 
 
@@ -193,6 +242,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         except (ssl.SSLError, OSError) as exc:
             print(f"sfu-server: error: cannot load TLS certificate/key: {exc}", file=sys.stderr)
             raise SystemExit(2) from None
+    elif config.self_signed:
+        ssl_context = self_signed_context([config.host])
+        logging.getLogger(__name__).warning(
+            "serving HTTPS with a self-signed certificate: browsers will warn"
+        )
     app = create_app(config)
     scheme = "https" if ssl_context else "http"
     try:

@@ -27,3 +27,9 @@ class ServerConfig:
     max_http_buffer_size: int = 256 * 1024
     cors_allowed_origins: tuple[str, ...] = ()
     stats_interval: float = 1.0
+    join_burst: int = 100
+    join_per_second: float = 50.0
+    turn_secret: str | None = None
+    turn_urls: tuple[str, ...] = ()
+    turn_ttl: float = 86400.0
+    self_signed: bool = False

@@ -12,6 +12,7 @@ import socketio
 from sfu.errors import SfuError
 from sfu.rate_limit import TokenBucket
 from sfu.room_manager import RoomManager
+from sfu.turn import TurnCredentials
 from signaling import validation
 from signaling.auth import verify_token
 from signaling.session import Session, SessionRegistry
@@ -66,12 +67,17 @@ class SignalingEvents:
         rooms: RoomManager,
         sessions: SessionRegistry,
         jwt_secret: str | None = None,
+        join_limit: TokenBucket | None = None,
+        turn: TurnCredentials | None = None,
     ) -> None:
         self.sio = sio
         self._jwt_secret = jwt_secret
+        self._join_limit = join_limit
+        self._turn = turn
         self.rooms = rooms
         self.sessions = sessions
         self.rejected: Counter[str] = Counter()
+        self.rejected_by_event: Counter[tuple[str, str]] = Counter()
         self.unknown_events = 0
         self.joins: Counter[str] = Counter()
         self._handlers: dict[str, Handler] = {
@@ -107,12 +113,14 @@ class SignalingEvents:
             return {"ok": True, **result}
         except SfuError as exc:
             self.rejected[exc.code] += 1
+            self.rejected_by_event[(event, exc.code)] += 1
             if event == "join":
                 self.joins[exc.code] += 1
             logger.debug("%s %r refused: %s", sid, event, exc)
             return _error(exc)
         except Exception:
             self.rejected["internal_error"] += 1
+            self.rejected_by_event[(event, "internal_error")] += 1
             logger.exception("%s: %r handler failed", sid, event)
             return _error(SfuError("internal_error", "internal error; see server log"))
 
@@ -133,7 +141,10 @@ class SignalingEvents:
                 self.rejected[exc.code] += 1
                 self.joins[exc.code] += 1
                 logger.info("%s refused at connect: %s", sid, exc.message)
-                raise socketio.exceptions.ConnectionRefusedError(exc.to_dict()) from None
+                # (message, data): the client's connect_error carries err.data = {code, message}
+                raise socketio.exceptions.ConnectionRefusedError(
+                    exc.message, exc.to_dict()
+                ) from None
         config = self.rooms.config
         session = Session(sid, TokenBucket(config.chat_burst, config.chat_per_second))
         session.grant = grant
@@ -164,6 +175,8 @@ class SignalingEvents:
     # ------------------------------------------------------------------ events
 
     async def _join(self, session: Session, data: Any) -> dict[str, Any]:
+        if self._join_limit is not None and not self._join_limit.take():
+            raise SfuError("rate_limited", "too many join attempts on this server; retry soon")
         room_name, name = validation.parse_join(data)
         if session.participant_id is not None:
             raise SfuError("already_joined", "this connection already joined a room")
@@ -181,13 +194,16 @@ class SignalingEvents:
         self.sessions.bind(session, room, participant.id)
         self.joins["ok"] += 1
         logger.info("%s joined room %s as %s (%r)", session.sid, room.name, participant.id, name)
+        ice_servers = [s.to_dict() for s in self.rooms.config.ice_servers]
+        if self._turn is not None:
+            ice_servers.append(self._turn.ice_server(participant.id))
         return {
             "id": participant.id,
             "room": room.name,
             "participants": [
                 p.info() for p in room.participants.values() if p.id != participant.id
             ],
-            "iceServers": [s.to_dict() for s in self.rooms.config.ice_servers],
+            "iceServers": ice_servers,
             "chat": room.chat.to_list(),
         }
 

@@ -82,6 +82,14 @@ class SfuCollector(Collector):
         for reason, count in sorted(events.rejected.items()):
             rejected.add_metric([reason], count)
         yield rejected
+        by_event = CounterMetricFamily(
+            "sfu_rejected_events",
+            "Client events refused, by event and error code",
+            labels=["event", "reason"],
+        )
+        for (event, reason), count in sorted(events.rejected_by_event.items()):
+            by_event.add_metric([event, reason], count)
+        yield by_event
 
 
 def build_registry(sampler: StatsSampler, events: SignalingEvents) -> CollectorRegistry:

@@ -1,0 +1,212 @@
+"""Hardening 1-3: join tokens, grants and the Origin check. Each offender gets a clear
+refusal while two publishers in the same room keep receiving each other's media, and the
+server's resources return to baseline."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import jwt
+import pytest
+import socketio
+
+from signaling.auth import mint_token
+from signaling.config import ServerConfig
+from tests.conftest import RunningServer
+from tests.hardening_util import (
+    Baseline,
+    MediaClient,
+    assert_empty,
+    hardening_config,
+    running,
+    wait_until,
+)
+
+SECRET = "test-secret-0123456789abcdef0123456789"  # HS256 wants >= 32 bytes
+
+
+class Room:
+    """Two publishers that receive each other's video (the bystanders)."""
+
+    def __init__(self, server: RunningServer, a: MediaClient, b: MediaClient) -> None:
+        self.server, self.a, self.b = server, a, b
+
+    async def still_flowing(self) -> None:
+        await self.a.wait_frames(10, timeout=10)
+        await self.b.wait_frames(10, timeout=10)
+        assert {self.a.id, self.b.id} <= set(self.server.rooms.rooms["media"].participants)
+
+
+async def media_room(server: RunningServer, tokens: bool) -> Room:
+    clients = []
+    for name in ("Alice", "Bob"):
+        auth = {"token": mint_token(SECRET, "media", name)} if tokens else None
+        client = await MediaClient(server.url, auth=auth).connect()
+        await client.join("media", name)
+        clients.append(client)
+    for client in clients:
+        assert (await client.publish())["ok"]
+    room = Room(server, clients[0], clients[1])
+    await room.still_flowing()
+    return room
+
+
+@pytest.fixture
+async def baseline() -> AsyncIterator[Baseline]:
+    base = Baseline.take()
+    yield base
+    await base.wait_back()
+
+
+async def refused_connect(url: str, auth: Any = None, headers: Any = None) -> Any:
+    """Connect and expect a refusal; return the connect_error data (None if no data)."""
+    sio = socketio.AsyncClient(reconnection=False)
+    errors: list[Any] = []
+    sio.on("connect_error", lambda data=None: errors.append(data))
+    try:
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            await sio.connect(
+                url, transports=["websocket"], wait_timeout=5, auth=auth, headers=headers or {}
+            )
+    finally:
+        await sio.disconnect()
+    return errors[0] if errors else None
+
+
+def raw_token(claims: dict[str, Any], key: Any = SECRET, algorithm: str = "HS256") -> str:
+    return jwt.encode(claims, key, algorithm=algorithm)
+
+
+def claims(**overrides: Any) -> dict[str, Any]:
+    now = int(time.time())
+    base = {"room": "media", "name": "Mallory", "nbf": now - 1, "exp": now + 600}
+    base.update(overrides)
+    return base
+
+
+AUTH_CASES: list[tuple[str, Any]] = [
+    ("no auth", None),
+    ("no token", {}),
+    ("token not a string", {"token": 42}),
+    ("empty token", {"token": ""}),
+    ("garbage", {"token": "not.a.jwt"}),
+    ("bad signature", {"token": mint_token("another-secret-0123456789abcdef01", "media", "M")}),
+    ("expired", {"token": mint_token(SECRET, "media", "M", ttl=60, now=time.time() - 3600)}),
+    ("not valid yet", {"token": raw_token(claims(nbf=int(time.time()) + 600))}),
+    ("alg none", {"token": raw_token(claims(), key=None, algorithm="none")}),
+    ("HS512 not allowed", {"token": raw_token(claims(), key=SECRET * 2, algorithm="HS512")}),
+    ("missing exp", {"token": raw_token({"room": "media", "name": "M", "nbf": 0})}),
+    ("over-long name", {"token": raw_token(claims(name="n" * 65))}),
+    ("control chars in name", {"token": raw_token(claims(name="a\x00b"))}),
+    ("bad room claim", {"token": raw_token(claims(room="../etc"))}),
+    ("grant not bool", {"token": raw_token(claims(canPublish="yes"))}),
+    ("token too long", {"token": raw_token(claims(pad="x" * 5000))}),
+]
+
+
+async def test_auth_matrix(baseline: Baseline) -> None:
+    config = ServerConfig(sfu=hardening_config(), jwt_secret=SECRET)
+    async with running(config) as server:
+        room = await media_room(server, tokens=True)
+        for case, auth in AUTH_CASES:
+            data = await refused_connect(server.url, auth=auth)
+            # socket.io's connect_error: {"message", "data": PROTOCOL.md's error object}
+            assert isinstance(data, dict) and isinstance(data.get("data"), dict), (case, data)
+            assert data["data"]["code"] == "unauthorized", (case, data)
+            assert isinstance(data["data"]["message"], str) and data["data"]["message"], case
+        # no session nor room state for any refused connection
+        assert len(server.app[_events_key()].sessions.by_sid) == 2
+        # a valid token for another room: connected, but the join is refused
+        wrong = await MediaClient(
+            server.url, auth={"token": mint_token(SECRET, "elsewhere", "M")}
+        ).connect()
+        ack = await wrong.call("join", {"room": "media", "name": "M"})
+        assert ack["ok"] is False and ack["error"]["code"] == "unauthorized", ack
+        # the name in the token wins over the one asked for
+        ok = await MediaClient(
+            server.url, auth={"token": mint_token(SECRET, "elsewhere", "Token Name")}
+        ).connect()
+        joined = await ok.call("join", {"room": "elsewhere", "name": "Other"})
+        assert joined["ok"]
+        await room.still_flowing()
+        assert set(server.rooms.rooms) == {"media", "elsewhere"}
+        for client in (wrong, ok, room.a, room.b):
+            await client.close()
+        await wait_until(lambda: not server.rooms.rooms, 10)
+        assert_empty(server)
+        assert server.app[_events_key()].rejected["unauthorized"] >= len(AUTH_CASES) + 1
+
+
+def _events_key() -> Any:
+    from signaling.app import EVENTS
+
+    return EVENTS
+
+
+async def test_subscribe_only_cannot_publish(baseline: Baseline) -> None:
+    config = ServerConfig(sfu=hardening_config(), jwt_secret=SECRET)
+    async with running(config) as server:
+        room = await media_room(server, tokens=True)
+        token = mint_token(SECRET, "media", "Viewer", can_publish=False)
+        viewer = await MediaClient(server.url, auth={"token": token}).connect()
+        await viewer.join("media", "ignored")
+        ack = await viewer.publish(video=True)  # a sendonly VP8 m-line
+        assert ack["ok"] is False and ack["error"]["code"] == "unauthorized", ack
+        assert "publish" in ack["error"]["message"]
+        # the viewer still subscribes: drop the refused offer, answer the server's offer
+        await viewer.close_pc()
+        await viewer.wait_frames(10, timeout=15)
+        participant = server.rooms.rooms["media"].participants[viewer.id]
+        assert participant.published == {}
+        await room.still_flowing()
+        for client in (viewer, room.a, room.b):
+            await client.close()
+        await wait_until(lambda: not server.rooms.rooms, 10)
+        assert_empty(server)
+
+
+async def test_publish_only_receives_nothing(baseline: Baseline) -> None:
+    config = ServerConfig(sfu=hardening_config(), jwt_secret=SECRET)
+    async with running(config) as server:
+        room = await media_room(server, tokens=True)
+        token = mint_token(SECRET, "media", "Camera", can_subscribe=False)
+        camera = await MediaClient(server.url, auth={"token": token}).connect()
+        await camera.join("media", "Camera")
+        assert (await camera.publish())["ok"]
+        # the others receive the camera (three-way frames grow), the camera gets nothing
+        await room.still_flowing()
+        participant = server.rooms.rooms["media"].participants[camera.id]
+        await wait_until(lambda: len(participant.published) == 1, 10)
+        assert participant.subscriptions() == []
+        assert camera.frames == 0
+        for client in (camera, room.a, room.b):
+            await client.close()
+        await wait_until(lambda: not server.rooms.rooms, 10)
+        assert_empty(server)
+
+
+async def test_foreign_origin_refused(baseline: Baseline) -> None:
+    config = ServerConfig(sfu=hardening_config(), cors_allowed_origins=("http://good.example",))
+    async with running(config) as server:
+        room = await media_room(server, tokens=False)
+        await refused_connect(server.url, headers={"Origin": "http://evil.example"})
+        await refused_connect(server.url, headers={"Origin": server.url.replace("127", "128")})
+        # same origin and the configured allowlist are accepted
+        for origin in (server.url, "http://good.example"):
+            client = await MediaClient(server.url, headers={"Origin": origin}).connect()
+            await client.close()
+        await wait_until(lambda: len(server.app[_events_key()].sessions.by_sid) == 2, 5)
+        await room.still_flowing()
+        for client in (room.a, room.b):
+            await client.close()
+        await wait_until(lambda: not server.rooms.rooms, 10)
+        assert_empty(server)
+
+
+async def test_default_is_same_origin_only(baseline: Baseline) -> None:
+    async with running(ServerConfig(sfu=hardening_config())) as server:
+        await refused_connect(server.url, headers={"Origin": "http://evil.example"})
+        client = await MediaClient(server.url, headers={"Origin": server.url}).connect()
+        await client.close()

@@ -1,0 +1,214 @@
+"""Hardening, operations: SIGTERM drains a real `sfu-server` process, a join during the
+drain is refused with server_busy, `--self-signed` serves HTTPS, and the CLI's TURN and
+join-rate flags."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import ssl
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import aiohttp
+import aioice.ice
+import pytest
+from cryptography import x509
+
+from signaling.cli import ConfigError, parse_config
+from signaling.config import ServerConfig
+from signaling.tls import write_self_signed
+from tests.hardening_util import Baseline, MediaClient, hardening_config, running, wait_until
+
+SERVER = Path(sys.executable).parent / "sfu-server"
+
+
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    # the server runs in another process: this one's aiortc clients need the policy too
+    monkeypatch.setattr(
+        aioice.ice, "get_host_addresses", lambda use_ipv4=True, use_ipv6=True: ["127.0.0.1"]
+    )
+    yield
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ServerProcess:
+    def __init__(self, proc: asyncio.subprocess.Process, url: str) -> None:
+        self.proc, self.url = proc, url
+
+
+@pytest.fixture
+async def server_process() -> AsyncIterator[list[ServerProcess]]:
+    """Start `sfu-server` subprocesses on demand; kill leftovers by PID at the end."""
+    made: list[ServerProcess] = []
+    yield made
+    for sp in made:
+        if sp.proc.returncode is None:
+            sp.proc.kill()
+            await sp.proc.wait()
+
+
+async def start_process(
+    made: list[ServerProcess], *flags: str, scheme: str = "http"
+) -> ServerProcess:
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        str(SERVER),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--ice-address",
+        "127.0.0.1",
+        "--log-level",
+        "WARNING",
+        *flags,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    sp = ServerProcess(proc, f"{scheme}://127.0.0.1:{port}")
+    made.append(sp)
+    deadline = time.monotonic() + 20
+    async with aiohttp.ClientSession() as http:
+        while True:
+            assert proc.returncode is None, await proc.stderr.read()  # type: ignore[union-attr]
+            try:
+                async with http.get(sp.url + "/healthz", ssl=False) as resp:
+                    if resp.status == 200:
+                        return sp
+            except aiohttp.ClientError:
+                pass
+            assert time.monotonic() < deadline, "server did not start"
+            await asyncio.sleep(0.1)
+
+
+async def test_sigterm_drains(server_process: list[ServerProcess]) -> None:
+    sp = await start_process(server_process)
+    clients = []
+    for name in ("Alice", "Bob"):
+        client = await MediaClient(sp.url).connect()
+        await client.join("media", name)
+        clients.append(client)
+    for client in clients:
+        assert (await client.publish())["ok"]
+    for client in clients:
+        await client.wait_frames(10)
+    idle = await MediaClient(sp.url).connect()  # connected, never joined
+    started = time.monotonic()
+    sp.proc.send_signal(signal.SIGTERM)
+    async with asyncio.timeout(10):
+        code = await sp.proc.wait()
+    exited = time.monotonic() - started
+    print(f"\nSIGTERM -> exit {code} in {exited:.2f} s")
+    assert code == 0, await sp.proc.stderr.read()  # type: ignore[union-attr]
+    # the drain itself takes ms; aiohttp then waits up to shutdown_timeout (5 s) for the
+    # websocket handlers of clients that have not closed their end yet
+    assert exited < 7.0
+    for client in [*clients, idle]:
+        await wait_until(lambda c=client: not c.sio.connected, 5)
+        errors = client.named("error")
+        assert errors and errors[0]["code"] == "server_busy", client.events
+        await client.close()
+
+
+async def test_join_during_drain_is_server_busy() -> None:
+    base = Baseline.take()
+    async with running(ServerConfig(sfu=hardening_config())) as server:
+        alice = await MediaClient(server.url).connect()
+        await alice.join("media", "Alice")
+        await server.app.shutdown()  # on_shutdown: drain (the listener stays up here)
+        await wait_until(lambda: not alice.sio.connected, 5)
+        assert [e["code"] for e in alice.named("error")] == ["server_busy"]
+        late = await MediaClient(server.url).connect()
+        ack = await late.call("join", {"room": "media", "name": "Late"})
+        assert ack["ok"] is False and ack["error"]["code"] == "server_busy", ack
+        async with aiohttp.ClientSession() as http, http.get(server.url + "/healthz") as resp:
+            assert (await resp.json())["status"] == "draining"
+        await late.close()
+        await alice.close()
+    await base.wait_back()
+
+
+async def test_self_signed_https(server_process: list[ServerProcess]) -> None:
+    sp = await start_process(server_process, "--self-signed", scheme="https")
+    async with aiohttp.ClientSession() as http:
+        async with http.get(sp.url + "/healthz", ssl=False) as resp:
+            assert resp.status == 200 and (await resp.json())["status"] == "ok"
+        # the certificate does not verify (self-signed), and plain http is not served
+        with pytest.raises(aiohttp.ClientConnectorCertificateError):
+            async with http.get(sp.url + "/healthz"):
+                pass
+        with pytest.raises(aiohttp.ClientError):
+            async with http.get(sp.url.replace("https", "http") + "/healthz"):
+                pass
+    # Socket.IO works over it too
+    sio_client = MediaClient(sp.url)
+    sio_client.sio.eio.ssl_verify = False
+    await sio_client.connect()
+    await sio_client.join("tls", "Alice")
+    await sio_client.close()
+    sp.proc.send_signal(signal.SIGTERM)
+    async with asyncio.timeout(10):
+        assert await sp.proc.wait() == 0
+
+
+def test_self_signed_certificate(tmp_path: Path) -> None:
+    cert_path, key_path = write_self_signed(tmp_path, ["sfu.lan", "192.168.1.5"])
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "sfu.lan" in san.get_values_for_type(x509.DNSName)
+    ips = {str(ip) for ip in san.get_values_for_type(x509.IPAddress)}
+    assert {"192.168.1.5", "127.0.0.1"} <= ips
+    assert key_path.stat().st_mode & 0o077 == 0
+    ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert_path, key_path)
+
+
+def test_cli_hardening_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = parse_config(
+        [
+            "--turn-secret",
+            "s3cret",
+            "--turn-url",
+            "turn:127.0.0.1:3478?transport=udp",
+            "--turn-url",
+            "turns:turn.example:5349",
+            "--turn-ttl",
+            "600",
+            "--join-rate",
+            "5",
+            "--join-burst",
+            "10",
+            "--self-signed",
+        ]
+    )
+    assert config.turn_secret == "s3cret" and config.turn_ttl == 600
+    assert config.turn_urls == ("turn:127.0.0.1:3478?transport=udp", "turns:turn.example:5349")
+    assert (config.join_per_second, config.join_burst, config.self_signed) == (5.0, 10, True)
+    monkeypatch.setenv("SFU_TURN_SECRET", "env-secret")
+    monkeypatch.setenv("SFU_TURN_URL", "turn:a:3478,turn:b:3478")
+    monkeypatch.setenv("SFU_SELF_SIGNED", "1")
+    config = parse_config([])
+    assert config.turn_secret == "env-secret" and config.turn_urls == ("turn:a:3478", "turn:b:3478")
+    assert config.self_signed
+    for bad in (
+        ["--turn-url", "http://x"],
+        ["--turn-ttl", "5"],
+        ["--join-rate", "0"],
+        ["--self-signed", "--tls-cert", "/nonexistent", "--tls-key", "/nonexistent"],
+    ):
+        with pytest.raises(ConfigError):
+            parse_config(bad)
+    monkeypatch.delenv("SFU_TURN_SECRET")
+    with pytest.raises(ConfigError):
+        parse_config(["--turn-url", "turn:a:3478"])  # a URL without a secret
