@@ -258,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             print=lambda _msg: print(
                 f"sfu-server listening on {scheme}://{config.host}:{config.port}", flush=True
             ),
-            shutdown_timeout=5.0,
+            shutdown_timeout=2.0,
         )
     except OSError as exc:
         print(
