@@ -112,6 +112,7 @@ class Participant:
         self._sync_wanted = False
         self._sync_task: asyncio.Task[None] | None = None
         self._deadline_task: asyncio.Task[None] | None = None
+        self._state_changed = asyncio.Event()
         self._closed = False
         self.negotiation_failures = 0
 
@@ -232,6 +233,7 @@ class Participant:
 
     def _on_connection_state(self) -> None:
         pc = self._pc
+        self._state_changed.set()
         if pc is not None and pc.connectionState == "failed" and not self._closed:
             self._on_failed(self, "ice_failed")
         elif pc is not None and pc.connectionState == "closed" and not self._closed:
@@ -391,6 +393,7 @@ class Participant:
         while self._sync_wanted and not self._closed:
             self._sync_wanted = False
             try:
+                await self._settle()
                 await self._sync_once()
             except asyncio.CancelledError:
                 raise
@@ -400,6 +403,18 @@ class Participant:
                 if not self._closed:
                     self._on_failed(self, "negotiation_failed")
                 return
+
+    async def _settle(self) -> None:
+        """Wait (bounded) until a connection being established has connected: aiortc skips
+        starting the senders of a description applied while DTLS is still handshaking."""
+        async with asyncio.timeout(self._config.negotiation_timeout):
+            while (
+                self._remote_set
+                and self._pc is not None
+                and self._pc.connectionState in ("new", "connecting")
+            ):
+                self._state_changed.clear()
+                await self._state_changed.wait()
 
     async def _sync_once(self) -> None:
         async with self._lock:

@@ -29,14 +29,21 @@ them and the server refuses to start when any is missing):
 - `aiortc.contrib.media.RelayStreamTrack._queue` / `._buffered`: `MediaRelay` feeds a
   buffered proxy with `proxy._queue.put_nowait(item)`, and None marks the end; an
   unbuffered proxy gets `_frame` and `_new_frame_event` instead (`end_relay_proxy`).
+- `RTCRtpReceiver.__codecs` again, read-only, for the negotiated codec in stats.
+- `RTCRtpTransceiver._codecs` (narrowed by `pin_negotiated_codecs`: aiortc negotiates the
+  first answer's codecs before the `track` event), `_set_mid`, `_set_mline_index`,
+  `_offerDirection`, `_bundled` (`park_transceivers`, for a client's glare handling: aiortc
+  has no rollback) and the module function `aiortc.rtcpeerconnection.
+  add_transport_description` (a client builds an offer without applying it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
@@ -44,8 +51,11 @@ from typing import Any
 import aiortc
 from aiortc.contrib.media import MediaRelay, RelayStreamTrack
 from aiortc.mediastreams import AudioStreamTrack
+from aiortc.rtcpeerconnection import RTCPeerConnection
+from aiortc.rtcpeerconnection import add_transport_description as _add_transport_description
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtcrtpsender import RTCRtpSender
+from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 from aiortc.rtp import RtpPacket
 
 logger = logging.getLogger(__name__)
@@ -551,6 +561,7 @@ def check_internals() -> list[str]:
             ("_send_keyframe", "_handle_rtcp_packet", "_next_encoded_frame", "_retransmit"),
         ),
         (MediaRelay, ("subscribe", "_MediaRelay__run_track")),
+        (RTCRtpTransceiver, ("_set_mid", "_set_mline_index", "_get_mline_index")),
     ):
         for name in names:
             if not callable(getattr(cls, name, None)):
@@ -640,3 +651,53 @@ def pin_negotiated_codecs(transceiver: Any, mime_types: tuple[str, ...]) -> bool
 
 def _is_rtx(codec: Any) -> bool:
     return str(codec.mimeType).lower().endswith("/rtx")
+
+
+# ---------------------------------------------------------------- negotiation (clients)
+
+
+@contextlib.contextmanager
+def park_transceivers(
+    pc: RTCPeerConnection, transceivers: list[RTCRtpTransceiver]
+) -> Iterator[None]:
+    """Keep our not-yet-negotiated transceivers out of a remote offer being applied.
+
+    aiortc has no rollback and matches a remote offer's new m-line to the first transceiver
+    of its kind without a mid, so a pending send-only transceiver would be taken for the
+    server's receive m-line; and `setLocalDescription(answer)` fails on a transceiver that
+    was in no offer (`_offerDirection` None). While parked, each gets a placeholder mid (no
+    real mid starts with "~"), no m-line index (createOffer gave it one for an offer that
+    was refused) and an "inactive" offer direction; afterwards the mid is None again, so
+    the next `createOffer` includes it as new.
+
+    With max-bundle the first transceiver of a peer connection creates the one transport
+    and aiortc assumes it becomes the BUNDLE's first mid. When that transceiver is ours and
+    parked, the server's m-lines take the first mids on the same transport; a later answer
+    would then "discard" our transceiver's transport as a bundled-away one, which closes
+    the shared transport. So a parked transceiver whose transport is already used by a
+    negotiated transceiver is marked bundled. aiortc 1.16 private internals used:
+    `RTCRtpTransceiver._set_mid`, `._set_mline_index`, `._offerDirection`, `._bundled`.
+    """
+    private: list[Any] = list(transceivers)
+    for i, transceiver in enumerate(private):
+        transceiver._set_mid(f"~parked{i}")
+        transceiver._set_mline_index(None)
+        transceiver._offerDirection = "inactive"
+    try:
+        yield
+    finally:
+        for transceiver in private:
+            transceiver._set_mid(None)
+            transceiver._offerDirection = None
+        negotiated = [t for t in pc.getTransceivers() if t.mid is not None]
+        for transceiver in private:
+            transport = transceiver.receiver.transport
+            if any(t.receiver.transport is transport for t in negotiated):
+                transceiver._bundled = True
+
+
+def add_transport_description(media: Any, transport: Any) -> None:
+    """Add ICE/DTLS attributes and candidates to an m-line, as `setLocalDescription` does
+    (`aiortc.rtcpeerconnection.add_transport_description`, a module function outside
+    aiortc's public API), so a client can send an offer without changing its state."""
+    _add_transport_description(media, transport)

@@ -22,7 +22,9 @@ async def test_churn_soak() -> None:
         result["warm"],
         result["after_churn"],
     )
-    assert after["peer_connections"] == 0 and after["pc_objects"] == 0, after
+    # peer connections left over by earlier tests in this process are not ours to count
+    assert after["peer_connections"] <= before["peer_connections"], (before, after)
+    assert after["pc_objects"] <= before["pc_objects"], (before, after)
     assert after["tasks"] <= before["tasks"], (before, after)
     assert after["threads"] <= before["threads"], (before, after)
     assert after["fds"] <= before["fds"] + 6, (before, after)
