@@ -1,0 +1,421 @@
+"""`sfu-bench`: load-test the SFU with synthetic participants, and size a server.
+
+Starts `sfu-server` as a subprocess (or targets `--url`), runs N participants per room in
+worker processes (one per core), each publishing a pre-encoded, paced 640x480 30 fps VP8
+stream (optionally Opus) and receiving everyone else's without decoding, then reports
+server CPU and memory, per-stream fps and loss, end-to-end latency, join latency, CPU per
+forwarded packet, the clients' own CPU, and what a mesh would cost each browser instead.
+
+    sfu-bench --participants 8 --duration 10 --warmup 3
+    sfu-bench --sweep 2,4,8,12,16 --json out.json --plot out.png
+    sfu-bench --compare passthrough,transcode --sweep 2,4,6
+
+How latency is measured (one clock, no payload change): see `benchmarks.metrics`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # `python benchmarks/loadtest.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks import report
+from benchmarks.analysis import analyse_run
+from benchmarks.procstat import CpuSample, process_rss_bytes
+from benchmarks.worker import ParticipantSpec, WorkerSpec, run_worker
+
+ROOT = Path(__file__).resolve().parent.parent
+MODES = ("passthrough", "transcode")
+SERVER_START_TIMEOUT = 30.0
+SERVER_STOP_TIMEOUT = 15.0
+RESULT_TIMEOUT = 60.0
+
+
+# ---------------------------------------------------------------------- command line
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a comma-separated list of integers: {text!r}"
+        ) from None
+    if not values or any(v < 1 or v > 200 for v in values):
+        raise argparse.ArgumentTypeError("sizes must be between 1 and 200")
+    return values
+
+
+def _mode_list(text: str) -> list[str]:
+    values = [v.strip() for v in text.split(",") if v.strip()]
+    if not values or any(v not in MODES for v in values):
+        raise argparse.ArgumentTypeError(f"modes must be among {', '.join(MODES)}")
+    return values
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="sfu-bench",
+        description="Load-test the SFU with synthetic VP8/Opus participants (no decoding).",
+    )
+    p.add_argument("--participants", type=int, default=4, help="participants per room")
+    p.add_argument("--rooms", type=int, default=1, help="rooms (participants each)")
+    p.add_argument("--duration", type=float, default=10.0, help="measurement window, s")
+    p.add_argument("--warmup", type=float, default=3.0, help="s after the last join")
+    p.add_argument("--bitrate", type=int, default=600_000, help="VP8 clip bitrate, bit/s")
+    p.add_argument("--audio", action="store_true", help="also publish Opus (48 kHz, 20 ms)")
+    p.add_argument("--forwarding", choices=MODES, default="passthrough")
+    p.add_argument("--sweep", type=_int_list, default=None, help="room sizes, e.g. 2,4,8")
+    p.add_argument(
+        "--compare", type=_mode_list, default=None, help="modes, e.g. passthrough,transcode"
+    )
+    p.add_argument(
+        "--transcode-sweep",
+        type=_int_list,
+        default=None,
+        help="room sizes for transcode runs in --compare (default: --sweep)",
+    )
+    p.add_argument("--url", default=None, help="use a running server instead of starting one")
+    p.add_argument("--server-pid", type=int, default=None, help="with --url: its PID for CPU")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="client processes")
+    p.add_argument("--join-interval", type=float, default=0.1, help="s between joins")
+    p.add_argument("--cache-dir", default=None, help="clip cache (default ~/.cache/sfu-relay)")
+    p.add_argument("--json", type=Path, default=None, help="write results as JSON")
+    p.add_argument("--plot", type=Path, default=None, help="write a PNG plot (matplotlib)")
+    p.add_argument("--markdown", type=Path, default=None, help="write the table as markdown")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def plan_runs(args: argparse.Namespace) -> list[tuple[str, int]]:
+    """(mode, participants per room) of every run, in order."""
+    modes = args.compare or [args.forwarding]
+    sizes = args.sweep or [args.participants]
+    runs = []
+    for mode in modes:
+        mode_sizes = args.transcode_sweep if mode == "transcode" and args.transcode_sweep else sizes
+        runs += [(mode, n) for n in mode_sizes]
+    return runs
+
+
+# ---------------------------------------------------------------------- server
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _get_json(url: str, timeout: float = 3.0) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+class ServerProcess:
+    """An `sfu-server` subprocess on a free loopback port; `stop()` is idempotent."""
+
+    def __init__(self, mode: str, max_participants: int) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in stop()
+            prefix="sfu-bench-server-", suffix=".log", delete=False
+        )
+        cmd = [
+            sys.executable,
+            "-m",
+            "signaling",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--ice-address",
+            "127.0.0.1",
+            "--forwarding",
+            mode,
+            "--max-participants",
+            str(max(2, max_participants)),
+            "--log-level",
+            "WARNING",
+        ]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SFU_")}
+        self.proc = subprocess.Popen(
+            cmd, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, env=env
+        )
+        self.pid = self.proc.pid
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + SERVER_START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}: {self.tail()}")
+            try:
+                _get_json(self.url + "/api/stats", timeout=1.0)
+                return
+            except (OSError, ValueError):
+                time.sleep(0.2)
+        raise RuntimeError(f"server not ready within {SERVER_START_TIMEOUT} s: {self.tail()}")
+
+    def tail(self, lines: int = 15) -> str:
+        try:
+            text = Path(self.log.name).read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(SERVER_STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if not self.log.closed:
+            self.log.close()
+            Path(self.log.name).unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------------- progress
+
+
+class Progress:
+    """A one-line text progress bar on stderr."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and sys.stderr is not None
+        self._width = 0
+
+    def show(self, label: str, phase: str, fraction: float, extra: str = "") -> None:
+        if not self.enabled:
+            return
+        fraction = min(1.0, max(0.0, fraction))
+        filled = int(fraction * 24)
+        line = f"\r{label} {phase:<9} [{'#' * filled}{'.' * (24 - filled)}] {extra}"
+        pad = max(0, self._width - len(line))
+        self._width = len(line)
+        sys.stderr.write(line + " " * pad)
+        sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.enabled and self._width:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+            self._width = 0
+
+
+# ---------------------------------------------------------------------- one run
+
+
+def _server_counters(url: str) -> dict[str, float] | None:
+    """Packets sent to subscribers (sum over senders) and the server's uptime stamp."""
+    try:
+        snap = _get_json(url + "/api/stats")
+    except (OSError, ValueError):
+        return None
+    server = snap.get("server", {})
+    packets = 0
+    streams = 0
+    for room in snap.get("rooms", []):
+        for participant in room.get("participants", []):
+            for sub in participant.get("subscriptions", []):
+                packets += int(sub.get("packetsOut", 0) or 0)
+                streams += 1
+    return {
+        "uptime": float(server.get("uptime", 0.0)),
+        "packets": float(packets),
+        "streams": float(streams),
+        "cpuPercent": float(server.get("cpuPercent", 0.0)),
+        "rssBytes": float(server.get("rssBytes", 0.0)),
+    }
+
+
+def run_once(
+    args: argparse.Namespace, mode: str, n: int, label: str, progress: Progress
+) -> dict[str, Any]:
+    """One measured run of `args.rooms` rooms of `n` participants in `mode`."""
+    server: ServerProcess | None = None
+    if args.url:
+        url, server_pid = args.url.rstrip("/"), args.server_pid
+    else:
+        server = ServerProcess(mode, n)
+        url, server_pid = server.url, server.pid
+    ctx = mp.get_context("spawn")
+    status: Any = ctx.Queue()
+    results: Any = ctx.Queue()
+    stop = ctx.Event()
+    procs: list[Any] = []
+    try:
+        if server is not None:
+            progress.show(label, "server", 0.0, "starting")
+            server.wait_ready()
+        total = n * args.rooms
+        workers = max(1, min(args.workers, total))
+        run_id = f"{mode[:2]}{n}-{int(time.time()) % 100000}"
+        start = time.monotonic() + 2.5  # leave the workers time to import and load clips
+        specs: list[list[ParticipantSpec]] = [[] for _ in range(workers)]
+        for i in range(total):
+            room = f"bench-{run_id}-r{i % args.rooms}"
+            specs[i % workers].append(
+                ParticipantSpec(room, f"p{i}", i, i % 16, start + i * args.join_interval)
+            )
+        planned_end = start + total * args.join_interval + 60 + args.warmup + args.duration
+        for plist in specs:
+            spec = WorkerSpec(url, plist, args.audio, args.bitrate, args.cache_dir, planned_end)
+            proc = ctx.Process(target=run_worker, args=(spec, status, results, stop), daemon=True)
+            proc.start()
+            procs.append(proc)
+        worker_pids = [int(p.pid) for p in procs]
+
+        # joins
+        joined: dict[str, tuple[bool, str | None]] = {}
+        join_deadline = start + total * args.join_interval + 45.0
+        while len(joined) < total and time.monotonic() < join_deadline:
+            try:
+                _, name, ok, error = status.get(timeout=0.25)
+                joined[name] = (ok, error)
+            except queue.Empty:
+                pass
+            if any(not p.is_alive() for p in procs):
+                break
+            progress.show(label, "joining", len(joined) / total, f"{len(joined)}/{total}")
+        failures = {k: v[1] for k, v in joined.items() if not v[0]}
+        failures.update({f"p{i}": "no join report" for i in range(total) if f"p{i}" not in joined})
+
+        # warmup, then the measurement window
+        warm_end = time.monotonic() + args.warmup
+        while time.monotonic() < warm_end:
+            left = warm_end - time.monotonic()
+            progress.show(label, "warmup", 1 - left / max(args.warmup, 1e-9), f"{left:4.1f}s")
+            time.sleep(min(0.25, max(0.0, left)))
+        pids = ([server_pid] if server_pid else []) + worker_pids + [os.getpid()]
+        counters0 = _server_counters(url)
+        cpu0 = CpuSample.take(pids)
+        w0 = cpu0.wall
+        w1 = w0 + args.duration
+        rss_max = 0
+        while time.monotonic() < w1:
+            if server_pid:
+                rss_max = max(rss_max, process_rss_bytes(server_pid) or 0)
+            left = w1 - time.monotonic()
+            progress.show(
+                label, "measuring", 1 - left / max(args.duration, 1e-9), f"{left:4.1f}s left"
+            )
+            time.sleep(min(0.25, max(0.0, left)))
+        cpu1 = CpuSample.take(pids)
+        counters1 = _server_counters(url)
+        rss_end = process_rss_bytes(server_pid) if server_pid else None
+        stop.set()
+
+        # collect
+        progress.show(label, "collecting", 1.0, "")
+        raw: list[dict[str, Any]] = []
+        deadline = time.monotonic() + RESULT_TIMEOUT
+        while len(raw) < len(procs) and time.monotonic() < deadline:
+            try:
+                raw.append(results.get(timeout=0.5))
+            except queue.Empty:
+                if not any(p.is_alive() for p in procs) and results.empty():
+                    break
+        progress.done()
+        return analyse_run(
+            mode=mode,
+            participants=n,
+            rooms=args.rooms,
+            audio=args.audio,
+            bitrate=args.bitrate,
+            duration=args.duration,
+            warmup=args.warmup,
+            window=(w0, cpu1.wall),
+            worker_results=raw,
+            join_failures=failures,
+            cpu=(cpu0, cpu1),
+            server_pid=server_pid,
+            worker_pids=worker_pids,
+            server_counters=(counters0, counters1),
+            rss=(rss_max or None, rss_end),
+            cache_dir=args.cache_dir,
+        )
+    finally:
+        stop.set()
+        for proc in procs:
+            proc.join(timeout=15)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(timeout=5)
+        if server is not None:
+            server.stop()
+        for q in (status, results):
+            q.close()
+            q.cancel_join_thread()
+
+
+# ---------------------------------------------------------------------- main
+
+
+def prepare_clips(args: argparse.Namespace, runs: Sequence[tuple[str, int]]) -> None:
+    """Encode (once, cached on disk) every clip the workers will load."""
+    from signaling.sources import encode_clip
+
+    largest = max(n for _, n in runs) * args.rooms
+    for marker in range(min(16, largest)):
+        encode_clip(marker=marker, bitrate=args.bitrate, cache_dir=args.cache_dir)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.participants < 1 or args.rooms < 1 or args.duration <= 0 or args.warmup < 0:
+        print("sfu-bench: error: bad --participants/--rooms/--duration/--warmup", file=sys.stderr)
+        return 2
+    runs = plan_runs(args)
+    progress = Progress(not args.quiet)
+    if not args.quiet:
+        print(f"sfu-bench: preparing clips ({args.bitrate // 1000} kbps VP8)", file=sys.stderr)
+    prepare_clips(args, runs)
+    results: list[dict[str, Any]] = []
+    started = time.time()
+    for i, (mode, n) in enumerate(runs):
+        label = f"[{i + 1}/{len(runs)}] {mode} N={n}x{args.rooms}"
+        try:
+            results.append(run_once(args, mode, n, label, progress))
+        except Exception as exc:
+            progress.done()
+            print(f"sfu-bench: {label} failed: {exc}", file=sys.stderr)
+            results.append(
+                {"mode": mode, "participants": n, "rooms": args.rooms, "error": str(exc)}
+            )
+        if args.json:  # keep partial results of long sweeps
+            report.write_json(args.json, args, results, started)
+    print(report.table(results))
+    print()
+    print(report.mesh_table(results))
+    comparison = report.compare(results)
+    if comparison:
+        print()
+        print(comparison)
+    if args.json:
+        report.write_json(args.json, args, results, started)
+    if args.markdown:
+        report.write_markdown(args.markdown, args, results)
+    if args.plot:
+        report.plot(args.plot, results)
+    return 0 if all("error" not in r for r in results) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,185 @@
+"""One synthetic participant: publishes paced pre-encoded tracks, receives everyone else's
+tracks WITHOUT decoding, and records what it sent and received (for `metrics`).
+
+Signaling and media: `signaling.client.SfuClient(decode=False)`, so every receiver has
+`sfu.passthrough.install_receiver_sink` installed: complete encoded frames arrive as
+`EncodedFrame`s and no decoder thread ever starts. Frames out:
+`signaling.sources.PacedVideoTrack` / `PacedAudioTrack`, wrapped in `StampedVideoTrack`,
+which adds the pts watermark of `benchmarks.metrics` and logs each frame's send time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from array import array
+from dataclasses import dataclass, field
+from typing import Any
+
+import av
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from benchmarks.metrics import watermark
+from sfu.passthrough import EncodedFrame
+from signaling.client import RemoteTrack, SfuClient
+from signaling.sources import PacedAudioTrack, PacedVideoTrack
+
+logger = logging.getLogger(__name__)
+
+ACK_TIMEOUT = 20.0
+
+
+class StampedVideoTrack(MediaStreamTrack):
+    """Wraps a `PacedVideoTrack`: pts of frame n += `watermark(n)`, and logs
+    (pts, monotonic send time) of every frame handed to the sender."""
+
+    kind = "video"
+
+    def __init__(self, inner: PacedVideoTrack) -> None:
+        super().__init__()
+        self.inner = inner
+        self.pts = array("q")
+        self.times = array("d")
+        self._n = 0
+
+    async def recv(self) -> av.Packet[Any]:
+        if self.readyState != "live":
+            raise MediaStreamError
+        packet = await self.inner.recv()
+        packet.pts = int(packet.pts or 0) + watermark(self._n)
+        packet.dts = packet.pts
+        self._n += 1
+        self.pts.append(packet.pts)
+        self.times.append(time.monotonic())
+        return packet
+
+    def request_keyframe(self) -> None:
+        self.inner.request_keyframe()
+
+    def stop(self) -> None:
+        self.inner.stop()
+        super().stop()
+
+
+class CountingAudioTrack(MediaStreamTrack):
+    """Wraps a `PacedAudioTrack` and logs the send time of every packet."""
+
+    kind = "audio"
+
+    def __init__(self, inner: PacedAudioTrack) -> None:
+        super().__init__()
+        self.inner = inner
+        self.times = array("d")
+
+    async def recv(self) -> av.Packet[Any]:
+        if self.readyState != "live":
+            raise MediaStreamError
+        packet = await self.inner.recv()
+        self.times.append(time.monotonic())
+        return packet
+
+    def stop(self) -> None:
+        self.inner.stop()
+        super().stop()
+
+
+@dataclass(slots=True)
+class ReceivedStream:
+    """Frames of one remote track as they arrived (one SSRC on one transceiver)."""
+
+    mid: str
+    kind: str
+    ssrc: int
+    publisher: str | None
+    rtp: array[int] = field(default_factory=lambda: array("q"))
+    arrivals: array[float] = field(default_factory=lambda: array("d"))
+    bytes: int = 0
+    keyframes: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "mid": self.mid,
+            "kind": self.kind,
+            "ssrc": self.ssrc,
+            "publisher": self.publisher,
+            "rtp": self.rtp.tolist(),
+            "arrivals": self.arrivals.tolist(),
+            "bytes": self.bytes,
+            "keyframes": self.keyframes,
+        }
+
+
+class BenchParticipant:
+    """One synthetic participant over `signaling.client.SfuClient` (decode=False): records
+    every received encoded frame per `RemoteTrack` (arrival on `time.monotonic()`).
+    `close()` is idempotent."""
+
+    def __init__(self, url: str, room: str, name: str, timeout: float = ACK_TIMEOUT) -> None:
+        self.url = url
+        self.room = room
+        self.name = name
+        self.timeout = timeout
+        self.client: SfuClient | None = None
+        self.id: str | None = None
+        self.streams: dict[int, ReceivedStream] = {}  # by id(RemoteTrack)
+        self.offer_at: float | None = None
+        self.answer_at: float | None = None
+        self.first_remote_video: float | None = None
+        self._closed = False
+
+    async def join(self) -> None:
+        self.client = await SfuClient.connect(self.url, decode=False, timeout=self.timeout)
+        self.client.on("frame", self._on_frame)
+        result = await self.client.join(self.room, self.name)
+        self.id = result.id
+
+    async def publish(self, video: MediaStreamTrack | None, audio: MediaStreamTrack | None) -> None:
+        assert self.client is not None
+        self.offer_at = time.monotonic()
+        await self.client.publish(video=video, audio=audio)
+        self.answer_at = time.monotonic()
+        # a participant whose peer connection never connects is a failed join
+        await self.client.wait_connected(self.timeout)
+
+    def _on_frame(self, remote: RemoteTrack, frame: Any) -> None:
+        now = time.monotonic()
+        if not isinstance(frame, EncodedFrame):
+            return
+        key = id(remote)
+        stream = self.streams.get(key)
+        if stream is None:
+            stream = self.streams[key] = ReceivedStream(
+                remote.mid, remote.kind, frame.ssrc, remote.participant_id
+            )
+        stream.rtp.append(frame.timestamp)
+        stream.arrivals.append(now)
+        stream.bytes += len(frame.data)
+        if remote.kind == "video":
+            if frame.keyframe:
+                stream.keyframes += 1
+            if self.first_remote_video is None:
+                self.first_remote_video = now
+
+    def counters(self) -> dict[str, Any]:
+        client = self.client
+        if client is None:
+            return {}
+        return {
+            "serverOffers": client.server_offers,
+            "clientOffers": client.client_offers,
+            "glareRetries": client.glare_retries,
+            "errors": [repr(e) for e in client.errors[:20]],
+            "connectionState": client.connection_state,
+        }
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        client = self.client
+        if client is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(10):
+                    await client.close()
