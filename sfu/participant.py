@@ -252,6 +252,11 @@ class Participant:
                 "invalid_state", "the server's offer awaits your answer: roll back and answer"
             )
         check_offer(sdp, self._config.max_sdp_bytes, self._config.max_sdp_lines)
+        logger.debug(
+            "participant %s: client offer (pc %s)",
+            self.id,
+            "none" if self._pc is None else self._pc.connectionState,
+        )
         if not self.can_publish and _sends_media(sdp):
             raise SfuError("unauthorized", "your token does not allow publishing")
         async with self._lock:
@@ -435,6 +440,12 @@ class Participant:
                 "tracks": self.track_infos(),
             }
             self._server_offer_pending = True
+            logger.debug(
+                "participant %s: server offer (%d tracks, pc %s)",
+                self.id,
+                len(payload["tracks"]),
+                pc.connectionState,
+            )
             try:
                 reply = await self._signaler.request(
                     self.id, "sdp", payload, self._config.negotiation_timeout

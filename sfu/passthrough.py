@@ -34,7 +34,8 @@ them and the server refuses to start when any is missing):
   first answer's codecs before the `track` event), `_set_mid`, `_set_mline_index`,
   `_offerDirection`, `_bundled` (`park_transceivers`, for a client's glare handling: aiortc
   has no rollback) and the module function `aiortc.rtcpeerconnection.
-  add_transport_description` (a client builds an offer without applying it).
+  add_transport_description` (a client builds an offer without applying it), and
+  `RTCIceTransport._role_set` / `._connection.ice_controlling` (`claim_ice_controlling`).
 """
 
 from __future__ import annotations
@@ -701,3 +702,25 @@ def add_transport_description(media: Any, transport: Any) -> None:
     (`aiortc.rtcpeerconnection.add_transport_description`, a module function outside
     aiortc's public API), so a client can send an offer without changing its state."""
     _add_transport_description(media, transport)
+
+
+def claim_ice_controlling(pc: RTCPeerConnection) -> list[Any]:
+    """Make the ICE transports whose role is not yet set controlling, as
+    `setLocalDescription(offer)` would (`RTCIceTransport._role_set`,
+    `._connection.ice_controlling`). For a client that sends its offer before applying
+    it. Returns the transports changed, for `release_ice_role`."""
+    changed: list[Any] = []
+    for transceiver in pc.getTransceivers():
+        transport: Any = transceiver.receiver.transport.transport
+        if not transport._role_set and transport not in changed:
+            transport._connection.ice_controlling = True
+            transport._role_set = True
+            changed.append(transport)
+    return changed
+
+
+def release_ice_role(transports: list[Any]) -> None:
+    """Undo `claim_ice_controlling` (our offer was refused: we may answer instead)."""
+    for transport in transports:
+        transport._role_set = False
+        transport._connection.ice_controlling = False

@@ -62,9 +62,11 @@ from sfu.passthrough import (
     EncodedFrame,
     ReceiverHook,
     add_transport_description,
+    claim_ice_controlling,
     install_receiver_sink,
     install_sender_keyframe_hook,
     park_transceivers,
+    release_ice_role,
 )
 
 logger = logging.getLogger(__name__)
@@ -627,9 +629,17 @@ class SfuClient:
         offer = await pc.createOffer()
         sdp, tracks = await self._complete_offer(pc, offer)
         self.client_offers += 1
-        reply = await self.request(
-            "sdp", {"description": {"type": "offer", "sdp": sdp}, "tracks": tracks}
-        )
+        # the server starts its connectivity checks as soon as it answers, before we apply
+        # the offer: take the offerer's (controlling) ICE role now, or both ends may start
+        # as controlled and fight over the role
+        claimed = claim_ice_controlling(pc)
+        try:
+            reply = await self.request(
+                "sdp", {"description": {"type": "offer", "sdp": sdp}, "tracks": tracks}
+            )
+        except SfuError:
+            release_ice_role(claimed)
+            raise
         description = reply.get("description")
         if not isinstance(description, dict) or description.get("type") != "answer":
             raise SfuError("bad_reply", "the ack to our offer carries no answer")
