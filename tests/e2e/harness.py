@@ -1,0 +1,186 @@
+"""Shared pieces of the browser end-to-end tests: tool checks, the loopback-only network
+namespace, the server subprocess and Chromium's flags.
+
+Used from two sides: by pytest (``conftest.py``, outside the namespace) to decide whether
+the tests can run and to start a scenario inside a namespace, and by the scenario scripts
+(inside the namespace) to start the server and the browser.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+NETNS = HERE / "run_in_netns.sh"
+ARTIFACTS = REPO / "test-artifacts"
+
+CHROMIUM = os.environ.get("SFU_CHROMIUM", "/usr/bin/chromium")
+
+# ARCHITECTURE.md "Testing without leaving loopback". Never --disable-features (it would
+# replace Playwright's own) nor --user-data-dir (use contexts).
+CHROMIUM_ARGS = [
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--allow-loopback-in-peer-connection",
+    "--autoplay-policy=no-user-gesture-required",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-sandbox",
+    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1 , EXCLUDE localhost",
+]
+
+
+def missing_tools() -> list[str]:
+    """What the browser tests need and this machine lacks (empty: all there)."""
+    missing = []
+    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
+        missing.append(f"Chromium at {CHROMIUM} (apt-get install chromium, or set SFU_CHROMIUM)")
+    for tool in ("unshare", "ip"):
+        if shutil.which(tool) is None:
+            missing.append(f"`{tool}` (util-linux / iproute2)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        missing.append("the playwright Python package (pip install -e '.[dev]')")
+    if not missing:
+        probe = subprocess.run(
+            [str(NETNS), "true"], capture_output=True, text=True, timeout=30, check=False
+        )
+        if probe.returncode != 0:
+            missing.append(
+                "a loopback-only network namespace (unshare --net failed: "
+                f"{probe.stderr.strip() or probe.returncode}; "
+                "run as root or enable user namespaces)"
+            )
+    return missing
+
+
+def run_scenario(script: str, out_dir: Path, timeout: float, *args: str) -> dict[str, Any]:
+    """Run ``tests/e2e/<script>`` inside a fresh loopback-only namespace and return the
+    JSON result it wrote (plus its exit status and output)."""
+    result_file = out_dir / "result.json"
+    cmd = [
+        str(NETNS),
+        sys.executable,
+        str(HERE / script),
+        "--out",
+        str(result_file),
+        "--artifacts",
+        str(ARTIFACTS),
+        *args,
+    ]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    try:
+        proc = subprocess.run(
+            cmd,
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        rc, stdout, stderr = proc.returncode, proc.stdout, proc.stderr
+    except subprocess.TimeoutExpired as exc:
+        rc = -1
+        stdout = _text(exc.stdout)
+        stderr = _text(exc.stderr) + f"\nscenario timed out after {timeout} s"
+    data: dict[str, Any]
+    try:
+        data = json.loads(result_file.read_text())
+    except (OSError, ValueError) as exc:
+        data = {"ok": False, "checks": {}, "error": f"no result file: {exc}"}
+    data["returncode"] = rc
+    data["stdout"] = stdout[-20000:]
+    data["stderr"] = stderr[-20000:]
+    return data
+
+
+def _text(value: bytes | str | None) -> str:
+    if value is None:
+        return ""
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def sfu_server(log_path: Path, *extra: str, port: int | None = None) -> Iterator[str]:
+    """Start ``sfu-server`` on 127.0.0.1 (ICE on 127.0.0.1 only) as a subprocess; yield its
+    URL once /healthz answers; terminate it afterwards."""
+    port = port or free_port()
+    exe = Path(sys.executable).with_name("sfu-server")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "signaling"]
+    cmd += ["--host", "127.0.0.1", "--port", str(port), "--ice-address", "127.0.0.1", *extra]
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("a") as log:
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"sfu-server exited with {proc.returncode}; see {log_path}")
+                try:
+                    with urllib.request.urlopen(url + "/healthz", timeout=2) as r:
+                        if r.status == 200:
+                            break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"sfu-server did not answer /healthz; see {log_path}")
+                time.sleep(0.2)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def in_netns() -> bool:
+    """True when the only network interface is loopback (we are inside the namespace)."""
+    try:
+        names = [name for _, name in socket.if_nameindex()]
+    except OSError:
+        return False
+    return names == ["lo"]
+
+
+def explain(result: dict[str, Any]) -> str:
+    """A readable failure message: failed checks, then the scenario's own output."""
+    lines = []
+    for name, check in result.get("checks", {}).items():
+        if not check["ok"]:
+            lines.append(f"FAILED {name}: {check['detail']}")
+    if result.get("error"):
+        lines.append(f"scenario error:\n{result['error']}")
+    lines.append(f"exit status: {result.get('returncode')}")
+    errors = result.get("info", {}).get("console_errors")
+    if errors:
+        lines.append(f"browser console errors: {errors}")
+    lines.append("--- scenario stdout ---\n" + result.get("stdout", "")[-6000:])
+    lines.append("--- scenario stderr ---\n" + result.get("stderr", "")[-6000:])
+    return "\n".join(lines)

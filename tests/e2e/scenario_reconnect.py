@@ -1,0 +1,95 @@
+"""The server goes away and comes back: two Chromium participants show "reconnecting",
+then rejoin by themselves with new peer connections and see each other's video again.
+Run INSIDE a loopback-only network namespace (``test_browser_room.py`` does that).
+
+    tests/e2e/run_in_netns.sh .venv/bin/python tests/e2e/scenario_reconnect.py --out /tmp/r.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.e2e.harness import CHROMIUM, CHROMIUM_ARGS, free_port, in_netns, sfu_server
+from tests.e2e.scenario_room import STATS_JS, Scenario, frames_by_participant, poll
+
+STATE_JS = "() => window.sfuApp ? [sfuApp.client.state, sfuApp.client.id] : [null, null]"
+
+
+def decoding_from_all_others(page: Any) -> bool:
+    stats = page.evaluate(STATS_JS)
+    if not stats:
+        return False
+    frames = frames_by_participant(stats)
+    return bool(stats["others"]) and all(frames.get(o, 0) > 0 for o in stats["others"])
+
+
+def run(sc: Scenario) -> None:
+    from playwright.sync_api import sync_playwright
+
+    sc.info["in_netns"] = in_netns()
+    log = sc.artifacts / "e2e-reconnect-server.log"
+    log.unlink(missing_ok=True)
+    port = free_port()
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        pages = []
+        with sfu_server(log, port=port) as url:
+            for name in ("Dora", "Eve"):
+                page = browser.new_context().new_page()
+                page.goto(f"{url}/room/e2e-reconnect?name={name}")
+                pages.append(page)
+            for page in pages:
+                ok, _ = poll(lambda page=page: decoding_from_all_others(page), bool, timeout=30)
+                sc.check(f"{page.evaluate(STATE_JS)[1]} decodes video before the restart", ok, ok)
+        # the server is gone now
+        for page in pages:
+            ok, state = poll(
+                lambda page=page: page.evaluate(STATE_JS)[0], lambda s: s == "reconnecting", 10
+            )
+            banner = page.locator(".banner-item").all_text_contents()
+            sc.check(
+                "page shows reconnecting while the server is gone",
+                ok and bool(banner),
+                {"state": state, "banner": banner},
+            )
+        with sfu_server(log, port=port):
+            for page in pages:
+                ok, state = poll(
+                    lambda page=page: page.evaluate(STATE_JS)[0], lambda s: s == "joined", 30
+                )
+                sc.check("page rejoins by itself when the server is back", ok, state)
+                ok, _ = poll(lambda page=page: decoding_from_all_others(page), bool, timeout=30)
+                remote = page.locator(".tile:not(.local)").count()
+                sc.check(
+                    "video flows again after the rejoin",
+                    ok and remote == 1,
+                    {"remote_tiles": remote},
+                )
+                banner = page.locator(".banner-item").all_text_contents()
+                sc.check("no stale connection message after the rejoin", banner == [], banner)
+        browser.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True, help="JSON result file")
+    parser.add_argument("--artifacts", type=Path, default=Path("test-artifacts"))
+    args = parser.parse_args()
+    sc = Scenario(args.out, args.artifacts)
+    error = None
+    try:
+        run(sc)
+    except Exception:
+        error = traceback.format_exc()
+        print(error, file=sys.stderr, flush=True)
+    return 0 if sc.write(error) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,995 @@
+// The signaling + media client of PROTOCOL.md: one Socket.IO connection and ONE
+// RTCPeerConnection to the server. No DOM access here: room.js (the UI) listens to the
+// events this module dispatches. Importable in node for unit tests: inject the `io`,
+// `RTCPeerConnection` and `RTCRtpSender` factories (they default to browser globals).
+
+/**
+ * @typedef {{id: string, name: string, audioMuted: boolean, videoMuted: boolean}} Participant
+ * @typedef {{id: string, from: string, name: string, text: string, ts: number}} ChatMessage
+ * @typedef {"camera" | "microphone" | "screen"} Source
+ * @typedef {{mid: string, participantId: string, kind: "audio" | "video", source: Source}} TrackInfo
+ * @typedef {TrackInfo & {track: MediaStreamTrack}} RemoteTrack
+ * @typedef {{track: MediaStreamTrack, source: Source, transceiver: RTCRtpTransceiver | null}} LocalTrack
+ * @typedef {"idle" | "connecting" | "joining" | "joined" | "reconnecting" | "failed" | "closed"} ClientState
+ *
+ * @typedef {object} SocketLike  The part of a socket.io-client `Socket` this module uses.
+ * @property {boolean} connected
+ * @property {boolean} [active]
+ * @property {(event: string, handler: (...args: any[]) => void) => unknown} on
+ * @property {(event: string, ...args: any[]) => unknown} emit
+ * @property {() => unknown} connect
+ * @property {() => unknown} disconnect
+ *
+ * @typedef {object} ClientOptions
+ * @property {string} [url]  Socket.IO server URL; default: the page's origin.
+ * @property {(url: string | undefined, opts: object) => SocketLike} [io]  socket.io-client `io`.
+ * @property {(config: RTCConfiguration) => RTCPeerConnection} [createPeerConnection]
+ * @property {{getCapabilities(kind: string): RTCRtpCapabilities | null}} [RTCRtpSender]
+ * @property {{getCapabilities(kind: string): RTCRtpCapabilities | null}} [RTCRtpReceiver]
+ * @property {string} [token]  JWT sent as the Socket.IO `auth` payload.
+ * @property {number} [ackTimeoutMs]  How long to wait for any ack (default 10 s).
+ * @property {number[]} [retryDelaysMs]  Back-off between rejoin attempts.
+ * @property {number} [reofferDelayMs]  Fallback re-offer after glare when no offer came.
+ * @property {boolean} [alignToServer]  Use the server's header-extension ids and payload
+ *   types in our offers (default true; see `SERVER_EXTMAP_IDS`).
+ * @property {(fn: () => void, ms: number) => any} [setTimeout]
+ * @property {(handle: any) => void} [clearTimeout]
+ * @property {(...args: any[]) => void} [log]  Debug log (default: silent).
+ */
+
+export const ROOM_RE = /^[A-Za-z0-9_-]{1,64}$/;
+export const MAX_NAME = 64;
+export const MAX_CHAT = 2000;
+
+/** Join refusals that a retry cannot fix: the client stops and reports them. */
+export const FATAL_JOIN_CODES = new Set(["room_full", "unauthorized", "bad_request", "server_busy"]);
+
+/** Codecs every room uses (the SFU never transcodes): VP8 (+RTX) and Opus. */
+export const PREFERRED_CODECS = {
+  video: ["video/vp8", "video/rtx"],
+  audio: ["audio/opus"],
+};
+
+/**
+ * What the server (aiortc <= 1.16) puts in its own offers, whatever was negotiated before:
+ * its `createOffer` resets every transceiver's header-extension ids and payload types to
+ * these fixed tables, also on the m-lines the browser offered. A browser refuses an
+ * extension id reassignment ("RTP extension ID reassignment not supported"), and after a
+ * payload-type change aiortc's receiver (set up once) drops the browser's media. So our
+ * offers use the server's values from the start (`alignToServer`) and nothing changes on
+ * renegotiation. Extensions and codecs the server does not negotiate are left out.
+ */
+export const SERVER_EXTMAP_IDS = /** @type {Record<string, number>} */ ({
+  "urn:ietf:params:rtp-hdrext:sdes:mid": 1,
+  "urn:ietf:params:rtp-hdrext:ssrc-audio-level": 2,
+  "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time": 3,
+});
+
+/** Payload types by lower-case "name/clockrate"; "rtx" means RTX of the VP8 stream. */
+export const SERVER_PAYLOAD_TYPES = /** @type {Record<string, number>} */ ({
+  "opus/48000": 96,
+  "vp8/90000": 97,
+  rtx: 98,
+});
+
+/**
+ * Rewrite an SDP's extension ids and payload types to the server's (see above).
+ * @param {string} sdp
+ * @returns {string}
+ */
+export function alignToServer(sdp) {
+  const eol = sdp.includes("\r\n") ? "\r\n" : "\n";
+  const lines = sdp.split(/\r?\n/);
+  /** @type {string[][]} */
+  const sections = [[]];
+  for (const line of lines) {
+    if (line.startsWith("m=")) sections.push([]);
+    sections[sections.length - 1].push(line);
+  }
+  return sections.map((section) => alignSection(section).join(eol)).join(eol);
+}
+
+/**
+ * @param {string[]} section  one m-section (or the session part)
+ * @returns {string[]}
+ */
+function alignSection(section) {
+  const out = [];
+  /** @type {Map<string, string>} old -> new payload type */
+  const pts = new Map();
+  /** @type {Map<string, string>} pt -> lower-case name/clock */
+  const names = new Map();
+  /** @type {Map<string, string>} rtx pt -> apt */
+  const apt = new Map();
+  for (const line of section) {
+    const rtpmap = /^a=rtpmap:(\d+) ([^/\s]+\/\d+)/.exec(line);
+    if (rtpmap) names.set(rtpmap[1], rtpmap[2].toLowerCase());
+    const fmtp = /^a=fmtp:(\d+) .*\bapt=(\d+)/.exec(line);
+    if (fmtp) apt.set(fmtp[1], fmtp[2]);
+  }
+  for (const [pt, name] of names) {
+    const target = SERVER_PAYLOAD_TYPES[name];
+    if (target !== undefined) pts.set(pt, String(target));
+  }
+  for (const [pt, name] of names) {
+    const base = apt.get(pt);
+    if (name.startsWith("rtx/") && base && names.get(base) === "vp8/90000") {
+      pts.set(pt, String(SERVER_PAYLOAD_TYPES.rtx));
+    }
+  }
+  const isMedia = section[0]?.startsWith("m=audio") || section[0]?.startsWith("m=video");
+  for (const line of section) {
+    const ext = /^a=extmap:(\d+)(\/[a-z]+)?\s+(\S+)(.*)$/.exec(line);
+    if (ext) {
+      const id = SERVER_EXTMAP_IDS[ext[3]];
+      if (id !== undefined) out.push(`a=extmap:${id}${ext[2] ?? ""} ${ext[3]}${ext[4]}`);
+      continue;
+    }
+    if (!isMedia || pts.size === 0) {
+      out.push(line);
+      continue;
+    }
+    if (line.startsWith("m=")) {
+      const parts = line.split(" ");
+      const formats = parts.slice(3).filter((pt) => pts.has(pt)).map((pt) => pts.get(pt));
+      out.push([...parts.slice(0, 3), ...formats].join(" "));
+      continue;
+    }
+    const attr = /^a=(rtpmap|fmtp|rtcp-fb):(\d+)(.*)$/.exec(line);
+    if (attr) {
+      const to = pts.get(attr[2]);
+      if (to === undefined) continue; // a codec the server does not take
+      let rest = attr[3];
+      if (attr[1] === "fmtp") rest = rest.replace(/\bapt=(\d+)/, (m, p) => `apt=${pts.get(p) ?? p}`);
+      out.push(`a=${attr[1]}:${to}${rest}`);
+      continue;
+    }
+    out.push(line);
+  }
+  return out;
+}
+
+/** An error with PROTOCOL.md's stable `code` (or a client-side one: timeout, disconnected). */
+export class ProtocolError extends Error {
+  /**
+   * @param {string} code
+   * @param {string} message
+   */
+  constructor(code, message) {
+    super(message || code);
+    this.name = "ProtocolError";
+    this.code = code;
+  }
+}
+
+/**
+ * Check a room name and a display name as the server will; throw `bad_request`.
+ * @param {string} room
+ * @param {string} name
+ * @returns {{room: string, name: string}}
+ */
+export function validateJoin(room, name) {
+  if (typeof room !== "string" || !ROOM_RE.test(room)) {
+    throw new ProtocolError("bad_request", "room must be 1-64 characters of A-Z, a-z, 0-9, '_' or '-'");
+  }
+  const trimmed = typeof name === "string" ? name.trim() : "";
+  if (trimmed.length < 1 || trimmed.length > MAX_NAME) {
+    throw new ProtocolError("bad_request", `name must be 1-${MAX_NAME} characters`);
+  }
+  return { room, name: trimmed };
+}
+
+/**
+ * Filter capabilities down to the room's codecs, in our preferred order.
+ * @param {RTCRtpCodec[]} codecs
+ * @param {string} kind
+ * @returns {RTCRtpCodec[]}
+ */
+export function pickCodecs(codecs, kind) {
+  const wanted = PREFERRED_CODECS[/** @type {"audio" | "video"} */ (kind)] ?? [];
+  const out = [];
+  for (const mime of wanted) {
+    for (const c of codecs) if (c.mimeType.toLowerCase() === mime) out.push(c);
+  }
+  return out;
+}
+
+/**
+ * One participant's connection to the SFU.
+ *
+ * Events (all `CustomEvent`, payload in `detail`):
+ * - `state` `{state: ClientState, reason?: string}`
+ * - `joined` `{id, room, participants: Participant[], chat: ChatMessage[], rejoin: boolean}`
+ * - `reset` `{reason}`: the connection dropped; every remote participant and track is gone
+ * - `participant-joined` / `participant-updated` `{participant: Participant}`
+ * - `participant-left` `{id, reason}`
+ * - `chat` `{message: ChatMessage}` (from others; your own come back from `sendChat`)
+ * - `tracks` `{tracks: RemoteTrack[]}`: the full set of incoming tracks after each negotiation
+ * - `connection` `{state: RTCPeerConnectionState}`
+ * - `error` `{code, message, fatal: boolean}`
+ */
+export class SfuClient extends EventTarget {
+  /** @param {ClientOptions} [options] */
+  constructor(options = {}) {
+    super();
+    const g = /** @type {any} */ (globalThis);
+    this._url = options.url;
+    this._io = options.io ?? g.io;
+    this._createPc =
+      options.createPeerConnection ?? ((/** @type {RTCConfiguration} */ c) => new g.RTCPeerConnection(c));
+    this._senderCaps = options.RTCRtpSender ?? g.RTCRtpSender;
+    this._receiverCaps = options.RTCRtpReceiver ?? g.RTCRtpReceiver;
+    this._token = options.token;
+    this._ackTimeoutMs = options.ackTimeoutMs ?? 10000;
+    this._retryDelaysMs = options.retryDelaysMs ?? [500, 1000, 2000, 4000, 8000];
+    this._reofferDelayMs = options.reofferDelayMs ?? 2000;
+    this._align = options.alignToServer ?? true;
+    this._setTimeout = options.setTimeout ?? ((fn, ms) => setTimeout(fn, ms));
+    this._clearTimeout = options.clearTimeout ?? ((h) => clearTimeout(h));
+    this._log = options.log ?? (() => {});
+
+    /** @type {SocketLike | null} */
+    this._socket = null;
+    /** @type {RTCPeerConnection | null} */
+    this._pc = null;
+    /** @type {ClientState} */
+    this._state = "idle";
+    /** @type {string | null} */
+    this._id = null;
+    this._room = "";
+    this._name = "";
+    this._wantJoined = false;
+    this._joinedOnce = false;
+    this._generation = 0; // bumped for every peer connection: stale callbacks check it
+    this._attempt = 0;
+    /** @type {Map<string, Participant>} */
+    this._participants = new Map();
+    /** @type {Map<string, TrackInfo>} */
+    this._trackInfos = new Map();
+    /** @type {RemoteTrack[]} */
+    this._remoteTracks = [];
+    /** @type {LocalTrack[]} */
+    this._local = [];
+    /** @type {Set<RTCRtpTransceiver>} inactive transceivers kept for reuse (stopped screen share) */
+    this._spare = new Set();
+    this._muted = { audio: false, video: false };
+    /** @type {Promise<unknown>} negotiations run one at a time, in order */
+    this._queue = Promise.resolve();
+    /** @type {(RTCIceCandidateInit | null)[]} local candidates held until our description is sent */
+    this._candidateBuffer = [];
+    this._descriptionSent = false;
+    this._offerWanted = false;
+    this._glareRetries = 0;
+    /** @type {any} */
+    this._reofferTimer = null;
+    /** @type {any} */
+    this._retryTimer = null;
+    /** @type {Set<(err: ProtocolError) => void>} pending acks, rejected on disconnect */
+    this._pending = new Set();
+    /** @type {{resolve: (v: any) => void, reject: (e: any) => void}[]} */
+    this._joinWaiters = [];
+  }
+
+  // ------------------------------------------------------------------ getters
+
+  /** @returns {RTCPeerConnection | null} the one peer connection (new after every rejoin) */
+  get pc() {
+    return this._pc;
+  }
+
+  /** @returns {string | null} our participant id (changes after a rejoin) */
+  get id() {
+    return this._id;
+  }
+
+  /** @returns {ClientState} */
+  get state() {
+    return this._state;
+  }
+
+  /** @returns {string} */
+  get room() {
+    return this._room;
+  }
+
+  /** @returns {Participant[]} the other participants */
+  get participants() {
+    return [...this._participants.values()];
+  }
+
+  /** @returns {RemoteTrack[]} incoming tracks labelled by participant */
+  get remoteTracks() {
+    return [...this._remoteTracks];
+  }
+
+  /** @returns {TrackInfo[]} the rows of the server's last offer (mid -> participant) */
+  get trackInfos() {
+    return [...this._trackInfos.values()];
+  }
+
+  /** @returns {{audio: boolean, video: boolean}} */
+  get muted() {
+    return { ...this._muted };
+  }
+
+  /** @returns {boolean} */
+  get sharingScreen() {
+    return this._local.some((l) => l.source === "screen");
+  }
+
+  // ------------------------------------------------------------------ public API
+
+  /**
+   * Add a local track to publish (call before `join`, or after: it renegotiates).
+   * @param {MediaStreamTrack} track
+   * @param {Source} [source]  default: camera for video, microphone for audio
+   */
+  publish(track, source) {
+    const local = {
+      track,
+      source: source ?? (track.kind === "video" ? "camera" : "microphone"),
+      transceiver: null,
+    };
+    this._local.push(local);
+    if (local.source !== "screen") {
+      track.enabled = !this._muted[/** @type {"audio" | "video"} */ (track.kind)];
+    }
+    if (this._pc) {
+      this._attachLocal(this._pc, local);
+      this._renegotiate();
+    }
+  }
+
+  /**
+   * Join a room. Resolves with the join ack after the first successful join; rejects with a
+   * `ProtocolError` when the server refuses for good (room_full, unauthorized, ...).
+   * Reconnects and rejoins by itself afterwards until `leave()`.
+   * @param {string} room
+   * @param {string} name
+   * @returns {Promise<{id: string, room: string, participants: Participant[], chat: ChatMessage[]}>}
+   */
+  join(room, name) {
+    const checked = validateJoin(room, name);
+    if (this._wantJoined) return Promise.reject(new ProtocolError("already_joined", "join called twice"));
+    this._room = checked.room;
+    this._name = checked.name;
+    this._wantJoined = true;
+    const result = new Promise((resolve, reject) => this._joinWaiters.push({ resolve, reject }));
+    const socket = this._ensureSocket();
+    if (socket.connected) this._doJoin();
+    else this._setState("connecting");
+    return result;
+  }
+
+  /**
+   * Send a chat message; resolves with the stored `ChatMessage`.
+   * @param {string} text
+   * @returns {Promise<ChatMessage>}
+   */
+  async sendChat(text) {
+    const trimmed = String(text ?? "").trim();
+    if (trimmed.length < 1 || trimmed.length > MAX_CHAT) {
+      throw new ProtocolError("bad_request", `a message is 1-${MAX_CHAT} characters`);
+    }
+    const res = await this._request("chat message", { text: trimmed });
+    return res.message;
+  }
+
+  /**
+   * Mute or unmute our camera ("video") or microphone ("audio"): the local track is disabled
+   * and the server stops forwarding it; others get `participant updated`.
+   * @param {"audio" | "video"} kind
+   * @param {boolean} muted
+   */
+  async setMuted(kind, muted) {
+    if (kind !== "audio" && kind !== "video") throw new ProtocolError("bad_request", "kind must be audio or video");
+    this._muted[kind] = Boolean(muted);
+    for (const l of this._local) {
+      if (l.track.kind === kind && l.source !== "screen") l.track.enabled = !muted;
+    }
+    if (this._state === "joined") await this._request("mute", { kind, muted: Boolean(muted) });
+  }
+
+  /**
+   * Publish a screen-capture track (source "screen"): a new send-only transceiver, or the
+   * one of a previous share (replaceTrack); renegotiates with a client offer.
+   * @param {MediaStreamTrack} track
+   */
+  async startScreenShare(track) {
+    if (this.sharingScreen) await this.stopScreenShare();
+    const local = { track, source: /** @type {Source} */ ("screen"), transceiver: null };
+    this._local.push(local);
+    track.addEventListener?.("ended", () => {
+      if (this._local.includes(local)) this.stopScreenShare();
+    });
+    if (this._pc) {
+      this._attachLocal(this._pc, local);
+      await this._renegotiate();
+    }
+  }
+
+  /** Stop publishing the screen: its transceiver goes inactive (kept for the next share). */
+  async stopScreenShare() {
+    const local = this._local.find((l) => l.source === "screen");
+    if (!local) return;
+    this._local = this._local.filter((l) => l !== local);
+    local.track.stop?.();
+    const t = local.transceiver;
+    if (t && this._pc) {
+      try {
+        await t.sender.replaceTrack(null);
+      } catch (err) {
+        this._log("replaceTrack(null) failed", err);
+      }
+      t.direction = "inactive";
+      this._spare.add(t);
+      await this._renegotiate();
+    }
+  }
+
+  /** Leave the room for good: no more rejoin attempts. */
+  async leave() {
+    this._wantJoined = false;
+    this._clearTimers();
+    const wasJoined = this._state === "joined";
+    this._generation += 1;
+    if (wasJoined && this._socket?.connected) {
+      try {
+        await this._request("leave", {}, Math.min(this._ackTimeoutMs, 3000));
+      } catch (err) {
+        this._log("leave refused", err);
+      }
+    }
+    this._teardownPc();
+    this._socket?.disconnect();
+    this._rejectJoinWaiters(new ProtocolError("left", "left the room"));
+    this._setState("closed");
+  }
+
+  // ------------------------------------------------------------------ socket
+
+  /** @returns {SocketLike} */
+  _ensureSocket() {
+    if (this._socket) {
+      if (!this._socket.connected && !this._socket.active) this._socket.connect();
+      return this._socket;
+    }
+    if (typeof this._io !== "function") throw new Error("no socket.io client: pass options.io");
+    /** @type {Record<string, unknown>} */
+    const opts = { reconnection: true, reconnectionDelay: 500, reconnectionDelayMax: 5000 };
+    if (this._token) opts.auth = { token: this._token };
+    const socket = this._io(this._url, opts);
+    this._socket = socket;
+    socket.on("connect", () => this._onConnect());
+    socket.on("disconnect", (/** @type {string} */ reason) => this._onDisconnect(reason));
+    socket.on("connect_error", (/** @type {any} */ err) => this._onConnectError(err));
+    socket.on("sdp", (/** @type {any} */ payload, /** @type {(r: object) => void} */ ack) =>
+      this._onServerOffer(payload, ack),
+    );
+    socket.on("participant joined", (/** @type {Participant} */ p) => this._onParticipant(p, "participant-joined"));
+    socket.on("participant updated", (/** @type {Participant} */ p) => this._onParticipant(p, "participant-updated"));
+    socket.on("participant left", (/** @type {any} */ p) => this._onParticipantLeft(p));
+    socket.on("chat message", (/** @type {ChatMessage} */ m) => {
+      if (m && typeof m === "object") this._emit("chat", { message: m });
+    });
+    socket.on("error", (/** @type {any} */ e) => {
+      const code = typeof e?.code === "string" ? e.code : "server_error";
+      this._emit("error", { code, message: String(e?.message ?? code), fatal: false });
+    });
+    return socket;
+  }
+
+  _onConnect() {
+    this._log("socket connected");
+    if (this._wantJoined && this._state !== "joining" && this._state !== "joined") this._doJoin();
+  }
+
+  /** @param {string} reason */
+  _onDisconnect(reason) {
+    this._log("socket disconnected", reason);
+    for (const reject of [...this._pending]) reject(new ProtocolError("disconnected", `connection lost (${reason})`));
+    if (!this._wantJoined) return;
+    this._dropSession(reason);
+    this._setState("reconnecting", reason);
+    // socket.io reconnects by itself, except after a server-side disconnect
+    if (reason === "io server disconnect") this._scheduleRetry(() => this._socket?.connect());
+  }
+
+  /** @param {any} err */
+  _onConnectError(err) {
+    const code = err?.data?.code;
+    if (code === "unauthorized") {
+      this._fail(new ProtocolError("unauthorized", String(err?.data?.message ?? "unauthorized")));
+      return;
+    }
+    if (!this._wantJoined) return;
+    this._setState(this._joinedOnce ? "reconnecting" : "connecting", "server unreachable");
+    this._emit("error", { code: "unreachable", message: "cannot reach the server; retrying", fatal: false });
+    if (this._socket && this._socket.active === false) this._scheduleRetry(() => this._socket?.connect());
+  }
+
+  /**
+   * Emit an event and await PROTOCOL.md's ack envelope.
+   * @param {string} event
+   * @param {object} data
+   * @param {number} [timeoutMs]
+   * @returns {Promise<any>} the ack (ok: true); rejects with ProtocolError
+   */
+  _request(event, data, timeoutMs = this._ackTimeoutMs) {
+    return new Promise((resolve, reject) => {
+      const socket = this._socket;
+      if (!socket || !socket.connected) {
+        reject(new ProtocolError("disconnected", "not connected to the server"));
+        return;
+      }
+      let done = false;
+      /** @param {ProtocolError} err */
+      const fail = (err) => {
+        if (done) return;
+        done = true;
+        this._clearTimeout(timer);
+        this._pending.delete(fail);
+        reject(err);
+      };
+      const timer = this._setTimeout(
+        () => fail(new ProtocolError("timeout", `no answer to '${event}' within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
+      this._pending.add(fail);
+      socket.emit(event, data, (/** @type {any} */ res) => {
+        if (done) return;
+        if (res && typeof res === "object" && res.ok === true) {
+          done = true;
+          this._clearTimeout(timer);
+          this._pending.delete(fail);
+          resolve(res);
+        } else if (res && typeof res === "object" && res.ok === false) {
+          const e = res.error ?? {};
+          fail(new ProtocolError(String(e.code ?? "internal_error"), String(e.message ?? "")));
+        } else {
+          fail(new ProtocolError("bad_response", `malformed ack to '${event}'`));
+        }
+      });
+    });
+  }
+
+  // ------------------------------------------------------------------ join / rejoin
+
+  async _doJoin() {
+    this._clearTimers();
+    this._teardownPc();
+    const gen = ++this._generation;
+    this._setState("joining");
+    let res;
+    try {
+      res = await this._request("join", { room: this._room, name: this._name });
+    } catch (err) {
+      if (gen !== this._generation || !this._wantJoined) return;
+      const e = /** @type {ProtocolError} */ (err);
+      if (FATAL_JOIN_CODES.has(e.code)) {
+        this._fail(e);
+      } else if (e.code === "already_joined") {
+        // a previous join of this connection went through after all: start afresh
+        this._request("leave", {}).catch(() => {});
+        this._scheduleRetry(() => this._doJoin());
+      } else if (e.code !== "disconnected") {
+        this._emit("error", { code: e.code, message: e.message, fatal: false });
+        this._scheduleRetry(() => this._doJoin());
+      }
+      return;
+    }
+    if (gen !== this._generation || !this._wantJoined) return;
+    this._attempt = 0;
+    this._id = String(res.id);
+    this._participants = new Map();
+    for (const p of Array.isArray(res.participants) ? res.participants : []) this._participants.set(p.id, p);
+    this._setupPc(Array.isArray(res.iceServers) ? res.iceServers : [], gen);
+    const rejoin = this._joinedOnce;
+    this._joinedOnce = true;
+    this._setState("joined");
+    const detail = {
+      id: this._id,
+      room: String(res.room ?? this._room),
+      participants: this.participants,
+      chat: Array.isArray(res.chat) ? res.chat : [],
+      rejoin,
+    };
+    this._emit("joined", detail);
+    const waiters = this._joinWaiters.splice(0);
+    for (const w of waiters) w.resolve(detail);
+    for (const kind of /** @type {const} */ (["audio", "video"])) {
+      if (this._muted[kind]) this._request("mute", { kind, muted: true }).catch((e) => this._log("mute", e));
+    }
+    // with nothing to send we do not offer: the server offers once others publish
+    if (this._local.length > 0) this._enqueue(() => this._negotiate(gen));
+  }
+
+  /**
+   * Throw away the session after a drop: the server forgot us (a disconnect is a leave).
+   * @param {string} reason
+   */
+  _dropSession(reason) {
+    this._generation += 1;
+    this._teardownPc();
+    this._participants.clear();
+    this._emit("reset", { reason });
+  }
+
+  /**
+   * Rejoin on the same socket with a new peer connection (ICE failed, removed by the server).
+   * @param {string} reason
+   */
+  _rejoin(reason) {
+    if (!this._wantJoined || this._state === "reconnecting") return;
+    this._log("rejoin:", reason);
+    this._dropSession(reason);
+    this._setState("reconnecting", reason);
+    this._request("leave", {}, 3000)
+      .catch(() => {})
+      .finally(() => this._scheduleRetry(() => this._socket?.connected && this._doJoin()));
+  }
+
+  /** @param {() => unknown} fn */
+  _scheduleRetry(fn) {
+    const delays = this._retryDelaysMs;
+    const ms = delays[Math.min(this._attempt, delays.length - 1)] ?? 1000;
+    this._attempt += 1;
+    if (this._retryTimer) this._clearTimeout(this._retryTimer);
+    this._retryTimer = this._setTimeout(() => {
+      this._retryTimer = null;
+      if (this._wantJoined) fn();
+    }, ms);
+  }
+
+  /** @param {ProtocolError} err */
+  _fail(err) {
+    this._wantJoined = false;
+    this._clearTimers();
+    this._generation += 1;
+    this._teardownPc();
+    this._emit("error", { code: err.code, message: err.message, fatal: true });
+    this._rejectJoinWaiters(err);
+    this._setState("failed", err.code);
+    this._socket?.disconnect();
+  }
+
+  /** @param {Error} err */
+  _rejectJoinWaiters(err) {
+    for (const w of this._joinWaiters.splice(0)) w.reject(err);
+  }
+
+  _clearTimers() {
+    if (this._retryTimer) this._clearTimeout(this._retryTimer);
+    if (this._reofferTimer) this._clearTimeout(this._reofferTimer);
+    this._retryTimer = this._reofferTimer = null;
+  }
+
+  // ------------------------------------------------------------------ peer connection
+
+  /**
+   * @param {RTCIceServer[]} iceServers
+   * @param {number} gen
+   */
+  _setupPc(iceServers, gen) {
+    const pc = this._createPc({ iceServers, bundlePolicy: "max-bundle" });
+    this._pc = pc;
+    this._candidateBuffer = [];
+    this._descriptionSent = false;
+    this._offerWanted = false;
+    this._glareRetries = 0;
+    this._trackInfos = new Map();
+    this._remoteTracks = [];
+    this._spare = new Set();
+    pc.addEventListener("icecandidate", (/** @type {any} */ ev) => {
+      if (gen === this._generation) this._onLocalCandidate(ev.candidate ?? null);
+    });
+    pc.addEventListener("connectionstatechange", () => {
+      if (gen !== this._generation) return;
+      this._emit("connection", { state: pc.connectionState });
+      if (pc.connectionState === "failed") this._rejoin("ice_failed");
+    });
+    for (const local of this._local) {
+      local.transceiver = null;
+      this._attachLocal(pc, local);
+    }
+  }
+
+  /**
+   * @param {RTCPeerConnection} pc
+   * @param {LocalTrack} local
+   */
+  _attachLocal(pc, local) {
+    const reuse =
+      local.source === "screen" ? [...this._spare].find((t) => t.receiver?.track?.kind === local.track.kind) : undefined;
+    if (reuse) {
+      this._spare.delete(reuse);
+      reuse.direction = "sendonly";
+      reuse.sender.replaceTrack(local.track).catch((e) => this._log("replaceTrack", e));
+      local.transceiver = reuse;
+      return;
+    }
+    const t = pc.addTransceiver(local.track, { direction: "sendonly" });
+    this._preferCodecs(t, local.track.kind);
+    local.transceiver = t;
+  }
+
+  /**
+   * Pin VP8 (+RTX) / Opus with setCodecPreferences (sender capabilities for a send-only
+   * transceiver; older browsers want receiver capabilities).
+   * @param {RTCRtpTransceiver} t
+   * @param {string} kind
+   */
+  _preferCodecs(t, kind) {
+    if (typeof t.setCodecPreferences !== "function") return;
+    for (const source of [this._senderCaps, this._receiverCaps]) {
+      const caps = source?.getCapabilities?.(kind);
+      const codecs = pickCodecs(caps?.codecs ?? [], kind);
+      if (codecs.length === 0) continue;
+      try {
+        t.setCodecPreferences(codecs);
+        return;
+      } catch (err) {
+        this._log("setCodecPreferences refused", err);
+      }
+    }
+  }
+
+  _teardownPc() {
+    const pc = this._pc;
+    this._pc = null;
+    this._queue = Promise.resolve(); // steps of the old connection must not hold up the new one
+    this._candidateBuffer = [];
+    this._trackInfos = new Map();
+    if (this._remoteTracks.length) {
+      this._remoteTracks = [];
+      this._emit("tracks", { tracks: [] });
+    }
+    if (this._reofferTimer) this._clearTimeout(this._reofferTimer);
+    this._reofferTimer = null;
+    for (const l of this._local) l.transceiver = null;
+    if (pc) {
+      try {
+        pc.close();
+      } catch (err) {
+        this._log("pc.close", err);
+      }
+    }
+  }
+
+  /** @param {RTCIceCandidate | null} candidate */
+  _onLocalCandidate(candidate) {
+    /** @type {RTCIceCandidateInit | null} */
+    const init = candidate
+      ? { candidate: candidate.candidate, sdpMid: candidate.sdpMid ?? null, sdpMLineIndex: candidate.sdpMLineIndex ?? null }
+      : null;
+    if (!this._descriptionSent) {
+      this._candidateBuffer.push(init);
+      return;
+    }
+    this._sendCandidate(init);
+  }
+
+  /** @param {RTCIceCandidateInit | null} init */
+  _sendCandidate(init) {
+    this._request("ice candidates", { candidate: init }).catch((err) => this._log("candidate refused", err));
+  }
+
+  /** Our description reached the server: trickle what was gathered meanwhile. */
+  _markDescriptionSent() {
+    if (this._descriptionSent) return;
+    this._descriptionSent = true;
+    for (const c of this._candidateBuffer.splice(0)) this._sendCandidate(c);
+  }
+
+  /**
+   * Run one negotiation step after the previous ones (one at a time, in order).
+   * @param {() => Promise<void>} fn
+   * @returns {Promise<void>}
+   */
+  _enqueue(fn) {
+    const gen = this._generation;
+    const step = async () => {
+      if (gen !== this._generation) return;
+      // a WebRTC promise can stay pending for good (e.g. the connection closed under it):
+      // never let one step block the ones after it
+      let timer;
+      const deadline = new Promise((_, reject) => {
+        timer = this._setTimeout(
+          () => reject(new ProtocolError("timeout", "negotiation step took too long")),
+          this._ackTimeoutMs * 2,
+        );
+      });
+      try {
+        await Promise.race([fn(), deadline]);
+      } finally {
+        this._clearTimeout(timer);
+      }
+    };
+    const next = this._queue.then(step).catch((err) => {
+      if (gen !== this._generation) return;
+      this._log("negotiation step failed", err);
+      const e = /** @type {any} */ (err);
+      this._emit("error", { code: e?.code ?? "negotiation_failed", message: String(e?.message ?? e), fatal: false });
+      if (e?.code === "timeout") this._rejoin("negotiation_timeout");
+    });
+    this._queue = next;
+    return next;
+  }
+
+  /** Ask for a client offer (new local track, stopped share). */
+  _renegotiate() {
+    if (this._state !== "joined" || !this._pc) return Promise.resolve();
+    const gen = this._generation;
+    return this._enqueue(() => this._negotiate(gen));
+  }
+
+  /**
+   * Client offer -> answer in the ack. On `invalid_state` (the server's own offer is
+   * pending: glare, we are the polite peer) roll back, let the server's offer be answered,
+   * then offer again.
+   * @param {number} gen
+   */
+  async _negotiate(gen) {
+    const pc = this._pc;
+    if (!pc || gen !== this._generation) return;
+    if (pc.signalingState !== "stable") {
+      this._offerWanted = true;
+      return;
+    }
+    this._offerWanted = false;
+    if (this._reofferTimer) this._clearTimeout(this._reofferTimer);
+    this._reofferTimer = null;
+    const offer = await pc.createOffer();
+    const sdp = this._align ? alignToServer(offer.sdp ?? "") : offer.sdp;
+    await pc.setLocalDescription({ type: "offer", sdp });
+    const local = /** @type {RTCSessionDescription} */ (pc.localDescription);
+    const tracks = this._local
+      .filter((l) => l.transceiver?.mid)
+      .map((l) => ({ mid: /** @type {string} */ (l.transceiver?.mid), source: l.source }));
+    const request = this._request("sdp", { description: { type: "offer", sdp: local.sdp }, tracks });
+    this._markDescriptionSent();
+    let res;
+    try {
+      res = await request;
+    } catch (err) {
+      if (gen !== this._generation) return;
+      const e = /** @type {ProtocolError} */ (err);
+      if (pc.signalingState === "have-local-offer") await pc.setLocalDescription({ type: "rollback" });
+      if (e.code === "invalid_state") {
+        this._glareRetries += 1;
+        if (this._glareRetries > 5) throw new ProtocolError("negotiation_failed", "offer refused repeatedly (glare)");
+        this._log("glare: rolled back; re-offering after the server's offer");
+        this._offerWanted = true;
+        this._armReoffer(gen);
+        return;
+      }
+      if (e.code === "not_joined" || e.code === "timeout") {
+        this._rejoin(e.code);
+        return;
+      }
+      if (e.code === "disconnected") return;
+      throw e;
+    }
+    if (gen !== this._generation) return;
+    this._glareRetries = 0;
+    await pc.setRemoteDescription(res.description);
+    this._refreshTracks();
+  }
+
+  /**
+   * Fallback when no server offer follows a glare refusal.
+   * @param {number} gen
+   */
+  _armReoffer(gen) {
+    if (this._reofferTimer) this._clearTimeout(this._reofferTimer);
+    this._reofferTimer = this._setTimeout(() => {
+      this._reofferTimer = null;
+      if (this._offerWanted && gen === this._generation) this._enqueue(() => this._negotiate(gen));
+    }, this._reofferDelayMs);
+  }
+
+  /**
+   * A server `sdp` offer: answer it in the ack; `tracks` says whose track each mid carries.
+   * @param {any} payload
+   * @param {(reply: object) => void} ack
+   */
+  _onServerOffer(payload, ack) {
+    const reply = typeof ack === "function" ? ack : () => {};
+    const gen = this._generation;
+    this._enqueue(async () => {
+      const pc = this._pc;
+      const description = payload?.description;
+      if (!pc || gen !== this._generation) {
+        reply({ ok: false, error: { code: "invalid_state", message: "no peer connection" } });
+        return;
+      }
+      if (!description || description.type !== "offer" || typeof description.sdp !== "string") {
+        reply({ ok: false, error: { code: "bad_request", message: "expected an offer" } });
+        return;
+      }
+      try {
+        // perfect negotiation, polite side: our own pending offer gives way
+        if (pc.signalingState === "have-local-offer") await pc.setLocalDescription({ type: "rollback" });
+        await pc.setRemoteDescription({ type: "offer", sdp: description.sdp });
+        const answer = await pc.createAnswer();
+        await pc.setLocalDescription(answer);
+      } catch (err) {
+        reply({ ok: false, error: { code: "invalid_sdp", message: String(/** @type {any} */ (err)?.message ?? err) } });
+        throw err;
+      }
+      /** @type {Map<string, TrackInfo>} */
+      const infos = new Map();
+      for (const row of Array.isArray(payload.tracks) ? payload.tracks : []) {
+        if (row && typeof row.mid === "string") infos.set(row.mid, row);
+      }
+      this._trackInfos = infos;
+      const local = /** @type {RTCSessionDescription} */ (pc.localDescription);
+      reply({ description: { type: "answer", sdp: local.sdp } });
+      this._markDescriptionSent();
+      this._refreshTracks();
+      if (this._offerWanted && gen === this._generation) {
+        this._enqueue(() => this._negotiate(gen));
+      }
+    });
+  }
+
+  /** Recompute mid -> participant labels of the incoming tracks and announce them. */
+  _refreshTracks() {
+    const pc = this._pc;
+    if (!pc) return;
+    /** @type {RemoteTrack[]} */
+    const rows = [];
+    for (const t of pc.getTransceivers()) {
+      const info = t.mid ? this._trackInfos.get(t.mid) : undefined;
+      if (!info || !t.receiver?.track) continue;
+      rows.push({ ...info, track: t.receiver.track });
+    }
+    const key = (/** @type {RemoteTrack[]} */ r) => r.map((x) => `${x.mid}:${x.participantId}:${x.source}:${x.track.id}`).join(",");
+    if (key(rows) === key(this._remoteTracks)) return;
+    this._remoteTracks = rows;
+    this._emit("tracks", { tracks: [...rows] });
+  }
+
+  // ------------------------------------------------------------------ room events
+
+  /**
+   * @param {any} p
+   * @param {"participant-joined" | "participant-updated"} type
+   */
+  _onParticipant(p, type) {
+    if (!p || typeof p.id !== "string" || p.id === this._id) return;
+    this._participants.set(p.id, p);
+    this._emit(type, { participant: p });
+  }
+
+  /** @param {any} p */
+  _onParticipantLeft(p) {
+    if (!p || typeof p.id !== "string") return;
+    if (p.id === this._id) {
+      this._rejoin(String(p.reason ?? "removed"));
+      return;
+    }
+    this._participants.delete(p.id);
+    this._emit("participant-left", { id: p.id, reason: String(p.reason ?? "") });
+  }
+
+  // ------------------------------------------------------------------ helpers
+
+  /**
+   * @param {ClientState} state
+   * @param {string} [reason]
+   */
+  _setState(state, reason) {
+    if (this._state === state) return;
+    this._state = state;
+    this._emit("state", { state, reason });
+  }
+
+  /**
+   * @param {string} type
+   * @param {object} detail
+   */
+  _emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+}

@@ -1,0 +1,867 @@
+// Unit tests of web/js/protocol.js with a fake Socket.IO socket and a fake
+// RTCPeerConnection: `node --test web/tests/` (no browser, no server).
+
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import { ProtocolError, SfuClient, pickCodecs, validateJoin } from "../js/protocol.js";
+
+// ---------------------------------------------------------------------- fakes
+
+let trackSeq = 0;
+
+/** A MediaStreamTrack stand-in. */
+class FakeTrack extends EventTarget {
+  /** @param {"audio" | "video"} kind */
+  constructor(kind) {
+    super();
+    this.kind = kind;
+    this.id = `track-${++trackSeq}`;
+    this.enabled = true;
+    this.stopped = false;
+  }
+
+  stop() {
+    this.stopped = true;
+  }
+}
+
+class FakeTransceiver {
+  /**
+   * @param {"audio" | "video"} kind
+   * @param {FakeTrack | null} track
+   * @param {string} direction
+   */
+  constructor(kind, track, direction) {
+    this.kind = kind;
+    /** @type {string | null} */
+    this.mid = null;
+    this.direction = direction;
+    /** @type {any[] | null} */
+    this.codecPreferences = null;
+    this.sender = {
+      track,
+      /** @param {FakeTrack | null} t */
+      replaceTrack: async (t) => {
+        this.sender.track = t;
+      },
+    };
+    this.receiver = { track: new FakeTrack(kind) };
+  }
+
+  /** @param {any[]} codecs */
+  setCodecPreferences(codecs) {
+    this.codecPreferences = codecs;
+  }
+}
+
+/**
+ * Models the signaling-state machine closely enough to catch misuse: an offer applied in
+ * have-local-offer throws (the client must roll back itself), rollback only from
+ * have-local-offer. Server offer SDP in these tests is "offer mids=<mid>:<kind>,...".
+ */
+class FakePeerConnection extends EventTarget {
+  /** @type {FakePeerConnection[]} */
+  static instances = [];
+
+  /** @param {any} config */
+  constructor(config) {
+    super();
+    this.config = config;
+    /** @type {string[]} */
+    this.log = [];
+    this.signalingState = "stable";
+    this.connectionState = "new";
+    /** @type {FakeTransceiver[]} */
+    this.transceivers = [];
+    /** @type {any} */
+    this.localDescription = null;
+    /** @type {any} */
+    this.remoteDescription = null;
+    this.closed = false;
+    this.offers = 0;
+    this.nextMid = 0;
+    FakePeerConnection.instances.push(this);
+  }
+
+  /**
+   * @param {FakeTrack} track
+   * @param {{direction: string}} init
+   */
+  addTransceiver(track, init) {
+    const t = new FakeTransceiver(track.kind === "audio" ? "audio" : "video", track, init.direction);
+    this.transceivers.push(t);
+    this.log.push(`addTransceiver:${track.kind}:${init.direction}`);
+    return t;
+  }
+
+  getTransceivers() {
+    return [...this.transceivers];
+  }
+
+  async createOffer() {
+    this.log.push("createOffer");
+    return { type: "offer", sdp: `client-offer-${++this.offers}` };
+  }
+
+  async createAnswer() {
+    this.log.push("createAnswer");
+    if (this.signalingState !== "have-remote-offer") throw new Error("InvalidStateError: createAnswer");
+    return { type: "answer", sdp: `client-answer-to-${this.remoteDescription.sdp}` };
+  }
+
+  /** @param {{type: string, sdp?: string}} d */
+  async setLocalDescription(d) {
+    this.log.push(`setLocal:${d.type}`);
+    if (d.type === "rollback") {
+      if (this.signalingState !== "have-local-offer") throw new Error("InvalidStateError: rollback");
+      this.signalingState = "stable";
+      this.localDescription = this._stableLocal ?? null;
+      return;
+    }
+    if (d.type === "offer") {
+      if (this.signalingState !== "stable") throw new Error("InvalidStateError: offer");
+      this._stableLocal = this.localDescription;
+      for (const t of this.transceivers) if (t.mid === null) t.mid = String(this.nextMid++);
+      this.signalingState = "have-local-offer";
+    } else if (d.type === "answer") {
+      if (this.signalingState !== "have-remote-offer") throw new Error("InvalidStateError: answer");
+      this.signalingState = "stable";
+    }
+    this.localDescription = { type: d.type, sdp: d.sdp };
+  }
+
+  /** @param {{type: string, sdp: string}} d */
+  async setRemoteDescription(d) {
+    this.log.push(`setRemote:${d.type}`);
+    if (d.type === "offer") {
+      if (this.signalingState !== "stable") throw new Error("InvalidStateError: remote offer in " + this.signalingState);
+      const m = /mids=(\S*)/.exec(d.sdp);
+      for (const item of m && m[1] ? m[1].split(",") : []) {
+        const [mid, kind] = item.split(":");
+        if (!this.transceivers.some((t) => t.mid === mid)) {
+          const t = new FakeTransceiver(kind === "audio" ? "audio" : "video", null, "recvonly");
+          t.mid = mid;
+          this.transceivers.push(t);
+          this.dispatchEvent(Object.assign(new Event("track"), { transceiver: t, track: t.receiver.track }));
+        }
+      }
+      this.signalingState = "have-remote-offer";
+    } else {
+      if (this.signalingState !== "have-local-offer") throw new Error("InvalidStateError: remote answer");
+      this.signalingState = "stable";
+    }
+    this.remoteDescription = { type: d.type, sdp: d.sdp };
+  }
+
+  /** @param {string | null} candidate */
+  fireCandidate(candidate) {
+    const c = candidate === null ? null : { candidate, sdpMid: "0", sdpMLineIndex: 0, usernameFragment: "u" };
+    this.dispatchEvent(Object.assign(new Event("icecandidate"), { candidate: c }));
+  }
+
+  /** @param {string} state */
+  setConnectionState(state) {
+    this.connectionState = state;
+    this.dispatchEvent(new Event("connectionstatechange"));
+  }
+
+  close() {
+    this.closed = true;
+    this.log.push("close");
+  }
+}
+
+/**
+ * A socket.io-client Socket stand-in. `replies[event]` answers client events: a function of
+ * the payload returning the ack (or undefined to leave the ack pending, kept in `pending`).
+ */
+class FakeSocket {
+  /** @param {Record<string, (data: any) => any>} replies */
+  constructor(replies = {}) {
+    /** @type {Map<string, ((...a: any[]) => void)[]>} */
+    this.handlers = new Map();
+    /** @type {{event: string, data: any}[]} */
+    this.emitted = [];
+    /** @type {Map<string, ((r: any) => void)[]>} */
+    this.pending = new Map();
+    this.replies = replies;
+    this.connected = false;
+    this.active = false;
+    this.url = undefined;
+    this.opts = undefined;
+  }
+
+  /**
+   * @param {string} event
+   * @param {(...a: any[]) => void} fn
+   */
+  on(event, fn) {
+    const list = this.handlers.get(event) ?? [];
+    list.push(fn);
+    this.handlers.set(event, list);
+    return this;
+  }
+
+  /**
+   * @param {string} event
+   * @param {any} data
+   * @param {(r: any) => void} [ack]
+   */
+  emit(event, data, ack) {
+    this.emitted.push({ event, data });
+    const reply = this.replies[event];
+    const answer = reply ? reply(data) : undefined;
+    if (answer !== undefined) {
+      setImmediate(() => ack?.(answer));
+    } else if (ack) {
+      const list = this.pending.get(event) ?? [];
+      list.push(ack);
+      this.pending.set(event, list);
+    }
+    return this;
+  }
+
+  /**
+   * @param {string} event
+   * @param {...any} args
+   */
+  fire(event, ...args) {
+    for (const fn of this.handlers.get(event) ?? []) fn(...args);
+  }
+
+  connect() {
+    this.active = true;
+    setImmediate(() => {
+      if (this.connected || !this.active) return;
+      this.connected = true;
+      this.fire("connect");
+    });
+    return this;
+  }
+
+  disconnect() {
+    const was = this.connected;
+    this.connected = false;
+    this.active = false;
+    if (was) this.fire("disconnect", "io client disconnect");
+    return this;
+  }
+
+  /** @param {string} reason */
+  drop(reason = "transport close") {
+    this.connected = false;
+    this.fire("disconnect", reason);
+  }
+
+  /**
+   * The server sends an `sdp` offer; resolves with the client's ack.
+   * @param {any} payload
+   * @returns {Promise<any>}
+   */
+  serverOffer(payload) {
+    return new Promise((resolve) => this.fire("sdp", payload, resolve));
+  }
+
+  /** @param {string} event */
+  named(event) {
+    return this.emitted.filter((e) => e.event === event).map((e) => e.data);
+  }
+}
+
+const CAPS = {
+  getCapabilities: (/** @type {string} */ kind) =>
+    kind === "video"
+      ? {
+          codecs: [
+            { mimeType: "video/H264", clockRate: 90000 },
+            { mimeType: "video/VP9", clockRate: 90000 },
+            { mimeType: "video/rtx", clockRate: 90000 },
+            { mimeType: "video/VP8", clockRate: 90000 },
+            { mimeType: "video/AV1", clockRate: 90000 },
+          ],
+        }
+      : { codecs: [{ mimeType: "audio/G722", clockRate: 8000 }, { mimeType: "audio/opus", clockRate: 48000 }] },
+};
+
+const JOIN_OK = {
+  ok: true,
+  id: "me",
+  room: "r1",
+  participants: [{ id: "p1", name: "Alice", audioMuted: false, videoMuted: true }],
+  iceServers: [],
+  chat: [{ id: "c1", from: "p1", name: "Alice", text: "hi", ts: 1700000000 }],
+};
+
+/**
+ * @param {Record<string, (data: any) => any>} [replies]
+ * @param {Partial<import("../js/protocol.js").ClientOptions>} [options]
+ */
+function setup(replies = {}, options = {}) {
+  const socket = new FakeSocket({
+    join: () => JOIN_OK,
+    sdp: (d) => ({ ok: true, description: { type: "answer", sdp: `server-answer-to-${d.description.sdp}` } }),
+    "ice candidates": () => ({ ok: true }),
+    mute: () => ({ ok: true }),
+    leave: () => ({ ok: true }),
+    ...replies,
+  });
+  FakePeerConnection.instances = [];
+  const client = new SfuClient({
+    io: (url, opts) => {
+      socket.url = url;
+      socket.opts = opts;
+      socket.connect();
+      return socket;
+    },
+    createPeerConnection: (config) => /** @type {any} */ (new FakePeerConnection(config)),
+    RTCRtpSender: CAPS,
+    RTCRtpReceiver: CAPS,
+    retryDelaysMs: [5],
+    reofferDelayMs: 50,
+    ...options,
+  });
+  /** @type {Record<string, any[]>} */
+  const events = {};
+  for (const type of [
+    "state",
+    "joined",
+    "reset",
+    "participant-joined",
+    "participant-updated",
+    "participant-left",
+    "chat",
+    "tracks",
+    "connection",
+    "error",
+  ]) {
+    events[type] = [];
+    client.addEventListener(type, (e) => events[type].push(/** @type {CustomEvent} */ (e).detail));
+  }
+  return { socket, client, events };
+}
+
+/** Let queued promises, immediates and short timers run. */
+const settle = (ms = 0) => new Promise((r) => setTimeout(r, ms));
+
+/** @param {() => boolean} predicate */
+async function until(predicate, timeoutMs = 1000) {
+  const end = Date.now() + timeoutMs;
+  while (!predicate()) {
+    if (Date.now() > end) throw new Error("condition not met in time");
+    await settle(2);
+  }
+}
+
+// ---------------------------------------------------------------------- tests
+
+test("validateJoin enforces the room charset and the name length", () => {
+  assert.deepEqual(validateJoin("room_1-A", "  Bob "), { room: "room_1-A", name: "Bob" });
+  for (const room of ["", "a b", "x".repeat(65), "é", "a/b"]) {
+    assert.throws(() => validateJoin(room, "Bob"), (e) => e instanceof ProtocolError && e.code === "bad_request");
+  }
+  assert.throws(() => validateJoin("r", "   "), { code: "bad_request" });
+  assert.throws(() => validateJoin("r", "n".repeat(65)), { code: "bad_request" });
+});
+
+test("pickCodecs keeps VP8 + RTX / Opus in that order", () => {
+  assert.deepEqual(
+    pickCodecs(CAPS.getCapabilities("video").codecs, "video").map((c) => c.mimeType),
+    ["video/VP8", "video/rtx"],
+  );
+  assert.deepEqual(
+    pickCodecs(CAPS.getCapabilities("audio").codecs, "audio").map((c) => c.mimeType),
+    ["audio/opus"],
+  );
+});
+
+test("join publishes send-only VP8/Opus transceivers, offers, and applies the ack's answer", async () => {
+  const { socket, client, events } = setup();
+  const video = new FakeTrack("video");
+  const audio = new FakeTrack("audio");
+  client.publish(/** @type {any} */ (video));
+  client.publish(/** @type {any} */ (audio));
+  const joined = await client.join("r1", "Bob");
+  assert.equal(joined.id, "me");
+  assert.deepEqual(socket.named("join"), [{ room: "r1", name: "Bob" }]);
+  assert.equal(events.joined.length, 1);
+  assert.equal(events.joined[0].chat[0].text, "hi");
+  assert.equal(events.joined[0].rejoin, false);
+  assert.deepEqual(client.participants.map((p) => p.name), ["Alice"]);
+  assert.equal(client.state, "joined");
+
+  await until(() => client.pc?.signalingState === "stable" && socket.named("sdp").length === 1);
+  await settle(5);
+  const pc = /** @type {FakePeerConnection} */ (/** @type {unknown} */ (client.pc));
+  assert.deepEqual(pc.config, { iceServers: [], bundlePolicy: "max-bundle" });
+  assert.deepEqual(pc.log, [
+    "addTransceiver:video:sendonly",
+    "addTransceiver:audio:sendonly",
+    "createOffer",
+    "setLocal:offer",
+    "setRemote:answer",
+  ]);
+  assert.deepEqual(pc.transceivers[0].codecPreferences?.map((c) => c.mimeType), ["video/VP8", "video/rtx"]);
+  assert.deepEqual(pc.transceivers[1].codecPreferences?.map((c) => c.mimeType), ["audio/opus"]);
+  assert.deepEqual(socket.named("sdp")[0], {
+    description: { type: "offer", sdp: "client-offer-1" },
+    tracks: [
+      { mid: "0", source: "camera" },
+      { mid: "1", source: "microphone" },
+    ],
+  });
+  assert.equal(pc.remoteDescription.sdp, "server-answer-to-client-offer-1");
+});
+
+test("a receive-only client does not offer; it answers the server's offer in the ack", async () => {
+  const { socket, client, events } = setup();
+  await client.join("r1", "Viewer");
+  await settle(5);
+  assert.equal(socket.named("sdp").length, 0);
+  const reply = await socket.serverOffer({
+    description: { type: "offer", sdp: "offer mids=0:video,1:audio" },
+    tracks: [
+      { mid: "0", participantId: "p1", kind: "video", source: "camera" },
+      { mid: "1", participantId: "p1", kind: "audio", source: "microphone" },
+    ],
+  });
+  assert.deepEqual(reply, { description: { type: "answer", sdp: "client-answer-to-offer mids=0:video,1:audio" } });
+  const last = events.tracks.at(-1).tracks;
+  assert.deepEqual(
+    last.map((/** @type {any} */ t) => [t.mid, t.participantId, t.kind, t.source]),
+    [
+      ["0", "p1", "video", "camera"],
+      ["1", "p1", "audio", "microphone"],
+    ],
+  );
+  assert.equal(last[0].track.kind, "video");
+
+  // a later offer drops mid 1 (p1 stopped its microphone): the track list follows
+  await socket.serverOffer({
+    description: { type: "offer", sdp: "offer mids=0:video,1:audio" },
+    tracks: [{ mid: "0", participantId: "p1", kind: "video", source: "camera" }],
+  });
+  assert.deepEqual(
+    events.tracks.at(-1).tracks.map((/** @type {any} */ t) => t.mid),
+    ["0"],
+  );
+});
+
+test("a malformed server offer is answered with an error envelope, not a crash", async () => {
+  const { socket, client } = setup();
+  await client.join("r1", "Viewer");
+  const reply = await socket.serverOffer({ description: { type: "answer", sdp: "x" } });
+  assert.equal(reply.ok, false);
+  assert.equal(reply.error.code, "bad_request");
+});
+
+test("ack envelope: error codes are surfaced as ProtocolError", async () => {
+  const { client } = setup({
+    "chat message": (d) =>
+      d.text === "spam"
+        ? { ok: false, error: { code: "rate_limited", message: "slow down" } }
+        : d.text === "weird"
+          ? "not an envelope"
+          : { ok: true, message: { id: "m1", from: "me", name: "Bob", text: d.text, ts: 1 } },
+  });
+  await client.join("r1", "Bob");
+  const message = await client.sendChat("  hello  ");
+  assert.equal(message.text, "hello");
+  await assert.rejects(client.sendChat("spam"), (e) => e instanceof ProtocolError && e.code === "rate_limited" && e.message === "slow down");
+  await assert.rejects(client.sendChat("weird"), { code: "bad_response" });
+  await assert.rejects(client.sendChat("   "), { code: "bad_request" });
+  await assert.rejects(client.sendChat("x".repeat(2001)), { code: "bad_request" });
+});
+
+test("an ack that never comes times out", async () => {
+  const { client } = setup({ "chat message": () => undefined }, { ackTimeoutMs: 20 });
+  await client.join("r1", "Bob");
+  await assert.rejects(client.sendChat("hello"), { code: "timeout" });
+});
+
+test("room_full is fatal: join rejects, error event, no retry", async () => {
+  const { socket, client, events } = setup({
+    join: () => ({ ok: false, error: { code: "room_full", message: "room r1 is full (4)" } }),
+  });
+  await assert.rejects(client.join("r1", "Bob"), { code: "room_full", message: "room r1 is full (4)" });
+  assert.deepEqual(events.error, [{ code: "room_full", message: "room r1 is full (4)", fatal: true }]);
+  assert.equal(client.state, "failed");
+  assert.equal(socket.connected, false);
+  await settle(20);
+  assert.equal(socket.named("join").length, 1);
+});
+
+test("a transient join error is retried", async () => {
+  let calls = 0;
+  const { socket, client, events } = setup({
+    join: () => (++calls === 1 ? { ok: false, error: { code: "internal_error", message: "oops" } } : JOIN_OK),
+  });
+  const joined = await client.join("r1", "Bob");
+  assert.equal(joined.id, "me");
+  assert.equal(socket.named("join").length, 2);
+  assert.equal(events.error[0].code, "internal_error");
+  assert.equal(events.error[0].fatal, false);
+});
+
+test("glare: invalid_state -> roll back, answer the server's offer, offer again", async () => {
+  let sdpCalls = 0;
+  /** @type {FakeSocket} */
+  let sock;
+  const { socket, client } = setup({
+    sdp: (d) => {
+      sdpCalls += 1;
+      if (sdpCalls === 1) {
+        // the server's own offer is in flight: it arrives before the refusal
+        setImmediate(() => {
+          sock.serverOffer({
+            description: { type: "offer", sdp: "offer mids=0:video,5:video" },
+            tracks: [{ mid: "5", participantId: "p1", kind: "video", source: "camera" }],
+          }).then((r) => (serverReply = r));
+        });
+        return { ok: false, error: { code: "invalid_state", message: "the server's offer awaits your answer" } };
+      }
+      return { ok: true, description: { type: "answer", sdp: `server-answer-to-${d.description.sdp}` } };
+    },
+  });
+  sock = socket;
+  /** @type {any} */
+  let serverReply = null;
+  client.publish(/** @type {any} */ (new FakeTrack("video")));
+  await client.join("r1", "Bob");
+  await until(() => sdpCalls === 2 && client.pc?.signalingState === "stable" && client.pc?.remoteDescription?.type === "answer");
+  const pc = /** @type {FakePeerConnection} */ (/** @type {unknown} */ (client.pc));
+  assert.deepEqual(pc.log, [
+    "addTransceiver:video:sendonly",
+    "createOffer",
+    "setLocal:offer",
+    "setLocal:rollback",
+    "setRemote:offer",
+    "createAnswer",
+    "setLocal:answer",
+    "createOffer",
+    "setLocal:offer",
+    "setRemote:answer",
+  ]);
+  assert.equal(serverReply.description.type, "answer");
+  assert.equal(client.remoteTracks[0].participantId, "p1");
+});
+
+test("glare: a server offer that arrives after the refusal is still answered, then we re-offer", async () => {
+  let sdpCalls = 0;
+  const { socket, client } = setup({
+    sdp: (d) =>
+      ++sdpCalls === 1
+        ? { ok: false, error: { code: "invalid_state", message: "busy" } }
+        : { ok: true, description: { type: "answer", sdp: `server-answer-to-${d.description.sdp}` } },
+  }, { reofferDelayMs: 10000 });
+  client.publish(/** @type {any} */ (new FakeTrack("video")));
+  await client.join("r1", "Bob");
+  await until(() => client.pc?.log.includes("setLocal:rollback") ?? false);
+  assert.equal(sdpCalls, 1);
+  const reply = await socket.serverOffer({ description: { type: "offer", sdp: "offer mids=0:video" }, tracks: [] });
+  assert.equal(reply.description.type, "answer");
+  await until(() => sdpCalls === 2 && client.pc?.remoteDescription?.type === "answer");
+});
+
+test("local candidates are held until our description is sent, then trickled in order", async () => {
+  /** @type {FakeSocket} */
+  let sock;
+  /** @type {string[]} */
+  const order = [];
+  const { socket, client } = setup({
+    sdp: (d) => {
+      order.push("sdp");
+      return { ok: true, description: { type: "answer", sdp: `a-${d.description.sdp}` } };
+    },
+    "ice candidates": (d) => {
+      order.push(d.candidate === null ? "end" : d.candidate.candidate);
+      return { ok: true };
+    },
+  });
+  sock = socket;
+  void sock;
+  client.publish(/** @type {any} */ (new FakeTrack("video")));
+  // gather as soon as the peer connection exists, before the offer goes out
+  const origin = FakePeerConnection.prototype.setLocalDescription;
+  FakePeerConnection.prototype.setLocalDescription = async function (d) {
+    await origin.call(this, d);
+    if (d.type === "offer") {
+      this.fireCandidate("candidate:1 1 udp 1 127.0.0.1 5000 typ host");
+      this.fireCandidate("candidate:2 1 udp 1 127.0.0.1 5001 typ host");
+    }
+  };
+  try {
+    await client.join("r1", "Bob");
+    await until(() => order.length === 3);
+    const pc = /** @type {FakePeerConnection} */ (/** @type {unknown} */ (client.pc));
+    pc.fireCandidate(null);
+    await until(() => order.length === 4);
+  } finally {
+    FakePeerConnection.prototype.setLocalDescription = origin;
+  }
+  assert.deepEqual(order, [
+    "sdp",
+    "candidate:1 1 udp 1 127.0.0.1 5000 typ host",
+    "candidate:2 1 udp 1 127.0.0.1 5001 typ host",
+    "end",
+  ]);
+  assert.deepEqual(socket.named("ice candidates")[0], {
+    candidate: { candidate: "candidate:1 1 udp 1 127.0.0.1 5000 typ host", sdpMid: "0", sdpMLineIndex: 0 },
+  });
+  assert.deepEqual(socket.named("ice candidates")[2], { candidate: null });
+});
+
+test("room events update the participant list and are re-dispatched", async () => {
+  const { socket, client, events } = setup();
+  await client.join("r1", "Bob");
+  socket.fire("participant joined", { id: "p2", name: "Carol", audioMuted: false, videoMuted: false });
+  socket.fire("participant updated", { id: "p2", name: "Carol", audioMuted: true, videoMuted: false });
+  socket.fire("chat message", { id: "c2", from: "p2", name: "Carol", text: "yo", ts: 2 });
+  socket.fire("participant left", { id: "p1", reason: "left" });
+  socket.fire("error", { code: "server_busy", message: "the server is shutting down" });
+  assert.equal(events["participant-joined"][0].participant.name, "Carol");
+  assert.equal(events["participant-updated"][0].participant.audioMuted, true);
+  assert.equal(events.chat[0].message.text, "yo");
+  assert.deepEqual(events["participant-left"], [{ id: "p1", reason: "left" }]);
+  assert.deepEqual(client.participants.map((p) => p.id), ["p2"]);
+  assert.deepEqual(events.error.at(-1), { code: "server_busy", message: "the server is shutting down", fatal: false });
+});
+
+test("mute disables the local track and tells the server; it is replayed after a rejoin", async () => {
+  const { socket, client } = setup();
+  const audio = new FakeTrack("audio");
+  client.publish(/** @type {any} */ (audio));
+  await client.join("r1", "Bob");
+  await client.setMuted("audio", true);
+  assert.equal(audio.enabled, false);
+  assert.deepEqual(socket.named("mute"), [{ kind: "audio", muted: true }]);
+  socket.drop();
+  socket.connect();
+  await until(() => socket.named("join").length === 2 && socket.named("mute").length === 2);
+  assert.deepEqual(socket.named("mute")[1], { kind: "audio", muted: true });
+  await client.setMuted("audio", false);
+  assert.equal(audio.enabled, true);
+});
+
+test("a dropped connection resets the room and rejoins with a new peer connection", async () => {
+  const { socket, client, events } = setup();
+  client.publish(/** @type {any} */ (new FakeTrack("video")));
+  await client.join("r1", "Bob");
+  await until(() => socket.named("sdp").length === 1);
+  const first = /** @type {FakePeerConnection} */ (/** @type {unknown} */ (client.pc));
+  socket.drop("transport close");
+  assert.equal(client.state, "reconnecting");
+  assert.equal(events.reset.length, 1);
+  assert.equal(first.closed, true);
+  assert.equal(client.pc, null);
+  assert.deepEqual(client.participants, []);
+  socket.connect();
+  await until(() => socket.named("sdp").length === 2);
+  assert.equal(client.state, "joined");
+  assert.notEqual(client.pc, first);
+  assert.equal(FakePeerConnection.instances.length, 2);
+  assert.equal(events.joined.at(-1).rejoin, true);
+  assert.equal(socket.named("sdp")[1].tracks[0].source, "camera");
+});
+
+test("a server-side disconnect is followed by a manual reconnect", async () => {
+  const { socket, client } = setup();
+  await client.join("r1", "Bob");
+  socket.drop("io server disconnect");
+  assert.equal(client.state, "reconnecting");
+  await until(() => socket.named("join").length === 2 && client.state === "joined");
+});
+
+test("ICE failure rejoins: leave, then join again on the same socket", async () => {
+  const { socket, client } = setup();
+  client.publish(/** @type {any} */ (new FakeTrack("video")));
+  await client.join("r1", "Bob");
+  const pc = /** @type {FakePeerConnection} */ (/** @type {unknown} */ (client.pc));
+  pc.setConnectionState("failed");
+  await until(() => socket.named("join").length === 2 && client.state === "joined");
+  assert.equal(socket.named("leave").length, 1);
+  assert.equal(pc.closed, true);
+});
+
+test("screen share adds a 'screen' transceiver; stopping makes it inactive; restarting reuses it", async () => {
+  const { socket, client } = setup();
+  client.publish(/** @type {any} */ (new FakeTrack("video")));
+  await client.join("r1", "Bob");
+  await until(() => socket.named("sdp").length === 1 && client.pc?.signalingState === "stable");
+  const screen = new FakeTrack("video");
+  await client.startScreenShare(/** @type {any} */ (screen));
+  assert.equal(client.sharingScreen, true);
+  assert.deepEqual(socket.named("sdp")[1].tracks, [
+    { mid: "0", source: "camera" },
+    { mid: "1", source: "screen" },
+  ]);
+  const pc = /** @type {FakePeerConnection} */ (/** @type {unknown} */ (client.pc));
+  await client.stopScreenShare();
+  assert.equal(screen.stopped, true);
+  assert.equal(pc.transceivers[1].direction, "inactive");
+  assert.equal(pc.transceivers[1].sender.track, null);
+  assert.equal(socket.named("sdp").length, 3);
+  assert.deepEqual(socket.named("sdp")[2].tracks, [{ mid: "0", source: "camera" }]);
+  const again = new FakeTrack("video");
+  await client.startScreenShare(/** @type {any} */ (again));
+  assert.equal(pc.transceivers.length, 2);
+  assert.equal(pc.transceivers[1].direction, "sendonly");
+  assert.equal(pc.transceivers[1].sender.track, again);
+  assert.deepEqual(socket.named("sdp")[3].tracks.at(-1), { mid: "1", source: "screen" });
+  // the browser's "stop sharing" button ends the track
+  again.dispatchEvent(new Event("ended"));
+  await until(() => socket.named("sdp").length === 5);
+  assert.equal(client.sharingScreen, false);
+});
+
+test("leave sends leave, closes the peer connection and stops rejoining", async () => {
+  const { socket, client } = setup();
+  await client.join("r1", "Bob");
+  const pc = /** @type {FakePeerConnection} */ (/** @type {unknown} */ (client.pc));
+  await client.leave();
+  assert.equal(socket.named("leave").length, 1);
+  assert.equal(pc.closed, true);
+  assert.equal(client.state, "closed");
+  assert.equal(socket.connected, false);
+  await settle(20);
+  assert.equal(socket.named("join").length, 1);
+});
+
+test("unauthorized at connect is fatal", async () => {
+  const socket = new FakeSocket();
+  const client = new SfuClient({
+    io: () => socket,
+    createPeerConnection: () => /** @type {any} */ (new FakePeerConnection({})),
+    token: "bad",
+  });
+  const joined = client.join("r1", "Bob");
+  socket.fire("connect_error", Object.assign(new Error("refused"), { data: { code: "unauthorized", message: "bad token" } }));
+  await assert.rejects(joined, { code: "unauthorized" });
+  assert.equal(client.state, "failed");
+});
+
+test("the token goes into the Socket.IO auth payload", async () => {
+  const { socket, client } = setup({}, { token: "jwt-123" });
+  await client.join("r1", "Bob");
+  assert.deepEqual(/** @type {any} */ (socket.opts).auth, { token: "jwt-123" });
+});
+
+const CHROME_OFFER = [
+  "v=0",
+  "o=- 1 2 IN IP4 127.0.0.1",
+  "s=-",
+  "t=0 0",
+  "a=group:BUNDLE 0 1",
+  "a=extmap-allow-mixed",
+  "m=audio 9 UDP/TLS/RTP/SAVPF 111",
+  "a=mid:0",
+  "a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level",
+  "a=extmap:2 http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time",
+  "a=extmap:3 http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01",
+  "a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid",
+  "a=sendonly",
+  "a=rtpmap:111 opus/48000/2",
+  "a=rtcp-fb:111 transport-cc",
+  "a=fmtp:111 minptime=10;useinbandfec=1",
+  "m=video 9 UDP/TLS/RTP/SAVPF 96 97 45",
+  "a=mid:1",
+  "a=extmap:14 urn:ietf:params:rtp-hdrext:toffset",
+  "a=extmap:2 http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time",
+  "a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid",
+  "a=sendonly",
+  "a=rtpmap:96 VP8/90000",
+  "a=rtcp-fb:96 nack",
+  "a=rtcp-fb:96 nack pli",
+  "a=rtpmap:97 rtx/90000",
+  "a=fmtp:97 apt=96",
+  "a=rtpmap:45 AV1/90000",
+  "a=rtcp-fb:45 nack",
+  "",
+].join("\r\n");
+
+test("alignToServer rewrites extension ids and payload types to the server's fixed tables", async () => {
+  const { alignToServer } = await import("../js/protocol.js");
+  const out = alignToServer(CHROME_OFFER);
+  assert.equal(
+    out,
+    [
+      "v=0",
+      "o=- 1 2 IN IP4 127.0.0.1",
+      "s=-",
+      "t=0 0",
+      "a=group:BUNDLE 0 1",
+      "a=extmap-allow-mixed",
+      "m=audio 9 UDP/TLS/RTP/SAVPF 96",
+      "a=mid:0",
+      "a=extmap:2 urn:ietf:params:rtp-hdrext:ssrc-audio-level",
+      "a=extmap:3 http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time",
+      "a=extmap:1 urn:ietf:params:rtp-hdrext:sdes:mid",
+      "a=sendonly",
+      "a=rtpmap:96 opus/48000/2",
+      "a=rtcp-fb:96 transport-cc",
+      "a=fmtp:96 minptime=10;useinbandfec=1",
+      "m=video 9 UDP/TLS/RTP/SAVPF 97 98",
+      "a=mid:1",
+      "a=extmap:3 http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time",
+      "a=extmap:1 urn:ietf:params:rtp-hdrext:sdes:mid",
+      "a=sendonly",
+      "a=rtpmap:97 VP8/90000",
+      "a=rtcp-fb:97 nack",
+      "a=rtcp-fb:97 nack pli",
+      "a=rtpmap:98 rtx/90000",
+      "a=fmtp:98 apt=97",
+      "",
+    ].join("\r\n"),
+  );
+  // idempotent: an already aligned description is left alone
+  assert.equal(alignToServer(out), out);
+});
+
+test("our offers go out aligned to the server's ids (and can opt out)", async () => {
+  const original = FakePeerConnection.prototype.createOffer;
+  FakePeerConnection.prototype.createOffer = async function () {
+    this.log.push("createOffer");
+    return { type: "offer", sdp: CHROME_OFFER };
+  };
+  try {
+    for (const align of [true, false]) {
+      const { socket, client } = setup({}, { alignToServer: align });
+      client.publish(/** @type {any} */ (new FakeTrack("video")));
+      await client.join("r1", "Bob");
+      await until(() => socket.named("sdp").length === 1);
+      const sent = socket.named("sdp")[0].description.sdp;
+      assert.equal(sent.includes("a=rtpmap:97 VP8/90000"), align);
+      assert.equal(client.pc?.localDescription.sdp, sent);
+    }
+  } finally {
+    FakePeerConnection.prototype.createOffer = original;
+  }
+});
+
+test("a step stuck on the old peer connection does not block the new one", async () => {
+  const { socket, client } = setup();
+  client.publish(/** @type {any} */ (new FakeTrack("video")));
+  await client.join("r1", "Bob");
+  await until(() => socket.named("sdp").length === 1 && client.pc?.signalingState === "stable");
+  const old = /** @type {FakePeerConnection} */ (/** @type {unknown} */ (client.pc));
+  // the server's offer arrives and the connection dies while it is being applied
+  old.setRemoteDescription = () => new Promise(() => {}); // never settles, as after close()
+  socket.serverOffer({ description: { type: "offer", sdp: "offer mids=0:video" }, tracks: [] });
+  await settle(5);
+  socket.drop();
+  socket.connect();
+  await until(() => socket.named("sdp").length === 2, 500);
+  await until(() => client.pc?.remoteDescription?.type === "answer");
+  assert.notEqual(client.pc, old);
+});
+
+test("a step that never finishes times out and rejoins", async () => {
+  const { socket, client, events } = setup({}, { ackTimeoutMs: 20 });
+  await client.join("r1", "Bob");
+  const pc = /** @type {FakePeerConnection} */ (/** @type {unknown} */ (client.pc));
+  pc.setRemoteDescription = () => new Promise(() => {});
+  socket.serverOffer({ description: { type: "offer", sdp: "offer mids=0:video" }, tracks: [] });
+  await until(() => socket.named("join").length === 2 && client.state === "joined");
+  assert.ok(events.error.some((e) => e.code === "timeout"));
+  assert.equal(pc.closed, true);
+});
