@@ -24,7 +24,11 @@ from aiortc.sdp import candidate_from_sdp
 from sfu.config import SfuConfig
 from sfu.errors import SfuError
 from sfu.forwarder import Forwarder
-from sfu.passthrough import install_sender_nack_counter, pin_negotiated_codecs
+from sfu.passthrough import (
+    create_offer_keeping_negotiated,
+    install_sender_nack_counter,
+    pin_negotiated_codecs,
+)
 from sfu.publication import Kind, Publication, Source
 from sfu.sdp_check import check_offer
 from sfu.send_slot import SlotTrack
@@ -433,7 +437,7 @@ class Participant:
                 return
             if not any(s.publication for s in self._slots) and not self._remote_set:
                 return  # nothing to send and nothing negotiated yet: wait for the client
-            offer = await pc.createOffer()
+            offer = await create_offer_keeping_negotiated(pc)
             await pc.setLocalDescription(offer)
             payload = {
                 "description": {"type": "offer", "sdp": pc.localDescription.sdp},
@@ -558,7 +562,9 @@ def _answer_from_reply(reply: Any) -> str:
             and isinstance(description.get("sdp"), str)
         ):
             return str(description["sdp"])
-    raise SfuError("invalid_sdp", "the client's reply to our offer is not an answer")
+    raise SfuError(
+        "invalid_sdp", f"the client's reply to our offer is not an answer: {reply!r:.300}"
+    )
 
 
 def _sends_media(sdp: str) -> bool:

@@ -36,12 +36,15 @@ them and the server refuses to start when any is missing):
   has no rollback) and the module function `aiortc.rtcpeerconnection.
   add_transport_description` (a client builds an offer without applying it), and
   `RTCIceTransport._role_set` / `._connection.ice_controlling` (`claim_ice_controlling`).
+- `RTCRtpTransceiver._codecs` / `._headerExtensions`, which `RTCPeerConnection.createOffer`
+  resets to aiortc's defaults (`create_offer_keeping_negotiated` restores them).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import inspect
 import logging
 from collections.abc import Callable, Coroutine, Iterator
@@ -57,7 +60,9 @@ from aiortc.rtcpeerconnection import add_transport_description as _add_transport
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
+from aiortc.rtcsessiondescription import RTCSessionDescription
 from aiortc.rtp import RtpPacket
+from aiortc.sdp import SessionDescription
 
 logger = logging.getLogger(__name__)
 
@@ -724,3 +729,103 @@ def release_ice_role(transports: list[Any]) -> None:
     for transport in transports:
         transport._role_set = False
         transport._connection.ice_controlling = False
+
+
+async def create_offer_keeping_negotiated(pc: RTCPeerConnection) -> RTCSessionDescription:
+    """`pc.createOffer()` that keeps what earlier negotiations settled, bundle-wide.
+
+    aiortc's `createOffer` resets every transceiver's `_codecs` and `_headerExtensions` to
+    its fixed defaults, including m-lines the remote peer offered first with its own
+    payload types and extension ids. Chrome refuses such a re-offer ("RTP extension ID
+    reassignment not supported"), and an `RTCRtpReceiver` reads its codecs once, so a
+    publisher moved to new payload types goes silent. And in one BUNDLE group an id or a
+    payload type must mean the same thing on every m-line. So: negotiated m-lines keep
+    their values; new ones reuse the ids/payload types the bundle already uses for the
+    same extension/codec, and take free ones otherwise."""
+    transceivers = pc.getTransceivers()
+    saved = {
+        t.mid: (list(t._codecs), list(t._headerExtensions))
+        for t in transceivers
+        if t.mid is not None and t.currentDirection is not None and t._codecs
+    }
+    offer = await pc.createOffer()
+    if not saved:
+        return offer
+    ext_ids: dict[str, int] = {}
+    pts: dict[tuple[Any, ...], int] = {}
+    for codecs, extensions in saved.values():
+        for ext in extensions:
+            ext_ids.setdefault(ext.uri, ext.id)
+        by_pt = {c.payloadType: c for c in codecs}
+        for codec in codecs:
+            pts.setdefault(_codec_key(codec, by_pt), codec.payloadType or 0)
+    # new transceivers get their mid only from setLocalDescription; createOffer did give
+    # every transceiver its m-line index
+    by_index = {t._get_mline_index(): t for t in transceivers}
+    description = SessionDescription.parse(offer.sdp)
+    for index, media in enumerate(description.media):
+        transceiver = by_index.get(index)
+        if transceiver is None or media.kind != transceiver.kind:
+            continue
+        if media.rtp.muxId in saved:
+            codecs, extensions = saved[media.rtp.muxId]
+        else:
+            codecs = _align_codecs(transceiver._codecs, pts)
+            extensions = _align_extensions(transceiver._headerExtensions, ext_ids)
+        transceiver._codecs = codecs
+        transceiver._headerExtensions = extensions
+        media.rtp.codecs = codecs
+        media.rtp.headerExtensions = extensions
+        media.fmt = [c.payloadType for c in codecs]
+    return RTCSessionDescription(sdp=str(description), type="offer")
+
+
+def _codec_key(codec: Any, by_pt: dict[Any, Any]) -> tuple[Any, ...]:
+    """What makes two codec entries the same codec (RTX: the same codec it repairs)."""
+    params = {k: v for k, v in codec.parameters.items() if k != "apt"}
+    key: tuple[Any, ...] = (
+        codec.mimeType.lower(),
+        codec.clockRate,
+        codec.channels,
+        tuple(sorted(params.items())),
+    )
+    if "apt" in codec.parameters and codec.parameters["apt"] in by_pt:
+        key += _codec_key(by_pt[codec.parameters["apt"]], by_pt)
+    return key
+
+
+def _align_codecs(codecs: list[Any], pts: dict[tuple[Any, ...], int]) -> list[Any]:
+    """Copies of `codecs` with the bundle's payload types (new ones for unknown codecs);
+    records what it assigns in `pts`."""
+    by_pt = {c.payloadType: c for c in codecs}
+    mapping: dict[Any, int] = {}
+    for codec in sorted(codecs, key=lambda c: "apt" in c.parameters):  # RTX last
+        key = _codec_key(codec, by_pt)
+        if key not in pts:
+            free = next(pt for pt in range(96, 128) if pt not in pts.values())
+            pts[key] = free
+        mapping[codec.payloadType] = pts[key]
+    out = []
+    for codec in codecs:
+        parameters = dict(codec.parameters)
+        if "apt" in parameters and parameters["apt"] in mapping:
+            parameters["apt"] = mapping[parameters["apt"]]
+        out.append(
+            dataclasses.replace(
+                codec,
+                payloadType=mapping[codec.payloadType],
+                parameters=parameters,
+                rtcpFeedback=list(codec.rtcpFeedback),
+            )
+        )
+    return out
+
+
+def _align_extensions(extensions: list[Any], ext_ids: dict[str, int]) -> list[Any]:
+    """Copies of `extensions` with the bundle's ids (free ones, 1-14, for new URIs)."""
+    out = []
+    for ext in extensions:
+        if ext.uri not in ext_ids:
+            ext_ids[ext.uri] = next(i for i in range(1, 15) if i not in ext_ids.values())
+        out.append(dataclasses.replace(ext, id=ext_ids[ext.uri]))
+    return out

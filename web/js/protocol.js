@@ -30,8 +30,6 @@
  * @property {number} [ackTimeoutMs]  How long to wait for any ack (default 10 s).
  * @property {number[]} [retryDelaysMs]  Back-off between rejoin attempts.
  * @property {number} [reofferDelayMs]  Fallback re-offer after glare when no offer came.
- * @property {boolean} [alignToServer]  Use the server's header-extension ids and payload
- *   types in our offers (default true; see `SERVER_EXTMAP_IDS`).
  * @property {(fn: () => void, ms: number) => any} [setTimeout]
  * @property {(handle: any) => void} [clearTimeout]
  * @property {(...args: any[]) => void} [log]  Debug log (default: silent).
@@ -49,105 +47,6 @@ export const PREFERRED_CODECS = {
   video: ["video/vp8", "video/rtx"],
   audio: ["audio/opus"],
 };
-
-/**
- * What the server (aiortc <= 1.16) puts in its own offers, whatever was negotiated before:
- * its `createOffer` resets every transceiver's header-extension ids and payload types to
- * these fixed tables, also on the m-lines the browser offered. A browser refuses an
- * extension id reassignment ("RTP extension ID reassignment not supported"), and after a
- * payload-type change aiortc's receiver (set up once) drops the browser's media. So our
- * offers use the server's values from the start (`alignToServer`) and nothing changes on
- * renegotiation. Extensions and codecs the server does not negotiate are left out.
- */
-export const SERVER_EXTMAP_IDS = /** @type {Record<string, number>} */ ({
-  "urn:ietf:params:rtp-hdrext:sdes:mid": 1,
-  "urn:ietf:params:rtp-hdrext:ssrc-audio-level": 2,
-  "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time": 3,
-});
-
-/** Payload types by lower-case "name/clockrate"; "rtx" means RTX of the VP8 stream. */
-export const SERVER_PAYLOAD_TYPES = /** @type {Record<string, number>} */ ({
-  "opus/48000": 96,
-  "vp8/90000": 97,
-  rtx: 98,
-});
-
-/**
- * Rewrite an SDP's extension ids and payload types to the server's (see above).
- * @param {string} sdp
- * @returns {string}
- */
-export function alignToServer(sdp) {
-  const eol = sdp.includes("\r\n") ? "\r\n" : "\n";
-  const lines = sdp.split(/\r?\n/);
-  /** @type {string[][]} */
-  const sections = [[]];
-  for (const line of lines) {
-    if (line.startsWith("m=")) sections.push([]);
-    sections[sections.length - 1].push(line);
-  }
-  return sections.map((section) => alignSection(section).join(eol)).join(eol);
-}
-
-/**
- * @param {string[]} section  one m-section (or the session part)
- * @returns {string[]}
- */
-function alignSection(section) {
-  const out = [];
-  /** @type {Map<string, string>} old -> new payload type */
-  const pts = new Map();
-  /** @type {Map<string, string>} pt -> lower-case name/clock */
-  const names = new Map();
-  /** @type {Map<string, string>} rtx pt -> apt */
-  const apt = new Map();
-  for (const line of section) {
-    const rtpmap = /^a=rtpmap:(\d+) ([^/\s]+\/\d+)/.exec(line);
-    if (rtpmap) names.set(rtpmap[1], rtpmap[2].toLowerCase());
-    const fmtp = /^a=fmtp:(\d+) .*\bapt=(\d+)/.exec(line);
-    if (fmtp) apt.set(fmtp[1], fmtp[2]);
-  }
-  for (const [pt, name] of names) {
-    const target = SERVER_PAYLOAD_TYPES[name];
-    if (target !== undefined) pts.set(pt, String(target));
-  }
-  for (const [pt, name] of names) {
-    const base = apt.get(pt);
-    if (name.startsWith("rtx/") && base && names.get(base) === "vp8/90000") {
-      pts.set(pt, String(SERVER_PAYLOAD_TYPES.rtx));
-    }
-  }
-  const isMedia = section[0]?.startsWith("m=audio") || section[0]?.startsWith("m=video");
-  for (const line of section) {
-    const ext = /^a=extmap:(\d+)(\/[a-z]+)?\s+(\S+)(.*)$/.exec(line);
-    if (ext) {
-      const id = SERVER_EXTMAP_IDS[ext[3]];
-      if (id !== undefined) out.push(`a=extmap:${id}${ext[2] ?? ""} ${ext[3]}${ext[4]}`);
-      continue;
-    }
-    if (!isMedia || pts.size === 0) {
-      out.push(line);
-      continue;
-    }
-    if (line.startsWith("m=")) {
-      const parts = line.split(" ");
-      const formats = parts.slice(3).filter((pt) => pts.has(pt)).map((pt) => pts.get(pt));
-      out.push([...parts.slice(0, 3), ...formats].join(" "));
-      continue;
-    }
-    const attr = /^a=(rtpmap|fmtp|rtcp-fb):(\d+)(.*)$/.exec(line);
-    if (attr) {
-      const to = pts.get(attr[2]);
-      if (to === undefined) continue; // a codec the server does not take
-      let rest = attr[3];
-      if (attr[1] === "fmtp") rest = rest.replace(/\bapt=(\d+)/, (m, p) => `apt=${pts.get(p) ?? p}`);
-      out.push(`a=${attr[1]}:${to}${rest}`);
-      continue;
-    }
-    out.push(line);
-  }
-  return out;
-}
 
 /** An error with PROTOCOL.md's stable `code` (or a client-side one: timeout, disconnected). */
 export class ProtocolError extends Error {
@@ -223,7 +122,6 @@ export class SfuClient extends EventTarget {
     this._ackTimeoutMs = options.ackTimeoutMs ?? 10000;
     this._retryDelaysMs = options.retryDelaysMs ?? [500, 1000, 2000, 4000, 8000];
     this._reofferDelayMs = options.reofferDelayMs ?? 2000;
-    this._align = options.alignToServer ?? true;
     this._setTimeout = options.setTimeout ?? ((fn, ms) => setTimeout(fn, ms));
     this._clearTimeout = options.clearTimeout ?? ((h) => clearTimeout(h));
     this._log = options.log ?? (() => {});
@@ -840,8 +738,7 @@ export class SfuClient extends EventTarget {
     if (this._reofferTimer) this._clearTimeout(this._reofferTimer);
     this._reofferTimer = null;
     const offer = await pc.createOffer();
-    const sdp = this._align ? alignToServer(offer.sdp ?? "") : offer.sdp;
-    await pc.setLocalDescription({ type: "offer", sdp });
+    await pc.setLocalDescription(offer);
     const local = /** @type {RTCSessionDescription} */ (pc.localDescription);
     const tracks = this._local
       .filter((l) => l.transceiver?.mid)
