@@ -222,9 +222,8 @@ class StatsSampler:
         seen.add(key)
         series = self._series_for(key, now, (frames, nbytes, requests))
         fps, byte_rate, _ = series.rates()
-        self.totals.keyframe_requests += (
-            int(series.last_delta()[2]) if len(series.points) > 1 else 0
-        )
+        # a new series counts everything so far: totals miss nothing before the first sample
+        self.totals.keyframe_requests += int(series.last_delta()[2])
         lost, jitter, codec = 0, 0.0, None
         receiver = getattr(getattr(fwd, "hook", None), "receiver", None)
         if receiver is not None:
@@ -273,11 +272,10 @@ class StatsSampler:
         seen.add(key)
         series = self._series_for(key, now, (frames, packets, nbytes))
         fps, _, byte_rate = series.rates()
-        if len(series.points) > 1:
-            d_frames, d_packets, d_bytes = series.last_delta()
-            self.totals.frames_forwarded += int(d_frames)
-            self.totals.packets_forwarded += int(d_packets)
-            self.totals.bytes_forwarded += int(d_bytes)
+        d_frames, d_packets, d_bytes = series.last_delta()
+        self.totals.frames_forwarded += int(d_frames)
+        self.totals.packets_forwarded += int(d_packets)
+        self.totals.bytes_forwarded += int(d_bytes)
         return {
             "mid": slot.transceiver.mid,
             "publisherId": pub.publisher_id,
