@@ -117,6 +117,7 @@ class StatsSampler:
         return self._snapshot
 
     async def _run(self) -> None:
+        await self.sample()  # a snapshot from the start, not after the first interval
         while True:
             planned = time.monotonic() + self.interval
             await asyncio.sleep(self.interval)
@@ -154,7 +155,8 @@ class StatsSampler:
                     forwarded_streams += 1
                     row = await self._subscription(now, seen, participant.id, slot)
                     bitrate_out_total += row["bitrateOut"]
-                    fps_out_total += row["fps"]
+                    if row["kind"] == "video":
+                        fps_out_total += row["fps"]
                     subscriptions.append(row)
                 people.append(
                     {
@@ -182,7 +184,7 @@ class StatsSampler:
             "publishedTracks": published_tracks,
             "forwardedStreams": forwarded_streams,
             "bitrateOut": round(bitrate_out_total),
-            "fpsOut": round(fps_out_total, 2),
+            "fpsOut": round(fps_out_total, 2),  # video frames/s, all subscriptions
             "packetsForwarded": self.totals.packets_forwarded,
             "bytesForwarded": self.totals.bytes_forwarded,
             "keyframeRequests": self.totals.keyframe_requests,
@@ -268,7 +270,8 @@ class StatsSampler:
                     rtt = getattr(stat, "roundTripTime", None)
                     lost = int(getattr(stat, "packetsLost", 0) or 0)
         frames = int(getattr(track, "frames_out", 0))
-        key = ("sub", pid, slot.transceiver.mid or "?")
+        # a reused slot carries another publisher's track: a new series, not a drop
+        key = ("sub", pid, slot.transceiver.mid or "?", pub.publisher_id, pub.key)
         seen.add(key)
         series = self._series_for(key, now, (frames, packets, nbytes))
         fps, _, byte_rate = series.rates()

@@ -11,14 +11,32 @@ const charts = {};
  * @param {string} id
  * @param {string} label
  * @param {string} color
+ * @param {boolean} [integer] - a count: whole-number ticks, stepped line
  */
-function makeChart(id, label, color) {
+function makeChart(id, label, color, integer = false) {
   const canvas = /** @type {HTMLCanvasElement} */ (document.getElementById(id));
   // @ts-ignore - Chart comes from the UMD bundle
   charts[id] = new window.Chart(canvas, {
     type: "line",
-    data: { labels: [], datasets: [{ label, data: [], borderColor: color, pointRadius: 0, tension: 0.2 }] },
-    options: { animation: false, maintainAspectRatio: false, scales: { y: { beginAtZero: true } } },
+    data: {
+      labels: [],
+      datasets: [
+        {
+          label,
+          data: [],
+          borderColor: color,
+          backgroundColor: color,
+          pointRadius: 0,
+          tension: integer ? 0 : 0.2,
+          stepped: integer,
+        },
+      ],
+    },
+    options: {
+      animation: false,
+      maintainAspectRatio: false,
+      scales: { y: { beginAtZero: true, ticks: integer ? { precision: 0 } : {} } },
+    },
   });
 }
 
@@ -100,8 +118,8 @@ async function poll() {
 }
 
 makeChart("chart-bitrate", "forwarded Mbps", "#1f77b4");
-makeChart("chart-fps", "forwarded fps (all streams)", "#2ca02c");
-makeChart("chart-participants", "participants", "#9467bd");
+makeChart("chart-fps", "forwarded video frames/s (all streams)", "#2ca02c");
+makeChart("chart-participants", "participants", "#9467bd", true);
 makeChart("chart-cpu", "server CPU %", "#d62728");
 // @ts-ignore - exposed for the browser test
 window.sfuStats = charts;
