@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from sfu.config import SfuConfig
+from sfu.config import ForwardingMode, SfuConfig
 from sfu.ice_policy import IcePolicy
 from signaling.client import RemoteTrack, SfuClient
 from signaling.config import ServerConfig
@@ -49,10 +49,9 @@ def clips(clip_cache: Path) -> Callable[[int], VideoClip]:
     return make
 
 
-@pytest.fixture(params=["passthrough", "transcode"])
-async def media_server(request: pytest.FixtureRequest) -> AsyncIterator[RunningServer]:
+async def serve(forwarding: ForwardingMode) -> AsyncIterator[RunningServer]:
     config = SfuConfig(
-        ice_addresses=("127.0.0.1",), forwarding=request.param, negotiation_timeout=10.0
+        ice_addresses=("127.0.0.1",), forwarding=forwarding, negotiation_timeout=10.0
     )
     running, runner = await start_server(ServerConfig(sfu=config))
     try:
@@ -61,14 +60,16 @@ async def media_server(request: pytest.FixtureRequest) -> AsyncIterator[RunningS
         await runner.cleanup()
 
 
+@pytest.fixture(params=["passthrough", "transcode"])
+async def media_server(request: pytest.FixtureRequest) -> AsyncIterator[RunningServer]:
+    async for running in serve(request.param):
+        yield running
+
+
 @pytest.fixture
 async def passthrough_server() -> AsyncIterator[RunningServer]:
-    config = SfuConfig(ice_addresses=("127.0.0.1",), negotiation_timeout=10.0)
-    running, runner = await start_server(ServerConfig(sfu=config))
-    try:
+    async for running in serve("passthrough"):
         yield running
-    finally:
-        await runner.cleanup()
 
 
 @pytest.fixture

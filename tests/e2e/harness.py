@@ -8,6 +8,7 @@ the tests can run and to start a scenario inside a namespace, and by the scenari
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -16,8 +17,9 @@ import socket
 import subprocess
 import sys
 import time
+import traceback
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -184,3 +186,49 @@ def explain(result: dict[str, Any]) -> str:
     lines.append("--- scenario stdout ---\n" + result.get("stdout", "")[-6000:])
     lines.append("--- scenario stderr ---\n" + result.get("stderr", "")[-6000:])
     return "\n".join(lines)
+
+
+class Scenario:
+    """One scenario run: named checks (printed as they happen), extra info and browser
+    console lines, written as the JSON result the pytest side asserts on."""
+
+    def __init__(self, out: Path, artifacts: Path) -> None:
+        self.out = out
+        self.artifacts = artifacts
+        self.checks: dict[str, dict[str, Any]] = {}
+        self.console: dict[str, list[str]] = {}
+        self.info: dict[str, Any] = {}
+
+    def check(self, name: str, ok: bool, detail: Any) -> bool:
+        self.checks[name] = {"ok": bool(ok), "detail": detail}
+        print(f"[{'PASS' if ok else 'FAIL'}] {name}: {json.dumps(detail)[:400]}", flush=True)
+        return ok
+
+    def write(self, error: str | None = None) -> bool:
+        ok = error is None and bool(self.checks) and all(c["ok"] for c in self.checks.values())
+        result = {
+            "ok": ok,
+            "error": error,
+            "checks": self.checks,
+            "info": self.info,
+            "console": self.console,
+        }
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.out.write_text(json.dumps(result, indent=2, default=str))
+        return ok
+
+
+def scenario_main(doc: str | None, run: Callable[[Scenario], None]) -> int:
+    """Command line of a scenario script: run it, write its JSON result, exit 0 if ok."""
+    parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True, help="JSON result file")
+    parser.add_argument("--artifacts", type=Path, default=Path("test-artifacts"))
+    args = parser.parse_args()
+    sc = Scenario(args.out, args.artifacts)
+    error = None
+    try:
+        run(sc)
+    except Exception:
+        error = traceback.format_exc()
+        print(error, file=sys.stderr, flush=True)
+    return 0 if sc.write(error) else 1

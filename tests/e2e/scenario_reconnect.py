@@ -7,16 +7,22 @@ Run INSIDE a loopback-only network namespace (``test_browser_room.py`` does that
 
 from __future__ import annotations
 
-import argparse
 import sys
-import traceback
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.e2e.harness import CHROMIUM, CHROMIUM_ARGS, free_port, in_netns, sfu_server
-from tests.e2e.scenario_room import STATS_JS, Scenario, frames_by_participant, poll
+from tests.e2e.harness import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    Scenario,
+    free_port,
+    in_netns,
+    scenario_main,
+    sfu_server,
+)
+from tests.e2e.scenario_room import STATS_JS, frames_by_participant, poll
 
 STATE_JS = "() => window.sfuApp ? [sfuApp.client.state, sfuApp.client.id] : [null, null]"
 
@@ -76,20 +82,5 @@ def run(sc: Scenario) -> None:
         browser.close()
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True, help="JSON result file")
-    parser.add_argument("--artifacts", type=Path, default=Path("test-artifacts"))
-    args = parser.parse_args()
-    sc = Scenario(args.out, args.artifacts)
-    error = None
-    try:
-        run(sc)
-    except Exception:
-        error = traceback.format_exc()
-        print(error, file=sys.stderr, flush=True)
-    return 0 if sc.write(error) else 1
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(scenario_main(__doc__, run))

@@ -16,20 +16,25 @@ failed.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
 import sys
 import time
-import traceback
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.e2e.harness import CHROMIUM, CHROMIUM_ARGS, in_netns, sfu_server
+from tests.e2e.harness import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    Scenario,
+    in_netns,
+    scenario_main,
+    sfu_server,
+)
 
 ROOM = "stats-load"
 PUBLISHERS = 3
@@ -61,33 +66,6 @@ PAGE_JS = """
 """
 
 CHART_IDS = ("chart-bitrate", "chart-fps", "chart-participants", "chart-cpu")
-
-
-class Scenario:
-    def __init__(self, out: Path, artifacts: Path) -> None:
-        self.out = out
-        self.artifacts = artifacts
-        self.checks: dict[str, dict[str, Any]] = {}
-        self.console: dict[str, list[str]] = {}
-        self.info: dict[str, Any] = {}
-
-    def check(self, name: str, ok: bool, detail: Any) -> bool:
-        self.checks[name] = {"ok": bool(ok), "detail": detail}
-        print(f"[{'PASS' if ok else 'FAIL'}] {name}: {json.dumps(detail)[:400]}", flush=True)
-        return ok
-
-    def write(self, error: str | None = None) -> bool:
-        ok = error is None and bool(self.checks) and all(c["ok"] for c in self.checks.values())
-        result = {
-            "ok": ok,
-            "error": error,
-            "checks": self.checks,
-            "info": self.info,
-            "console": self.console,
-        }
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.out.write_text(json.dumps(result, indent=2, default=str))
-        return ok
 
 
 def dashboard_ready(view: dict[str, Any], ids: set[str]) -> bool:
@@ -288,20 +266,5 @@ async def run(sc: Scenario) -> None:
         policy.uninstall()
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True, help="JSON result file")
-    parser.add_argument("--artifacts", type=Path, default=Path("test-artifacts"))
-    args = parser.parse_args()
-    sc = Scenario(args.out, args.artifacts)
-    error = None
-    try:
-        asyncio.run(run(sc))
-    except Exception:
-        error = traceback.format_exc()
-        print(error, file=sys.stderr, flush=True)
-    return 0 if sc.write(error) else 1
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(scenario_main(__doc__, lambda sc: asyncio.run(run(sc))))
