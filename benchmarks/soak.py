@@ -28,6 +28,7 @@ from typing import Any
 
 import socketio
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc.exceptions import InvalidStateError
 from aiortc.mediastreams import MediaStreamError, VideoStreamTrack
 from av import VideoFrame
 
@@ -74,12 +75,15 @@ class Peer:
 
     async def _on_offer(self, data: Any) -> dict[str, Any]:
         async with self._lock:
-            if self._closing:
+            if self._closing or self.pc.connectionState == "closed":
                 return {"error": "closing"}
-            await self.pc.setRemoteDescription(
-                RTCSessionDescription(data["description"]["sdp"], "offer")
-            )
-            await self.pc.setLocalDescription(await self.pc.createAnswer())
+            try:
+                await self.pc.setRemoteDescription(
+                    RTCSessionDescription(data["description"]["sdp"], "offer")
+                )
+                await self.pc.setLocalDescription(await self.pc.createAnswer())
+            except InvalidStateError:  # closed under us (the cycle is ending): no answer
+                return {"error": "closing"}
             return {"description": {"type": "answer", "sdp": self.pc.localDescription.sdp}}
 
     async def call(self, event: str, data: Any) -> dict[str, Any]:
