@@ -261,3 +261,48 @@ def assert_empty(server: RunningServer) -> None:
     rooms = server.rooms
     assert rooms.rooms == {}, rooms.rooms
     assert rooms.participant_count() == 0
+
+
+class Bystanders:
+    """Two publishers in room `media` who must keep receiving each other's video."""
+
+    def __init__(self, server: RunningServer, a: MediaClient, b: MediaClient) -> None:
+        self.server, self.a, self.b = server, a, b
+
+    async def still_flowing(self) -> None:
+        await self.a.wait_frames(10, timeout=10)
+        await self.b.wait_frames(10, timeout=10)
+        assert {self.a.id, self.b.id} <= set(self.server.rooms.rooms["media"].participants)
+
+    async def close(self) -> None:
+        await self.a.close()
+        await self.b.close()
+
+
+@contextlib.asynccontextmanager
+async def media_room(
+    config: ServerConfig,
+) -> AsyncIterator[tuple[RunningServer, Bystanders, list[MediaClient]]]:
+    """A server, two publishers in room `media`, and a list to register offenders in.
+    On exit: media still flows, everyone closes, the server is empty and tasks, threads
+    and fds are back to their baseline."""
+    base = Baseline.take()
+    offenders: list[MediaClient] = []
+    async with running(config) as server:
+        clients = []
+        for name in ("Alice", "Bob"):
+            client = await MediaClient(server.url).connect()
+            await client.join("media", name)
+            clients.append(client)
+        for client in clients:
+            assert (await client.publish())["ok"]
+        room = Bystanders(server, clients[0], clients[1])
+        await room.still_flowing()
+        yield server, room, offenders
+        await room.still_flowing()
+        for client in offenders:
+            await client.close()
+        await room.close()
+        await wait_until(lambda: not server.rooms.rooms, 10)
+        assert_empty(server)
+    await base.wait_back()

@@ -16,50 +16,23 @@ from aiortc import RTCPeerConnection
 from signaling.config import ServerConfig
 from tests.conftest import RunningServer
 from tests.hardening_util import (
-    Baseline,
+    Bystanders,
     MediaClient,
     PatternTrack,
-    assert_empty,
     hardening_config,
-    running,
+    media_room,
     wait_until,
 )
 
 NEGOTIATION_TIMEOUT = 2.0
 
 
-class Bystanders:
-    def __init__(self, server: RunningServer, a: MediaClient, b: MediaClient) -> None:
-        self.server, self.a, self.b = server, a, b
-
-    async def still_flowing(self) -> None:
-        await self.a.wait_frames(10, timeout=10)
-        await self.b.wait_frames(10, timeout=10)
-        assert {self.a.id, self.b.id} <= set(self.server.rooms.rooms["media"].participants)
-
-
 @pytest.fixture
 async def setup() -> AsyncIterator[tuple[RunningServer, Bystanders, list[MediaClient]]]:
-    base = Baseline.take()
-    offenders: list[MediaClient] = []
-    config = ServerConfig(sfu=hardening_config(negotiation_timeout=NEGOTIATION_TIMEOUT))
-    async with running(config) as server:
-        clients = []
-        for name in ("Alice", "Bob"):
-            client = await MediaClient(server.url).connect()
-            await client.join("media", name)
-            clients.append(client)
-        for client in clients:
-            assert (await client.publish())["ok"]
-        room = Bystanders(server, clients[0], clients[1])
-        await room.still_flowing()
-        yield server, room, offenders
-        await room.still_flowing()
-        for client in [*offenders, *clients]:
-            await client.close()
-        await wait_until(lambda: not server.rooms.rooms, 10)
-        assert_empty(server)
-    await base.wait_back()
+    async with media_room(
+        ServerConfig(sfu=hardening_config(negotiation_timeout=NEGOTIATION_TIMEOUT))
+    ) as ctx:
+        yield ctx
 
 
 async def offender(server: RunningServer, offenders: list[MediaClient]) -> MediaClient:

@@ -21,52 +21,20 @@ from signaling.config import ServerConfig
 from tests.conftest import RunningServer
 from tests.hardening_util import (
     Baseline,
+    Bystanders,
     MediaClient,
     PatternTrack,
-    assert_empty,
     hardening_config,
+    media_room,
     running,
     wait_until,
 )
 
 
-class Bystanders:
-    def __init__(self, server: RunningServer, a: MediaClient, b: MediaClient) -> None:
-        self.server, self.a, self.b = server, a, b
-
-    async def still_flowing(self) -> None:
-        await self.a.wait_frames(10, timeout=10)
-        await self.b.wait_frames(10, timeout=10)
-        assert {self.a.id, self.b.id} <= set(self.server.rooms.rooms["media"].participants)
-
-    async def close(self) -> None:
-        await self.a.close()
-        await self.b.close()
-
-
 @pytest.fixture
 async def setup() -> AsyncIterator[tuple[RunningServer, Bystanders, list[MediaClient]]]:
-    """A server, two publishers in room `media`, and a list to register offenders in."""
-    base = Baseline.take()
-    offenders: list[MediaClient] = []
-    async with running(ServerConfig(sfu=hardening_config())) as server:
-        clients = []
-        for name in ("Alice", "Bob"):
-            client = await MediaClient(server.url).connect()
-            await client.join("media", name)
-            clients.append(client)
-        for client in clients:
-            assert (await client.publish())["ok"]
-        room = Bystanders(server, clients[0], clients[1])
-        await room.still_flowing()
-        yield server, room, offenders
-        await room.still_flowing()
-        for client in offenders:
-            await client.close()
-        await room.close()
-        await wait_until(lambda: not server.rooms.rooms, 10)
-        assert_empty(server)
-    await base.wait_back()
+    async with media_room(ServerConfig(sfu=hardening_config())) as ctx:
+        yield ctx
 
 
 async def offender(server: RunningServer, offenders: list[MediaClient]) -> MediaClient:

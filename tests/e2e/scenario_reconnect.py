@@ -2,7 +2,7 @@
 then rejoin by themselves with new peer connections and see each other's video again.
 Run INSIDE a loopback-only network namespace (``test_browser_room.py`` does that).
 
-    tests/e2e/run_in_netns.sh .venv/bin/python tests/e2e/scenario_reconnect.py --out /tmp/r.json
+    tests/e2e/run_in_netns.sh .venv/bin/python tests/e2e/scenario_reconnect.py --out result.json
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ the server's TrackInfo rows), remote ``<video>`` time advancing and not black, c
 leave. Writes a JSON result (``--out``) and a screenshot to ``--artifacts``; exits 1 when a
 check failed.
 
-    tests/e2e/run_in_netns.sh .venv/bin/python tests/e2e/scenario_room.py --out /tmp/r.json
+    tests/e2e/run_in_netns.sh .venv/bin/python tests/e2e/scenario_room.py --out result.json
 """
 
 from __future__ import annotations

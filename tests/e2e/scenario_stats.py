@@ -11,7 +11,7 @@ has one row per participant; checks ``#status`` shows no error; writes a screens
 ``--artifacts``/stats-dashboard.png and a JSON result (``--out``); exits 1 when a check
 failed.
 
-    tests/e2e/run_in_netns.sh .venv/bin/python tests/e2e/scenario_stats.py --out /tmp/s.json
+    tests/e2e/run_in_netns.sh .venv/bin/python tests/e2e/scenario_stats.py --out result.json
 """
 
 from __future__ import annotations
