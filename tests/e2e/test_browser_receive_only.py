@@ -1,0 +1,31 @@
+"""A browser that refuses camera and microphone still joins and receives (issue 4).
+See ``scenario_receive_only.py`` for the steps."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.e2e.harness import explain
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
+
+EXPECTED_CHECKS = [
+    "the publisher sees Dave join",
+    "Dave decodes the publisher's video (framesDecoded increasing)",
+    "the page says the camera was refused",
+    "the server holds no track published by Dave",
+]
+
+
+def test_receive_only_when_the_camera_is_refused(
+    run_in_netns: Callable[..., dict[str, Any]],
+) -> None:
+    result = run_in_netns("scenario_receive_only.py")
+    assert result.get("ok"), explain(result)
+    checks = result.get("checks", {})
+    for name in EXPECTED_CHECKS:
+        assert name in checks, f"missing check {name!r}"
+    assert result.get("info", {}).get("in_netns") is True
