@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -126,6 +128,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the scenario process dies, even by SIGKILL (a timed
+    out scenario must not leave its server running)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 @contextlib.contextmanager
 def sfu_server(log_path: Path, *extra: str, port: int | None = None) -> Iterator[str]:
     """Start ``sfu-server`` on 127.0.0.1 (ICE on 127.0.0.1 only) as a subprocess; yield its
@@ -136,7 +145,9 @@ def sfu_server(log_path: Path, *extra: str, port: int | None = None) -> Iterator
     cmd += ["--host", "127.0.0.1", "--port", str(port), "--ice-address", "127.0.0.1", *extra]
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("a") as log:
-        proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+        )
         url = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + 30
