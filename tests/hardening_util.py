@@ -279,6 +279,23 @@ class Bystanders:
         await self.b.close()
 
 
+async def start_bystanders(
+    server: RunningServer, auth: Callable[[str], dict[str, str] | None] = lambda _: None
+) -> Bystanders:
+    """Alice and Bob join room `media` (with `auth(name)` as Socket.IO auth), publish,
+    and receive each other's video."""
+    clients = []
+    for name in ("Alice", "Bob"):
+        client = await MediaClient(server.url, auth=auth(name)).connect()
+        await client.join("media", name)
+        clients.append(client)
+    for client in clients:
+        assert (await client.publish())["ok"]
+    room = Bystanders(server, clients[0], clients[1])
+    await room.still_flowing()
+    return room
+
+
 @contextlib.asynccontextmanager
 async def media_room(
     config: ServerConfig,
@@ -289,15 +306,7 @@ async def media_room(
     base = Baseline.take()
     offenders: list[MediaClient] = []
     async with running(config) as server:
-        clients = []
-        for name in ("Alice", "Bob"):
-            client = await MediaClient(server.url).connect()
-            await client.join("media", name)
-            clients.append(client)
-        for client in clients:
-            assert (await client.publish())["ok"]
-        room = Bystanders(server, clients[0], clients[1])
-        await room.still_flowing()
+        room = await start_bystanders(server)
         yield server, room, offenders
         await room.still_flowing()
         for client in offenders:

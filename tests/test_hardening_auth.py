@@ -17,40 +17,23 @@ from signaling.config import ServerConfig
 from tests.conftest import RunningServer
 from tests.hardening_util import (
     Baseline,
+    Bystanders,
     MediaClient,
     assert_empty,
     hardening_config,
     running,
+    start_bystanders,
     wait_until,
 )
 
 SECRET = "test-secret-0123456789abcdef0123456789"  # HS256 wants >= 32 bytes
 
 
-class Room:
-    """Two publishers that receive each other's video (the bystanders)."""
+async def media_room(server: RunningServer, tokens: bool) -> Bystanders:
+    def auth(name: str) -> dict[str, str] | None:
+        return {"token": mint_token(SECRET, "media", name)} if tokens else None
 
-    def __init__(self, server: RunningServer, a: MediaClient, b: MediaClient) -> None:
-        self.server, self.a, self.b = server, a, b
-
-    async def still_flowing(self) -> None:
-        await self.a.wait_frames(10, timeout=10)
-        await self.b.wait_frames(10, timeout=10)
-        assert {self.a.id, self.b.id} <= set(self.server.rooms.rooms["media"].participants)
-
-
-async def media_room(server: RunningServer, tokens: bool) -> Room:
-    clients = []
-    for name in ("Alice", "Bob"):
-        auth = {"token": mint_token(SECRET, "media", name)} if tokens else None
-        client = await MediaClient(server.url, auth=auth).connect()
-        await client.join("media", name)
-        clients.append(client)
-    for client in clients:
-        assert (await client.publish())["ok"]
-    room = Room(server, clients[0], clients[1])
-    await room.still_flowing()
-    return room
+    return await start_bystanders(server, auth)
 
 
 @pytest.fixture
