@@ -2,7 +2,7 @@
 tracks WITHOUT decoding, and records what it sent and received (for `metrics`).
 
 Signaling and media: `signaling.client.SfuClient(decode=False)`, so every receiver has
-`sfu.passthrough.install_receiver_sink` installed: complete encoded frames arrive as
+`sfu.compat.receiver.install_receiver_sink` installed: complete encoded frames arrive as
 `EncodedFrame`s and no decoder thread ever starts. Frames out:
 `signaling.sources.PacedVideoTrack` / `PacedAudioTrack`, wrapped in `StampedVideoTrack`,
 which adds the pts watermark of `benchmarks.metrics` and logs each frame's send time.
@@ -22,7 +22,7 @@ import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from benchmarks.metrics import watermark
-from sfu.passthrough import EncodedFrame
+from sfu.frame_assembler import EncodedFrame
 from signaling.client import RemoteTrack, SfuClient
 from signaling.sources import PacedAudioTrack, PacedVideoTrack
 

@@ -2,33 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from sfu.wire import ERROR_CODES, ErrorCode
 
-ErrorCode = Literal[
-    "bad_request",
-    "not_joined",
-    "already_joined",
-    "room_full",
-    "unauthorized",
-    "invalid_sdp",
-    "invalid_state",
-    "rate_limited",
-    "server_busy",
-    "internal_error",
-]
-
-ERROR_CODES: Final[tuple[ErrorCode, ...]] = (
-    "bad_request",
-    "not_joined",
-    "already_joined",
-    "room_full",
-    "unauthorized",
-    "invalid_sdp",
-    "invalid_state",
-    "rate_limited",
-    "server_busy",
-    "internal_error",
-)
+__all__ = ["ERROR_CODES", "ErrorCode", "SfuError"]
 
 
 class SfuError(Exception):

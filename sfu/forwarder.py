@@ -12,12 +12,9 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtcrtpsender import RTCRtpSender
 
-from sfu.passthrough import (
-    ReceiverHook,
-    end_relay_proxy,
-    install_receiver_sink,
-    install_sender_keyframe_hook,
-)
+from sfu.compat.receiver import ReceiverHook, install_receiver_sink
+from sfu.compat.relay import end_relay_proxy
+from sfu.compat.sender import install_sender_keyframe_hook
 from sfu.published_track import PublishedTrack
 from sfu.subscribed_track import PROXY_QUEUE_LIMIT, SubscribedTrack
 

@@ -21,26 +21,19 @@ from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcconfiguration import RTCBundlePolicy
 from aiortc.sdp import candidate_from_sdp
 
+from sfu.compat.negotiation import create_offer_keeping_negotiated, pin_negotiated_codecs
+from sfu.compat.sender import install_sender_nack_counter
 from sfu.config import SfuConfig
 from sfu.errors import SfuError
 from sfu.forwarder import Forwarder
-from sfu.passthrough import (
-    create_offer_keeping_negotiated,
-    install_sender_nack_counter,
-    pin_negotiated_codecs,
-)
-from sfu.publication import Kind, Publication, Source
+from sfu.publication import Publication
 from sfu.sdp_check import check_offer
 from sfu.send_slot import SlotTrack
 from sfu.signaler import Signaler
 from sfu.subscribed_track import SubscribedTrack
+from sfu.wire import PREFERRED_CODECS, Kind, Source
 
 logger = logging.getLogger(__name__)
-
-PREFERRED_CODECS: dict[str, tuple[str, ...]] = {
-    "video": ("video/vp8", "video/rtx"),
-    "audio": ("audio/opus",),
-}
 
 
 def pin_codecs(transceiver: RTCRtpTransceiver) -> None:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
+
+from sfu.wire import SOURCES, Kind, Source
+
+__all__ = ["SOURCES", "Kind", "Publication", "Source"]
 
 if TYPE_CHECKING:
     from sfu.forwarder import Forwarder
-
-Kind = Literal["audio", "video"]
-Source = Literal["camera", "microphone", "screen"]
-SOURCES: tuple[Source, ...] = ("camera", "microphone", "screen")
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from typing import Any
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from sfu.passthrough import EncodedFrame
+from sfu.frame_assembler import EncodedFrame
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sfu.passthrough import receiver_codec
+from sfu.compat.receiver import receiver_codec
 from sfu.room_manager import RoomManager
 
 logger = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ from typing import Any
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from sfu.passthrough import bound_relay_proxy, end_relay_proxy
+from sfu.compat.relay import bound_relay_proxy, end_relay_proxy
 
 logger = logging.getLogger(__name__)
 

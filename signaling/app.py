@@ -12,7 +12,7 @@ import socketio
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from sfu import passthrough
+from sfu.compat.check import check_internals
 from sfu.ice_policy import IcePolicy
 from sfu.rate_limit import TokenBucket
 from sfu.room_manager import RoomManager
@@ -40,7 +40,7 @@ def create_app(config: ServerConfig) -> web.Application:
     """Build the server. All state lives in the returned app; nothing is global except the
     ICE host-address policy, which aioice only offers process-wide (installed while the app
     runs, restored at cleanup)."""
-    missing = passthrough.check_internals()
+    missing = check_internals()
     if missing and config.sfu.forwarding == "passthrough":
         raise RuntimeError(
             "aiortc internals used by passthrough forwarding changed: " + ", ".join(missing)

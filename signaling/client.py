@@ -22,8 +22,8 @@ peer connection is untouched: the client answers the server's offer, then offers
 
 Receiving: every remote track is drained by the client at all times. `decode=True` runs
 stock aiortc decoding (frames are `av.VideoFrame` / `av.AudioFrame`); `decode=False`
-installs `sfu.passthrough.install_receiver_sink` on each receiver, so frames are
-`sfu.passthrough.EncodedFrame` (codec bytes, RTP timestamp, keyframe flag) and nothing is
+installs `sfu.compat.receiver.install_receiver_sink` on each receiver, so frames are
+`sfu.frame_assembler.EncodedFrame` (codec bytes, RTP timestamp, keyframe flag) and nothing is
 decoded. A `RemoteTrack` names who sent what (`participant_id`, `kind`, `source`, `mid`)
 and counts frames; a new `RemoteTrack` is made whenever the server (re)assigns a `mid` to
 another publisher (the server reuses transceivers of departed publishers).
@@ -58,16 +58,15 @@ from aiortc import sdp as aiortc_sdp
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcconfiguration import RTCBundlePolicy
 
-from sfu.passthrough import (
-    EncodedFrame,
-    ReceiverHook,
+from sfu.compat.negotiation import (
     add_transport_description,
     claim_ice_controlling,
-    install_receiver_sink,
-    install_sender_keyframe_hook,
     park_transceivers,
     release_ice_role,
 )
+from sfu.compat.receiver import ReceiverHook, install_receiver_sink
+from sfu.compat.sender import install_sender_keyframe_hook
+from sfu.frame_assembler import EncodedFrame
 
 logger = logging.getLogger(__name__)
 

@@ -12,14 +12,9 @@ from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtp import RtpPacket
 
-from sfu.passthrough import (
-    MAX_PENDING_FRAMES,
-    EncodedFrame,
-    FrameAssembler,
-    bound_relay_proxy,
-    check_internals,
-    end_relay_proxy,
-)
+from sfu.compat.check import check_internals
+from sfu.compat.relay import bound_relay_proxy, end_relay_proxy
+from sfu.frame_assembler import MAX_PENDING_FRAMES, EncodedFrame, FrameAssembler
 from sfu.published_track import PublishedTrack
 from sfu.subscribed_track import SubscribedTrack
 

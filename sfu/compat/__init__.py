@@ -1,0 +1,45 @@
+"""The ONE package that touches aiortc private internals (`check.check_internals()` verifies
+them at start-up and in the tests; the server refuses to start when any changed).
+
+Modules: `receiver` (frame tap), `sender` (PLI/FIR and NACK hooks), `relay` (MediaRelay
+proxies), `negotiation` (codec pinning, offers), `check` (the start-up check).
+
+Stock aiortc decodes every received frame in a per-receiver decoder thread and re-encodes
+it once per sender. An SFU only needs to re-packetize: this package taps complete encoded
+frames out of an `RTCRtpReceiver` (no decoder thread ever starts), lets a sender's PLI/FIR
+reach the SFU instead of a non-existent encoder, and bounds `MediaRelay`'s per-consumer
+queues. Everything is per instance: no module global of aiortc is patched.
+
+aiortc private internals relied upon (pinned: aiortc==1.16.0; `check_internals()` verifies
+them and the server refuses to start when any is missing):
+
+- `RTCRtpReceiver._handle_rtp_packet` depayloads into `packet._data` and calls
+  `self.__jitter_buffer.add(packet) -> (pli_flag, frame_or_None)`; it sends a PLI for
+  `packet.ssrc` when the flag is set and queues a frame for decoding only when the frame is
+  not None AND `self.__decoder_thread` is set.
+- Receiver instance attributes (name-mangled): `_RTCRtpReceiver__jitter_buffer`,
+  `__codecs`, `__rtx_ssrc`, `__started`, `__transport`, `__rtcp_task`, `__decoder_thread`;
+  and `_track` (the `RemoteStreamTrack`, whose `_queue` gets None to signal its end).
+- `RTCRtpReceiver.receive(parameters)`: what it does besides starting the decoder thread
+  (record codecs and RTX SSRCs, `transport._register_rtp_receiver(self, parameters)`,
+  start `self._run_rtcp()`), re-done by `_receive_without_decoder`.
+- `RTCRtpReceiver._RTCRtpReceiver__stop_decoder()`: called on `stop()`, on disconnect and on
+  RTCP BYE; replaced per instance to learn that the publisher's stream ended.
+- `RTCRtpReceiver._send_rtcp_pli(media_ssrc)` (coroutine): upstream keyframe request.
+- `RTCRtpSender._handle_rtcp_packet` calls `self._send_keyframe()` on PLI/FIR; replaced per
+  instance. `RTCRtpSender._next_encoded_frame` passes anything that is not an `av.Frame`
+  to `encoder.pack(packet)` (re-packetize only), which reads `bytes(packet)`, `packet.pts`
+  and `packet.time_base`.
+- `aiortc.contrib.media.RelayStreamTrack._queue` / `._buffered`: `MediaRelay` feeds a
+  buffered proxy with `proxy._queue.put_nowait(item)`, and None marks the end; an
+  unbuffered proxy gets `_frame` and `_new_frame_event` instead (`end_relay_proxy`).
+- `RTCRtpReceiver.__codecs` again, read-only, for the negotiated codec in stats.
+- `RTCRtpTransceiver._codecs` (narrowed by `pin_negotiated_codecs`: aiortc negotiates the
+  first answer's codecs before the `track` event), `_set_mid`, `_set_mline_index`,
+  `_offerDirection`, `_bundled` (`park_transceivers`, for a client's glare handling: aiortc
+  has no rollback) and the module function `aiortc.rtcpeerconnection.
+  add_transport_description` (a client builds an offer without applying it), and
+  `RTCIceTransport._role_set` / `._connection.ice_controlling` (`claim_ice_controlling`).
+- `RTCRtpTransceiver._codecs` / `._headerExtensions`, which `RTCPeerConnection.createOffer`
+  resets to aiortc's defaults (`create_offer_keeping_negotiated` restores them).
+"""

@@ -1,0 +1,143 @@
+"""Receiver hook: taps complete encoded frames out of an `RTCRtpReceiver` (its jitter
+buffer replaced by a `FrameAssembler`, no decoder thread ever started). Internals used are
+listed in `sfu/compat/__init__.py`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from aiortc.rtcrtpreceiver import RTCRtpReceiver
+
+from sfu.frame_assembler import FrameAssembler, FrameSink, discard_frame
+
+logger = logging.getLogger(__name__)
+
+_R = "_RTCRtpReceiver__"
+
+
+class ReceiverHook:
+    """What `install_receiver_sink` installed on one receiver: owns its `FrameAssembler`
+    and the PLI tasks it scheduled. `close()` (idempotent) stops frame delivery and cancels
+    pending PLI tasks; the receiver itself is owned by its peer connection."""
+
+    def __init__(self, receiver: RTCRtpReceiver, kind: str, assembler: FrameAssembler) -> None:
+        self.receiver = receiver
+        self.kind = kind
+        self.assembler = assembler
+        self.on_end: Callable[[], None] | None = None
+        self.ended = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    @property
+    def ssrc(self) -> int | None:
+        return self.assembler.ssrc
+
+    @property
+    def packets(self) -> int:
+        return self.assembler.packets
+
+    @property
+    def frames(self) -> int:
+        return self.assembler.frames
+
+    @property
+    def keyframes(self) -> int:
+        return self.assembler.keyframes
+
+    @property
+    def bytes(self) -> int:
+        return self.assembler.bytes
+
+    def request_keyframe(self) -> bool:
+        """Schedule an RTCP PLI for the last seen media SSRC (fire and forget: the task is
+        kept until done). Return False when no SSRC is known yet or the hook is closed."""
+        ssrc = self.assembler.ssrc
+        if ssrc is None or self._closed:
+            return False
+        coro: Coroutine[Any, Any, None] = self.receiver._send_rtcp_pli(ssrc)
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return True
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.debug("PLI failed: %r", task.exception())
+
+    def _stream_ended(self) -> None:
+        """Replacement of the receiver's `__stop_decoder`: end its track, notify once."""
+        if self.ended:
+            return
+        self.ended = True
+        track = getattr(self.receiver, "_track", None)
+        queue = getattr(track, "_queue", None)
+        if isinstance(queue, asyncio.Queue):
+            queue.put_nowait(None)
+        callback = self.on_end
+        if callback is not None and not self._closed:
+            callback()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.assembler.on_frame = discard_frame
+        self.on_end = None
+        for task in list(self._tasks):
+            task.cancel()
+
+
+def install_receiver_sink(
+    receiver: RTCRtpReceiver,
+    kind: str,
+    on_frame: FrameSink,
+    on_end: Callable[[], None] | None = None,
+) -> ReceiverHook:
+    """Make `receiver` hand complete encoded frames to `on_frame` and never decode.
+
+    Call right after the receiver is created (the peer connection's "track" event), before
+    `receiver.receive()` runs. `on_end` is called once when the stream ends (receiver
+    stopped, transport disconnected or RTCP BYE).
+    """
+    if getattr(receiver, _R + "started", False):
+        raise RuntimeError("install_receiver_sink: the receiver already started")
+    assembler = FrameAssembler(kind, on_frame)
+    hook = ReceiverHook(receiver, kind, assembler)
+    hook.on_end = on_end
+    setattr(receiver, _R + "jitter_buffer", assembler)
+
+    async def receive(parameters: Any) -> None:
+        await _receive_without_decoder(receiver, parameters)
+
+    receiver.receive = receive  # type: ignore[method-assign]
+    setattr(receiver, _R + "stop_decoder", hook._stream_ended)
+    return hook
+
+
+async def _receive_without_decoder(receiver: RTCRtpReceiver, parameters: Any) -> None:
+    """Stock `RTCRtpReceiver.receive` minus the decoder thread."""
+    if getattr(receiver, _R + "started"):
+        return
+    codecs = getattr(receiver, _R + "codecs")
+    for codec in parameters.codecs:
+        codecs[codec.payloadType] = codec
+    rtx_ssrc = getattr(receiver, _R + "rtx_ssrc")
+    for encoding in parameters.encodings:
+        if encoding.rtx:
+            rtx_ssrc[encoding.rtx.ssrc] = encoding.ssrc
+    getattr(receiver, _R + "transport")._register_rtp_receiver(receiver, parameters)
+    setattr(receiver, _R + "rtcp_task", asyncio.ensure_future(receiver._run_rtcp()))
+    setattr(receiver, _R + "started", True)
+
+
+def receiver_codec(receiver: RTCRtpReceiver) -> str | None:
+    """The mime type the receiver negotiated (first codec), for stats; None before."""
+    codecs = getattr(receiver, _R + "codecs", None) or {}
+    for codec in codecs.values():
+        return str(codec.mimeType)
+    return None
