@@ -40,6 +40,22 @@ class EncodedFrame:
 FrameSink = Callable[[EncodedFrame], None]
 
 
+@dataclass(frozen=True, slots=True)
+class AssemblerStats:
+    """A snapshot of one `FrameAssembler`'s counters."""
+
+    packets: int
+    frames: int
+    keyframes: int
+    bytes: int
+    late: int
+    frames_lost: int
+    deltas_dropped: int
+    #: times the assembler needed a keyframe from the publisher (its "PLI flag")
+    keyframes_needed: int
+    pending_packets: int
+
+
 def discard_frame(frame: EncodedFrame) -> None:
     pass
 
@@ -48,7 +64,9 @@ class FrameAssembler:
     """Replaces a receiver's `JitterBuffer`: assembles depayloaded RTP packets into encoded
     frames and hands each to `on_frame` as soon as it is complete, strictly in order.
 
-    `add()` always returns `(pli_flag, None)` so the stock decode path never runs.
+    `add()` always returns `(pli_flag, None)` so the stock decode path never runs. With
+    `on_keyframe_needed` set, the flag goes to that callback instead (the owner throttles
+    and counts upstream requests) and `add()` returns `(False, None)`.
 
     Video (VP8): a frame runs from the packet whose descriptor has S=1 and PID=0 to the
     packet with the RTP marker bit, over contiguous sequence numbers and one timestamp. A
@@ -66,9 +84,11 @@ class FrameAssembler:
         on_frame: FrameSink,
         max_pending_frames: int = MAX_PENDING_FRAMES,
         max_pending_packets: int = MAX_PENDING_PACKETS,
+        on_keyframe_needed: Callable[[], None] | None = None,
     ) -> None:
         self.kind = kind
         self.on_frame = on_frame
+        self.on_keyframe_needed = on_keyframe_needed
         self._video = kind == "video"
         self._max_frames = max_pending_frames
         self._max_packets = max_pending_packets
@@ -94,14 +114,18 @@ class FrameAssembler:
         self.deltas_dropped = 0
         self.pli_count = 0
 
-    @property
-    def capacity(self) -> int:
-        """Like `JitterBuffer.capacity` (not used by aiortc 1.16; kept for symmetry)."""
-        return self._max_packets
-
-    @property
-    def pending_packets(self) -> int:
-        return len(self._packets)
+    def stats(self) -> AssemblerStats:
+        return AssemblerStats(
+            packets=self.packets,
+            frames=self.frames,
+            keyframes=self.keyframes,
+            bytes=self.bytes,
+            late=self.late,
+            frames_lost=self.frames_lost,
+            deltas_dropped=self.deltas_dropped,
+            keyframes_needed=self.pli_count,
+            pending_packets=len(self._packets),
+        )
 
     def add(self, packet: RtpPacket) -> tuple[bool, None]:
         self.packets += 1
@@ -135,7 +159,11 @@ class FrameAssembler:
             if data:
                 self._emit(data, packet.timestamp, True)
             return False, None
-        return self._add_video(packet, ext), None
+        pli = self._add_video(packet, ext)
+        if pli and self.on_keyframe_needed is not None:
+            self.on_keyframe_needed()
+            return False, None
+        return pli, None
 
     # ------------------------------------------------------------------ video
 

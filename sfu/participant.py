@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from aiortc import (
@@ -22,15 +21,12 @@ from aiortc.rtcconfiguration import RTCBundlePolicy
 from aiortc.sdp import candidate_from_sdp
 
 from sfu.compat.negotiation import create_offer_keeping_negotiated, pin_negotiated_codecs
-from sfu.compat.sender import install_sender_nack_counter
 from sfu.config import SfuConfig
 from sfu.errors import SfuError
-from sfu.forwarder import Forwarder
-from sfu.publication import Publication
+from sfu.published_track import PublishedTrack
 from sfu.sdp_check import check_offer
-from sfu.send_slot import SlotTrack
+from sfu.send_slot import SendSlot, SubscribedTrack
 from sfu.signaler import Signaler
-from sfu.subscribed_track import SubscribedTrack
 from sfu.wire import PREFERRED_CODECS, Kind, Source
 
 logger = logging.getLogger(__name__)
@@ -44,32 +40,14 @@ def pin_codecs(transceiver: RTCRtpTransceiver) -> None:
     transceiver.setCodecPreferences(codecs)
 
 
-@dataclass(slots=True)
-class SendSlot:
-    """One server transceiver that sends a remote participant's track to this one."""
-
-    transceiver: RTCRtpTransceiver
-    sender_track: SlotTrack
-    publication: Publication | None
-    track: MediaStreamTrack | None
-    last_pts: int = 0
-    plis: int = 0
-    nacks: int = 0
-
-    def count_pli(self) -> None:
-        self.plis += 1
-
-    def count_nack(self) -> None:
-        self.nacks += 1
-
-
 class Participant:
-    """Owns ONE `RTCPeerConnection`, its negotiation lock, its published forwarders and the
-    send slots that carry other participants' tracks to it.
+    """Owns ONE `RTCPeerConnection`, its negotiation lock, its `PublishedTrack`s and the
+    `SendSlot`s that carry other participants' tracks to it.
 
-    `close()` is idempotent: it stops the negotiation task, closes every forwarder it
-    publishes (which ends their subscribers' tracks), and closes the peer connection with
-    a timeout. It never calls its room; failures are reported through `on_failed`.
+    `close()` is idempotent: it stops the negotiation task, closes every track it publishes
+    (whose subscribers' slots release themselves at once and renegotiate), closes its send
+    slots, and closes the peer connection with a timeout. It never calls its room;
+    failures are reported through `on_failed`.
     """
 
     def __init__(
@@ -78,7 +56,7 @@ class Participant:
         name: str,
         config: SfuConfig,
         signaler: Signaler,
-        publications: Callable[[], list[Publication]],
+        publications: Callable[[], list[PublishedTrack]],
         on_published: Callable[[], None],
         on_failed: Callable[[Participant, str], None],
         can_publish: bool = True,
@@ -101,11 +79,12 @@ class Participant:
         self._early_candidates: list[dict[str, Any] | None] = []
         self._candidate_count = 0
         self._pending_sources: dict[str, Source] = {}
-        self._new_published: list[Publication] = []
+        self._new_published: list[PublishedTrack] = []
         self._unsupported: list[str] = []
         self._live: set[str] = set()
-        self.published: dict[str, Publication] = {}
+        self.published: dict[str, PublishedTrack] = {}
         self._slots: list[SendSlot] = []
+        self._slots_freed = False
         self._sync_wanted = False
         self._sync_task: asyncio.Task[None] | None = None
         self._deadline_task: asyncio.Task[None] | None = None
@@ -136,7 +115,7 @@ class Participant:
         """PROTOCOL.md's `TrackInfo` rows for every slot currently sending a track."""
         rows = []
         for slot in self._slots:
-            pub = slot.publication
+            pub = slot.published
             if pub is not None and slot.transceiver.mid is not None:
                 rows.append(
                     {
@@ -148,7 +127,7 @@ class Participant:
                 )
         return rows
 
-    def live_publications(self) -> list[Publication]:
+    def live_publications(self) -> list[PublishedTrack]:
         """Publications the client currently sends (a stopped screen share is not)."""
         return [pub for mid, pub in self.published.items() if mid in self._live]
 
@@ -158,12 +137,9 @@ class Participant:
     def connection_state(self) -> str:
         return "new" if self._pc is None else str(self._pc.connectionState)
 
-    def subscriptions(self) -> list[tuple[Publication, MediaStreamTrack]]:
-        return [
-            (s.publication, s.track)
-            for s in self._slots
-            if s.publication is not None and s.track is not None
-        ]
+    def subscriptions(self) -> list[tuple[PublishedTrack, SubscribedTrack]]:
+        """(published track, the slot's track) for every slot currently sending."""
+        return [(s.published, s.track) for s in self._slots if s.published is not None]
 
     # ------------------------------------------------------------------ peer connection
 
@@ -199,12 +175,13 @@ class Participant:
             )
             return
         if self._config.forwarding == "passthrough":
-            forwarder = Forwarder.passthrough(transceiver.receiver, kind, source)
+            pub = PublishedTrack.passthrough(
+                transceiver.receiver, kind, source, publisher_id=self.id, key=transceiver.mid
+            )
         else:
-            forwarder = Forwarder.transcode(track, source)
+            pub = PublishedTrack.transcode(track, source, publisher_id=self.id, key=transceiver.mid)
         if (kind == "audio" and self.audio_muted) or (kind == "video" and self.video_muted):
-            forwarder.paused = True
-        pub = Publication(self.id, transceiver.mid, kind, source, forwarder)
+            pub.paused = True
         self.published[transceiver.mid] = pub
         self._new_published.append(pub)
         logger.info(
@@ -305,7 +282,7 @@ class Participant:
     def _discard_new_publications(self) -> None:
         for pub in self._new_published:
             self.published.pop(pub.key, None)
-            pub.forwarder.close()
+            pub.close()
         self._new_published = []
 
     async def _reset_pc(self) -> None:
@@ -376,7 +353,7 @@ class Participant:
             self.video_muted = muted
         for pub in self.published.values():
             if pub.kind == kind:
-                pub.forwarder.paused = muted
+                pub.paused = muted
         return before != muted
 
     # ------------------------------------------------------------------ server offers
@@ -428,7 +405,7 @@ class Participant:
                 return
             if not self._apply_subscriptions(pc) and self._remote_set:
                 return
-            if not any(s.publication for s in self._slots) and not self._remote_set:
+            if not any(s.published for s in self._slots) and not self._remote_set:
                 return  # nothing to send and nothing negotiated yet: wait for the client
             offer = await create_offer_keeping_negotiated(pc)
             await pc.setLocalDescription(offer)
@@ -460,64 +437,49 @@ class Participant:
             self._arm_connect_deadline()
 
     def _apply_subscriptions(self, pc: RTCPeerConnection) -> bool:
-        """Add/remove send slots to match the room; return True when anything changed."""
+        """Attach/release send slots to match the room; return True when anything changed
+        (including slots released at once because their published track closed)."""
         desired = {(p.publisher_id, p.key): p for p in self._publications()}
-        changed = False
-        current: dict[tuple[str, str], SendSlot] = {}
+        changed, self._slots_freed = self._slots_freed, False
+        current: set[tuple[str, str]] = set()
         for slot in self._slots:
-            pub = slot.publication
+            pub = slot.published
             if pub is None:
                 continue
             key = (pub.publisher_id, pub.key)
-            if key in desired and desired[key].forwarder is pub.forwarder:
-                current[key] = slot
+            if desired.get(key) is pub:
+                current.add(key)
             else:
-                self._release(slot)
+                slot.release()
                 changed = True
         for key, pub in desired.items():
             if key in current:
                 continue
-            free: SendSlot | None = next(
-                (
-                    s
-                    for s in self._slots
-                    if s.publication is None and s.transceiver.kind == pub.kind
-                ),
-                None,
+            free = next(
+                (s for s in self._slots if s.published is None and s.kind == pub.kind), None
             )
-            base = free.last_pts + 3000 if free is not None else 0
-            track = pub.forwarder.subscribe(base_pts=base)
-            if free is None:
-                sender_track = SlotTrack(pub.kind)
-                transceiver = pc.addTransceiver(sender_track, direction="sendonly")
-                pin_codecs(transceiver)
-                slot = SendSlot(transceiver, sender_track, pub, track)
-                install_sender_nack_counter(transceiver.sender, slot.count_nack)
-                self._slots.append(slot)
-            else:
+            if free is not None:
                 slot = free
-                slot.transceiver.direction = "sendonly"
-                slot.publication, slot.track = pub, track
-            slot.sender_track.switch(track)
-            pub.forwarder.attach_sender(slot.transceiver.sender, track, slot.count_pli)
+            else:
+                track = SubscribedTrack(pub.kind)
+                transceiver = pc.addTransceiver(track, direction="sendonly")
+                pin_codecs(transceiver)
+                slot = SendSlot(transceiver, track, self._slot_freed)
+                self._slots.append(slot)
+            slot.attach(pub)
             changed = True
         return changed
 
-    def _release(self, slot: SendSlot) -> None:
-        """Stop sending on a slot and keep its transceiver for reuse (inactive)."""
-        track, pub = slot.track, slot.publication
-        if isinstance(track, SubscribedTrack):
-            slot.last_pts = max(slot.last_pts, track.last_pts)
-        if pub is not None and track is not None:
-            pub.forwarder.unsubscribe(track)
-        slot.sender_track.switch(None)
-        slot.transceiver.direction = "inactive"
-        slot.publication, slot.track = None, None
+    def _slot_freed(self, slot: SendSlot) -> None:
+        """A slot's published track closed (the slot released itself): renegotiate now."""
+        if not self._closed:
+            self._slots_freed = True
+            self.schedule_sync()
 
     # ------------------------------------------------------------------ close
 
     async def close(self) -> None:
-        """Idempotent: end negotiation, forwarders, send slots and the peer connection."""
+        """Idempotent: end negotiation, published tracks, send slots and the peer connection."""
         if self._closed:
             return
         self._closed = True
@@ -528,13 +490,10 @@ class Participant:
                     await task
         self._sync_task = self._deadline_task = None
         for pub in self.published.values():
-            pub.forwarder.close()
+            pub.close()
         self.published.clear()
         for slot in self._slots:
-            if slot.publication is not None and slot.track is not None:
-                slot.publication.forwarder.unsubscribe(slot.track)
-            slot.publication, slot.track = None, None
-            slot.sender_track.stop()
+            slot.close()
         self._slots.clear()
         pc, self._pc = self._pc, None
         if pc is not None:

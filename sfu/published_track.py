@@ -1,17 +1,29 @@
-"""One incoming track as encoded frames (`av.Packet`s): the source a `MediaRelay` fans out."""
+"""A published track: the ONE object per incoming track (mediasoup's Producer)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import weakref
 from collections.abc import Callable
+from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import av
+from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtcrtpreceiver import RTCRtpReceiver
 
-from sfu.frame_assembler import EncodedFrame
+from sfu.compat.receiver import ReceiverHook, install_receiver_sink
+from sfu.compat.relay import bound_relay_proxy, end_relay_proxy
+from sfu.frame_assembler import AssemblerStats, EncodedFrame
+from sfu.keyframe_throttle import KEYFRAME_INTERVAL, CallLater, KeyframeThrottle, ThrottleStats
+from sfu.wire import Kind, Source
+
+if TYPE_CHECKING:
+    from sfu.send_slot import SubscribedTrack
 
 logger = logging.getLogger(__name__)
 
@@ -20,57 +32,192 @@ CLOCK_RATES = {"video": 90000, "audio": 48000}
 FRAME_TICKS = {"video": 3000, "audio": 960}
 QUEUE_LIMIT = 64
 
+Mode = Literal["passthrough", "transcode"]
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedTrackStats:
+    """A snapshot of one published track's counters."""
+
+    frames: int
+    keyframes: int
+    bytes: int
+    #: frames dropped before the relay (paused, queue full, waiting for a keyframe)
+    drops: int
+    paused: bool
+    subscribers: int
+    #: the keyframe throttle: asked for / sent upstream
+    keyframe_requests: ThrottleStats
+    #: the receiver's frame assembler (passthrough only)
+    assembler: AssemblerStats | None
+
 
 class PublishedTrack(MediaStreamTrack):
-    """Owns a bounded queue of one publisher's encoded frames as `av.Packet`s.
+    """Owns everything about one track a participant publishes: its identity (publisher,
+    mid, kind, source), the receiver hook (passthrough), the `MediaRelay` that fans it out,
+    the keyframe throttle and the pause state. Subscribers hold it without owning it; it
+    keeps only weak references to their `SubscribedTrack`s, to tell them when it closes.
 
-    `push()` never blocks and never grows memory: on overflow a video frame is dropped and
-    delta frames are dropped until the next keyframe (`on_keyframe_needed` is called so the
-    owner can ask the publisher for one); audio drops its oldest frame. While `paused`
-    frames are dropped, and video resumes at a keyframe. pts is the RTP timestamp unwrapped
-    to a monotonic count starting at 0, in `time_base` = 1/clock rate.
+    Passthrough: the hook's `FrameAssembler` calls `push()` with each complete frame; the
+    track is the relay's source, a bounded queue of `av.Packet`s (pts = RTP timestamp
+    unwrapped to a monotonic count, in `time_base` = 1/clock rate, starting at `clock()`
+    converted to ticks: the pts of every published track follow one monotonic clock, so a
+    send slot reused for a later publisher keeps increasing timestamps without rewriting
+    packets). `push()` never blocks: while paused frames are dropped; on overflow a video
+    frame is dropped; in both cases video resumes at a keyframe (audio drops its oldest).
+    Transcode: the relay's source is aiortc's decoded track; this track's queue stays empty.
 
-    `stop()` (idempotent) ends `recv()` with `MediaStreamError`, also a pending one.
+    Every upstream keyframe request (new subscriber, a subscriber gated to a keyframe, a
+    subscriber's PLI/FIR, the assembler's loss, a drop here, a resume) goes through ONE
+    `KeyframeThrottle`. The relay's source is drained from `drain_always()` on, subscribers
+    or not (aiortc#554): a private unbuffered proxy costs O(1) per frame.
+
+    `close()` (idempotent, also `stop()`) tells every subscribed track at once, then ends
+    the queue, the drain proxy, the throttle's timer and the receiver hook.
     """
 
     def __init__(
         self,
-        kind: str,
-        source: str = "",
+        kind: Kind,
+        source: Source | str = "",
+        *,
+        publisher_id: str = "",
+        key: str = "",
+        decoded: MediaStreamTrack | None = None,
+        request_pli: Callable[[], bool] | None = None,
         maxsize: int = QUEUE_LIMIT,
-        on_keyframe_needed: Callable[[], None] | None = None,
+        keyframe_interval: float = KEYFRAME_INTERVAL,
+        clock: Callable[[], float] | None = None,
+        call_later: CallLater | None = None,
     ) -> None:
         super().__init__()
         if kind not in CLOCK_RATES:
             raise ValueError(f"unknown kind {kind!r}")
         self.kind = kind
         self.source = source
+        self.publisher_id = publisher_id
+        self.key = key
+        self.mode: Mode = "transcode" if decoded is not None else "passthrough"
+        self.hook: ReceiverHook | None = None
+        self.relay = MediaRelay()
         self.time_base = Fraction(1, CLOCK_RATES[kind])
-        self.on_keyframe_needed = on_keyframe_needed
+        self.closed = False
+        self._relay_source: MediaStreamTrack = decoded if decoded is not None else self
+        self._request_pli = request_pli
+        loop = asyncio.get_running_loop()
+        self._clock = clock or loop.time
+        self._throttle = KeyframeThrottle(self._send_pli, keyframe_interval, clock, call_later)
+        self._subscribers: weakref.WeakSet[SubscribedTrack] = weakref.WeakSet()
         self._video = kind == "video"
         self._frame_ticks = FRAME_TICKS[kind]
         self._maxsize = maxsize
         self._queue: asyncio.Queue[av.Packet[Any] | None] = asyncio.Queue()
+        self._ended = False
         self._paused = False
         self._need_keyframe = False
         self._ssrc: int | None = None
         self._last_ts = 0
-        self._pts = 0
+        self._pts: int | None = None
+        self._drain: MediaStreamTrack | None = None
+        self._drain_task: asyncio.Task[None] | None = None
         # counters
         self.frames = 0
         self.keyframes = 0
         self.bytes = 0
         self.drops = 0
 
-    @property
-    def paused(self) -> bool:
-        return self._paused
+    # ------------------------------------------------------------------ construction
 
-    @paused.setter
-    def paused(self, value: bool) -> None:
-        if self._paused and not value and self._video:
-            self._need_keyframe = True
-        self._paused = value
+    @classmethod
+    def passthrough(
+        cls,
+        receiver: RTCRtpReceiver,
+        kind: Kind,
+        source: Source | str = "",
+        *,
+        publisher_id: str = "",
+        key: str = "",
+        clock: Callable[[], float] | None = None,
+        call_later: CallLater | None = None,
+    ) -> PublishedTrack:
+        """Publish the receiver's encoded frames; no decoder thread ever runs for it.
+
+        Call at the peer connection's "track" event, before the receiver starts.
+        """
+        track = cls(
+            kind, source, publisher_id=publisher_id, key=key, clock=clock, call_later=call_later
+        )
+        hook = install_receiver_sink(
+            receiver,
+            kind,
+            track.push,
+            on_end=track._source_ended,
+            on_keyframe_needed=track.request_keyframe,
+        )
+        track.hook = hook
+        track._request_pli = hook.request_keyframe
+        track.drain_always()
+        return track
+
+    @classmethod
+    def transcode(
+        cls,
+        receiver_track: MediaStreamTrack,
+        source: Source | str = "",
+        *,
+        publisher_id: str = "",
+        key: str = "",
+    ) -> PublishedTrack:
+        """The stock aiortc path: decoded frames relayed, re-encoded by every sender."""
+        kind: Kind = "video" if receiver_track.kind == "video" else "audio"
+        track = cls(kind, source, publisher_id=publisher_id, key=key, decoded=receiver_track)
+        track.drain_always()
+        return track
+
+    def drain_always(self) -> None:
+        """Start reading the relay's source now, subscribers or not (aiortc#554)."""
+        if self._drain is None and not self.closed:
+            self._drain = self.relay.subscribe(self._relay_source, buffered=False)
+            self._drain_task = asyncio.ensure_future(self._start_drain(self._drain))
+
+    async def _start_drain(self, drain: MediaStreamTrack) -> None:
+        # The relay registers a proxy and starts reading its source on the proxy's first
+        # recv(); once registered, an unbuffered proxy only keeps a reference to the latest
+        # frame, so nobody has to keep reading it.
+        with contextlib.suppress(MediaStreamError):
+            await drain.recv()
+        self._drain_task = None
+
+    @property
+    def receiver(self) -> RTCRtpReceiver | None:
+        return self.hook.receiver if self.hook is not None else None
+
+    # ------------------------------------------------------------------ subscribers
+
+    def subscribe(
+        self, subscriber: SubscribedTrack, maxsize: int, on_drop: Callable[[], None]
+    ) -> MediaStreamTrack:
+        """A bounded relay proxy for `subscriber` (`on_drop` counts its overflow drops).
+
+        The subscriber is referenced weakly, only to tell it when this track closes."""
+        if self.closed:
+            raise RuntimeError("published track is closed")
+        proxy = self.relay.subscribe(self._relay_source, buffered=True)
+        bound_relay_proxy(proxy, maxsize, on_drop)
+        self._subscribers.add(subscriber)
+        return proxy
+
+    def unsubscribe(self, subscriber: SubscribedTrack, proxy: MediaStreamTrack) -> None:
+        """End `subscriber`'s proxy (idempotent; a pending `recv()` on it raises)."""
+        self._subscribers.discard(subscriber)
+        end_relay_proxy(proxy)
+        proxy.stop()
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)
+
+    # ------------------------------------------------------------------ frames in
 
     @property
     def queued(self) -> int:
@@ -78,7 +225,7 @@ class PublishedTrack(MediaStreamTrack):
 
     def push(self, frame: EncodedFrame) -> None:
         """Take one complete received frame (called from the receiver's packet handler)."""
-        if self.readyState != "live":
+        if self._ended:
             return
         self._advance_pts(frame)
         self.frames += 1
@@ -93,13 +240,13 @@ class PublishedTrack(MediaStreamTrack):
             if self._need_keyframe:
                 if not frame.keyframe:
                     self.drops += 1
-                    self._keyframe_needed()
+                    self.request_keyframe()
                     return
                 self._need_keyframe = False
             if queue.qsize() >= self._maxsize:
                 self.drops += 1
                 self._need_keyframe = True
-                self._keyframe_needed()
+                self.request_keyframe()
                 return
         elif queue.qsize() >= self._maxsize:
             queue.get_nowait()
@@ -113,8 +260,9 @@ class PublishedTrack(MediaStreamTrack):
 
     def _advance_pts(self, frame: EncodedFrame) -> None:
         ts = frame.timestamp
-        if self._ssrc is None:
+        if self._pts is None:
             self._ssrc = frame.ssrc
+            self._pts = round(self._clock() * CLOCK_RATES[self.kind])
         elif frame.ssrc != self._ssrc:
             self._ssrc = frame.ssrc
             self._pts += self._frame_ticks
@@ -126,11 +274,6 @@ class PublishedTrack(MediaStreamTrack):
             self._pts += delta
         self._last_ts = ts
 
-    def _keyframe_needed(self) -> None:
-        callback = self.on_keyframe_needed
-        if callback is not None:
-            callback()
-
     async def recv(self) -> av.Packet[Any]:
         if self.readyState != "live":
             raise MediaStreamError
@@ -139,10 +282,78 @@ class PublishedTrack(MediaStreamTrack):
             raise MediaStreamError
         return packet
 
-    def stop(self) -> None:
-        if self.readyState == "live":
-            queue = self._queue
-            while not queue.empty():
-                queue.get_nowait()
-            queue.put_nowait(None)
+    def _source_ended(self) -> None:
+        """The publisher's stream ended (receiver stopped, BYE): end the relay's source;
+        its subscribers' proxies end with it."""
+        if self._ended:
+            return
+        self._ended = True
+        queue = self._queue
+        while not queue.empty():
+            queue.get_nowait()
+        queue.put_nowait(None)
+
+    # ------------------------------------------------------------------ keyframes
+
+    def request_keyframe(self) -> None:
+        """Ask the publisher for a keyframe, through the throttle (passthrough video only:
+        in transcode mode every sender's encoder makes its own keyframes)."""
+        if self._video and self.mode == "passthrough" and not self.closed:
+            self._throttle.request()
+
+    def _send_pli(self) -> bool:
+        request = self._request_pli
+        return request is not None and request()
+
+    # ------------------------------------------------------------------ pause
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    @paused.setter
+    def paused(self, value: bool) -> None:
+        """Stop (True) or resume forwarding; video resumes at a keyframe (requested)."""
+        if value == self._paused:
+            return
+        self._paused = value
+        if not value and self._video:
+            self._need_keyframe = True
+            self.request_keyframe()
+
+    # ------------------------------------------------------------------ stats / close
+
+    def stats(self) -> PublishedTrackStats:
+        return PublishedTrackStats(
+            frames=self.frames,
+            keyframes=self.keyframes,
+            bytes=self.bytes,
+            drops=self.drops,
+            paused=self._paused,
+            subscribers=len(self._subscribers),
+            keyframe_requests=self._throttle.stats(),
+            assembler=self.hook.stats() if self.hook is not None else None,
+        )
+
+    def close(self) -> None:
+        """Idempotent: tell the subscribers, then end the relay, the throttle and the hook."""
+        if self.closed:
+            return
+        self.closed = True
+        for subscriber in list(self._subscribers):
+            subscriber.published_closed(self)
+        self._subscribers.clear()
+        self._throttle.close()
+        if self._drain_task is not None:
+            self._drain_task.cancel()
+            self._drain_task = None
+        if self._drain is not None:
+            end_relay_proxy(self._drain)
+            self._drain.stop()
+        if self.hook is not None:
+            self.hook.close()
+        self._source_ended()
         super().stop()
+
+    def stop(self) -> None:
+        self.close()

@@ -14,8 +14,9 @@ from sfu.chat import ChatHistory, ChatMessage
 from sfu.config import SfuConfig
 from sfu.errors import SfuError
 from sfu.participant import Participant
-from sfu.publication import Kind, Publication
+from sfu.published_track import PublishedTrack
 from sfu.signaler import Signaler
+from sfu.wire import Kind
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ class Room:
         participant.schedule_sync()
         return participant
 
-    def publications(self, exclude: str | None = None) -> list[Publication]:
+    def publications(self, exclude: str | None = None) -> list[PublishedTrack]:
         return [
             pub
             for p in self.participants.values()
@@ -127,10 +128,6 @@ class Room:
     def set_muted(self, participant_id: str, kind: Kind, muted: bool) -> None:
         participant = self._get(participant_id)
         if participant.set_muted(kind, muted):
-            if not muted:
-                for pub in participant.published.values():
-                    if pub.kind == kind:
-                        pub.forwarder.request_keyframe()
             self._broadcast(
                 "participant updated",
                 participant.info(),

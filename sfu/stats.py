@@ -1,8 +1,9 @@
 """Relay statistics: a sampler that walks the room tree once per interval and keeps a
 pulled snapshot (Galène's stats.json / Jitsi's colibri stats are the models).
 
-The hot path only increments plain integers (on the assembler, tracks and forwarders);
-all rates are computed here, over a sliding window, never on request.
+The hot path only increments plain integers (on the assembler, the published tracks and
+the send slots' tracks); the sampler reads them through each object's typed `stats()`
+and computes all rates here, over a sliding window, never on request.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sfu.compat.receiver import receiver_codec
+from sfu.published_track import PublishedTrack
 from sfu.room_manager import RoomManager
+from sfu.send_slot import SendSlot
 
 logger = logging.getLogger(__name__)
 
@@ -150,7 +153,7 @@ class StatsSampler:
                     published.append(await self._published(now, seen, participant.id, pub))
                 subscriptions = []
                 for slot in participant.send_slots():
-                    if slot.publication is None or slot.track is None:
+                    if slot.published is None:
                         continue
                     forwarded_streams += 1
                     row = await self._subscription(now, seen, participant.id, slot)
@@ -212,22 +215,18 @@ class StatsSampler:
         return series
 
     async def _published(
-        self, now: float, seen: set[tuple[str, ...]], pid: str, pub: Any
+        self, now: float, seen: set[tuple[str, ...]], pid: str, pub: PublishedTrack
     ) -> dict[str, Any]:
-        fwd = pub.forwarder
-        track = fwd.track
-        frames = int(getattr(track, "frames", 0))
-        keyframes = int(getattr(track, "keyframes", 0))
-        nbytes = int(getattr(track, "bytes", 0))
-        requests = int(getattr(fwd, "keyframe_requests", 0))
+        stats = pub.stats()
+        requests = stats.keyframe_requests.sent
         key = ("pub", pid, pub.key)
         seen.add(key)
-        series = self._series_for(key, now, (frames, nbytes, requests))
+        series = self._series_for(key, now, (stats.frames, stats.bytes, requests))
         fps, byte_rate, _ = series.rates()
         # a new series counts everything so far: totals miss nothing before the first sample
         self.totals.keyframe_requests += int(series.last_delta()[2])
         lost, jitter, codec = 0, 0.0, None
-        receiver = getattr(getattr(fwd, "hook", None), "receiver", None)
+        receiver = pub.receiver
         if receiver is not None:
             with contextlib.suppress(Exception):
                 for stat in (await receiver.getStats()).values():
@@ -235,27 +234,39 @@ class StatsSampler:
                         lost = int(getattr(stat, "packetsLost", 0) or 0)
                         jitter = float(getattr(stat, "jitter", 0) or 0)
             codec = receiver_codec(receiver)
-        return {
+        row: dict[str, Any] = {
             "mid": pub.key,
             "kind": pub.kind,
             "source": pub.source,
             "codec": codec,
-            "paused": bool(getattr(fwd, "paused", False)),
+            "paused": stats.paused,
             "bitrateIn": round(byte_rate * 8),
             "fps": round(fps, 2),
-            "frames": frames,
-            "keyframes": keyframes,
+            "frames": stats.frames,
+            "keyframes": stats.keyframes,
             "keyframeRequests": requests,
-            "drops": int(getattr(track, "drops", 0)),
+            "keyframesAsked": stats.keyframe_requests.asked,
+            "drops": stats.drops,
             "packetsLost": lost,
             "jitter": jitter,
-            "subscribers": len(getattr(fwd, "subscribers", ())),
+            "subscribers": stats.subscribers,
         }
+        assembler = stats.assembler
+        if assembler is not None:
+            row.update(
+                framesLost=assembler.frames_lost,
+                deltasDropped=assembler.deltas_dropped,
+                keyframesNeeded=assembler.keyframes_needed,
+                latePackets=assembler.late,
+            )
+        return row
 
     async def _subscription(
-        self, now: float, seen: set[tuple[str, ...]], pid: str, slot: Any
+        self, now: float, seen: set[tuple[str, ...]], pid: str, slot: SendSlot
     ) -> dict[str, Any]:
-        pub, track = slot.publication, slot.track
+        pub = slot.published
+        assert pub is not None
+        stats = slot.stats()
         sender = slot.transceiver.sender
         packets = nbytes = 0
         rtt: float | None = None
@@ -269,7 +280,7 @@ class StatsSampler:
                 elif kind == "remote-inbound-rtp":
                     rtt = getattr(stat, "roundTripTime", None)
                     lost = int(getattr(stat, "packetsLost", 0) or 0)
-        frames = int(getattr(track, "frames_out", 0))
+        frames = stats.track.frames_out
         # a reused slot carries another publisher's track: a new series, not a drop
         key = ("sub", pid, slot.transceiver.mid or "?", pub.publisher_id, pub.key)
         seen.add(key)
@@ -290,10 +301,11 @@ class StatsSampler:
             "framesOut": frames,
             "packetsOut": packets,
             "bytesOut": nbytes,
-            "drops": int(getattr(track, "dropped", 0)),
-            "keyframesWaited": int(getattr(track, "keyframes_waited", 0)),
-            "nacks": int(getattr(slot, "nacks", 0)),
-            "plis": int(getattr(slot, "plis", 0)),
+            "drops": stats.track.dropped,
+            "keyframesWaited": stats.track.keyframes_waited,
+            "copied": stats.track.copied,
+            "nacks": stats.nacks,
+            "plis": stats.plis,
             "packetsLost": lost,
             "rtt": rtt,
         }

@@ -58,7 +58,8 @@ class SignalingEvents:
 
     Each client event runs under its session's lock (python-socketio runs every event in
     its own task); every handler returns PROTOCOL.md's ack envelope and never raises.
-    `close()` drops every session's participant (the room manager closes the media).
+    `drain()` (shutdown) tells every connected client `server_busy` and disconnects it;
+    the room manager closes the media.
     """
 
     def __init__(

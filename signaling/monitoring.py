@@ -35,7 +35,7 @@ class SfuCollector(Collector):
         for room in rooms.rooms.values():
             for participant in room.participants.values():
                 published += len(participant.published)
-                forwarded += sum(1 for s in participant.send_slots() if s.publication is not None)
+                forwarded += sum(1 for s in participant.send_slots() if s.published is not None)
         gauges = (
             ("sfu_rooms", "Rooms open", len(rooms.rooms)),
             ("sfu_participants", "Participants in all rooms", rooms.participant_count()),

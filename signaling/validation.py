@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 from sfu.errors import SfuError
-from sfu.publication import SOURCES, Kind, Source
+from sfu.wire import SOURCES, Kind, Source
 
 ROOM_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_NAME = 64

@@ -1,8 +1,8 @@
-"""End to end over loopback: publisher pc -> server (Forwarder) -> subscriber pc.
+"""End to end over loopback: publisher pc -> server (PublishedTrack) -> subscriber pc.
 
 Two in-process peer connection pairs on 127.0.0.1: the publisher sends VP8 video and Opus
-audio to the server's receiving pc; the server forwards each track through a
-`SubscribedTrack` on a second pc to a subscriber that decodes.
+audio to the server's receiving pc; the server forwards each track through a `SendSlot`
+(its `SubscribedTrack`) on a second pc to a subscriber that decodes.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from aiortc import (
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, VideoStreamTrack
 from av import VideoFrame
 
-from sfu.forwarder import Forwarder
-from sfu.subscribed_track import SubscribedTrack
+from sfu.published_track import PublishedTrack
+from sfu.send_slot import SendSlot, SubscribedTrack
 
 WAIT = 20.0
 
@@ -119,7 +119,7 @@ async def test_forwarding_loopback(mode: str, pcs: list[RTCPeerConnection]) -> N
     video_source, audio_source = PatternTrack(), AudioStreamTrack()
     prefer(publisher.addTransceiver(video_source, direction="sendonly"), "video/VP8")
     prefer(publisher.addTransceiver(audio_source, direction="sendonly"), "audio/opus")
-    forwarders: dict[str, Forwarder] = {}
+    forwarders: dict[str, PublishedTrack] = {}
     receivers: dict[str, RTCRtpReceiver] = {}
 
     @server_in.on("track")
@@ -127,11 +127,11 @@ async def test_forwarding_loopback(mode: str, pcs: list[RTCPeerConnection]) -> N
         transceiver = next(t for t in server_in.getTransceivers() if t.receiver.track is track)
         receivers[track.kind] = transceiver.receiver
         if mode == "passthrough":
-            forwarders[track.kind] = Forwarder.passthrough(
+            forwarders[track.kind] = PublishedTrack.passthrough(
                 transceiver.receiver, track.kind, "camera" if track.kind == "video" else "mic"
             )
         else:
-            forwarders[track.kind] = Forwarder.transcode(track)
+            forwarders[track.kind] = PublishedTrack.transcode(track)
 
     async with asyncio.timeout(WAIT):
         await negotiate(publisher, server_in)
@@ -142,17 +142,20 @@ async def test_forwarding_loopback(mode: str, pcs: list[RTCPeerConnection]) -> N
         hook = video_fwd.hook
         assert hook is not None
         # frames flow before anyone subscribes (drained, bounded)
-        await wait_until(lambda: hook.frames >= 10)
-        assert hook.keyframes >= 1
+        await wait_until(lambda: hook.stats().frames >= 10)
+        assert hook.stats().keyframes >= 1
 
     # server_out -> subscriber, subscribing mid-stream
     subscribed: dict[str, SubscribedTrack] = {}
+    slots: dict[str, SendSlot] = {}
+    freed: list[SendSlot] = []
     for kind, fwd in forwarders.items():
-        track = fwd.subscribe(base_pts=0)
+        track = SubscribedTrack(kind, base_pts=0)
         subscribed[kind] = track
         transceiver = server_out.addTransceiver(track, direction="sendonly")
         prefer(transceiver, "video/VP8" if kind == "video" else "audio/opus")
-        fwd.attach_sender(transceiver.sender, track)
+        slots[kind] = SendSlot(transceiver, track, freed.append)
+        slots[kind].attach(fwd)
 
     first_keyframe: list[bool] = []
     if mode == "passthrough":
@@ -180,24 +183,30 @@ async def test_forwarding_loopback(mode: str, pcs: list[RTCPeerConnection]) -> N
     if mode == "passthrough":
         # the first forwarded video packet was a keyframe, and the server never decoded
         assert first_keyframe[0] is True
-        assert video_fwd.keyframe_requests >= 1
-        assert subscribed["video"].keyframes_waited == 1
-        assert subscribed["video"].frames_out >= 15
-        assert subscribed["audio"].frames_out >= 25
+        assert video_fwd.stats().keyframe_requests.sent >= 1
+        assert subscribed["video"].stats().keyframes_waited == 1
+        assert subscribed["video"].stats().frames_out >= 15
+        assert subscribed["audio"].stats().frames_out >= 25
+        # one monotonic pts clock: no packet was copied to rewrite its pts
+        assert subscribed["video"].stats().copied == 0
         for receiver in receivers.values():
             assert receiver._RTCRtpReceiver__decoder_thread is None  # type: ignore[attr-defined]
         # only the subscriber's two receivers decode
         assert len(decoder_threads()) - threads_before == 2
-        stats = video_fwd.stats()
-        assert stats["frames_in"] >= stats["frames_out"] > 0
-        assert audio_fwd.stats()["frames_in"] > 0
+        frames_in = video_fwd.stats().frames
+        assert frames_in >= subscribed["video"].stats().frames_out > 0
+        assert audio_fwd.stats().frames > 0
     else:
         assert len(decoder_threads()) - threads_before == 4
 
-    # unsubscribing ends the subscriber's stream for that track; close is idempotent
-    video_fwd.unsubscribe(subscribed["video"])
+    # closing the slot ends the subscriber's stream for that track; close is idempotent
+    slots["video"].close()
     assert subscribed["video"].readyState == "ended"
     for fwd in forwarders.values():
         fwd.close()
         fwd.close()
+    # the publisher closing frees the subscriber's slot at once (its track waits for reuse)
+    assert freed == [slots["audio"]] and slots["audio"].published is None
+    assert subscribed["audio"].readyState == "live"
+    slots["audio"].close()
     assert subscribed["audio"].readyState == "ended"

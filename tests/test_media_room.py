@@ -257,7 +257,7 @@ async def test_decoder_threads_only_in_transcode_mode(
         room = media_server.rooms.rooms["dec"]
         for participant in room.participants.values():
             for pub in participant.published.values():
-                receiver = pub.forwarder.hook.receiver
+                receiver = pub.hook.receiver
                 assert receiver._RTCRtpReceiver__decoder_thread is None
     else:
         assert sorted(running).count("video-decoder") >= 2, running

@@ -11,7 +11,7 @@ from typing import Any
 
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 
-from sfu.frame_assembler import FrameAssembler, FrameSink, discard_frame
+from sfu.frame_assembler import AssemblerStats, FrameAssembler, FrameSink, discard_frame
 
 logger = logging.getLogger(__name__)
 
@@ -32,25 +32,9 @@ class ReceiverHook:
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
 
-    @property
-    def ssrc(self) -> int | None:
-        return self.assembler.ssrc
-
-    @property
-    def packets(self) -> int:
-        return self.assembler.packets
-
-    @property
-    def frames(self) -> int:
-        return self.assembler.frames
-
-    @property
-    def keyframes(self) -> int:
-        return self.assembler.keyframes
-
-    @property
-    def bytes(self) -> int:
-        return self.assembler.bytes
+    def stats(self) -> AssemblerStats:
+        """The assembler's counters (packets, frames, losses, keyframes needed...)."""
+        return self.assembler.stats()
 
     def request_keyframe(self) -> bool:
         """Schedule an RTCP PLI for the last seen media SSRC (fire and forget: the task is
@@ -87,6 +71,7 @@ class ReceiverHook:
             return
         self._closed = True
         self.assembler.on_frame = discard_frame
+        self.assembler.on_keyframe_needed = None
         self.on_end = None
         for task in list(self._tasks):
             task.cancel()
@@ -97,16 +82,19 @@ def install_receiver_sink(
     kind: str,
     on_frame: FrameSink,
     on_end: Callable[[], None] | None = None,
+    on_keyframe_needed: Callable[[], None] | None = None,
 ) -> ReceiverHook:
     """Make `receiver` hand complete encoded frames to `on_frame` and never decode.
 
     Call right after the receiver is created (the peer connection's "track" event), before
     `receiver.receive()` runs. `on_end` is called once when the stream ends (receiver
-    stopped, transport disconnected or RTCP BYE).
+    stopped, transport disconnected or RTCP BYE). Without `on_keyframe_needed` the
+    assembler's PLI flag makes aiortc send a PLI at once; with it, the flag goes to the
+    callback instead (the SFU throttles and counts its upstream requests in one place).
     """
     if getattr(receiver, _R + "started", False):
         raise RuntimeError("install_receiver_sink: the receiver already started")
-    assembler = FrameAssembler(kind, on_frame)
+    assembler = FrameAssembler(kind, on_frame, on_keyframe_needed=on_keyframe_needed)
     hook = ReceiverHook(receiver, kind, assembler)
     hook.on_end = on_end
     setattr(receiver, _R + "jitter_buffer", assembler)

@@ -1,0 +1,210 @@
+"""`sfu/send_slot.py`: the send slot and the one track its sender reads (keyframe gate,
+pts that never go backwards without copying in steady state, publisher close)."""
+
+from __future__ import annotations
+
+import asyncio
+from fractions import Fraction
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from aiortc.mediastreams import MediaStreamError
+
+from sfu.frame_assembler import EncodedFrame
+from sfu.published_track import PublishedTrack
+from sfu.send_slot import SendSlot, SubscribedTrack
+from tests.unit.fakes import FakeClock
+
+
+def ef(ts: int, key: bool = False, data: bytes = b"abc", ssrc: int = 1) -> EncodedFrame:
+    return EncodedFrame(data=data, timestamp=ts & 0xFFFFFFFF, keyframe=key, ssrc=ssrc)
+
+
+async def test_subscribed_track_gating_and_rebasing() -> None:
+    asked: list[int] = []
+    # no throttle interval: every ask of the subscribed track reaches `request_pli`
+    published = PublishedTrack(
+        "video", request_pli=lambda: asked.append(1) or True, keyframe_interval=0, clock=lambda: 0.0
+    )
+    sub = SubscribedTrack("video", base_pts=90000, maxsize=4)
+    sub.attach(published)
+    assert sub.waiting_keyframe
+    async with asyncio.timeout(5):
+        pending = asyncio.ensure_future(sub.recv())
+        await asyncio.sleep(0)
+        assert asked  # asks for a keyframe as soon as it is read
+        published.push(ef(1000, data=b"d1"))
+        published.push(ef(4000, data=b"d2"))
+        published.push(ef(7000, key=True, data=b"k1"))
+        published.push(ef(10000, data=b"d3"))
+        first = await pending
+        assert bytes(first) == b"k1" and first.is_keyframe
+        assert first.pts == 90000 and first.time_base == Fraction(1, 90000)
+        second = await sub.recv()
+        assert bytes(second) == b"d3" and second.pts == 93000
+    assert sub.last_pts == 93000
+    s = sub.stats()
+    assert (s.frames_out, s.bytes_out, s.dropped, s.keyframes_waited) == (2, 4, 2, 1)
+    assert len(asked) == 3  # on first read and for each dropped delta
+
+    # an overflow of the proxy queue: gate again until the next keyframe
+    for i in range(10):
+        published.push(ef(13000 + 3000 * i))
+    await asyncio.sleep(0.05)
+    assert sub.waiting_keyframe and sub.stats().keyframes_waited == 2
+    published.push(ef(50000, key=True, data=b"k2"))
+    async with asyncio.timeout(5):
+        got = await sub.recv()
+    assert bytes(got) == b"k2" and got.pts == 90000 + 50000 - 7000
+    # the shared relay packet was not modified
+    assert published.frames == 15
+
+    sub.stop()
+    with pytest.raises(MediaStreamError):
+        await sub.recv()
+    published.stop()
+
+
+async def test_subscribed_track_stop_wakes_pending_recv_and_audio_not_gated() -> None:
+    published = PublishedTrack("audio", clock=lambda: 0.0)
+    sub = SubscribedTrack("audio", base_pts=0)
+    sub.attach(published)
+    assert not sub.waiting_keyframe
+    async with asyncio.timeout(5):
+        pending = asyncio.ensure_future(sub.recv())
+        await asyncio.sleep(0)
+        published.push(ef(480, key=True))
+        packet = await pending
+        assert packet.pts == 0
+        pending = asyncio.ensure_future(sub.recv())
+        await asyncio.sleep(0.01)
+        sub.stop()
+        with pytest.raises(MediaStreamError):
+            await pending
+    published.stop()
+
+
+async def read(sub: SubscribedTrack, n: int) -> list[Any]:
+    async with asyncio.timeout(5):
+        return [await sub.recv() for _ in range(n)]
+
+
+async def test_reused_track_keeps_pts_monotonic_without_copies_in_steady_state() -> None:
+    clock = FakeClock(10.0)
+    first = PublishedTrack("video", clock=clock)
+    sub = SubscribedTrack("video")
+    sub.attach(first)
+    pending = asyncio.ensure_future(read(sub, 3))
+    await asyncio.sleep(0)
+    for i in range(3):
+        first.push(ef(777 + 3000 * i, key=i == 0))
+    packets = await pending
+    assert [p.pts for p in packets] == [900000, 903000, 906000]
+    first.close()
+    # the next publisher of the slot starts later on the same clock: no copy, no offset
+    clock.advance(5.0)
+    second = PublishedTrack("video", clock=clock)
+    sub.attach(second)
+    pending = asyncio.ensure_future(read(sub, 2))
+    await asyncio.sleep(0)
+    second.push(ef(5, key=True))
+    second.push(ef(3005))
+    packets = await pending
+    assert [p.pts for p in packets] == [15 * 90000, 15 * 90000 + 3000]
+    assert sub.stats().copied == 0 and sub.last_pts == 15 * 90000 + 3000
+    second.close()
+
+
+async def test_reused_track_offsets_only_when_pts_would_go_backwards() -> None:
+    clock = FakeClock(10.0)
+    first = PublishedTrack("video", clock=clock)
+    sub = SubscribedTrack("video")
+    sub.attach(first)
+    pending = asyncio.ensure_future(read(sub, 2))
+    await asyncio.sleep(0)
+    first.push(ef(0, key=True))
+    first.push(ef(90000 * 20))  # the publisher's clock ran 20 s ahead of ours
+    await pending
+    first.close()
+    second = PublishedTrack("video", clock=clock)
+    sub.attach(second)
+    pending = asyncio.ensure_future(read(sub, 2))
+    await asyncio.sleep(0)
+    second.push(ef(0, key=True, data=b"k"))
+    second.push(ef(3000, data=b"d"))
+    packets = await pending
+    floor = 900000 + 90000 * 20 + 3000
+    assert [p.pts for p in packets] == [floor, floor + 3000]
+    assert [bytes(p) for p in packets] == [b"k", b"d"]
+    assert sub.stats().copied == 2
+    second.close()
+
+
+async def test_paused_published_track_is_dropped_by_every_reader() -> None:
+    published = PublishedTrack("audio", clock=lambda: 0.0)
+    sub = SubscribedTrack("audio")
+    sub.attach(published)
+    pending = asyncio.ensure_future(read(sub, 1))
+    await asyncio.sleep(0)
+    published.push(ef(0, key=True, data=b"a"))
+    [packet] = await pending
+    assert bytes(packet) == b"a"
+    published.paused = True
+    published.push(ef(960, key=True, data=b"b"))  # dropped at the source
+    await asyncio.sleep(0.01)
+    published.paused = False
+    published.push(ef(1920, key=True, data=b"c"))
+    [packet] = await read(sub, 1)
+    assert bytes(packet) == b"c" and published.stats().drops == 1
+    # relayed before the pause, read during it: the reader drops it
+    published.push(ef(2880, key=True, data=b"x"))
+    await asyncio.sleep(0.01)
+    published.paused = True
+    pending = asyncio.ensure_future(read(sub, 1))
+    await asyncio.sleep(0.01)
+    assert not pending.done() and sub.stats().dropped == 1
+    published.paused = False
+    published.push(ef(3840, key=True, data=b"y"))
+    [packet] = await pending
+    assert bytes(packet) == b"y"
+    published.close()
+
+
+def fake_transceiver() -> Any:
+    async def retransmit(sequence_number: int) -> None:
+        pass
+
+    sender = SimpleNamespace(_retransmit=retransmit, _send_keyframe=None)
+    return SimpleNamespace(sender=sender, direction="sendonly", mid="4", kind="video")
+
+
+async def test_send_slot_counts_plis_asks_the_published_track_and_hears_its_close() -> None:
+    clock = FakeClock()
+    sent: list[int] = []
+    published = PublishedTrack(
+        "video",
+        request_pli=lambda: sent.append(1) or True,
+        clock=clock,
+        call_later=clock.call_later,
+    )
+    freed: list[SendSlot] = []
+    transceiver = fake_transceiver()
+    slot = SendSlot(transceiver, SubscribedTrack("video"), freed.append)
+    slot.attach(published)
+    assert slot.published is published and transceiver.direction == "sendonly"
+    transceiver.sender._send_keyframe()  # the subscriber's PLI
+    transceiver.sender._send_keyframe()
+    await transceiver.sender._retransmit(7)  # the subscriber's NACK
+    stats = slot.stats()
+    assert (stats.plis, stats.nacks) == (2, 1)
+    assert sent == [1] and published.stats().keyframe_requests.asked == 2
+    published.close()
+    # producer close -> the slot releases at once and tells its owner
+    assert freed == [slot] and slot.published is None
+    assert transceiver.direction == "inactive" and slot.track.readyState == "live"
+    transceiver.sender._send_keyframe()  # nothing to ask any more
+    assert slot.stats().plis == 3
+    slot.close()
+    slot.close()
+    assert slot.track.readyState == "ended"
