@@ -31,6 +31,9 @@ from sfu.wire import PREFERRED_CODECS, Kind, Source
 
 logger = logging.getLogger(__name__)
 
+#: Makes the participant's peer connection (tests pass a fake).
+PeerConnectionFactory = Callable[[RTCConfiguration], RTCPeerConnection]
+
 
 def pin_codecs(transceiver: RTCRtpTransceiver) -> None:
     """Restrict a transceiver to the room's codecs (VP8 + RTX, Opus): no transcoding."""
@@ -60,8 +63,10 @@ class Participant:
         on_published: Callable[[], None],
         on_failed: Callable[[Participant, str], None],
         can_publish: bool = True,
+        peer_connection: PeerConnectionFactory = RTCPeerConnection,
     ) -> None:
         self.can_publish = can_publish
+        self._peer_connection = peer_connection
         self.id = participant_id
         self.name = name
         self.audio_muted = False
@@ -149,7 +154,7 @@ class Participant:
                 RTCIceServer(urls=s.urls, username=s.username, credential=s.credential)
                 for s in self._config.ice_servers
             ]
-            pc = RTCPeerConnection(
+            pc = self._peer_connection(
                 RTCConfiguration(iceServers=servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
             )
             pc.on("track", self._on_track)
@@ -439,7 +444,7 @@ class Participant:
     def _apply_subscriptions(self, pc: RTCPeerConnection) -> bool:
         """Attach/release send slots to match the room; return True when anything changed
         (including slots released at once because their published track closed)."""
-        desired = {(p.publisher_id, p.key): p for p in self._publications()}
+        desired = {(p.publisher_id, p.key): p for p in self._publications() if not p.closed}
         changed, self._slots_freed = self._slots_freed, False
         current: set[tuple[str, str]] = set()
         for slot in self._slots:

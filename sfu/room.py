@@ -10,10 +10,12 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from aiortc import RTCPeerConnection
+
 from sfu.chat import ChatHistory, ChatMessage
 from sfu.config import SfuConfig
 from sfu.errors import SfuError
-from sfu.participant import Participant
+from sfu.participant import Participant, PeerConnectionFactory
 from sfu.published_track import PublishedTrack
 from sfu.signaler import Signaler
 from sfu.wire import Kind
@@ -37,7 +39,9 @@ class Room:
         ids: itertools.count[int],
         on_empty: Callable[[Room], None],
         removals: Counter[str] | None = None,
+        peer_connection: PeerConnectionFactory = RTCPeerConnection,
     ) -> None:
+        self._peer_connection = peer_connection
         self.removals: Counter[str] = Counter() if removals is None else removals
         self.name = name
         self._config = config
@@ -70,6 +74,7 @@ class Room:
             on_published=lambda: self._resync(exclude=pid),
             on_failed=self._participant_failed,
             can_publish=can_publish,
+            peer_connection=self._peer_connection,
         )
         others = list(self.participants)
         self.participants[pid] = participant

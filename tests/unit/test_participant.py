@@ -1,0 +1,231 @@
+"""`sfu/participant.py` with a fake peer connection and a fake signaler (no network)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from sfu.config import SfuConfig
+from sfu.errors import SfuError
+from sfu.participant import Participant
+from sfu.published_track import PublishedTrack
+from tests.unit.fakes import FakePeerConnection, FakeSignaler, sdp
+
+
+def answer_reply(pid: str, event: str, payload: dict[str, Any]) -> dict[str, Any]:
+    return {"description": {"type": "answer", "sdp": sdp("video", setup="active")}}
+
+
+class Harness:
+    def __init__(
+        self,
+        pid: str = "a",
+        publications: Callable[[], list[PublishedTrack]] = list,
+        reply: Any = answer_reply,
+        can_publish: bool = True,
+        forwarding: Any = "passthrough",
+    ) -> None:
+        self.signaler = FakeSignaler(reply)
+        self.failed: list[str] = []
+        self.published_calls = 0
+        self.pcs: list[FakePeerConnection] = []
+        config = SfuConfig(negotiation_timeout=2.0, initial_offer_grace=0.01, forwarding=forwarding)
+        self.participant = Participant(
+            pid,
+            pid.upper(),
+            config,
+            self.signaler,  # type: ignore[arg-type]
+            publications=publications,
+            on_published=self._published,
+            on_failed=lambda p, reason: self.failed.append(reason),
+            can_publish=can_publish,
+            peer_connection=self._make_pc,  # type: ignore[arg-type]
+        )
+
+    def _published(self) -> None:
+        self.published_calls += 1
+
+    def _make_pc(self, configuration: Any) -> FakePeerConnection:
+        pc = FakePeerConnection(configuration)
+        self.pcs.append(pc)
+        return pc
+
+    @property
+    def pc(self) -> FakePeerConnection:
+        return self.pcs[-1]
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():  # noqa: ASYNC110 - polling state changed by tasks
+            await asyncio.sleep(0.005)
+
+
+async def test_client_offer_publishes_one_track_per_mline() -> None:
+    h = Harness()
+    p = h.participant
+    answer = await p.handle_offer(sdp("video", "audio"), {"0": "screen"})
+    assert "a=x-answer" in answer
+    assert set(p.published) == {"0", "1"}
+    video, audio = p.published["0"], p.published["1"]
+    assert (video.publisher_id, video.key, video.kind, video.source) == (
+        "a",
+        "0",
+        "video",
+        "screen",
+    )
+    assert (audio.kind, audio.source, audio.mode) == ("audio", "microphone", "passthrough")
+    assert video.hook is not None and video.receiver is h.pc.transceivers[0].receiver
+    assert p.live_publications() == [video, audio]
+    assert h.published_calls == 1
+    # the same offer again changes nothing the room must hear about
+    await p.handle_offer(sdp("video", "audio"), {"0": "screen"})
+    assert h.published_calls == 1
+    # the client stops sending its screen: no longer live, the room hears it
+    await p.handle_offer(sdp("video inactive", "audio"), {})
+    assert p.live_publications() == [audio] and h.published_calls == 2
+    await p.close()
+
+
+async def test_transcode_mode_publishes_the_decoded_track() -> None:
+    h = Harness(forwarding="transcode")
+    await h.participant.handle_offer(sdp("video"), {})
+    [pub] = h.participant.published.values()
+    assert pub.mode == "transcode" and pub.hook is None
+    await h.participant.close()
+
+
+async def test_first_offer_without_vp8_is_refused_and_forgotten() -> None:
+    h = Harness()
+    p = h.participant
+    with pytest.raises(SfuError) as info:
+        await p.handle_offer(sdp("video novp8"), {})
+    assert info.value.code == "invalid_sdp"
+    assert p.published == {} and p.pc is None and h.pc.closed
+    assert h.failed == []  # a refused first offer is not a failure of the participant
+    await p.handle_offer(sdp("video"), {})  # a new peer connection takes the next one
+    assert len(h.pcs) == 2 and len(p.published) == 1
+    await p.close()
+
+
+async def test_subscribe_only_participant_cannot_publish() -> None:
+    h = Harness(can_publish=False)
+    with pytest.raises(SfuError) as info:
+        await h.participant.handle_offer(sdp("video"), {})
+    assert info.value.code == "unauthorized"
+    await h.participant.handle_offer(sdp("video recvonly"), {})
+    assert h.participant.published == {}
+    await h.participant.close()
+
+
+async def test_candidates_wait_for_the_remote_description() -> None:
+    h = Harness()
+    p = h.participant
+    candidate = {"candidate": "candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host", "sdpMid": "0"}
+    await p.add_candidate(candidate)
+    await p.handle_offer(sdp("video"), {})
+    assert len(h.pc.candidates) == 1 and h.pc.candidates[0].ip == "127.0.0.1"
+    await p.add_candidate(None)
+    assert h.pc.candidates[-1] is None
+    with pytest.raises(SfuError):
+        await p.add_candidate({"candidate": "candidate:1 1 udp x 127.0.0.1 5000 typ host"})
+    await p.close()
+
+
+async def test_server_offer_carries_the_room_tracks_and_a_closing_publisher_frees_slots() -> None:
+    publisher = Harness("a")
+    await publisher.participant.handle_offer(sdp("video", "audio"), {})
+    subscriber = Harness("b", publications=publisher.participant.live_publications)
+    b = subscriber.participant
+    b.schedule_sync()
+    await wait_until(lambda: len(subscriber.signaler.requests) == 1)
+    _, event, payload = subscriber.signaler.requests[0]
+    assert event == "sdp" and payload["description"]["type"] == "offer"
+    assert [(t["participantId"], t["kind"], t["source"]) for t in payload["tracks"]] == [
+        ("a", "video", "camera"),
+        ("a", "audio", "microphone"),
+    ]
+    await wait_until(lambda: subscriber.pc.signalingState == "stable")
+    slots = b.send_slots()
+    assert [s.published for s in slots] == list(publisher.participant.published.values())
+    assert [pub.publisher_id for pub, _ in b.subscriptions()] == ["a", "a"]
+    assert all(s.transceiver.direction == "sendonly" for s in slots)
+    assert all(pub.stats().subscribers == 1 for pub in publisher.participant.published.values())
+
+    # the publisher's tracks close: its subscribers' slots are released at once (before
+    # any await), then renegotiated
+    for pub in publisher.participant.published.values():
+        pub.close()
+    assert all(s.published is None and s.transceiver.direction == "inactive" for s in slots)
+    await publisher.participant.close()
+    await wait_until(lambda: len(subscriber.signaler.requests) == 2)
+    assert subscriber.signaler.requests[1][2]["tracks"] == []
+    assert b.subscriptions() == []
+    # a later publisher reuses the released slots: no new transceivers
+    again = Harness("c")
+    await again.participant.handle_offer(sdp("video", "audio"), {})
+    b._publications = again.participant.live_publications
+    b.schedule_sync()
+    await wait_until(lambda: len(subscriber.signaler.requests) == 3)
+    assert b.send_slots() == slots and len(subscriber.pc.transceivers) == 2
+    assert [s.published for s in slots] == list(again.participant.published.values())
+    await b.close()
+    assert all(s.track.readyState == "ended" for s in slots)
+    await again.participant.close()
+
+
+async def test_unanswered_server_offer_fails_the_participant() -> None:
+    publisher = Harness("a")
+    await publisher.participant.handle_offer(sdp("video"), {})
+    subscriber = Harness("b", publications=publisher.participant.live_publications, reply=None)
+    subscriber.participant.schedule_sync()
+    await wait_until(lambda: subscriber.failed == ["negotiation_failed"])
+    assert subscriber.participant.negotiation_failures == 1
+    await subscriber.participant.close()
+    await publisher.participant.close()
+
+
+async def test_mute_pauses_the_published_tracks_of_that_kind() -> None:
+    h = Harness()
+    p = h.participant
+    await p.handle_offer(sdp("video", "audio"), {})
+    video, audio = p.published["0"], p.published["1"]
+    assert p.set_muted("video", True) is True
+    assert (video.paused, audio.paused) == (True, False)
+    assert p.set_muted("video", True) is False
+    assert p.set_muted("video", False) is True and not video.paused
+    # a track published while muted starts paused
+    p.set_muted("audio", True)
+    await p.handle_offer(sdp("video", "audio", "audio"), {})
+    assert p.published["2"].paused and p.info()["audioMuted"] is True
+    await p.close()
+
+
+@pytest.mark.parametrize(
+    ("state", "reason"), [("failed", "ice_failed"), ("closed", "connection_closed")]
+)
+async def test_connection_failure_is_reported_once_to_the_owner(state: str, reason: str) -> None:
+    h = Harness()
+    await h.participant.handle_offer(sdp("video"), {})
+    h.pc.set_state(state)
+    assert h.failed == [reason]
+    await h.participant.close()
+    h.pc.set_state(state)  # after close: not reported again
+    assert h.failed == [reason]
+
+
+async def test_close_is_idempotent_and_closes_everything_it_owns() -> None:
+    h = Harness()
+    p = h.participant
+    await p.handle_offer(sdp("video", "audio"), {})
+    published = list(p.published.values())
+    await p.close()
+    await p.close()
+    assert p.closed and p.pc is None and h.pc.closed
+    assert all(pub.closed for pub in published)
+    assert p.published == {} and p.send_slots() == []
+    with pytest.raises(SfuError):
+        await p.handle_offer(sdp("video"), {})
