@@ -119,7 +119,7 @@ async def test_forwarding_loopback(mode: str, pcs: list[RTCPeerConnection]) -> N
     video_source, audio_source = PatternTrack(), AudioStreamTrack()
     prefer(publisher.addTransceiver(video_source, direction="sendonly"), "video/VP8")
     prefer(publisher.addTransceiver(audio_source, direction="sendonly"), "audio/opus")
-    forwarders: dict[str, PublishedTrack] = {}
+    published: dict[str, PublishedTrack] = {}
     receivers: dict[str, RTCRtpReceiver] = {}
 
     @server_in.on("track")
@@ -127,19 +127,19 @@ async def test_forwarding_loopback(mode: str, pcs: list[RTCPeerConnection]) -> N
         transceiver = next(t for t in server_in.getTransceivers() if t.receiver.track is track)
         receivers[track.kind] = transceiver.receiver
         if mode == "passthrough":
-            forwarders[track.kind] = PublishedTrack.passthrough(
+            published[track.kind] = PublishedTrack.passthrough(
                 transceiver.receiver, track.kind, "camera" if track.kind == "video" else "mic"
             )
         else:
-            forwarders[track.kind] = PublishedTrack.transcode(track)
+            published[track.kind] = PublishedTrack.transcode(track)
 
     async with asyncio.timeout(WAIT):
         await negotiate(publisher, server_in)
-    assert set(forwarders) == {"video", "audio"}
-    video_fwd, audio_fwd = forwarders["video"], forwarders["audio"]
+    assert set(published) == {"video", "audio"}
+    video_pub, audio_pub = published["video"], published["audio"]
 
     if mode == "passthrough":
-        hook = video_fwd.hook
+        hook = video_pub.hook
         assert hook is not None
         # frames flow before anyone subscribes (drained, bounded)
         await wait_until(lambda: hook.stats().frames >= 10)
@@ -149,13 +149,13 @@ async def test_forwarding_loopback(mode: str, pcs: list[RTCPeerConnection]) -> N
     subscribed: dict[str, SubscribedTrack] = {}
     slots: dict[str, SendSlot] = {}
     freed: list[SendSlot] = []
-    for kind, fwd in forwarders.items():
+    for kind, pub in published.items():
         track = SubscribedTrack(kind, base_pts=0)
         subscribed[kind] = track
         transceiver = server_out.addTransceiver(track, direction="sendonly")
         prefer(transceiver, "video/VP8" if kind == "video" else "audio/opus")
         slots[kind] = SendSlot(transceiver, track, freed.append)
-        slots[kind].attach(fwd)
+        slots[kind].attach(pub)
 
     first_keyframe: list[bool] = []
     if mode == "passthrough":
@@ -183,7 +183,7 @@ async def test_forwarding_loopback(mode: str, pcs: list[RTCPeerConnection]) -> N
     if mode == "passthrough":
         # the first forwarded video packet was a keyframe, and the server never decoded
         assert first_keyframe[0] is True
-        assert video_fwd.stats().keyframe_requests.sent >= 1
+        assert video_pub.stats().keyframe_requests.sent >= 1
         assert subscribed["video"].stats().keyframes_waited == 1
         assert subscribed["video"].stats().frames_out >= 15
         assert subscribed["audio"].stats().frames_out >= 25
@@ -193,18 +193,18 @@ async def test_forwarding_loopback(mode: str, pcs: list[RTCPeerConnection]) -> N
             assert receiver._RTCRtpReceiver__decoder_thread is None  # type: ignore[attr-defined]
         # only the subscriber's two receivers decode
         assert len(decoder_threads()) - threads_before == 2
-        frames_in = video_fwd.stats().frames
+        frames_in = video_pub.stats().frames
         assert frames_in >= subscribed["video"].stats().frames_out > 0
-        assert audio_fwd.stats().frames > 0
+        assert audio_pub.stats().frames > 0
     else:
         assert len(decoder_threads()) - threads_before == 4
 
     # closing the slot ends the subscriber's stream for that track; close is idempotent
     slots["video"].close()
     assert subscribed["video"].readyState == "ended"
-    for fwd in forwarders.values():
-        fwd.close()
-        fwd.close()
+    for pub in published.values():
+        pub.close()
+        pub.close()
     # the publisher closing frees the subscriber's slot at once (its track waits for reuse)
     assert freed == [slots["audio"]] and slots["audio"].published is None
     assert subscribed["audio"].readyState == "live"
