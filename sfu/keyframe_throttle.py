@@ -60,10 +60,6 @@ class KeyframeThrottle:
         self.asked = 0
         self.sent = 0
 
-    @property
-    def pending(self) -> bool:
-        return self._timer is not None
-
     def request(self) -> None:
         if self._closed:
             return

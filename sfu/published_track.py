@@ -44,6 +44,8 @@ class PublishedTrackStats:
     bytes: int
     #: frames dropped before the relay (paused, queue full, waiting for a keyframe)
     drops: int
+    #: frames waiting for the relay's reader
+    queued: int
     paused: bool
     subscribers: int
     #: the keyframe throttle: asked for / sent upstream
@@ -213,15 +215,7 @@ class PublishedTrack(MediaStreamTrack):
         end_relay_proxy(proxy)
         proxy.stop()
 
-    @property
-    def subscriber_count(self) -> int:
-        return len(self._subscribers)
-
     # ------------------------------------------------------------------ frames in
-
-    @property
-    def queued(self) -> int:
-        return self._queue.qsize()
 
     def push(self, frame: EncodedFrame) -> None:
         """Take one complete received frame (called from the receiver's packet handler)."""
@@ -329,6 +323,7 @@ class PublishedTrack(MediaStreamTrack):
             keyframes=self.keyframes,
             bytes=self.bytes,
             drops=self.drops,
+            queued=self._queue.qsize(),
             paused=self._paused,
             subscribers=len(self._subscribers),
             keyframe_requests=self._throttle.stats(),

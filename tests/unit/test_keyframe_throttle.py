@@ -21,7 +21,7 @@ def test_first_request_goes_at_once_then_one_per_interval() -> None:
     clock = FakeClock(100.0)
     throttle, sent = make(clock)
     throttle.request()
-    assert sent == [100.0] and not throttle.pending
+    assert sent == [100.0] and not clock.pending
     clock.advance(0.25)
     for _ in range(5):  # coalesce into one request at the end of the interval
         throttle.request()
@@ -29,7 +29,7 @@ def test_first_request_goes_at_once_then_one_per_interval() -> None:
     clock.advance(0.5)
     assert sent == [100.0]
     clock.advance(0.25)
-    assert sent == [100.0, 101.0] and not throttle.pending
+    assert sent == [100.0, 101.0] and not clock.pending
     assert throttle.stats().asked == 6 and throttle.stats().sent == 2
     clock.advance(5.0)
     throttle.request()  # a quiet interval passed: at once again
@@ -42,7 +42,7 @@ def test_failed_send_is_not_counted_and_does_not_start_the_interval() -> None:
     throttle.request()
     throttle.request()
     assert throttle.stats().sent == 0 and throttle.stats().asked == 2
-    assert not throttle.pending  # nothing was sent: the next request may go at once
+    assert not clock.pending  # nothing was sent: the next request may go at once
 
 
 def test_close_cancels_the_pending_timer_and_ignores_requests() -> None:

@@ -31,7 +31,8 @@ async def test_published_track_pts_and_time_base() -> None:
     assert all(p.time_base == Fraction(1, 90000) for p in packets)
     assert [p.is_keyframe for p in packets] == [True, False, False, False]
     assert bytes(packets[0]) == b"abc"
-    assert (video.frames, video.keyframes, video.bytes, video.drops) == (4, 1, 12, 0)
+    s = video.stats()
+    assert (s.frames, s.keyframes, s.bytes, s.drops) == (4, 1, 12, 0)
 
     audio = PublishedTrack("audio", "microphone", clock=lambda: 0.0)
     audio.push(ef(5000, key=True))
@@ -51,14 +52,14 @@ async def test_published_track_bounded_and_stop() -> None:
     track.push(ef(0, key=True))
     for i in range(1, 10):
         track.push(ef(3000 * i))
-    assert track.queued == 3 and track.drops == 7 and asked
+    assert track.stats().queued == 3 and track.stats().drops == 7 and asked
     track.push(ef(30000, key=True))  # still full: dropped
-    assert track.queued == 3
+    assert track.stats().queued == 3
     async with asyncio.timeout(5):
         for _ in range(3):
             await track.recv()
         track.push(ef(33000))  # delta while waiting for a keyframe: dropped
-        assert track.queued == 0
+        assert track.stats().queued == 0
         track.push(ef(36000, key=True))
         assert (await track.recv()).pts == 36000
         pending = asyncio.ensure_future(track.recv())
@@ -68,7 +69,7 @@ async def test_published_track_bounded_and_stop() -> None:
             await pending
     track.stop()  # idempotent
     track.push(ef(39000, key=True))  # ignored after stop
-    assert track.queued == 0 and track.frames == 13
+    assert track.stats().queued == 0 and track.stats().frames == 13
     with pytest.raises(MediaStreamError):
         await track.recv()
 
@@ -167,7 +168,7 @@ async def test_drained_without_subscribers() -> None:
     for i in range(200):  # far more than the queue holds
         track.push(ef(3000 * i, key=i == 0))
         await asyncio.sleep(0)
-    assert track.queued <= 1 and track.stats().drops == 0
+    assert track.stats().queued <= 1 and track.stats().drops == 0
     track.close()
 
 
