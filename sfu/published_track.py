@@ -153,7 +153,7 @@ class PublishedTrack(MediaStreamTrack):
             receiver,
             kind,
             track.push,
-            on_end=track._source_ended,
+            on_end=track.source_ended,
             on_keyframe_needed=track.request_keyframe,
         )
         track.hook = hook
@@ -276,7 +276,7 @@ class PublishedTrack(MediaStreamTrack):
             raise MediaStreamError
         return packet
 
-    def _source_ended(self) -> None:
+    def source_ended(self) -> None:
         """The publisher's stream ended (receiver stopped, BYE): end the relay's source;
         its subscribers' proxies end with it."""
         if self._ended:
@@ -347,7 +347,7 @@ class PublishedTrack(MediaStreamTrack):
             self._drain.stop()
         if self.hook is not None:
             self.hook.close()
-        self._source_ended()
+        self.source_ended()
         super().stop()
 
     def stop(self) -> None:

@@ -208,3 +208,24 @@ async def test_send_slot_counts_plis_asks_the_published_track_and_hears_its_clos
     slot.close()
     slot.close()
     assert slot.track.readyState == "ended"
+
+
+async def test_publisher_stream_end_idles_the_track_until_its_slot_switches() -> None:
+    first = PublishedTrack("audio", clock=lambda: 0.0)
+    sub = SubscribedTrack("audio")
+    sub.attach(first)
+    pending = asyncio.ensure_future(read(sub, 1))
+    await asyncio.sleep(0.01)
+    first.source_ended()  # what the receiver hook calls on BYE / receiver stop
+    await asyncio.sleep(0.01)
+    # the sender's read neither fails (that would end aiortc's sender loop) nor returns
+    assert not pending.done() and sub.readyState == "live"
+    assert sub.published is first  # released only by its slot (room change or close)
+    second = PublishedTrack("audio", clock=lambda: 1.0)
+    sub.attach(second)
+    second.push(ef(0, key=True, data=b"n"))
+    [packet] = await pending
+    assert bytes(packet) == b"n" and packet.pts == 48000
+    first.close()
+    second.close()
+    sub.stop()
