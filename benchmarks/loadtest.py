@@ -370,7 +370,7 @@ def run_once(
 
 def prepare_clips(args: argparse.Namespace, runs: Sequence[tuple[str, int]]) -> None:
     """Encode (once, cached on disk) every clip the workers will load."""
-    from signaling.sources import encode_clip
+    from signaling.client import encode_clip
 
     largest = max(n for _, n in runs) * args.rooms
     for marker in range(min(16, largest)):

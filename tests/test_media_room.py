@@ -13,15 +13,16 @@ import pytest
 
 from sfu.config import ForwardingMode, SfuConfig
 from sfu.ice_policy import IcePolicy
-from signaling.client import RemoteTrack, SfuClient
-from signaling.config import ServerConfig
-from signaling.sources import (
+from signaling.client import (
     PacedAudioTrack,
     PacedVideoTrack,
+    RemoteTrack,
+    SfuClient,
     VideoClip,
     encode_clip,
     marker_from_frame,
 )
+from signaling.config import ServerConfig
 from tests.conftest import RunningServer, start_server
 
 WAIT = 20.0

@@ -15,9 +15,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sfu.config import SfuConfig
 from sfu.ice_policy import IcePolicy
-from signaling.client import SfuClient
+from signaling.client import PacedVideoTrack, SfuClient, VideoClip, encode_clip
 from signaling.config import ServerConfig
-from signaling.sources import PacedVideoTrack, VideoClip, encode_clip
 from tests.conftest import RunningServer, start_server
 
 WAIT = 20.0
