@@ -1,39 +1,18 @@
-"""Shared fixtures: a real server on 127.0.0.1 and Socket.IO clients against it."""
+"""Shared fixtures: a real server on 127.0.0.1 (`benchmarks.servers.running`, the one
+in-process way to start one) and Socket.IO clients against it."""
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 import socketio
-from aiohttp import web
 
+from benchmarks.servers import RunningServer, running
 from sfu.config import SfuConfig
-from signaling.app import ROOMS, create_app
 from signaling.config import ServerConfig
-
-
-@dataclasses.dataclass
-class RunningServer:
-    url: str
-    app: web.Application
-
-    @property
-    def rooms(self) -> Any:
-        return self.app[ROOMS]
-
-
-async def start_server(config: ServerConfig) -> tuple[RunningServer, web.AppRunner]:
-    app = create_app(config)
-    runner = web.AppRunner(app, shutdown_timeout=2.0)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return RunningServer(f"http://127.0.0.1:{port}", app), runner
 
 
 @pytest.fixture
@@ -43,11 +22,8 @@ def sfu_config() -> SfuConfig:
 
 @pytest.fixture
 async def server(sfu_config: SfuConfig) -> AsyncIterator[RunningServer]:
-    running, runner = await start_server(ServerConfig(sfu=sfu_config))
-    try:
-        yield running
-    finally:
-        await runner.cleanup()
+    async with running(ServerConfig(sfu=sfu_config)) as server:
+        yield server
 
 
 class EventClient:

@@ -16,6 +16,8 @@ from sfu.wire import CLIENT_ERROR_CODES, ERROR_CODES, PREFERRED_CODECS, SERVER_E
 from signaling.client import (
     FRAME_QUEUE_SIZE,
     MAX_EVENTS,
+    MAX_KEPT_ENDED_TRACKS,
+    MAX_QUEUED_TRACKS,
     ChatMessage,
     JoinResult,
     Participant,
@@ -259,3 +261,21 @@ async def test_remote_track_waits_time_out_and_end() -> None:
     with pytest.raises(SfuError) as caught:
         await track.next_frame(timeout=1)
     assert caught.value.code == "closed"
+
+
+async def test_track_lists_are_bounded_and_frames_still_counted() -> None:
+    client = SfuClient()
+    try:
+        for i in range(MAX_QUEUED_TRACKS + MAX_KEPT_ENDED_TRACKS + 10):
+            track = RemoteTrack(TrackInfo(str(i), f"p{i}", "video", "camera"))
+            track._deliver("frame", 1, False)
+            client._keep_track(track)
+            track._end()
+        live = RemoteTrack(TrackInfo("live", "p", "audio", "microphone"))
+        client._keep_track(live)
+        assert client.remote_tracks.qsize() == MAX_QUEUED_TRACKS
+        assert len(client.all_tracks) == MAX_KEPT_ENDED_TRACKS + 1
+        assert client.all_tracks[-1] is live
+        assert client.frames == MAX_QUEUED_TRACKS + MAX_KEPT_ENDED_TRACKS + 10
+    finally:
+        await client.close()

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from benchmarks.servers import RunningServer, start_server
 from sfu.config import ForwardingMode, SfuConfig
 from sfu.ice_policy import IcePolicy
 from signaling.client import (
@@ -23,7 +24,6 @@ from signaling.client import (
     marker_from_frame,
 )
 from signaling.config import ServerConfig
-from tests.conftest import RunningServer, start_server
 
 WAIT = 20.0
 

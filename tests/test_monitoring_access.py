@@ -8,9 +8,10 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from benchmarks.servers import RunningServer, start_server
 from sfu.config import SfuConfig
 from signaling.config import ServerConfig
-from tests.conftest import EventClient, RunningServer, start_server
+from tests.conftest import EventClient
 
 TOKEN = "s3cret-admin-token"
 

@@ -13,11 +13,11 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from benchmarks.servers import RunningServer, start_server
 from sfu.config import SfuConfig
 from sfu.ice_policy import IcePolicy
 from signaling.client import PacedVideoTrack, SfuClient, VideoClip, encode_clip
 from signaling.config import ServerConfig
-from tests.conftest import RunningServer, start_server
 
 WAIT = 20.0
 

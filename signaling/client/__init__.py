@@ -11,14 +11,20 @@ benchmark. One module per noun:
   `PatternVideoTrack`.
 
 The package never imports the server (rooms, participants, the aiohttp app): only
-`sfu.wire`, `sfu.errors`-free `sfu.compat` hooks and `sfu.frame_assembler`
+`sfu.wire`, the `sfu.compat` hooks and `sfu.frame_assembler`
 (tests/test_client_unit.py checks it in a fresh interpreter).
 """
 
 from __future__ import annotations
 
 from sfu.wire import Kind, Source
-from signaling.client.connection import MAX_EVENTS, MAX_GLARE_RETRIES, SfuClient
+from signaling.client.connection import (
+    MAX_EVENTS,
+    MAX_GLARE_RETRIES,
+    MAX_KEPT_ENDED_TRACKS,
+    MAX_QUEUED_TRACKS,
+    SfuClient,
+)
 from signaling.client.sources import (
     AUDIO_CLOCK_RATE,
     VIDEO_CLOCK_RATE,
@@ -54,6 +60,8 @@ __all__ = [
     "FRAME_QUEUE_SIZE",
     "MAX_EVENTS",
     "MAX_GLARE_RETRIES",
+    "MAX_KEPT_ENDED_TRACKS",
+    "MAX_QUEUED_TRACKS",
     "VIDEO_CLOCK_RATE",
     "AudioClip",
     "ChatMessage",

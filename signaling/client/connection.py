@@ -82,12 +82,23 @@ from signaling.client.wire import (
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MAX_EVENTS", "MAX_GLARE_RETRIES", "SfuClient", "prefer_codecs"]
+__all__ = [
+    "MAX_EVENTS",
+    "MAX_GLARE_RETRIES",
+    "MAX_KEPT_ENDED_TRACKS",
+    "MAX_QUEUED_TRACKS",
+    "SfuClient",
+    "prefer_codecs",
+]
 
 #: Offers refused for glare are retried at most this many times.
 MAX_GLARE_RETRIES = 5
 #: Server events kept in `SfuClient.events` (oldest dropped first).
 MAX_EVENTS = 10_000
+#: Unread tracks kept in `SfuClient.remote_tracks` (oldest dropped first).
+MAX_QUEUED_TRACKS = 256
+#: Ended tracks kept in `SfuClient.all_tracks` (oldest dropped first).
+MAX_KEPT_ENDED_TRACKS = 64
 
 
 Callback = Callable[..., Any]
@@ -117,6 +128,9 @@ class SfuClient:
     callbacks only, called on every frame), `"disconnect"` -> no argument. Every server event
     is also recorded in `events` and can be awaited with `wait_for_event()`; new remote
     tracks go to the `remote_tracks` queue and the `tracks_by_mid` / `all_tracks` views.
+    Both are bounded for long-lived clients in churning rooms: `remote_tracks` keeps the
+    newest `MAX_QUEUED_TRACKS` unread tracks, `all_tracks` every live track and the newest
+    `MAX_KEPT_ENDED_TRACKS` ended ones (the frames of dropped ones stay in `frames`).
     """
 
     def __init__(
@@ -135,6 +149,7 @@ class SfuClient:
         self.relay_only = relay_only
         #: frames received on receivers not (yet) labelled by the server's `tracks`
         self.unlabelled_frames = 0
+        self._dropped_frames = 0  # frames of ended tracks dropped from all_tracks
         self.sio = socketio.AsyncClient(reconnection=False)
         self.pc: RTCPeerConnection | None = None
         self.id: str | None = None
@@ -143,7 +158,7 @@ class SfuClient:
         self.chat_history: list[ChatMessage] = []
         self.events: list[ServerEvent] = []
         self.errors: list[SfuError] = []
-        self.remote_tracks: asyncio.Queue[RemoteTrack] = asyncio.Queue()
+        self.remote_tracks: asyncio.Queue[RemoteTrack] = asyncio.Queue(MAX_QUEUED_TRACKS)
         self.all_tracks: list[RemoteTrack] = []
         #: TrackInfo of the server's last offer, by mid
         self.tracks: dict[str, TrackInfo] = {}
@@ -492,12 +507,17 @@ class SfuClient:
         try:
             await self.request("leave", {})
         finally:
-            async with self._locked():
-                await self._close_media()
-            self.id = self.room = None
-            self._joined.clear()
-            self.participants.clear()
-            self.tracks.clear()
+            await self.forget_room()
+
+    async def forget_room(self) -> None:
+        """Drop the room state and close the peer connection, as after `leave()`, without
+        telling the server (for a `leave` sent another way, e.g. with `call()`)."""
+        async with self._locked():
+            await self._close_media()
+        self.id = self.room = None
+        self._joined.clear()
+        self.participants.clear()
+        self.tracks.clear()
 
     # ------------------------------------------------------------------ waiting
 
@@ -530,7 +550,8 @@ class SfuClient:
     @property
     def frames(self) -> int:
         """Frames received so far on all remote tracks (labelled or not)."""
-        return self.unlabelled_frames + sum(t.stats.frames for t in self.all_tracks)
+        received = sum(t.stats.frames for t in self.all_tracks)
+        return self.unlabelled_frames + self._dropped_frames + received
 
     async def wait_more_frames(self, more: int, timeout: float | None = None) -> None:
         """Wait until `more` frames beyond the current `frames` were received."""
@@ -689,8 +710,13 @@ class SfuClient:
                 answer = await self._answer(data)
             return {"description": {"type": "answer", "sdp": answer}}
         except Exception as exc:
-            log = logger.debug if self._closed else logger.warning
-            log("cannot answer the server's offer: %r", exc)
+            # a client that is closing, or whose peer connection the server just closed
+            # (a leave in flight), has nothing to answer with: not worth a warning
+            leaving = self._closed or self.pc is None or self.pc.signalingState == "closed"
+            log = logger.debug if leaving else logger.warning
+            # the text, not the exception: a kept log record must not keep its traceback
+            # (and with it this client and its peer connection) alive
+            log("cannot answer the server's offer: %s", repr(exc))
             self.errors.append(SfuError("negotiation_failed", repr(exc)))
             code = "invalid_sdp" if isinstance(exc, ValueError | TypeError) else "internal_error"
             return {"error": {"code": code, "message": f"client could not answer: {exc!r}"}}
@@ -753,12 +779,23 @@ class SfuClient:
                 transceiver = receiving.transceiver
                 remote = RemoteTrack(info, transceiver.receiver.track, transceiver.receiver)
                 receiving.current = remote
-                self.all_tracks.append(remote)
-                self.remote_tracks.put_nowait(remote)
+                self._keep_track(remote)
                 self._fire("track", remote)
         unknown = set(self.tracks) - set(self._receiving)
         if unknown:
             logger.warning("server labelled mids we do not receive on: %s", sorted(unknown))
+
+    def _keep_track(self, remote: RemoteTrack) -> None:
+        """Record a new remote track in the bounded `all_tracks` and `remote_tracks`."""
+        self.all_tracks.append(remote)
+        ended = [t for t in self.all_tracks if t.ended]
+        if len(ended) > MAX_KEPT_ENDED_TRACKS:
+            drop = {id(t) for t in ended[: len(ended) - MAX_KEPT_ENDED_TRACKS]}
+            self._dropped_frames += sum(t.stats.frames for t in ended if id(t) in drop)
+            self.all_tracks = [t for t in self.all_tracks if id(t) not in drop]
+        if self.remote_tracks.full():
+            self.remote_tracks.get_nowait()
+        self.remote_tracks.put_nowait(remote)
 
     def _on_encoded(self, receiving: _Receiving, frame: EncodedFrame) -> None:
         remote = receiving.current
