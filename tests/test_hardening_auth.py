@@ -14,7 +14,7 @@ import socketio
 
 from benchmarks.servers import RunningServer
 from signaling.auth import mint_token
-from signaling.client import SfuError
+from signaling.client import SfuClient, SfuError
 from signaling.config import ServerConfig
 from tests.hardening_util import (
     Baseline,
@@ -36,6 +36,24 @@ async def media_room(server: RunningServer, tokens: bool) -> Bystanders:
         return mint_token(SECRET, "media", name) if tokens else None
 
     return await start_bystanders(server, token)
+
+
+async def join_with_grants(
+    server: RunningServer, name: str, join_as: str, **grants: bool
+) -> SfuClient:
+    """A client whose token for room `media` names `name` with `grants`, joined as
+    `join_as` (the token's name wins)."""
+    client = await media_client(server.url, token=mint_token(SECRET, "media", name, **grants))
+    await client.join("media", join_as)
+    return client
+
+
+async def close_all_and_check(server: RunningServer, *clients: SfuClient) -> None:
+    """Close `clients`; then the server has no room nor participant left."""
+    for client in clients:
+        await client.close()
+    await wait_until(lambda: not server.rooms.rooms, 10)
+    assert_empty(server)
 
 
 @pytest.fixture
@@ -113,10 +131,7 @@ async def test_auth_matrix(baseline: Baseline) -> None:
         assert joined["ok"]
         await room.still_flowing()
         assert set(server.rooms.rooms) == {"media", "elsewhere"}
-        for client in (wrong, ok, room.a, room.b):
-            await client.close()
-        await wait_until(lambda: not server.rooms.rooms, 10)
-        assert_empty(server)
+        await close_all_and_check(server, wrong, ok, room.a, room.b)
         assert server.app[_events_key()].rejected["unauthorized"] >= len(AUTH_CASES) + 1
 
 
@@ -130,9 +145,7 @@ async def test_subscribe_only_cannot_publish(baseline: Baseline) -> None:
     config = ServerConfig(sfu=hardening_config(), jwt_secret=SECRET)
     async with running(config) as server:
         room = await media_room(server, tokens=True)
-        token = mint_token(SECRET, "media", "Viewer", can_publish=False)
-        viewer = await media_client(server.url, token=token)
-        await viewer.join("media", "ignored")
+        viewer = await join_with_grants(server, "Viewer", "ignored", can_publish=False)
         with pytest.raises(SfuError) as refused:
             await publish_video(viewer)  # a sendonly VP8 m-line
         assert refused.value.code == "unauthorized", repr(refused.value)
@@ -143,19 +156,14 @@ async def test_subscribe_only_cannot_publish(baseline: Baseline) -> None:
         participant = server.rooms.rooms["media"].participants[viewer.id]
         assert participant.published == {}
         await room.still_flowing()
-        for client in (viewer, room.a, room.b):
-            await client.close()
-        await wait_until(lambda: not server.rooms.rooms, 10)
-        assert_empty(server)
+        await close_all_and_check(server, viewer, room.a, room.b)
 
 
 async def test_publish_only_receives_nothing(baseline: Baseline) -> None:
     config = ServerConfig(sfu=hardening_config(), jwt_secret=SECRET)
     async with running(config) as server:
         room = await media_room(server, tokens=True)
-        token = mint_token(SECRET, "media", "Camera", can_subscribe=False)
-        camera = await media_client(server.url, token=token)
-        await camera.join("media", "Camera")
+        camera = await join_with_grants(server, "Camera", "Camera", can_subscribe=False)
         await publish_video(camera)
         # the others receive the camera (three-way frames grow), the camera gets nothing
         await room.still_flowing()
@@ -163,10 +171,7 @@ async def test_publish_only_receives_nothing(baseline: Baseline) -> None:
         await wait_until(lambda: len(participant.published) == 1, 10)
         assert participant.subscriptions() == []
         assert camera.frames == 0
-        for client in (camera, room.a, room.b):
-            await client.close()
-        await wait_until(lambda: not server.rooms.rooms, 10)
-        assert_empty(server)
+        await close_all_and_check(server, camera, room.a, room.b)
 
 
 async def test_foreign_origin_refused(baseline: Baseline) -> None:
@@ -181,10 +186,7 @@ async def test_foreign_origin_refused(baseline: Baseline) -> None:
             await client.close()
         await wait_until(lambda: len(server.app[_events_key()].sessions.by_sid) == 2, 5)
         await room.still_flowing()
-        for client in (room.a, room.b):
-            await client.close()
-        await wait_until(lambda: not server.rooms.rooms, 10)
-        assert_empty(server)
+        await close_all_and_check(server, room.a, room.b)
 
 
 async def test_default_is_same_origin_only(baseline: Baseline) -> None:

@@ -7,11 +7,10 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
-import aioice.ice
 import pytest
 from cryptography import x509
 
@@ -28,14 +27,8 @@ from tests.hardening_util import (
     wait_until,
 )
 
-
-@pytest.fixture(autouse=True)
-def loopback_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    # the server runs in another process: this one's aiortc clients need the policy too
-    monkeypatch.setattr(
-        aioice.ice, "get_host_addresses", lambda use_ipv4=True, use_ipv6=True: ["127.0.0.1"]
-    )
-    yield
+# the server runs in another process (or not at all): this one's aiortc needs the policy
+pytestmark = pytest.mark.usefixtures("loopback_ice")
 
 
 @pytest.fixture

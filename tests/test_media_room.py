@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from benchmarks.servers import RunningServer, start_server
+from benchmarks.servers import RunningServer, running
 from sfu.config import ForwardingMode, SfuConfig
 from sfu.ice_policy import IcePolicy
 from signaling.client import (
@@ -24,6 +25,7 @@ from signaling.client import (
     marker_from_frame,
 )
 from signaling.config import ServerConfig
+from tests.clients import client_factory
 
 WAIT = 20.0
 
@@ -54,41 +56,30 @@ async def serve(forwarding: ForwardingMode) -> AsyncIterator[RunningServer]:
     config = SfuConfig(
         ice_addresses=("127.0.0.1",), forwarding=forwarding, negotiation_timeout=10.0
     )
-    running, runner = await start_server(ServerConfig(sfu=config))
-    try:
-        yield running
-    finally:
-        await runner.cleanup()
+    async with running(ServerConfig(sfu=config)) as server:
+        yield server
 
 
 @pytest.fixture(params=["passthrough", "transcode"])
 async def media_server(request: pytest.FixtureRequest) -> AsyncIterator[RunningServer]:
-    async for running in serve(request.param):
-        yield running
+    async for server in serve(request.param):
+        yield server
 
 
 @pytest.fixture
 async def passthrough_server() -> AsyncIterator[RunningServer]:
-    async for running in serve("passthrough"):
-        yield running
+    async for server in serve("passthrough"):
+        yield server
 
 
 @pytest.fixture
 async def make_client() -> AsyncIterator[Callable[..., Any]]:
     policy = IcePolicy(["127.0.0.1"])  # the clients' side of loopback-only ICE
     policy.install()
-    made: list[SfuClient] = []
-
-    async def make(url: str, *, decode: bool = True) -> SfuClient:
-        client = await SfuClient.connect(url, decode=decode, timeout=WAIT)
-        made.append(client)
-        return client
-
     try:
-        yield make
+        async with client_factory(partial(SfuClient.connect, timeout=WAIT)) as make:
+            yield make
     finally:
-        for client in made:
-            await client.close()
         policy.uninstall()
 
 

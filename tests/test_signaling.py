@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from benchmarks.servers import RunningServer
-from tests.conftest import EventClient
+from tests.clients import EventClient
 
 
 async def join(client: EventClient, room: str, name: str) -> dict[str, Any]:

@@ -18,6 +18,7 @@ The package never imports the server (rooms, participants, the aiohttp app): onl
 from __future__ import annotations
 
 from sfu.wire import Kind, Source
+from signaling.client import sources, wire
 from signaling.client.connection import (
     MAX_EVENTS,
     MAX_GLARE_RETRIES,
@@ -25,68 +26,22 @@ from signaling.client.connection import (
     MAX_QUEUED_TRACKS,
     SfuClient,
 )
-from signaling.client.sources import (
-    AUDIO_CLOCK_RATE,
-    VIDEO_CLOCK_RATE,
-    AudioClip,
-    ClipPacket,
-    FileTracks,
-    PacedAudioTrack,
-    PacedVideoTrack,
-    PatternVideoTrack,
-    VideoClip,
-    clip_path,
-    colour_for_marker,
-    encode_audio_clip,
-    encode_clip,
-    file_tracks,
-    marker_from_frame,
-    resolve_cache_dir,
-    vp8_is_keyframe,
-)
+from signaling.client.sources import *  # noqa: F403
 from signaling.client.tracks import DEFAULT_TIMEOUT, FRAME_QUEUE_SIZE, RemoteTrack, TrackStats
-from signaling.client.wire import (
-    ChatMessage,
-    JoinResult,
-    Participant,
-    ServerEvent,
-    SfuError,
-    TrackInfo,
-)
+from signaling.client.wire import *  # noqa: F403
 
 __all__ = [
-    "AUDIO_CLOCK_RATE",
     "DEFAULT_TIMEOUT",
     "FRAME_QUEUE_SIZE",
     "MAX_EVENTS",
     "MAX_GLARE_RETRIES",
     "MAX_KEPT_ENDED_TRACKS",
     "MAX_QUEUED_TRACKS",
-    "VIDEO_CLOCK_RATE",
-    "AudioClip",
-    "ChatMessage",
-    "ClipPacket",
-    "FileTracks",
-    "JoinResult",
     "Kind",
-    "PacedAudioTrack",
-    "PacedVideoTrack",
-    "Participant",
-    "PatternVideoTrack",
     "RemoteTrack",
-    "ServerEvent",
     "SfuClient",
-    "SfuError",
     "Source",
-    "TrackInfo",
     "TrackStats",
-    "VideoClip",
-    "clip_path",
-    "colour_for_marker",
-    "encode_audio_clip",
-    "encode_clip",
-    "file_tracks",
-    "marker_from_frame",
-    "resolve_cache_dir",
-    "vp8_is_keyframe",
 ]
+__all__ += wire.__all__
+__all__ += sources.__all__

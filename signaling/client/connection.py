@@ -56,12 +56,7 @@ from aiortc import sdp as aiortc_sdp
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcconfiguration import RTCBundlePolicy, RTCIceTransportPolicy
 
-from sfu.compat.negotiation import (
-    add_transport_description,
-    claim_ice_controlling,
-    park_transceivers,
-    release_ice_role,
-)
+from sfu.compat import negotiation
 from sfu.compat.receiver import ReceiverHook, install_receiver_sink
 from sfu.compat.sender import install_sender_keyframe_hook
 from sfu.frame_assembler import EncodedFrame
@@ -138,11 +133,19 @@ class SfuClient:
         *,
         decode: bool = True,
         timeout: float = DEFAULT_TIMEOUT,
+        token: str | None = None,
+        headers: dict[str, str] | None = None,
+        ssl_verify: bool = True,
         ice_servers: list[RTCIceServer] | None = None,
         relay_only: bool = False,
     ) -> None:
         self.decode = decode
         self.timeout = timeout
+        #: join token sent in the Socket.IO `auth` payload; extra handshake headers
+        self.token = token
+        self.headers = headers or {}
+        #: False: accept any TLS certificate (self-signed test servers)
+        self.ssl_verify = ssl_verify
         #: ICE servers of the peer connection; None: the ones of the join ack
         self.ice_servers = ice_servers
         #: gather relay candidates only (TURN), like RTCIceTransportPolicy "relay"
@@ -183,42 +186,24 @@ class SfuClient:
     # ------------------------------------------------------------------ lifecycle
 
     @classmethod
-    async def connect(
-        cls,
-        url: str,
-        *,
-        token: str | None = None,
-        headers: dict[str, str] | None = None,
-        ssl_verify: bool = True,
-        decode: bool = True,
-        timeout: float = DEFAULT_TIMEOUT,
-        ice_servers: list[RTCIceServer] | None = None,
-        relay_only: bool = False,
-    ) -> SfuClient:
-        """Open the Socket.IO connection (websocket transport; `token` goes in the `auth`
-        payload, `headers` with the handshake). A refused connection raises `SfuError` with
-        the server's code (e.g. `unauthorized`). The other arguments are the constructor's."""
-        client = cls(decode=decode, timeout=timeout, ice_servers=ice_servers, relay_only=relay_only)
-        await client.open(url, token=token, headers=headers, ssl_verify=ssl_verify)
+    async def connect(cls, url: str, **options: Any) -> SfuClient:
+        """`SfuClient(**options)`, then `open(url)`: the usual way to make a client."""
+        client = cls(**options)
+        await client.open(url)
         return client
 
-    async def open(
-        self,
-        url: str,
-        *,
-        token: str | None = None,
-        headers: dict[str, str] | None = None,
-        ssl_verify: bool = True,
-    ) -> None:
-        """Open the Socket.IO connection of a client made with the constructor."""
-        auth = {"token": token} if token is not None else None
-        self.sio.eio.ssl_verify = ssl_verify
+    async def open(self, url: str) -> None:
+        """Open the Socket.IO connection (websocket transport; `token` in the `auth`
+        payload, `headers` with the handshake). A refused connection raises `SfuError` with
+        the server's code (e.g. `unauthorized`)."""
+        auth = {"token": self.token} if self.token is not None else None
+        self.sio.eio.ssl_verify = self.ssl_verify
         try:
             async with asyncio.timeout(self.timeout):
                 await self.sio.connect(
                     url,
                     auth=auth,
-                    headers=headers or {},
+                    headers=self.headers,
                     transports=["websocket"],
                     wait_timeout=self.timeout,
                 )
@@ -440,13 +425,13 @@ class SfuClient:
         # the server starts its connectivity checks as soon as it answers, before we apply
         # the offer: take the offerer's (controlling) ICE role now, or both ends may start
         # as controlled and fight over the role
-        claimed = claim_ice_controlling(pc)
+        claimed = negotiation.claim_ice_controlling(pc)
         try:
             reply = await self.request(
                 "sdp", {"description": {"type": "offer", "sdp": sdp}, "tracks": tracks}
             )
         except SfuError:
-            release_ice_role(claimed)
+            negotiation.release_ice_role(claimed)
             raise
         description = reply.get("description")
         if not isinstance(description, dict) or description.get("type") != "answer":
@@ -481,7 +466,7 @@ class SfuClient:
                 transceiver = next(new, None)
             if transceiver is None:
                 raise SfuError("negotiation_failed", f"offer m-line {mid!r} has no transceiver")
-            add_transport_description(media, transceiver.receiver.transport)
+            negotiation.add_transport_description(media, transceiver.receiver.transport)
             source = self._local.get(transceiver)
             if source is not None:
                 tracks.append({"mid": mid, "source": source})
@@ -734,7 +719,7 @@ class SfuClient:
         self.tracks = {info.mid: info for info in infos}
         offer = RTCSessionDescription(sdp=description["sdp"], type="offer")
         await self._settle(pc)
-        with park_transceivers(pc, [t for t in self._local if t.mid is None]):
+        with negotiation.park_transceivers(pc, [t for t in self._local if t.mid is None]):
             await pc.setRemoteDescription(offer)
             await pc.setLocalDescription(await pc.createAnswer())
         self._relabel(pc)

@@ -20,10 +20,6 @@ __all__ = [
     "ServerEvent",
     "SfuError",
     "TrackInfo",
-    "error_event",
-    "error_from_ack",
-    "refusal",
-    "wire_object",
 ]
 
 
