@@ -236,9 +236,23 @@ def clip_path(
 ) -> Path:
     """Where `encode_clip` with these parameters caches its clip."""
     frames = max(1, round(seconds * fps))
+    gop_frames = _gop_for(fps, gop)
+    return _clip_file(width, height, fps, frames, bitrate, gop_frames, marker, cache_dir)
+
+
+def _clip_file(
+    width: int,
+    height: int,
+    fps: int,
+    frames: int,
+    bitrate: int,
+    gop_frames: int,
+    marker: int,
+    cache_dir: str | os.PathLike[str] | None,
+) -> Path:
     name = (
         f"vp8-v{CLIP_FORMAT_VERSION}-{width}x{height}-{fps}fps-{frames}f-"
-        f"{bitrate // 1000}k-gop{_gop_for(fps, gop)}-m{marker}.clip"
+        f"{bitrate // 1000}k-gop{gop_frames}-m{marker}.clip"
     )
     return resolve_cache_dir(cache_dir) / name
 
@@ -276,16 +290,7 @@ def encode_clip(
     if gop_frames < 1:
         raise ValueError("gop must be at least 1")
     frames = max(1, round(seconds * fps))
-    path = clip_path(
-        width=width,
-        height=height,
-        fps=fps,
-        seconds=seconds,
-        bitrate=bitrate,
-        gop=gop,
-        marker=marker,
-        cache_dir=cache_dir,
-    )
+    path = _clip_file(width, height, fps, frames, bitrate, gop_frames, marker, cache_dir)
     with _clip_lock:
         memo = _clip_memo.get(path)
         if memo is not None:

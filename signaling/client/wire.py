@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from sfu.wire import DEFAULT_SOURCE, KINDS, SOURCES, Kind, ProtocolError, Source
 
@@ -37,6 +39,30 @@ def wire_object(data: Any, what: str) -> dict[str, Any]:
     return data
 
 
+#: Converter and default of a wire field, by the dataclass field's annotation.
+_SCALARS: dict[str, tuple[Callable[[Any], Any], Any]] = {
+    "str": (str, ""),
+    "bool": (bool, False),
+    "float": (float, 0.0),
+}
+T = TypeVar("T")
+
+
+def from_fields(cls: type[T], data: Any, renamed: dict[str, str] | None = None) -> T:
+    """An instance of the flat dataclass `cls` from the wire object `data`: each field
+    read from its camelCase key (or `renamed[field]`), converted by its annotation,
+    defaulting when missing (`ValueError` when `data` is not an object or a value does
+    not convert)."""
+    d = wire_object(data, cls.__name__)
+    values = []
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        convert, default = _SCALARS[str(f.type)]
+        head, *rest = f.name.split("_")
+        key = (renamed or {}).get(f.name, head + "".join(w.title() for w in rest))
+        values.append(convert(d.get(key, default)))
+    return cls(*values)
+
+
 @dataclass(frozen=True, slots=True)
 class Participant:
     """PROTOCOL.md `Participant`."""
@@ -48,13 +74,7 @@ class Participant:
 
     @classmethod
     def from_wire(cls, data: Any) -> Participant:
-        d = wire_object(data, "Participant")
-        return cls(
-            id=str(d.get("id", "")),
-            name=str(d.get("name", "")),
-            audio_muted=bool(d.get("audioMuted", False)),
-            video_muted=bool(d.get("videoMuted", False)),
-        )
+        return from_fields(cls, data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,14 +89,7 @@ class ChatMessage:
 
     @classmethod
     def from_wire(cls, data: Any) -> ChatMessage:
-        d = wire_object(data, "ChatMessage")
-        return cls(
-            id=str(d.get("id", "")),
-            sender=str(d.get("from", "")),
-            name=str(d.get("name", "")),
-            text=str(d.get("text", "")),
-            ts=float(d.get("ts", 0.0)),
-        )
+        return from_fields(cls, data, {"sender": "from"})
 
 
 @dataclass(frozen=True, slots=True)
