@@ -29,8 +29,10 @@ and counts frames; a new `RemoteTrack` is made whenever the server (re)assigns a
 another publisher (the server reuses transceivers of departed publishers).
 
 Every wait is bounded (`timeout`, default `DEFAULT_TIMEOUT` seconds). Refusals and failures
-raise `SfuError(code, message)`: the server's codes, plus `timeout`, `disconnected`,
-`negotiation_failed` and `closed` raised by the client itself.
+raise `SfuError(code, message)` (`str()` is the message, as for the server's errors): the
+server's codes (`sfu.wire.ERROR_CODES`) and the client's own (`sfu.wire.CLIENT_ERROR_CODES`:
+`timeout`, `disconnected`, `negotiation_failed`, `closed`, ...). `request()` is the checked
+way to send an event; `call()` sends anything and returns the raw ack (protocol tests).
 """
 
 from __future__ import annotations
