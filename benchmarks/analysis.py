@@ -220,7 +220,7 @@ def analyse_run(
 def _clip_bitrate(bitrate: int, cache_dir: str | None) -> int | None:
     """The real bitrate of the marker-0 clip (the encoder only approximates its target)."""
     try:
-        from signaling.sources import encode_clip
+        from signaling.client import encode_clip
 
         clip = encode_clip(marker=0, bitrate=bitrate, cache_dir=cache_dir)
     except Exception:

@@ -1,10 +1,11 @@
 """`sfu-bench`: load-test the SFU with synthetic participants, and size a server.
 
-Starts `sfu-server` as a subprocess (or targets `--url`), runs N participants per room in
-worker processes (one per core), each publishing a pre-encoded, paced 640x480 30 fps VP8
-stream (optionally Opus) and receiving everyone else's without decoding, then reports
-server CPU and memory, per-stream fps and loss, end-to-end latency, join latency, CPU per
-forwarded packet, the clients' own CPU, and what a mesh would cost each browser instead.
+Starts `sfu-server` as a subprocess (`benchmarks.servers.ServerProcess`; or targets
+`--url`), runs N participants per room in worker processes (one per core), each publishing
+a pre-encoded, paced 640x480 30 fps VP8 stream (optionally Opus) and receiving everyone
+else's without decoding, then reports server CPU and memory, per-stream fps and loss,
+end-to-end latency, join latency, CPU per forwarded packet, the clients' own CPU, and what
+a mesh would cost each browser instead.
 
     sfu-bench --participants 8 --duration 10 --warmup 3
     sfu-bench --sweep 2,4,8,12,16 --json out.json --plot out.png
@@ -20,11 +21,7 @@ import json
 import multiprocessing as mp
 import os
 import queue
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from collections.abc import Sequence
@@ -37,9 +34,9 @@ if __package__ in (None, ""):  # `python benchmarks/loadtest.py`
 from benchmarks import report
 from benchmarks.analysis import analyse_run
 from benchmarks.procstat import CpuSample, process_rss_bytes
+from benchmarks.servers import ServerProcess
 from benchmarks.worker import ParticipantSpec, WorkerSpec, run_worker
 
-ROOT = Path(__file__).resolve().parent.parent
 MODES = ("passthrough", "transcode")
 SERVER_START_TIMEOUT = 30.0
 SERVER_STOP_TIMEOUT = 15.0
@@ -116,79 +113,23 @@ def plan_runs(args: argparse.Namespace) -> list[tuple[str, int]]:
 # ---------------------------------------------------------------------- server
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _get_json(url: str, timeout: float = 3.0) -> Any:
     with urllib.request.urlopen(url, timeout=timeout) as response:
         return json.loads(response.read())
 
 
-class ServerProcess:
-    """An `sfu-server` subprocess on a free loopback port; `stop()` is idempotent."""
-
-    def __init__(self, mode: str, max_participants: int) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in stop()
-            prefix="sfu-bench-server-", suffix=".log", delete=False
-        )
-        cmd = [
-            sys.executable,
-            "-m",
-            "signaling",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--ice-address",
-            "127.0.0.1",
-            "--forwarding",
-            mode,
-            "--max-participants",
-            str(max(2, max_participants)),
-            "--log-level",
-            "WARNING",
-        ]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SFU_")}
-        self.proc = subprocess.Popen(
-            cmd, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, env=env
-        )
-        self.pid = self.proc.pid
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}: {self.tail()}")
-            try:
-                _get_json(self.url + "/api/stats", timeout=1.0)
-                return
-            except (OSError, ValueError):
-                time.sleep(0.2)
-        raise RuntimeError(f"server not ready within {SERVER_START_TIMEOUT} s: {self.tail()}")
-
-    def tail(self, lines: int = 15) -> str:
-        try:
-            text = Path(self.log.name).read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(SERVER_STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        if not self.log.closed:
-            self.log.close()
-            Path(self.log.name).unlink(missing_ok=True)
+def start_server_process(mode: str, max_participants: int) -> ServerProcess:
+    """`sfu-server` for one run (not ready yet: call `wait_ready()`)."""
+    return ServerProcess(
+        "--forwarding",
+        mode,
+        "--max-participants",
+        str(max(2, max_participants)),
+        "--log-level",
+        "WARNING",
+        start_timeout=SERVER_START_TIMEOUT,
+        stop_timeout=SERVER_STOP_TIMEOUT,
+    )
 
 
 # ---------------------------------------------------------------------- progress
@@ -253,7 +194,7 @@ def run_once(
     if args.url:
         url, server_pid = args.url.rstrip("/"), args.server_pid
     else:
-        server = ServerProcess(mode, n)
+        server = start_server_process(mode, n)
         url, server_pid = server.url, server.pid
     ctx = mp.get_context("spawn")
     status: Any = ctx.Queue()
@@ -370,7 +311,7 @@ def run_once(
 
 def prepare_clips(args: argparse.Namespace, runs: Sequence[tuple[str, int]]) -> None:
     """Encode (once, cached on disk) every clip the workers will load."""
-    from signaling.sources import encode_clip
+    from signaling.client import encode_clip
 
     largest = max(n for _, n in runs) * args.rooms
     for marker in range(min(16, largest)):

@@ -4,7 +4,7 @@ tracks WITHOUT decoding, and records what it sent and received (for `metrics`).
 Signaling and media: `signaling.client.SfuClient(decode=False)`, so every receiver has
 `sfu.compat.receiver.install_receiver_sink` installed: complete encoded frames arrive as
 `EncodedFrame`s and no decoder thread ever starts. Frames out:
-`signaling.sources.PacedVideoTrack` / `PacedAudioTrack`, wrapped in `StampedVideoTrack`,
+`signaling.client.PacedVideoTrack` / `PacedAudioTrack`, wrapped in `StampedVideoTrack`,
 which adds the pts watermark of `benchmarks.metrics` and logs each frame's send time.
 """
 
@@ -23,8 +23,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from benchmarks.metrics import watermark
 from sfu.frame_assembler import EncodedFrame
-from signaling.client import RemoteTrack, SfuClient
-from signaling.sources import PacedAudioTrack, PacedVideoTrack
+from signaling.client import PacedAudioTrack, PacedVideoTrack, RemoteTrack, SfuClient
 
 logger = logging.getLogger(__name__)
 

@@ -3,7 +3,8 @@ leaked (peer connections, asyncio tasks, threads, file descriptors, memory).
 
     python -m benchmarks.soak --cycles 1000 --parallel 4 [--json FILE]
 
-By default the server runs in this process (so its leftovers are measurable); two
+By default the server runs in this process (`benchmarks.servers.start_server`, so its
+leftovers are measurable); every participant is a `signaling.client.SfuClient`; two
 long-lived publishers ("bystanders") sit in the same room and must keep receiving each
 other's video all along. Each cycle: connect, join, publish a small VP8 track, wait until
 the peer connection is connected, answer the server's offers, leave, close. Every wait is
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import gc
 import json
 import logging
@@ -26,97 +26,26 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-import socketio
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
-from aiortc.exceptions import InvalidStateError
-from aiortc.mediastreams import MediaStreamError, VideoStreamTrack
-from av import VideoFrame
+from aiortc import RTCPeerConnection
+
+from benchmarks.servers import start_server
+from signaling.client import PatternVideoTrack, SfuClient
 
 CYCLE_TIMEOUT = 20.0
 
 
-class TinyVideo(VideoStreamTrack):
-    """64x48 frames at 30 fps with changing luma: cheap to encode."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.count = 0
-
-    async def recv(self) -> VideoFrame:
-        pts, time_base = await self.next_timestamp()
-        frame = VideoFrame(width=64, height=48)
-        for i, plane in enumerate(frame.planes):
-            plane.update(bytes([(self.count * 7) % 256 if i == 0 else 128]) * plane.buffer_size)
-        frame.pts, frame.time_base = pts, time_base
-        self.count += 1
-        return frame
-
-
-class Peer:
-    """A participant: one Socket.IO connection and one peer connection that publishes a
-    TinyVideo and drains (decodes) everything it receives, counting frames."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.sio = socketio.AsyncClient(reconnection=False)
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        self.frames = 0
-        self._lock = asyncio.Lock()
-        self._drains: list[asyncio.Task[None]] = []
-        self._closing = False
-        self.sio.on("sdp", self._on_offer)
-        self.pc.on("track", lambda t: self._drains.append(asyncio.create_task(self._drain(t))))
-
-    async def _drain(self, track: Any) -> None:
-        with contextlib.suppress(MediaStreamError):
-            while True:
-                await track.recv()
-                self.frames += 1
-
-    async def _on_offer(self, data: Any) -> dict[str, Any]:
-        async with self._lock:
-            if self._closing or self.pc.connectionState == "closed":
-                return {"error": "closing"}
-            try:
-                await self.pc.setRemoteDescription(
-                    RTCSessionDescription(data["description"]["sdp"], "offer")
-                )
-                await self.pc.setLocalDescription(await self.pc.createAnswer())
-            except InvalidStateError:  # closed under us (the cycle is ending): no answer
-                return {"error": "closing"}
-            return {"description": {"type": "answer", "sdp": self.pc.localDescription.sdp}}
-
-    async def call(self, event: str, data: Any) -> dict[str, Any]:
-        ack = await self.sio.call(event, data, timeout=10)
-        if not isinstance(ack, dict) or not ack.get("ok"):
-            raise RuntimeError(f"{event} refused: {ack!r}")
-        return ack
-
-    async def join_and_publish(self, room: str, name: str) -> None:
-        await self.sio.connect(self.url, transports=["websocket"], wait_timeout=5)
-        await self.call("join", {"room": room, "name": name})
-        transceiver = self.pc.addTransceiver(TinyVideo(), direction="sendonly")
-        caps = RTCRtpSender.getCapabilities("video").codecs
-        transceiver.setCodecPreferences([c for c in caps if c.mimeType == "video/VP8"])
-        async with self._lock:
-            await self.pc.setLocalDescription(await self.pc.createOffer())
-            ack = await self.call(
-                "sdp", {"description": {"type": "offer", "sdp": self.pc.localDescription.sdp}}
-            )
-            await self.pc.setRemoteDescription(
-                RTCSessionDescription(ack["description"]["sdp"], "answer")
-            )
-        await until(lambda: self.pc.connectionState == "connected", 10)
-
-    async def close(self) -> None:
-        self._closing = True
-        with contextlib.suppress(Exception):
-            await self.sio.disconnect()
-        async with asyncio.timeout(10):
-            await self.pc.close()
-        for task in self._drains:
-            task.cancel()
-        await asyncio.gather(*self._drains, return_exceptions=True)
+async def join_and_publish(url: str, room: str, name: str) -> SfuClient:
+    """A participant (`SfuClient`, decoding everything it receives) that joined `room`,
+    publishes a 64x48 `PatternVideoTrack` and whose peer connection is connected."""
+    client = await SfuClient.connect(url, timeout=10.0)
+    try:
+        await client.join(room, name)
+        await client.publish(video=PatternVideoTrack(64, 48))
+        await client.wait_connected(10)
+    except BaseException:
+        await client.close()
+        raise
+    return client
 
 
 async def until(pred: Callable[[], bool], timeout: float) -> None:
@@ -127,13 +56,14 @@ async def until(pred: Callable[[], bool], timeout: float) -> None:
 
 async def cycle(url: str, room: str, index: int) -> None:
     """One join/publish/leave cycle, bounded by CYCLE_TIMEOUT."""
-    peer = Peer(url)
+    client: SfuClient | None = None
     try:
         async with asyncio.timeout(CYCLE_TIMEOUT):
-            await peer.join_and_publish(room, f"churn-{index}")
-            await peer.call("leave", {})
+            client = await join_and_publish(url, room, f"churn-{index}")
+            await client.leave()
     finally:
-        await peer.close()
+        if client is not None:
+            await client.close()
 
 
 def snapshot() -> dict[str, int]:
@@ -200,10 +130,7 @@ async def churn(
 
 async def run_in_process(cycles: int, parallel: int) -> dict[str, Any]:
     """Start a server in this process, two bystanders, churn, and measure leftovers."""
-    from aiohttp import web
-
     from sfu.config import SfuConfig
-    from signaling.app import ROOMS, create_app
     from signaling.config import ServerConfig
 
     config = ServerConfig(
@@ -211,17 +138,10 @@ async def run_in_process(cycles: int, parallel: int) -> dict[str, Any]:
         join_burst=10_000,
         join_per_second=10_000,
     )
-    app = create_app(config)
-    runner = web.AppRunner(app, shutdown_timeout=2.0)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    url = f"http://127.0.0.1:{port}"
+    server, runner = await start_server(config)
+    url = server.url
     before = snapshot()
-    bystanders = [Peer(url), Peer(url)]
-    for i, peer in enumerate(bystanders):
-        await peer.join_and_publish("soak", f"bystander-{i}")
+    bystanders = [await join_and_publish(url, "soak", f"bystander-{i}") for i in range(2)]
     warm = snapshot()
 
     rss_by_cycle: dict[int, float] = {}
@@ -241,7 +161,7 @@ async def run_in_process(cycles: int, parallel: int) -> dict[str, Any]:
     for peer in bystanders:
         await peer.close()
     del bystanders, peer
-    rooms = app[ROOMS]
+    rooms = server.rooms
     await until(lambda: not rooms.rooms, 10)
     await runner.cleanup()
     await asyncio.sleep(0.5)

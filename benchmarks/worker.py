@@ -61,7 +61,7 @@ def run_worker(spec: WorkerSpec, status: Any, results: Any, stop: Any) -> None:
 
 
 async def _run(spec: WorkerSpec, status: Any, stop: Any) -> dict[str, Any]:
-    from signaling.sources import (
+    from signaling.client import (
         PacedAudioTrack,
         PacedVideoTrack,
         encode_audio_clip,

@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-from sfu.wire import ERROR_CODES, ErrorCode
+from sfu.wire import ERROR_CODES, ErrorCode, ProtocolError
 
 __all__ = ["ERROR_CODES", "ErrorCode", "SfuError"]
 
 
-class SfuError(Exception):
-    """A refusal the client is told about: a stable `code` and a human `message`."""
+class SfuError(ProtocolError):
+    """A refusal the server tells the client about: a stable server `code` (one of
+    `ERROR_CODES`) and a human `message`; `to_dict()` is the ack's error object."""
 
     def __init__(self, code: ErrorCode, message: str) -> None:
-        super().__init__(message)
+        super().__init__(code, message)
         self.code: ErrorCode = code
-        self.message = message
-
-    def to_dict(self) -> dict[str, str]:
-        """The `error` object of the ack envelope."""
-        return {"code": self.code, "message": self.message}
-
-    def __repr__(self) -> str:
-        return f"SfuError({self.code!r}, {self.message!r})"

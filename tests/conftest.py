@@ -1,39 +1,29 @@
-"""Shared fixtures: a real server on 127.0.0.1 and Socket.IO clients against it."""
+"""Shared fixtures: a real server on 127.0.0.1 (`benchmarks.servers.running`, the one
+in-process way to start one) and raw Socket.IO clients against it (`tests.clients`)."""
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import aioice.ice
 import pytest
-import socketio
-from aiohttp import web
 
+from benchmarks.servers import RunningServer, running
 from sfu.config import SfuConfig
-from signaling.app import ROOMS, create_app
 from signaling.config import ServerConfig
+from tests.clients import EventClient, client_factory
+
+__all__ = ["EventClient", "RunningServer"]
 
 
-@dataclasses.dataclass
-class RunningServer:
-    url: str
-    app: web.Application
-
-    @property
-    def rooms(self) -> Any:
-        return self.app[ROOMS]
-
-
-async def start_server(config: ServerConfig) -> tuple[RunningServer, web.AppRunner]:
-    app = create_app(config)
-    runner = web.AppRunner(app, shutdown_timeout=2.0)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return RunningServer(f"http://127.0.0.1:{port}", app), runner
+@pytest.fixture
+def loopback_ice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """aioice gathers host candidates on 127.0.0.1 only in this process, for aiortc peers
+    whose server is not in-process (an in-process server installs its own policy)."""
+    monkeypatch.setattr(
+        aioice.ice, "get_host_addresses", lambda use_ipv4=True, use_ipv6=True: ["127.0.0.1"]
+    )
 
 
 @pytest.fixture
@@ -43,62 +33,11 @@ def sfu_config() -> SfuConfig:
 
 @pytest.fixture
 async def server(sfu_config: SfuConfig) -> AsyncIterator[RunningServer]:
-    running, runner = await start_server(ServerConfig(sfu=sfu_config))
-    try:
-        yield running
-    finally:
-        await runner.cleanup()
-
-
-class EventClient:
-    """A bare Socket.IO client that records every server event."""
-
-    def __init__(self) -> None:
-        self.sio = socketio.AsyncClient(reconnection=False)
-        self.events: list[tuple[str, Any]] = []
-        self._changed = asyncio.Event()
-        self.sio.on("*", self._record)
-
-    async def _record(self, event: str, *args: Any) -> None:
-        self.events.append((event, args[0] if args else None))
-        self._changed.set()
-
-    async def connect(self, url: str) -> EventClient:
-        await self.sio.connect(url, transports=["websocket"], wait_timeout=5)
-        return self
-
-    async def call(self, event: str, data: Any = None, timeout: float = 5.0) -> Any:
-        return await self.sio.call(event, data, timeout=timeout)
-
-    async def wait_for(
-        self, event: str, pred: Callable[[Any], bool] = lambda _: True, timeout: float = 5.0
-    ) -> Any:
-        async with asyncio.timeout(timeout):
-            while True:
-                for name, payload in self.events:
-                    if name == event and pred(payload):
-                        return payload
-                self._changed.clear()
-                await self._changed.wait()
-
-    def named(self, event: str) -> list[Any]:
-        return [p for n, p in self.events if n == event]
-
-    async def close(self) -> None:
-        await self.sio.disconnect()
+    async with running(ServerConfig(sfu=sfu_config)) as server:
+        yield server
 
 
 @pytest.fixture
 async def clients(server: RunningServer) -> AsyncIterator[Callable[[], Any]]:
-    made: list[EventClient] = []
-
-    async def make() -> EventClient:
-        client = await EventClient().connect(server.url)
-        made.append(client)
-        return client
-
-    try:
+    async with client_factory(lambda: EventClient().connect(server.url)) as make:
         yield make
-    finally:
-        for client in made:
-            await client.close()

@@ -1,5 +1,6 @@
-"""Helpers for the hardening tests: an in-process media client (Socket.IO + aiortc), a
-server with a custom config, and resource baselines (tasks, threads, fds, RSS)."""
+"""Helpers for the hardening tests: participants (`signaling.client.SfuClient`), a server
+with a custom config (`benchmarks.servers.running`), two publishing bystanders, and
+resource baselines (tasks, threads, fds, RSS)."""
 
 from __future__ import annotations
 
@@ -13,20 +14,25 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import socketio
-from aiortc import (
-    RTCConfiguration,
-    RTCIceServer,
-    RTCPeerConnection,
-    RTCRtpSender,
-    RTCSessionDescription,
-)
-from aiortc.mediastreams import MediaStreamError, VideoStreamTrack
-from av import VideoFrame
-
+from benchmarks.servers import RunningServer, running
 from sfu.config import SfuConfig
+from signaling.client import PatternVideoTrack, SfuClient
 from signaling.config import ServerConfig
-from tests.conftest import RunningServer, start_server
+
+__all__ = [
+    "Baseline",
+    "Bystanders",
+    "assert_empty",
+    "hardening_config",
+    "media_client",
+    "media_room",
+    "offender",
+    "publish_video",
+    "publishing_pair",
+    "running",
+    "start_bystanders",
+    "wait_until",
+]
 
 
 def hardening_config(**overrides: Any) -> SfuConfig:
@@ -40,152 +46,23 @@ def hardening_config(**overrides: Any) -> SfuConfig:
     return SfuConfig(**base)
 
 
-@contextlib.asynccontextmanager
-async def running(config: ServerConfig) -> AsyncIterator[RunningServer]:
-    server, runner = await start_server(config)
-    try:
-        yield server
-    finally:
-        await runner.cleanup()
+async def media_client(url: str, **options: Any) -> SfuClient:
+    """A connected `SfuClient` that decodes what it receives (10 s waits), the tests'
+    participant; `options` go to `SfuClient.connect` (token, headers, ICE ...)."""
+    return await SfuClient.connect(url, timeout=10.0, **options)
 
 
-class PatternTrack(VideoStreamTrack):
-    """Small frames whose luma changes every frame (paced at 30 fps by VideoStreamTrack)."""
-
-    def __init__(self, width: int = 96, height: int = 64) -> None:
-        super().__init__()
-        self.size = (width, height)
-        self.count = 0
-
-    async def recv(self) -> VideoFrame:
-        pts, time_base = await self.next_timestamp()
-        frame = VideoFrame(width=self.size[0], height=self.size[1])
-        for i, plane in enumerate(frame.planes):
-            plane.update(bytes([(self.count * 7) % 256 if i == 0 else 128]) * plane.buffer_size)
-        frame.pts, frame.time_base = pts, time_base
-        self.count += 1
-        return frame
+async def publish_video(client: SfuClient) -> None:
+    """Publish a small encoded test video (`PatternVideoTrack`); raises on refusal."""
+    await client.publish(video=PatternVideoTrack())
 
 
-class MediaClient:
-    """One participant: a Socket.IO connection and ONE aiortc peer connection that publishes
-    a small VP8 track (optional) and decodes everything the server sends it."""
-
-    def __init__(
-        self,
-        url: str,
-        *,
-        auth: Any = None,
-        headers: dict[str, str] | None = None,
-        ice_servers: list[RTCIceServer] | None = None,
-        configuration: RTCConfiguration | None = None,
-    ) -> None:
-        self.url = url
-        self.auth = auth
-        self.headers = headers or {}
-        self.configuration = configuration or RTCConfiguration(iceServers=ice_servers or [])
-        self.sio = socketio.AsyncClient(reconnection=False)
-        self.events: list[tuple[str, Any]] = []
-        self.pc: RTCPeerConnection | None = None
-        self.frames = 0
-        self.id: str | None = None
-        self.server_offers = 0
-        self.closing = False
-        self._lock = asyncio.Lock()
-        self._consumers: list[asyncio.Task[None]] = []
-        self.sio.on("*", self._record)
-        self.sio.on("sdp", self._server_offer)
-
-    async def _record(self, event: str, *args: Any) -> None:
-        self.events.append((event, args[0] if args else None))
-
-    def named(self, event: str) -> list[Any]:
-        return [p for n, p in self.events if n == event]
-
-    async def connect(self) -> MediaClient:
-        await self.sio.connect(
-            self.url,
-            transports=["websocket"],
-            wait_timeout=5,
-            auth=self.auth,
-            headers=self.headers,
-        )
-        return self
-
-    async def call(self, event: str, data: Any = None, timeout: float = 10.0) -> Any:
-        return await self.sio.call(event, data, timeout=timeout)
-
-    async def join(self, room: str, name: str) -> dict[str, Any]:
-        ack = await self.call("join", {"room": room, "name": name})
-        assert ack["ok"] is True, ack
-        self.id = ack["id"]
-        return dict(ack)
-
-    def _ensure_pc(self) -> RTCPeerConnection:
-        if self.pc is None:
-            self.pc = RTCPeerConnection(self.configuration)
-            self.pc.on("track", self._on_track)
-        return self.pc
-
-    def _on_track(self, track: Any) -> None:
-        self._consumers.append(asyncio.create_task(self._consume(track)))
-
-    async def _consume(self, track: Any) -> None:
-        with contextlib.suppress(MediaStreamError):
-            while True:
-                await track.recv()
-                self.frames += 1
-
-    async def publish(self, video: bool = True) -> dict[str, Any]:
-        """Offer (a send-only VP8 track when `video`), apply the answer; return the ack."""
-        async with self._lock:
-            pc = self._ensure_pc()
-            if video:
-                transceiver = pc.addTransceiver(PatternTrack(), direction="sendonly")
-                caps = RTCRtpSender.getCapabilities("video").codecs
-                transceiver.setCodecPreferences([c for c in caps if c.mimeType == "video/VP8"])
-            await pc.setLocalDescription(await pc.createOffer())
-            ack = await self.call(
-                "sdp", {"description": {"type": "offer", "sdp": pc.localDescription.sdp}}
-            )
-            if ack.get("ok"):
-                answer = ack["description"]
-                await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
-            return dict(ack)
-
-    async def _server_offer(self, data: Any) -> dict[str, Any]:
-        async with self._lock:
-            if self.closing:
-                return {"error": "closing"}
-            pc = self._ensure_pc()
-            self.server_offers += 1
-            offer = data["description"]
-            await pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
-            await pc.setLocalDescription(await pc.createAnswer())
-            return {"description": {"type": "answer", "sdp": pc.localDescription.sdp}}
-
-    async def wait_frames(self, more: int, timeout: float = 20.0) -> None:
-        """Wait until `more` frames beyond the current count were decoded."""
-        target = self.frames + more
-        async with asyncio.timeout(timeout):
-            while self.frames < target:  # noqa: ASYNC110 - counter owned by consumer tasks
-                await asyncio.sleep(0.05)
-
-    async def close_pc(self) -> None:
-        pc, self.pc = self.pc, None
-        if pc is not None:
-            async with asyncio.timeout(10):
-                await pc.close()
-        for task in self._consumers:
-            task.cancel()
-        await asyncio.gather(*self._consumers, return_exceptions=True)
-        self._consumers.clear()
-
-    async def close(self) -> None:
-        self.closing = True
-        with contextlib.suppress(Exception):
-            await self.sio.disconnect()
-        await self.close_pc()
+async def offender(server: RunningServer, offenders: list[SfuClient]) -> SfuClient:
+    """Mallory joins room `media` (of a `media_room`), registered for closing on exit."""
+    client = await media_client(server.url)
+    offenders.append(client)
+    await client.join("media", "Mallory")
+    return client
 
 
 async def wait_until(pred: Callable[[], bool], timeout: float, step: float = 0.05) -> float:
@@ -266,12 +143,12 @@ def assert_empty(server: RunningServer) -> None:
 class Bystanders:
     """Two publishers in room `media` who must keep receiving each other's video."""
 
-    def __init__(self, server: RunningServer, a: MediaClient, b: MediaClient) -> None:
+    def __init__(self, server: RunningServer, a: SfuClient, b: SfuClient) -> None:
         self.server, self.a, self.b = server, a, b
 
     async def still_flowing(self) -> None:
-        await self.a.wait_frames(10, timeout=10)
-        await self.b.wait_frames(10, timeout=10)
+        await self.a.wait_more_frames(10, timeout=10)
+        await self.b.wait_more_frames(10, timeout=10)
         assert {self.a.id, self.b.id} <= set(self.server.rooms.rooms["media"].participants)
 
     async def close(self) -> None:
@@ -279,19 +156,26 @@ class Bystanders:
         await self.b.close()
 
 
-async def start_bystanders(
-    server: RunningServer, auth: Callable[[str], dict[str, str] | None] = lambda _: None
-) -> Bystanders:
-    """Alice and Bob join room `media` (with `auth(name)` as Socket.IO auth), publish,
-    and receive each other's video."""
+async def publishing_pair(
+    url: str, token: Callable[[str], str | None] = lambda _: None
+) -> list[SfuClient]:
+    """Alice and Bob join room `media` (with `token(name)` as their join token) and each
+    publish a small video (they receive each other's once it flows)."""
     clients = []
     for name in ("Alice", "Bob"):
-        client = await MediaClient(server.url, auth=auth(name)).connect()
+        client = await media_client(url, token=token(name))
         await client.join("media", name)
         clients.append(client)
     for client in clients:
-        assert (await client.publish())["ok"]
-    room = Bystanders(server, clients[0], clients[1])
+        await publish_video(client)
+    return clients
+
+
+async def start_bystanders(
+    server: RunningServer, token: Callable[[str], str | None] = lambda _: None
+) -> Bystanders:
+    """`publishing_pair` on `server`, receiving each other's video."""
+    room = Bystanders(server, *await publishing_pair(server.url, token))
     await room.still_flowing()
     return room
 
@@ -299,12 +183,12 @@ async def start_bystanders(
 @contextlib.asynccontextmanager
 async def media_room(
     config: ServerConfig,
-) -> AsyncIterator[tuple[RunningServer, Bystanders, list[MediaClient]]]:
+) -> AsyncIterator[tuple[RunningServer, Bystanders, list[SfuClient]]]:
     """A server, two publishers in room `media`, and a list to register offenders in.
     On exit: media still flows, everyone closes, the server is empty and tasks, threads
     and fds are back to their baseline."""
     base = Baseline.take()
-    offenders: list[MediaClient] = []
+    offenders: list[SfuClient] = []
     async with running(config) as server:
         room = await start_bystanders(server)
         yield server, room, offenders

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
-import aioice.ice
 import pytest
 from aiortc import (
     RTCConfiguration,
@@ -30,12 +29,8 @@ from sfu.send_slot import SendSlot, SubscribedTrack
 WAIT = 20.0
 
 
-@pytest.fixture(autouse=True)
-def loopback_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(
-        aioice.ice, "get_host_addresses", lambda use_ipv4=True, use_ipv6=True: ["127.0.0.1"]
-    )
-    yield
+# the server runs in another process (or not at all): this one's aiortc needs the policy
+pytestmark = pytest.mark.usefixtures("loopback_ice")
 
 
 class PatternTrack(VideoStreamTrack):

@@ -12,15 +12,17 @@ import jwt
 import pytest
 import socketio
 
+from benchmarks.servers import RunningServer
 from signaling.auth import mint_token
+from signaling.client import SfuClient, SfuError
 from signaling.config import ServerConfig
-from tests.conftest import RunningServer
 from tests.hardening_util import (
     Baseline,
     Bystanders,
-    MediaClient,
     assert_empty,
     hardening_config,
+    media_client,
+    publish_video,
     running,
     start_bystanders,
     wait_until,
@@ -30,10 +32,28 @@ SECRET = "test-secret-0123456789abcdef0123456789"  # HS256 wants >= 32 bytes
 
 
 async def media_room(server: RunningServer, tokens: bool) -> Bystanders:
-    def auth(name: str) -> dict[str, str] | None:
-        return {"token": mint_token(SECRET, "media", name)} if tokens else None
+    def token(name: str) -> str | None:
+        return mint_token(SECRET, "media", name) if tokens else None
 
-    return await start_bystanders(server, auth)
+    return await start_bystanders(server, token)
+
+
+async def join_with_grants(
+    server: RunningServer, name: str, join_as: str, **grants: bool
+) -> SfuClient:
+    """A client whose token for room `media` names `name` with `grants`, joined as
+    `join_as` (the token's name wins)."""
+    client = await media_client(server.url, token=mint_token(SECRET, "media", name, **grants))
+    await client.join("media", join_as)
+    return client
+
+
+async def close_all_and_check(server: RunningServer, *clients: SfuClient) -> None:
+    """Close `clients`; then the server has no room nor participant left."""
+    for client in clients:
+        await client.close()
+    await wait_until(lambda: not server.rooms.rooms, 10)
+    assert_empty(server)
 
 
 @pytest.fixture
@@ -102,23 +122,16 @@ async def test_auth_matrix(baseline: Baseline) -> None:
         # no session nor room state for any refused connection
         assert len(server.app[_events_key()].sessions.by_sid) == 2
         # a valid token for another room: connected, but the join is refused
-        wrong = await MediaClient(
-            server.url, auth={"token": mint_token(SECRET, "elsewhere", "M")}
-        ).connect()
+        wrong = await media_client(server.url, token=mint_token(SECRET, "elsewhere", "M"))
         ack = await wrong.call("join", {"room": "media", "name": "M"})
         assert ack["ok"] is False and ack["error"]["code"] == "unauthorized", ack
         # the name in the token wins over the one asked for
-        ok = await MediaClient(
-            server.url, auth={"token": mint_token(SECRET, "elsewhere", "Token Name")}
-        ).connect()
+        ok = await media_client(server.url, token=mint_token(SECRET, "elsewhere", "Token Name"))
         joined = await ok.call("join", {"room": "elsewhere", "name": "Other"})
         assert joined["ok"]
         await room.still_flowing()
         assert set(server.rooms.rooms) == {"media", "elsewhere"}
-        for client in (wrong, ok, room.a, room.b):
-            await client.close()
-        await wait_until(lambda: not server.rooms.rooms, 10)
-        assert_empty(server)
+        await close_all_and_check(server, wrong, ok, room.a, room.b)
         assert server.app[_events_key()].rejected["unauthorized"] >= len(AUTH_CASES) + 1
 
 
@@ -132,42 +145,33 @@ async def test_subscribe_only_cannot_publish(baseline: Baseline) -> None:
     config = ServerConfig(sfu=hardening_config(), jwt_secret=SECRET)
     async with running(config) as server:
         room = await media_room(server, tokens=True)
-        token = mint_token(SECRET, "media", "Viewer", can_publish=False)
-        viewer = await MediaClient(server.url, auth={"token": token}).connect()
-        await viewer.join("media", "ignored")
-        ack = await viewer.publish(video=True)  # a sendonly VP8 m-line
-        assert ack["ok"] is False and ack["error"]["code"] == "unauthorized", ack
-        assert "publish" in ack["error"]["message"]
-        # the viewer still subscribes: drop the refused offer, answer the server's offer
-        await viewer.close_pc()
-        await viewer.wait_frames(10, timeout=15)
+        viewer = await join_with_grants(server, "Viewer", "ignored", can_publish=False)
+        with pytest.raises(SfuError) as refused:
+            await publish_video(viewer)  # a sendonly VP8 m-line
+        assert refused.value.code == "unauthorized", repr(refused.value)
+        assert "publish" in refused.value.message
+        # the viewer still subscribes: the refused offer was never applied (the client
+        # builds offers without touching its peer connection); it answers the server's offer
+        await viewer.wait_more_frames(10, timeout=15)
         participant = server.rooms.rooms["media"].participants[viewer.id]
         assert participant.published == {}
         await room.still_flowing()
-        for client in (viewer, room.a, room.b):
-            await client.close()
-        await wait_until(lambda: not server.rooms.rooms, 10)
-        assert_empty(server)
+        await close_all_and_check(server, viewer, room.a, room.b)
 
 
 async def test_publish_only_receives_nothing(baseline: Baseline) -> None:
     config = ServerConfig(sfu=hardening_config(), jwt_secret=SECRET)
     async with running(config) as server:
         room = await media_room(server, tokens=True)
-        token = mint_token(SECRET, "media", "Camera", can_subscribe=False)
-        camera = await MediaClient(server.url, auth={"token": token}).connect()
-        await camera.join("media", "Camera")
-        assert (await camera.publish())["ok"]
+        camera = await join_with_grants(server, "Camera", "Camera", can_subscribe=False)
+        await publish_video(camera)
         # the others receive the camera (three-way frames grow), the camera gets nothing
         await room.still_flowing()
         participant = server.rooms.rooms["media"].participants[camera.id]
         await wait_until(lambda: len(participant.published) == 1, 10)
         assert participant.subscriptions() == []
         assert camera.frames == 0
-        for client in (camera, room.a, room.b):
-            await client.close()
-        await wait_until(lambda: not server.rooms.rooms, 10)
-        assert_empty(server)
+        await close_all_and_check(server, camera, room.a, room.b)
 
 
 async def test_foreign_origin_refused(baseline: Baseline) -> None:
@@ -178,18 +182,15 @@ async def test_foreign_origin_refused(baseline: Baseline) -> None:
         await refused_connect(server.url, headers={"Origin": server.url.replace("127", "128")})
         # same origin and the configured allowlist are accepted
         for origin in (server.url, "http://good.example"):
-            client = await MediaClient(server.url, headers={"Origin": origin}).connect()
+            client = await media_client(server.url, headers={"Origin": origin})
             await client.close()
         await wait_until(lambda: len(server.app[_events_key()].sessions.by_sid) == 2, 5)
         await room.still_flowing()
-        for client in (room.a, room.b):
-            await client.close()
-        await wait_until(lambda: not server.rooms.rooms, 10)
-        assert_empty(server)
+        await close_all_and_check(server, room.a, room.b)
 
 
 async def test_default_is_same_origin_only(baseline: Baseline) -> None:
     async with running(ServerConfig(sfu=hardening_config())) as server:
         await refused_connect(server.url, headers={"Origin": "http://evil.example"})
-        client = await MediaClient(server.url, headers={"Origin": server.url}).connect()
+        client = await media_client(server.url, headers={"Origin": server.url})
         await client.close()

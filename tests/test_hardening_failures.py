@@ -13,14 +13,15 @@ from typing import Any
 import pytest
 from aiortc import RTCPeerConnection
 
+from benchmarks.servers import RunningServer
+from signaling.client import PatternVideoTrack, SfuClient
 from signaling.config import ServerConfig
-from tests.conftest import RunningServer
 from tests.hardening_util import (
     Bystanders,
-    MediaClient,
-    PatternTrack,
     hardening_config,
     media_room,
+    offender,
+    publish_video,
     wait_until,
 )
 
@@ -28,21 +29,14 @@ NEGOTIATION_TIMEOUT = 2.0
 
 
 @pytest.fixture
-async def setup() -> AsyncIterator[tuple[RunningServer, Bystanders, list[MediaClient]]]:
+async def setup() -> AsyncIterator[tuple[RunningServer, Bystanders, list[SfuClient]]]:
     async with media_room(
         ServerConfig(sfu=hardening_config(negotiation_timeout=NEGOTIATION_TIMEOUT))
     ) as ctx:
         yield ctx
 
 
-async def offender(server: RunningServer, offenders: list[MediaClient]) -> MediaClient:
-    client = await MediaClient(server.url).connect()
-    offenders.append(client)
-    await client.join("media", "Mallory")
-    return client
-
-
-def in_room(server: RunningServer, client: MediaClient) -> bool:
+def in_room(server: RunningServer, client: SfuClient) -> bool:
     room = server.rooms.rooms.get("media")
     return room is not None and client.id in room.participants
 
@@ -53,7 +47,7 @@ async def test_client_gone_after_offer_socket_alive(setup: Any) -> None:
     server, room, offenders = setup
     mallory = await offender(server, offenders)
     pc = RTCPeerConnection()
-    pc.addTransceiver(PatternTrack(), direction="sendonly")
+    pc.addTransceiver(PatternVideoTrack(), direction="sendonly")
     await pc.setLocalDescription(await pc.createOffer())
     ack = await mallory.call(
         "sdp", {"description": {"type": "offer", "sdp": pc.localDescription.sdp}}
@@ -76,7 +70,7 @@ async def test_client_gone_after_offer_socket_closed(setup: Any) -> None:
     server, _room, offenders = setup
     mallory = await offender(server, offenders)
     pc = RTCPeerConnection()
-    pc.addTransceiver(PatternTrack(), direction="sendonly")
+    pc.addTransceiver(PatternVideoTrack(), direction="sendonly")
     await pc.setLocalDescription(await pc.createOffer())
     assert (
         await mallory.call(
@@ -96,10 +90,10 @@ async def test_media_path_closed_socket_alive(setup: Any) -> None:
     never leaves: the server notices and removes it."""
     server, room, offenders = setup
     mallory = await offender(server, offenders)
-    assert (await mallory.publish())["ok"]
-    await mallory.wait_frames(10)
+    await publish_video(mallory)
+    await mallory.wait_more_frames(10, timeout=20)
     await asyncio.sleep(NEGOTIATION_TIMEOUT)  # past the connect deadline
-    await mallory.close_pc()
+    await mallory.close_media()
     took = await wait_until(lambda: not in_room(server, mallory), 10)
     print(f"\nclosed pc detected in {took:.2f} s")
     await wait_until(lambda: not mallory.sio.connected, 5)
@@ -114,8 +108,8 @@ async def test_media_path_cut_socket_alive(setup: Any) -> None:
     the participant is removed. aioice takes 24-36 s; the bound is 45 s."""
     server, room, offenders = setup
     mallory = await offender(server, offenders)
-    assert (await mallory.publish())["ok"]
-    await mallory.wait_frames(10)
+    await publish_video(mallory)
+    await mallory.wait_more_frames(10, timeout=20)
     pc = mallory.pc
     assert pc is not None
     for transceiver in pc.getTransceivers():
@@ -136,8 +130,8 @@ async def test_media_path_cut_socket_alive(setup: Any) -> None:
 async def test_signaling_cut_media_alive(setup: Any) -> None:
     server, room, offenders = setup
     mallory = await offender(server, offenders)
-    assert (await mallory.publish())["ok"]
-    await mallory.wait_frames(10)
+    await publish_video(mallory)
+    await mallory.wait_more_frames(10, timeout=20)
     participant = server.rooms.rooms["media"].participants[mallory.id]
     server_pc = participant.pc
     assert server_pc is not None and server_pc.connectionState == "connected"
@@ -152,6 +146,6 @@ async def test_signaling_cut_media_alive(setup: Any) -> None:
     print(f"\nsignaling cut: removed in {took:.2f} s")
 
 
-async def _left(client: MediaClient, pid: str | None) -> Any:
+async def _left(client: SfuClient, pid: str | None) -> Any:
     await wait_until(lambda: any(p["id"] == pid for p in client.named("participant left")), 5)
     return next(p for p in client.named("participant left") if p["id"] == pid)

@@ -20,11 +20,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from benchmarks.servers import RunningServer, start_server
 from sfu.errors import ERROR_CODES
 from signaling.app import EVENTS
+from signaling.client import SfuClient
 from signaling.config import ServerConfig
-from tests.conftest import RunningServer, start_server
-from tests.hardening_util import MediaClient, hardening_config
+from tests.hardening_util import hardening_config, media_client, publishing_pair
 
 T = TypeVar("T")
 EXAMPLES = 120
@@ -43,9 +44,9 @@ class Harness:
         self.thread.start()
         self.server: RunningServer
         self.runner: Any = None
-        self.bystanders: list[MediaClient] = []
-        self.fuzzer: MediaClient
-        self.fresh: MediaClient
+        self.bystanders: list[SfuClient] = []
+        self.fuzzer: SfuClient
+        self.fresh: SfuClient
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
@@ -53,21 +54,17 @@ class Harness:
     async def start(self) -> None:
         config = ServerConfig(sfu=hardening_config(max_candidates=100_000))
         self.server, self.runner = await start_server(config)
-        for name in ("Alice", "Bob"):
-            client = await MediaClient(self.server.url).connect()
-            await client.join("media", name)
-            self.bystanders.append(client)
+        self.bystanders = await publishing_pair(self.server.url)
         for client in self.bystanders:
-            assert (await client.publish())["ok"]
-        for client in self.bystanders:
-            await client.wait_frames(10)
-        self.fuzzer = await MediaClient(self.server.url).connect()
+            await client.wait_more_frames(10, timeout=20)
+        self.fuzzer = await media_client(self.server.url)
         await self.fuzzer.join("media", "Fuzzer")
-        self.fresh = await MediaClient(self.server.url).connect()  # never joined
+        self.fresh = await media_client(self.server.url)  # never joined
 
-    async def call(self, client: MediaClient, event: str, payload: Any) -> Any:
+    async def call(self, client: SfuClient, event: str, payload: Any) -> Any:
         ack = await client.call(event, payload, timeout=10)
         if event == "leave" and ack.get("ok") and client is self.fuzzer:
+            await client.forget_room()  # the server closed our peer connection
             await client.join("media", "Fuzzer")
         if event == "join" and ack.get("ok") and client is self.fresh:
             assert (await client.call("leave", {}))["ok"]
@@ -87,7 +84,7 @@ def harness() -> Iterator[Harness]:
         yield h
         # the bystanders kept receiving media all along, and nobody was dropped
         for client in h.bystanders:
-            h.run(client.wait_frames(10, timeout=10))
+            h.run(client.wait_more_frames(10, timeout=10))
         assert h.fuzzer.sio.connected and h.fresh.sio.connected
         assert h.server.app[EVENTS].rejected["internal_error"] == 0
         h.run(h.stop())

@@ -16,39 +16,34 @@ import aiohttp
 import pytest
 from aiortc import RTCPeerConnection, RTCRtpSender
 
+from benchmarks.servers import RunningServer
 from signaling.app import EVENTS
+from signaling.client import PatternVideoTrack, SfuClient
 from signaling.config import ServerConfig
-from tests.conftest import RunningServer
 from tests.hardening_util import (
     Baseline,
     Bystanders,
-    MediaClient,
-    PatternTrack,
     hardening_config,
+    media_client,
     media_room,
+    offender,
+    publish_video,
     running,
     wait_until,
 )
 
 
 @pytest.fixture
-async def setup() -> AsyncIterator[tuple[RunningServer, Bystanders, list[MediaClient]]]:
+async def setup() -> AsyncIterator[tuple[RunningServer, Bystanders, list[SfuClient]]]:
     async with media_room(ServerConfig(sfu=hardening_config())) as ctx:
         yield ctx
-
-
-async def offender(server: RunningServer, offenders: list[MediaClient]) -> MediaClient:
-    client = await MediaClient(server.url).connect()
-    offenders.append(client)
-    await client.join("media", "Mallory")
-    return client
 
 
 async def real_offer() -> str:
     """A genuine aiortc offer with one send-only VP8 track (its pc is closed again)."""
     pc = RTCPeerConnection()
     try:
-        transceiver = pc.addTransceiver(PatternTrack(), direction="sendonly")
+        transceiver = pc.addTransceiver(PatternVideoTrack(), direction="sendonly")
         caps = RTCRtpSender.getCapabilities("video").codecs
         transceiver.setCodecPreferences([c for c in caps if c.mimeType == "video/VP8"])
         await pc.setLocalDescription(await pc.createOffer())
@@ -75,7 +70,7 @@ async def test_oversize_event_and_sdp(setup: Any) -> None:
     assert "larger than" in ack["error"]["message"]
     assert time.monotonic() - started < 2.0
     # the same client can still negotiate properly afterwards
-    assert (await mallory.publish())["ok"]
+    await publish_video(mallory)
     # beyond engine.io's 256 KiB limit (a 300 KiB chat, a 2 MB SDP): the connection drops
     for payload_event, payload in (
         ("chat message", {"text": "x" * (300 * 1024)}),
@@ -139,8 +134,8 @@ async def test_garbage_sdp_corpus(setup: Any) -> None:
     # nothing of Mallory's reached the room; a good offer still works afterwards
     participant = server.rooms.rooms["media"].participants[mallory.id]
     assert participant.published == {}
-    assert (await mallory.publish())["ok"]
-    await mallory.wait_frames(10)
+    await publish_video(mallory)
+    await mallory.wait_more_frames(10, timeout=20)
     await room.still_flowing()
 
 
@@ -162,8 +157,8 @@ async def test_out_of_order_negotiation(setup: Any) -> None:
         }
         assert (await mallory.call("ice candidates", {"candidate": candidate}))["ok"]
     assert (await mallory.call("ice candidates", {"candidate": None}))["ok"]
-    assert (await mallory.publish())["ok"]
-    await mallory.wait_frames(10)
+    await publish_video(mallory)
+    await mallory.wait_more_frames(10, timeout=20)
 
 
 async def test_glare_client_offer_while_server_offer_pending(setup: Any) -> None:
@@ -172,7 +167,7 @@ async def test_glare_client_offer_while_server_offer_pending(setup: Any) -> None
     mallory = await offender(server, offenders)
     gate = asyncio.Event()
     held = asyncio.Event()
-    original = mallory._server_offer
+    original = mallory._on_server_sdp
 
     async def slow_answer(data: Any) -> Any:
         held.set()
@@ -180,14 +175,14 @@ async def test_glare_client_offer_while_server_offer_pending(setup: Any) -> None
         return await original(data)
 
     mallory.sio.on("sdp", slow_answer)
-    assert (await mallory.publish())["ok"]  # the server then offers the others' tracks
+    await publish_video(mallory)  # the server then offers the others' tracks
     async with asyncio.timeout(10):
         await held.wait()
     participant = server.rooms.rooms["media"].participants[mallory.id]
     assert participant._server_offer_pending
     # glare: a client offer while the server's awaits its answer -> invalid_state
     other = RTCPeerConnection()
-    other.addTransceiver(PatternTrack(), direction="sendonly")
+    other.addTransceiver(PatternVideoTrack(), direction="sendonly")
     await other.setLocalDescription(await other.createOffer())
     ack = await mallory.call("sdp", offer(other.localDescription.sdp))
     await other.close()
@@ -196,8 +191,8 @@ async def test_glare_client_offer_while_server_offer_pending(setup: Any) -> None
     # the polite client answers the server's offer, then offers again
     gate.set()
     await wait_until(lambda: not participant._server_offer_pending, 10)
-    assert (await mallory.publish())["ok"]
-    await mallory.wait_frames(10)
+    await publish_video(mallory)
+    await mallory.wait_more_frames(10, timeout=20)
     await room.still_flowing()
 
 
@@ -206,10 +201,10 @@ async def test_late_answer_after_server_timeout() -> None:
     timeout (reason negotiation_failed), and the room goes on."""
     base = Baseline.take()
     async with running(ServerConfig(sfu=hardening_config(negotiation_timeout=1.5))) as server:
-        alice = await MediaClient(server.url).connect()
+        alice = await media_client(server.url)
         await alice.join("media", "Alice")
-        assert (await alice.publish())["ok"]
-        mute = await MediaClient(server.url).connect()
+        await publish_video(alice)
+        mute = await media_client(server.url)
         await mute.join("media", "Mute")
         never = asyncio.Event()
 
@@ -237,7 +232,7 @@ async def test_late_answer_after_server_timeout() -> None:
 async def test_ten_thousand_candidates(setup: Any) -> None:
     server, room, offenders = setup
     mallory = await offender(server, offenders)
-    assert (await mallory.publish())["ok"]
+    await publish_video(mallory)
     cap = server.rooms.config.max_candidates
     total = 10_000
     codes: list[str] = []
@@ -276,5 +271,5 @@ async def test_ten_thousand_candidates(setup: Any) -> None:
     assert latencies and max(latencies) < 2.0, max(latencies)
     print(f"\n10k candidates acked in {elapsed:.1f} s; /healthz max {max(latencies) * 1000:.0f} ms")
     assert server.app[EVENTS].rejected["rate_limited"] >= total - cap
-    await mallory.wait_frames(10)
+    await mallory.wait_more_frames(10, timeout=20)
     await room.still_flowing()

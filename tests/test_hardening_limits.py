@@ -13,13 +13,15 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from benchmarks.servers import RunningServer
+from signaling.client import SfuClient
 from signaling.config import ServerConfig
-from tests.conftest import RunningServer
 from tests.hardening_util import (
     Baseline,
-    MediaClient,
     assert_empty,
     hardening_config,
+    media_client,
+    publishing_pair,
     running,
     wait_until,
 )
@@ -32,20 +34,14 @@ async def media_server() -> AsyncIterator[Setup]:
     """Start a server with the given config and two publishers in room `media`."""
     base = Baseline.take()
     stack: list[Any] = []
-    clients: list[MediaClient] = []
+    clients: list[SfuClient] = []
 
-    async def start(**config: Any) -> tuple[RunningServer, list[MediaClient], list[MediaClient]]:
+    async def start(**config: Any) -> tuple[RunningServer, list[SfuClient], list[SfuClient]]:
         sfu = config.pop("sfu", {})
         ctx = running(ServerConfig(sfu=hardening_config(**sfu), **config))
         server = await ctx.__aenter__()
         stack.append((ctx, server))
-        pair = []
-        for name in ("Alice", "Bob"):
-            client = await MediaClient(server.url).connect()
-            await client.join("media", name)
-            pair.append(client)
-        for client in pair:
-            assert (await client.publish())["ok"]
+        pair = await publishing_pair(server.url)
         await flowing(pair)
         clients.extend(pair)
         return server, pair, clients
@@ -61,13 +57,13 @@ async def media_server() -> AsyncIterator[Setup]:
     await base.wait_back()
 
 
-async def flowing(pair: list[MediaClient]) -> None:
+async def flowing(pair: list[SfuClient]) -> None:
     for client in pair:
-        await client.wait_frames(10, timeout=10)
+        await client.wait_more_frames(10, timeout=10)
 
 
-async def connect(server: RunningServer, clients: list[MediaClient]) -> MediaClient:
-    client = await MediaClient(server.url).connect()
+async def connect(server: RunningServer, clients: list[SfuClient]) -> SfuClient:
+    client = await media_client(server.url)
     clients.append(client)
     return client
 
@@ -114,7 +110,7 @@ async def test_duplicate_join(media_server: Setup) -> None:
     # the same display name from another connection is a different participant
     twin = await connect(server, clients)
     second = await twin.join("media", "Dup")
-    assert second["id"] != first["id"]
+    assert second.id != first.id
     assert len(server.rooms.rooms["media"]) == 4
     await flowing(pair)
 

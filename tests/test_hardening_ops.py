@@ -5,113 +5,62 @@ join-rate flags."""
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import socket
 import ssl
-import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
-import aioice.ice
 import pytest
 from cryptography import x509
 
+from benchmarks.servers import ServerProcess
 from signaling.cli import ConfigError, parse_config
 from signaling.config import ServerConfig
 from signaling.tls import write_self_signed
-from tests.hardening_util import Baseline, MediaClient, hardening_config, running, wait_until
+from tests.hardening_util import (
+    Baseline,
+    hardening_config,
+    media_client,
+    publishing_pair,
+    running,
+    wait_until,
+)
 
-SERVER = Path(sys.executable).parent / "sfu-server"
-
-
-@pytest.fixture(autouse=True)
-def loopback_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    # the server runs in another process: this one's aiortc clients need the policy too
-    monkeypatch.setattr(
-        aioice.ice, "get_host_addresses", lambda use_ipv4=True, use_ipv6=True: ["127.0.0.1"]
-    )
-    yield
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class ServerProcess:
-    def __init__(self, proc: asyncio.subprocess.Process, url: str) -> None:
-        self.proc, self.url = proc, url
+# the server runs in another process (or not at all): this one's aiortc needs the policy
+pytestmark = pytest.mark.usefixtures("loopback_ice")
 
 
 @pytest.fixture
 async def server_process() -> AsyncIterator[list[ServerProcess]]:
-    """Start `sfu-server` subprocesses on demand; kill leftovers by PID at the end."""
+    """Start `sfu-server` subprocesses on demand; stop leftovers by PID at the end."""
     made: list[ServerProcess] = []
     yield made
     for sp in made:
-        if sp.proc.returncode is None:
-            sp.proc.kill()
-            await sp.proc.wait()
+        await asyncio.to_thread(sp.stop)
 
 
 async def start_process(
     made: list[ServerProcess], *flags: str, scheme: str = "http"
 ) -> ServerProcess:
-    port = free_port()
-    proc = await asyncio.create_subprocess_exec(
-        str(SERVER),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--ice-address",
-        "127.0.0.1",
-        "--log-level",
-        "WARNING",
-        *flags,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    sp = ServerProcess(proc, f"{scheme}://127.0.0.1:{port}")
+    sp = ServerProcess("--log-level", "WARNING", *flags, scheme=scheme, start_timeout=20)
     made.append(sp)
-    deadline = time.monotonic() + 20
-    async with aiohttp.ClientSession() as http:
-        while True:
-            assert proc.returncode is None, await proc.stderr.read()  # type: ignore[union-attr]
-            try:
-                async with http.get(sp.url + "/healthz", ssl=False) as resp:
-                    if resp.status == 200:
-                        return sp
-            except aiohttp.ClientError:
-                pass
-            assert time.monotonic() < deadline, "server did not start"
-            await asyncio.sleep(0.1)
+    await asyncio.to_thread(sp.wait_ready)
+    return sp
 
 
 async def test_sigterm_drains(server_process: list[ServerProcess]) -> None:
     sp = await start_process(server_process)
-    clients = []
-    for name in ("Alice", "Bob"):
-        client = await MediaClient(sp.url).connect()
-        await client.join("media", name)
-        clients.append(client)
+    clients = await publishing_pair(sp.url)
     for client in clients:
-        assert (await client.publish())["ok"]
-    for client in clients:
-        await client.wait_frames(10)
-    idle = await MediaClient(sp.url).connect()  # connected, never joined
+        await client.wait_more_frames(10, timeout=20)
+    idle = await media_client(sp.url)  # connected, never joined
     started = time.monotonic()
-    sp.proc.send_signal(signal.SIGTERM)
-    async with asyncio.timeout(10):
-        code = await sp.proc.wait()
+    sp.terminate()
+    code = await asyncio.to_thread(sp.wait, 10)
     exited = time.monotonic() - started
     print(f"\nSIGTERM -> exit {code} in {exited:.2f} s")
-    assert code == 0, await sp.proc.stderr.read()  # type: ignore[union-attr]
+    assert code == 0, sp.tail()
     # the drain itself takes ms; aiohttp then waits up to shutdown_timeout (5 s) for the
     # websocket handlers of clients that have not closed their end yet
     assert exited < 7.0
@@ -125,12 +74,12 @@ async def test_sigterm_drains(server_process: list[ServerProcess]) -> None:
 async def test_join_during_drain_is_server_busy() -> None:
     base = Baseline.take()
     async with running(ServerConfig(sfu=hardening_config())) as server:
-        alice = await MediaClient(server.url).connect()
+        alice = await media_client(server.url)
         await alice.join("media", "Alice")
         await server.app.shutdown()  # on_shutdown: drain (the listener stays up here)
         await wait_until(lambda: not alice.sio.connected, 5)
         assert [e["code"] for e in alice.named("error")] == ["server_busy"]
-        late = await MediaClient(server.url).connect()
+        late = await media_client(server.url)
         ack = await late.call("join", {"room": "media", "name": "Late"})
         assert ack["ok"] is False and ack["error"]["code"] == "server_busy", ack
         async with aiohttp.ClientSession() as http, http.get(server.url + "/healthz") as resp:
@@ -153,14 +102,11 @@ async def test_self_signed_https(server_process: list[ServerProcess]) -> None:
             async with http.get(sp.url.replace("https", "http") + "/healthz"):
                 pass
     # Socket.IO works over it too
-    sio_client = MediaClient(sp.url)
-    sio_client.sio.eio.ssl_verify = False
-    await sio_client.connect()
+    sio_client = await media_client(sp.url, ssl_verify=False)
     await sio_client.join("tls", "Alice")
     await sio_client.close()
-    sp.proc.send_signal(signal.SIGTERM)
-    async with asyncio.timeout(10):
-        assert await sp.proc.wait() == 0
+    sp.terminate()
+    assert await asyncio.to_thread(sp.wait, 10) == 0
 
 
 def test_self_signed_certificate(tmp_path: Path) -> None:

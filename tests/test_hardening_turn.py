@@ -16,8 +16,15 @@ from aiortc import RTCConfiguration, RTCIceServer
 from aiortc.rtcconfiguration import RTCIceTransportPolicy
 
 from sfu.turn import TurnCredentials, turn_credential, turn_username
+from signaling.client import SfuClient
 from signaling.config import ServerConfig
-from tests.hardening_util import MediaClient, hardening_config, running, wait_until
+from tests.hardening_util import (
+    hardening_config,
+    media_client,
+    publish_video,
+    running,
+    wait_until,
+)
 
 SECRET = "turn-shared-secret"
 
@@ -58,11 +65,11 @@ async def test_join_ack_carries_turn_credentials() -> None:
         turn_ttl=3600,
     )
     async with running(config) as server:
-        client = await MediaClient(server.url).connect()
+        client = await media_client(server.url)
         ack = await client.join("r", "Alice")
-        (ice,) = ack["iceServers"]
+        (ice,) = ack.ice_servers
         expiry, user = ice["username"].split(":")
-        assert user == ack["id"]
+        assert user == ack.id
         assert abs(int(expiry) - (time.time() + 3600)) < 5
         assert ice["credential"] == turn_credential(SECRET, ice["username"])
         assert ice["urls"] == ["turn:127.0.0.1:3478"]
@@ -118,7 +125,7 @@ def coturn(tmp_path: Any) -> Iterator[int]:
             proc.wait(5)
 
 
-def selected_local_types(client: MediaClient) -> set[str]:
+def selected_local_types(client: SfuClient) -> set[str]:
     """Types of the local candidates of the client's nominated ICE pairs."""
     assert client.pc is not None
     types = set()
@@ -135,25 +142,19 @@ async def test_media_through_coturn_relay_only(coturn: int) -> None:
         turn_urls=(f"turn:127.0.0.1:{coturn}?transport=udp",),
     )
     async with running(config) as server:
-        direct = await MediaClient(server.url).connect()
+        direct = await media_client(server.url, ice_servers=[])  # host candidates only
         await direct.join("relay", "Direct")
         # the relayed client takes ONLY the TURN server from its join ack, relay-only policy
-        relayed = MediaClient(server.url)
-        await relayed.connect()
+        relayed = await media_client(server.url, relay_only=True)
         ack = await relayed.join("relay", "Relayed")
-        (ice,) = ack["iceServers"]
-        relayed.configuration = RTCConfiguration(
-            iceServers=[RTCIceServer(ice["urls"], ice["username"], ice["credential"])],
-            iceTransportPolicy=RTCIceTransportPolicy.RELAY,
-        )
-        assert (await direct.publish())["ok"]
-        ack = await relayed.publish()
-        assert ack["ok"], ack
+        assert len(ack.ice_servers) == 1
+        await publish_video(direct)
+        await publish_video(relayed)
         local_sdp = relayed.pc.localDescription.sdp  # type: ignore[union-attr]
         candidates = [line for line in local_sdp.splitlines() if line.startswith("a=candidate")]
         assert candidates and all(" typ relay" in c for c in candidates), candidates
-        await relayed.wait_frames(15, timeout=20)  # Direct's video, in through coturn
-        await direct.wait_frames(15, timeout=20)  # Relayed's video, out through coturn
+        await relayed.wait_more_frames(15, timeout=20)  # Direct's video, in through coturn
+        await direct.wait_more_frames(15, timeout=20)  # Relayed's video, out through coturn
         assert selected_local_types(relayed) == {"relay"}
         for client in (direct, relayed):
             await client.close()

@@ -6,23 +6,26 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from benchmarks.servers import RunningServer, running
 from sfu.config import ForwardingMode, SfuConfig
 from sfu.ice_policy import IcePolicy
-from signaling.client import RemoteTrack, SfuClient
-from signaling.config import ServerConfig
-from signaling.sources import (
+from signaling.client import (
     PacedAudioTrack,
     PacedVideoTrack,
+    RemoteTrack,
+    SfuClient,
     VideoClip,
     encode_clip,
     marker_from_frame,
 )
-from tests.conftest import RunningServer, start_server
+from signaling.config import ServerConfig
+from tests.clients import client_factory
 
 WAIT = 20.0
 
@@ -53,41 +56,30 @@ async def serve(forwarding: ForwardingMode) -> AsyncIterator[RunningServer]:
     config = SfuConfig(
         ice_addresses=("127.0.0.1",), forwarding=forwarding, negotiation_timeout=10.0
     )
-    running, runner = await start_server(ServerConfig(sfu=config))
-    try:
-        yield running
-    finally:
-        await runner.cleanup()
+    async with running(ServerConfig(sfu=config)) as server:
+        yield server
 
 
 @pytest.fixture(params=["passthrough", "transcode"])
 async def media_server(request: pytest.FixtureRequest) -> AsyncIterator[RunningServer]:
-    async for running in serve(request.param):
-        yield running
+    async for server in serve(request.param):
+        yield server
 
 
 @pytest.fixture
 async def passthrough_server() -> AsyncIterator[RunningServer]:
-    async for running in serve("passthrough"):
-        yield running
+    async for server in serve("passthrough"):
+        yield server
 
 
 @pytest.fixture
 async def make_client() -> AsyncIterator[Callable[..., Any]]:
     policy = IcePolicy(["127.0.0.1"])  # the clients' side of loopback-only ICE
     policy.install()
-    made: list[SfuClient] = []
-
-    async def make(url: str, *, decode: bool = True) -> SfuClient:
-        client = await SfuClient.connect(url, decode=decode, timeout=WAIT)
-        made.append(client)
-        return client
-
     try:
-        yield make
+        async with client_factory(partial(SfuClient.connect, timeout=WAIT)) as make:
+            yield make
     finally:
-        for client in made:
-            await client.close()
         policy.uninstall()
 
 
@@ -105,6 +97,21 @@ async def join_and_publish(
     return client
 
 
+async def publishers(
+    make_client: Callable[..., Any],
+    server: RunningServer,
+    room: str,
+    clips: Any,
+    markers: dict[str, int],
+    decode: bool = True,
+) -> list[SfuClient]:
+    """`join_and_publish` for each name of `markers`, with the clip of its marker, in order."""
+    return [
+        await join_and_publish(make_client, server.url, room, name, clips(m), decode=decode)
+        for name, m in markers.items()
+    ]
+
+
 async def tracks_from(client: SfuClient, publisher: str) -> dict[str, RemoteTrack]:
     video = await client.wait_for_track(participant_id=publisher, kind="video", timeout=WAIT)
     audio = await client.wait_for_track(participant_id=publisher, kind="audio", timeout=WAIT)
@@ -118,10 +125,8 @@ def decoder_threads() -> list[str]:
 async def test_everyone_receives_everyone_and_it_is_theirs(
     passthrough_server: RunningServer, make_client: Callable[..., Any], clips: Any
 ) -> None:
-    url = passthrough_server.url
-    clients = [
-        await join_and_publish(make_client, url, "room4", f"bot{i}", clips(i + 1)) for i in range(4)
-    ]
+    named = {f"bot{i}": i + 1 for i in range(4)}
+    clients = await publishers(make_client, passthrough_server, "room4", clips, named)
     markers = {c.id: i + 1 for i, c in enumerate(clients)}
     for client in clients:
         for other in clients:
@@ -186,10 +191,8 @@ async def test_first_forwarded_frame_is_a_keyframe(
 async def test_leaver_tracks_disappear(
     passthrough_server: RunningServer, make_client: Callable[..., Any], clips: Any
 ) -> None:
-    url = passthrough_server.url
-    a = await join_and_publish(make_client, url, "leave", "a", clips(1))
-    b = await join_and_publish(make_client, url, "leave", "b", clips(2))
-    c = await join_and_publish(make_client, url, "leave", "c", clips(3))
+    markers = {"a": 1, "b": 2, "c": 3}
+    a, b, c = await publishers(make_client, passthrough_server, "leave", clips, markers)
     video = (await tracks_from(a, c.id))["video"]
     await video.wait_frames(3, timeout=WAIT)
     c_id = c.id
@@ -219,9 +222,7 @@ async def test_leaver_tracks_disappear(
 async def test_mute_stops_forwarding_and_tells_the_room(
     passthrough_server: RunningServer, make_client: Callable[..., Any], clips: Any
 ) -> None:
-    url = passthrough_server.url
-    a = await join_and_publish(make_client, url, "mute", "a", clips(4))
-    b = await join_and_publish(make_client, url, "mute", "b", clips(5))
+    a, b = await publishers(make_client, passthrough_server, "mute", clips, {"a": 4, "b": 5})
     video = (await tracks_from(b, a.id))["video"]
     await video.wait_frames(3, timeout=WAIT)
     await a.mute("video", True)
@@ -241,11 +242,10 @@ async def test_mute_stops_forwarding_and_tells_the_room(
 async def test_decoder_threads_only_in_transcode_mode(
     media_server: RunningServer, make_client: Callable[..., Any], clips: Any
 ) -> None:
-    url = media_server.url
     before = decoder_threads()
     # subscribers do not decode: any decoder thread now belongs to the server
-    a = await join_and_publish(make_client, url, "dec", "a", clips(1), decode=False)
-    b = await join_and_publish(make_client, url, "dec", "b", clips(2), decode=False)
+    markers = {"a": 1, "b": 2}
+    a, b = await publishers(make_client, media_server, "dec", clips, markers, decode=False)
     for client, other in ((a, b), (b, a)):
         tracks = await tracks_from(client, other.id)
         await tracks["video"].wait_frames(5, timeout=WAIT)

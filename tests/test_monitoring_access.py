@@ -8,9 +8,10 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from benchmarks.servers import RunningServer, running
 from sfu.config import SfuConfig
 from signaling.config import ServerConfig
-from tests.conftest import EventClient, RunningServer, start_server
+from tests.clients import EventClient
 
 TOKEN = "s3cret-admin-token"
 
@@ -20,11 +21,8 @@ async def guarded() -> AsyncIterator[RunningServer]:
     config = ServerConfig(
         sfu=SfuConfig(ice_addresses=("127.0.0.1",)), admin_token=TOKEN, stats_interval=0.2
     )
-    running, runner = await start_server(config)
-    try:
-        yield running
-    finally:
-        await runner.cleanup()
+    async with running(config) as server:
+        yield server
 
 
 @pytest.mark.parametrize("path", ["/api/stats", "/metrics", "/stats"])

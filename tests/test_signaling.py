@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import EventClient, RunningServer
+from benchmarks.servers import RunningServer
+from tests.clients import EventClient
 
 
 async def join(client: EventClient, room: str, name: str) -> dict[str, Any]:

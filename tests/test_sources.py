@@ -1,4 +1,4 @@
-"""Pre-encoded, paced media sources (signaling/sources.py)."""
+"""Pre-encoded, paced media sources (signaling/client/sources.py)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 from aiortc.mediastreams import MediaStreamError
 
-from signaling import sources
-from signaling.sources import (
+from signaling.client import (
     PacedAudioTrack,
     PacedVideoTrack,
     VideoClip,
@@ -24,6 +23,7 @@ from signaling.sources import (
     encode_audio_clip,
     encode_clip,
     marker_from_frame,
+    sources,
     vp8_is_keyframe,
 )
 

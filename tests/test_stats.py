@@ -13,12 +13,11 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from benchmarks.servers import RunningServer, running
 from sfu.config import SfuConfig
 from sfu.ice_policy import IcePolicy
-from signaling.client import SfuClient
+from signaling.client import PacedVideoTrack, SfuClient, VideoClip, encode_clip
 from signaling.config import ServerConfig
-from signaling.sources import PacedVideoTrack, VideoClip, encode_clip
-from tests.conftest import RunningServer, start_server
 
 WAIT = 20.0
 
@@ -26,11 +25,8 @@ WAIT = 20.0
 @pytest.fixture
 async def stats_server() -> AsyncIterator[RunningServer]:
     config = ServerConfig(sfu=SfuConfig(ice_addresses=("127.0.0.1",)), stats_interval=0.5)
-    running, runner = await start_server(config)
-    try:
-        yield running
-    finally:
-        await runner.cleanup()
+    async with running(config) as server:
+        yield server
 
 
 @pytest.fixture

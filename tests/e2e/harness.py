@@ -1,5 +1,6 @@
 """Shared pieces of the browser end-to-end tests: tool checks, the loopback-only network
-namespace, the server subprocess and Chromium's flags.
+namespace, the server subprocess (``benchmarks.servers.ServerProcess``) and Chromium's
+flags.
 
 Used from two sides: by pytest (``conftest.py``, outside the namespace) to decide whether
 the tests can run and to start a scenario inside a namespace, and by the scenario scripts
@@ -10,20 +11,19 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
-import time
 import traceback
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+from benchmarks.servers import ServerProcess
+from benchmarks.servers import free_port as free_port  # re-exported for the scenarios
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -122,55 +122,20 @@ def _text(value: bytes | str | None) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else value
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _die_with_parent() -> None:
-    """In the child: get SIGTERM when the scenario process dies, even by SIGKILL (a timed
-    out scenario must not leave its server running)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
 @contextlib.contextmanager
 def sfu_server(log_path: Path, *extra: str, port: int | None = None) -> Iterator[str]:
-    """Start ``sfu-server`` on 127.0.0.1 (ICE on 127.0.0.1 only) as a subprocess; yield its
-    URL once /healthz answers; terminate it afterwards."""
-    port = port or free_port()
-    exe = Path(sys.executable).with_name("sfu-server")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "signaling"]
-    cmd += ["--host", "127.0.0.1", "--port", str(port), "--ice-address", "127.0.0.1", *extra]
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("a") as log:
-        proc = subprocess.Popen(
-            cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"sfu-server exited with {proc.returncode}; see {log_path}")
-                try:
-                    with urllib.request.urlopen(url + "/healthz", timeout=2) as r:
-                        if r.status == 200:
-                            break
-                except OSError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"sfu-server did not answer /healthz; see {log_path}")
-                time.sleep(0.2)
-            yield url
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    """Start ``sfu-server`` on 127.0.0.1 (ICE on 127.0.0.1 only) as a subprocess
+    (``benchmarks.servers.ServerProcess``; it dies with the scenario process); yield its
+    URL once /healthz answers; stop it afterwards."""
+    with ServerProcess(
+        *extra,
+        port=port,
+        log_path=log_path,
+        inherit_sfu_env=True,
+        die_with_parent=True,
+        stop_timeout=10.0,
+    ) as server:
+        yield server.url
 
 
 def in_netns() -> bool:

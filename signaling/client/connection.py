@@ -29,313 +29,73 @@ and counts frames; a new `RemoteTrack` is made whenever the server (re)assigns a
 another publisher (the server reuses transceivers of departed publishers).
 
 Every wait is bounded (`timeout`, default `DEFAULT_TIMEOUT` seconds). Refusals and failures
-raise `SfuError(code, message)`: the server's codes, plus `timeout`, `disconnected`,
-`negotiation_failed` and `closed` raised by the client itself.
+raise `SfuError(code, message)` (`str()` is the message, as for the server's errors): the
+server's codes (`sfu.wire.ERROR_CODES`) and the client's own (`sfu.wire.CLIENT_ERROR_CODES`:
+`timeout`, `disconnected`, `negotiation_failed`, `closed`, ...). `request()` is the checked
+way to send an event; `call()` sends anything and returns the raw ack (protocol tests).
 """
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any, Literal, cast
+from dataclasses import dataclass
+from typing import Any
 
 import socketio
 from aiortc import (
     RTCConfiguration,
     RTCIceServer,
     RTCPeerConnection,
-    RTCRtpReceiver,
     RTCRtpSender,
     RTCRtpTransceiver,
     RTCSessionDescription,
 )
 from aiortc import sdp as aiortc_sdp
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-from aiortc.rtcconfiguration import RTCBundlePolicy
+from aiortc.rtcconfiguration import RTCBundlePolicy, RTCIceTransportPolicy
 
-from sfu.compat.negotiation import (
-    add_transport_description,
-    claim_ice_controlling,
-    park_transceivers,
-    release_ice_role,
-)
+from sfu.compat import negotiation
 from sfu.compat.receiver import ReceiverHook, install_receiver_sink
 from sfu.compat.sender import install_sender_keyframe_hook
 from sfu.frame_assembler import EncodedFrame
+from sfu.wire import PREFERRED_CODECS, SERVER_EVENTS, Kind, Source
+from signaling.client.tracks import DEFAULT_TIMEOUT, RemoteTrack
+from signaling.client.wire import (
+    ChatMessage,
+    JoinResult,
+    Participant,
+    ServerEvent,
+    SfuError,
+    TrackInfo,
+    error_event,
+    error_from_ack,
+    refusal,
+    wire_object,
+)
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "DEFAULT_TIMEOUT",
-    "ChatMessage",
-    "JoinResult",
-    "Kind",
-    "Participant",
-    "RemoteTrack",
-    "ServerEvent",
+    "MAX_EVENTS",
+    "MAX_GLARE_RETRIES",
+    "MAX_KEPT_ENDED_TRACKS",
+    "MAX_QUEUED_TRACKS",
     "SfuClient",
-    "SfuError",
-    "Source",
-    "TrackInfo",
-    "TrackStats",
+    "prefer_codecs",
 ]
 
-Kind = Literal["audio", "video"]
-Source = Literal["camera", "microphone", "screen"]
-
-#: Seconds any single wait may take unless told otherwise.
-DEFAULT_TIMEOUT = 15.0
 #: Offers refused for glare are retried at most this many times.
 MAX_GLARE_RETRIES = 5
-#: Frames kept per remote track for `RemoteTrack.next_frame()` (oldest dropped first).
-FRAME_QUEUE_SIZE = 16
 #: Server events kept in `SfuClient.events` (oldest dropped first).
 MAX_EVENTS = 10_000
-
-SERVER_EVENTS = (
-    "participant joined",
-    "participant left",
-    "participant updated",
-    "chat message",
-    "error",
-)
-
-_CODECS: dict[str, tuple[str, ...]] = {
-    "video": ("video/vp8", "video/rtx"),
-    "audio": ("audio/opus",),
-}
-
-
-class SfuError(Exception):
-    """A refusal from the server (`code` from PROTOCOL.md's error envelope) or a client-side
-    failure (`timeout`, `disconnected`, `negotiation_failed`, `closed`)."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-
-    def __repr__(self) -> str:
-        return f"SfuError({self.code!r}, {self.message!r})"
-
-
-# ---------------------------------------------------------------------- wire types
-
-
-@dataclass(frozen=True, slots=True)
-class Participant:
-    """PROTOCOL.md `Participant`."""
-
-    id: str
-    name: str
-    audio_muted: bool = False
-    video_muted: bool = False
-
-    @classmethod
-    def from_wire(cls, data: Any) -> Participant:
-        d = _object(data, "Participant")
-        return cls(
-            id=str(d.get("id", "")),
-            name=str(d.get("name", "")),
-            audio_muted=bool(d.get("audioMuted", False)),
-            video_muted=bool(d.get("videoMuted", False)),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class ChatMessage:
-    """PROTOCOL.md `ChatMessage` (`sender` is the wire's `from`)."""
-
-    id: str
-    sender: str
-    name: str
-    text: str
-    ts: float
-
-    @classmethod
-    def from_wire(cls, data: Any) -> ChatMessage:
-        d = _object(data, "ChatMessage")
-        return cls(
-            id=str(d.get("id", "")),
-            sender=str(d.get("from", "")),
-            name=str(d.get("name", "")),
-            text=str(d.get("text", "")),
-            ts=float(d.get("ts", 0.0)),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class TrackInfo:
-    """PROTOCOL.md `TrackInfo`: what the server sends on our transceiver `mid`."""
-
-    mid: str
-    participant_id: str
-    kind: Kind
-    source: Source
-
-    @classmethod
-    def from_wire(cls, data: Any) -> TrackInfo:
-        d = _object(data, "TrackInfo")
-        kind = d.get("kind")
-        if kind not in ("audio", "video"):
-            raise ValueError(f"TrackInfo.kind must be audio or video, got {kind!r}")
-        source = d.get("source")
-        if source not in ("camera", "microphone", "screen"):
-            source = "camera" if kind == "video" else "microphone"
-        return cls(
-            mid=str(d.get("mid", "")),
-            participant_id=str(d.get("participantId", "")),
-            kind=cast(Kind, kind),
-            source=cast(Source, source),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class JoinResult:
-    """The `join` ack: our id, the others already in the room, ICE servers, chat history."""
-
-    id: str
-    room: str
-    participants: list[Participant]
-    ice_servers: list[dict[str, Any]]
-    chat: list[ChatMessage]
-
-
-@dataclass(frozen=True, slots=True)
-class ServerEvent:
-    """One server-to-client event as received (`at`: monotonic receive time)."""
-
-    name: str
-    payload: Any
-    at: float
-
-
-def _object(data: Any, what: str) -> dict[str, Any]:
-    if not isinstance(data, dict):
-        raise ValueError(f"{what} must be a JSON object, got {type(data).__name__}")
-    return data
-
-
-# ---------------------------------------------------------------------- remote tracks
-
-
-@dataclass(slots=True)
-class TrackStats:
-    """Counters of one `RemoteTrack` (times from `time.monotonic()`).
-
-    `bytes` and `keyframes` are counted in `decode=False` mode only (aiortc's decoded
-    frames carry neither their encoded size nor a keyframe flag)."""
-
-    frames: int = 0
-    bytes: int = 0
-    keyframes: int = 0
-    created_at: float = field(default_factory=time.monotonic)
-    first_frame_at: float | None = None
-    last_frame_at: float | None = None
-
-    @property
-    def time_to_first_frame(self) -> float | None:
-        if self.first_frame_at is None:
-            return None
-        return self.first_frame_at - self.created_at
-
-
-class RemoteTrack:
-    """One remote participant's track as received on our transceiver `mid`.
-
-    The client reads the underlying aiortc `track` itself (do not call `track.recv()`):
-    frames are counted in `stats`, kept in `last_frame`, queued for `next_frame()` (the
-    newest `FRAME_QUEUE_SIZE`) and passed to the client's `"frame"` callbacks. Frames are
-    `av.VideoFrame` / `av.AudioFrame` with `decode=True`, `EncodedFrame` otherwise.
-    `ended` is set when the server stops sending it (publisher left, transceiver reused)
-    or the connection closes.
-
-    Frames in flight while the server switches a reused transceiver to another publisher
-    may be counted on the old `RemoteTrack`: compare content (e.g. the marker of
-    `signaling.sources`) when attribution must be exact.
-    """
-
-    def __init__(
-        self,
-        info: TrackInfo,
-        track: MediaStreamTrack | None,
-        receiver: RTCRtpReceiver | None,
-    ) -> None:
-        self.info = info
-        self.participant_id = info.participant_id
-        self.kind: Kind = info.kind
-        self.source: Source = info.source
-        self.mid = info.mid
-        self.track = track
-        self.receiver = receiver
-        self.stats = TrackStats()
-        self.last_frame: Any = None
-        self.ended = False
-        self._queue: asyncio.Queue[Any] = asyncio.Queue(FRAME_QUEUE_SIZE)
-        self._changed = asyncio.Event()
-
-    def __repr__(self) -> str:
-        return (
-            f"RemoteTrack(mid={self.mid!r}, participant_id={self.participant_id!r}, "
-            f"kind={self.kind!r}, source={self.source!r}, frames={self.stats.frames}, "
-            f"ended={self.ended})"
-        )
-
-    def _deliver(self, frame: Any, size: int, keyframe: bool) -> None:
-        now = time.monotonic()
-        stats = self.stats
-        stats.frames += 1
-        stats.bytes += size
-        if keyframe:
-            stats.keyframes += 1
-        if stats.first_frame_at is None:
-            stats.first_frame_at = now
-        stats.last_frame_at = now
-        self.last_frame = frame
-        if self._queue.full():
-            self._queue.get_nowait()
-        self._queue.put_nowait(frame)
-        self._changed.set()
-
-    def _end(self) -> None:
-        if not self.ended:
-            self.ended = True
-            self._changed.set()
-
-    async def next_frame(self, timeout: float = DEFAULT_TIMEOUT) -> Any:
-        """The oldest queued frame, waiting up to `timeout` s for one (`SfuError` timeout;
-        `SfuError` closed when the track ended with nothing queued)."""
-        try:
-            async with asyncio.timeout(timeout):
-                while True:
-                    if not self._queue.empty():
-                        return self._queue.get_nowait()
-                    if self.ended:
-                        raise SfuError("closed", f"track {self.mid} ended")
-                    self._changed.clear()
-                    await self._changed.wait()
-        except TimeoutError:
-            raise SfuError("timeout", f"no frame on track {self.mid} within {timeout} s") from None
-
-    async def wait_frames(self, count: int, timeout: float = DEFAULT_TIMEOUT) -> None:
-        """Wait until at least `count` frames were received in total."""
-        try:
-            async with asyncio.timeout(timeout):
-                while self.stats.frames < count:
-                    if self.ended:
-                        raise SfuError("closed", f"track {self.mid} ended")
-                    self._changed.clear()
-                    await self._changed.wait()
-        except TimeoutError:
-            raise SfuError(
-                "timeout",
-                f"track {self.mid}: {self.stats.frames}/{count} frames within {timeout} s",
-            ) from None
+#: Unread tracks kept in `SfuClient.remote_tracks` (oldest dropped first).
+MAX_QUEUED_TRACKS = 256
+#: Ended tracks kept in `SfuClient.all_tracks` (oldest dropped first).
+MAX_KEPT_ENDED_TRACKS = 64
 
 
 Callback = Callable[..., Any]
@@ -350,7 +110,6 @@ class _Receiving:
     hook: ReceiverHook | None = None
     task: asyncio.Task[None] | None = None
     current: RemoteTrack | None = None
-    unlabelled_frames: int = 0
 
 
 # ---------------------------------------------------------------------- client
@@ -366,11 +125,36 @@ class SfuClient:
     callbacks only, called on every frame), `"disconnect"` -> no argument. Every server event
     is also recorded in `events` and can be awaited with `wait_for_event()`; new remote
     tracks go to the `remote_tracks` queue and the `tracks_by_mid` / `all_tracks` views.
+    Both are bounded for long-lived clients in churning rooms: `remote_tracks` keeps the
+    newest `MAX_QUEUED_TRACKS` unread tracks, `all_tracks` every live track and the newest
+    `MAX_KEPT_ENDED_TRACKS` ended ones (the frames of dropped ones stay in `frames`).
     """
 
-    def __init__(self, *, decode: bool = True, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(
+        self,
+        *,
+        decode: bool = True,
+        timeout: float = DEFAULT_TIMEOUT,
+        token: str | None = None,
+        headers: dict[str, str] | None = None,
+        ssl_verify: bool = True,
+        ice_servers: list[RTCIceServer] | None = None,
+        relay_only: bool = False,
+    ) -> None:
         self.decode = decode
         self.timeout = timeout
+        #: join token sent in the Socket.IO `auth` payload; extra handshake headers
+        self.token = token
+        self.headers = headers or {}
+        #: False: accept any TLS certificate (self-signed test servers)
+        self.ssl_verify = ssl_verify
+        #: ICE servers of the peer connection; None: the ones of the join ack
+        self.ice_servers = ice_servers
+        #: gather relay candidates only (TURN), like RTCIceTransportPolicy "relay"
+        self.relay_only = relay_only
+        #: frames received on receivers not (yet) labelled by the server's `tracks`
+        self.unlabelled_frames = 0
+        self._dropped_frames = 0  # frames of ended tracks dropped from all_tracks
         self.sio = socketio.AsyncClient(reconnection=False)
         self.pc: RTCPeerConnection | None = None
         self.id: str | None = None
@@ -379,7 +163,7 @@ class SfuClient:
         self.chat_history: list[ChatMessage] = []
         self.events: list[ServerEvent] = []
         self.errors: list[SfuError] = []
-        self.remote_tracks: asyncio.Queue[RemoteTrack] = asyncio.Queue()
+        self.remote_tracks: asyncio.Queue[RemoteTrack] = asyncio.Queue(MAX_QUEUED_TRACKS)
         self.all_tracks: list[RemoteTrack] = []
         #: TrackInfo of the server's last offer, by mid
         self.tracks: dict[str, TrackInfo] = {}
@@ -404,30 +188,30 @@ class SfuClient:
     # ------------------------------------------------------------------ lifecycle
 
     @classmethod
-    async def connect(
-        cls,
-        url: str,
-        *,
-        token: str | None = None,
-        decode: bool = True,
-        timeout: float = DEFAULT_TIMEOUT,
-    ) -> SfuClient:
-        """Open the Socket.IO connection (websocket transport). A refused connection raises
-        `SfuError` with the server's code (e.g. `unauthorized`)."""
-        client = cls(decode=decode, timeout=timeout)
-        await client._open(url, token)
+    async def connect(cls, url: str, **options: Any) -> SfuClient:
+        """`SfuClient(**options)`, then `open(url)`: the usual way to make a client."""
+        client = cls(**options)
+        await client.open(url)
         return client
 
-    async def _open(self, url: str, token: str | None) -> None:
-        auth = {"token": token} if token is not None else None
+    async def open(self, url: str) -> None:
+        """Open the Socket.IO connection (websocket transport; `token` in the `auth`
+        payload, `headers` with the handshake). A refused connection raises `SfuError` with
+        the server's code (e.g. `unauthorized`)."""
+        auth = {"token": self.token} if self.token is not None else None
+        self.sio.eio.ssl_verify = self.ssl_verify
         try:
             async with asyncio.timeout(self.timeout):
                 await self.sio.connect(
-                    url, auth=auth, transports=["websocket"], wait_timeout=self.timeout
+                    url,
+                    auth=auth,
+                    headers=self.headers,
+                    transports=["websocket"],
+                    wait_timeout=self.timeout,
                 )
         except socketio.exceptions.ConnectionError as exc:
             await self._discard_socket()
-            raise _refusal(self._connect_error, str(exc)) from None
+            raise refusal(self._connect_error, str(exc)) from None
         except TimeoutError:
             await self._discard_socket()
             raise SfuError(
@@ -455,6 +239,12 @@ class SfuClient:
         await self._discard_socket()
         self.connected = False
         self._changed.set()
+
+    async def close_media(self) -> None:
+        """Close the peer connection (and stop receiving) but keep the socket open: the
+        server sees a participant whose media went away."""
+        async with self._locked():
+            await self._close_media()
 
     async def __aenter__(self) -> SfuClient:
         return self
@@ -502,27 +292,24 @@ class SfuClient:
             raise SfuError("timeout", f"no ack to {event!r} within {wait} s") from None
         except socketio.exceptions.BadNamespaceError:
             raise SfuError("disconnected", "not connected to the server") from None
-        if not isinstance(reply, dict):
-            raise SfuError("bad_reply", f"ack to {event!r} is not an object: {reply!r}")
-        if reply.get("ok") is True:
-            return reply
-        error = reply.get("error")
-        if isinstance(error, dict):
-            raise SfuError(str(error.get("code", "unknown")), str(error.get("message", "")))
-        raise SfuError("bad_reply", f"ack to {event!r} has no ok/error: {reply!r}")
+        error = error_from_ack(event, reply)
+        if error is not None:
+            raise error
+        return dict(reply)
+
+    async def call(self, event: str, payload: Any = None, timeout: float | None = None) -> Any:
+        """Send any event with any payload and return the raw ack, whatever it is (for
+        protocol and adversarial tests; `request()` is the checked form). The client's own
+        state (joined room, peer connection) is not touched."""
+        wait = self.timeout if timeout is None else timeout
+        return await self.sio.call(event, payload, timeout=wait)
 
     async def join(self, room: str, name: str) -> JoinResult:
         """Join `room` as `name`; create the peer connection (ICE servers from the ack)."""
         if self.id is not None:
             raise SfuError("already_joined", "this client already joined a room")
         reply = await self.request("join", {"room": room, "name": name})
-        result = JoinResult(
-            id=str(reply["id"]),
-            room=str(reply.get("room", room)),
-            participants=[Participant.from_wire(p) for p in reply.get("participants", [])],
-            ice_servers=[s for s in reply.get("iceServers", []) if isinstance(s, dict)],
-            chat=[ChatMessage.from_wire(m) for m in reply.get("chat", [])],
-        )
+        result = JoinResult.from_wire(reply, room)
         self.id, self.room = result.id, result.room
         for p in result.participants:
             self.participants.setdefault(p.id, p)
@@ -532,13 +319,22 @@ class SfuClient:
         return result
 
     def _new_pc(self, ice_servers: list[dict[str, Any]]) -> RTCPeerConnection:
-        servers = [
-            RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
-            for s in ice_servers
-            if "urls" in s
-        ]
+        servers = self.ice_servers
+        if servers is None:
+            servers = [
+                RTCIceServer(
+                    urls=s["urls"], username=s.get("username"), credential=s.get("credential")
+                )
+                for s in ice_servers
+                if "urls" in s
+            ]
+        policy = RTCIceTransportPolicy.RELAY if self.relay_only else RTCIceTransportPolicy.ALL
         pc = RTCPeerConnection(
-            RTCConfiguration(iceServers=servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+            RTCConfiguration(
+                iceServers=servers,
+                iceTransportPolicy=policy,
+                bundlePolicy=RTCBundlePolicy.MAX_BUNDLE,
+            )
         )
         pc.on("track", self._on_pc_track)
         pc.on("connectionstatechange", self._on_connection_state)
@@ -567,7 +363,7 @@ class SfuClient:
                 if track is None:
                     continue
                 transceiver = pc.addTransceiver(track, direction="sendonly")
-                _prefer_codecs(transceiver)
+                prefer_codecs(transceiver)
                 request_keyframe = getattr(track, "request_keyframe", None)
                 if track.kind == "video" and callable(request_keyframe):
                     install_sender_keyframe_hook(transceiver.sender, request_keyframe)
@@ -631,13 +427,13 @@ class SfuClient:
         # the server starts its connectivity checks as soon as it answers, before we apply
         # the offer: take the offerer's (controlling) ICE role now, or both ends may start
         # as controlled and fight over the role
-        claimed = claim_ice_controlling(pc)
+        claimed = negotiation.claim_ice_controlling(pc)
         try:
             reply = await self.request(
                 "sdp", {"description": {"type": "offer", "sdp": sdp}, "tracks": tracks}
             )
         except SfuError:
-            release_ice_role(claimed)
+            negotiation.release_ice_role(claimed)
             raise
         description = reply.get("description")
         if not isinstance(description, dict) or description.get("type") != "answer":
@@ -672,7 +468,7 @@ class SfuClient:
                 transceiver = next(new, None)
             if transceiver is None:
                 raise SfuError("negotiation_failed", f"offer m-line {mid!r} has no transceiver")
-            add_transport_description(media, transceiver.receiver.transport)
+            negotiation.add_transport_description(media, transceiver.receiver.transport)
             source = self._local.get(transceiver)
             if source is not None:
                 tracks.append({"mid": mid, "source": source})
@@ -698,12 +494,17 @@ class SfuClient:
         try:
             await self.request("leave", {})
         finally:
-            async with self._locked():
-                await self._close_media()
-            self.id = self.room = None
-            self._joined.clear()
-            self.participants.clear()
-            self.tracks.clear()
+            await self.forget_room()
+
+    async def forget_room(self) -> None:
+        """Drop the room state and close the peer connection, as after `leave()`, without
+        telling the server (for a `leave` sent another way, e.g. with `call()`)."""
+        async with self._locked():
+            await self._close_media()
+        self.id = self.room = None
+        self._joined.clear()
+        self.participants.clear()
+        self.tracks.clear()
 
     # ------------------------------------------------------------------ waiting
 
@@ -728,6 +529,21 @@ class SfuClient:
 
         await self._wait_until(match, timeout, f"event {name!r}")
         return found[0]
+
+    def named(self, name: str) -> list[Any]:
+        """Payloads of the recorded server events `name`, oldest first."""
+        return [event.payload for event in self.events if event.name == name]
+
+    @property
+    def frames(self) -> int:
+        """Frames received so far on all remote tracks (labelled or not)."""
+        received = sum(t.stats.frames for t in self.all_tracks)
+        return self.unlabelled_frames + self._dropped_frames + received
+
+    async def wait_more_frames(self, more: int, timeout: float | None = None) -> None:
+        """Wait until `more` frames beyond the current `frames` were received."""
+        target = self.frames + more
+        await self._wait_until(lambda: self.frames >= target, timeout, f"{more} more frames")
 
     async def wait_for_track(
         self,
@@ -857,7 +673,7 @@ class SfuClient:
             self.participants[participant.id] = participant
             self._fire(name, participant)
         elif name == "participant left":
-            d = _object(data, "participant left")
+            d = wire_object(data, "participant left")
             pid = str(d.get("id", ""))
             self.participants.pop(pid, None)
             self._fire(name, pid, str(d.get("reason", "")))
@@ -866,8 +682,7 @@ class SfuClient:
             self.chat_history.append(message)
             self._fire(name, message)
         elif name == "error":
-            d = data if isinstance(data, dict) else {}
-            error = SfuError(str(d.get("code", "unknown")), str(d.get("message", data)))
+            error = error_event(data)
             self.errors.append(error)
             logger.info("server error event: %s", error)
             self._fire(name, error)
@@ -882,8 +697,13 @@ class SfuClient:
                 answer = await self._answer(data)
             return {"description": {"type": "answer", "sdp": answer}}
         except Exception as exc:
-            log = logger.debug if self._closed else logger.warning
-            log("cannot answer the server's offer: %r", exc)
+            # a client that is closing, or whose peer connection the server just closed
+            # (a leave in flight), has nothing to answer with: not worth a warning
+            leaving = self._closed or self.pc is None or self.pc.signalingState == "closed"
+            log = logger.debug if leaving else logger.warning
+            # the text, not the exception: a kept log record must not keep its traceback
+            # (and with it this client and its peer connection) alive
+            log("cannot answer the server's offer: %s", repr(exc))
             self.errors.append(SfuError("negotiation_failed", repr(exc)))
             code = "invalid_sdp" if isinstance(exc, ValueError | TypeError) else "internal_error"
             return {"error": {"code": code, "message": f"client could not answer: {exc!r}"}}
@@ -893,15 +713,15 @@ class SfuClient:
 
     async def _answer(self, data: Any) -> str:
         pc = self._require_pc()
-        d = _object(data, "sdp")
-        description = _object(d.get("description"), "description")
+        d = wire_object(data, "sdp")
+        description = wire_object(d.get("description"), "description")
         if description.get("type") != "offer" or not isinstance(description.get("sdp"), str):
             raise ValueError("the server's sdp event carries no offer")
         infos = [TrackInfo.from_wire(row) for row in d.get("tracks", [])]
         self.tracks = {info.mid: info for info in infos}
         offer = RTCSessionDescription(sdp=description["sdp"], type="offer")
         await self._settle(pc)
-        with park_transceivers(pc, [t for t in self._local if t.mid is None]):
+        with negotiation.park_transceivers(pc, [t for t in self._local if t.mid is None]):
             await pc.setRemoteDescription(offer)
             await pc.setLocalDescription(await pc.createAnswer())
         self._relabel(pc)
@@ -921,7 +741,7 @@ class SfuClient:
             logger.warning("track %s without a transceiver", track.id)
             return
         mid = transceiver.mid
-        _prefer_codecs(transceiver)  # our later offers must not list codecs the SFU lacks
+        prefer_codecs(transceiver)  # our later offers must not list codecs the SFU lacks
         receiving = _Receiving(transceiver)
         self._receiving[mid] = receiving
         if self.decode:
@@ -946,19 +766,31 @@ class SfuClient:
                 transceiver = receiving.transceiver
                 remote = RemoteTrack(info, transceiver.receiver.track, transceiver.receiver)
                 receiving.current = remote
-                self.all_tracks.append(remote)
-                self.remote_tracks.put_nowait(remote)
+                self._keep_track(remote)
                 self._fire("track", remote)
         unknown = set(self.tracks) - set(self._receiving)
         if unknown:
             logger.warning("server labelled mids we do not receive on: %s", sorted(unknown))
 
+    def _keep_track(self, remote: RemoteTrack) -> None:
+        """Record a new remote track in the bounded `all_tracks` and `remote_tracks`."""
+        self.all_tracks.append(remote)
+        ended = [t for t in self.all_tracks if t.ended]
+        if len(ended) > MAX_KEPT_ENDED_TRACKS:
+            drop = {id(t) for t in ended[: len(ended) - MAX_KEPT_ENDED_TRACKS]}
+            self._dropped_frames += sum(t.stats.frames for t in ended if id(t) in drop)
+            self.all_tracks = [t for t in self.all_tracks if id(t) not in drop]
+        if self.remote_tracks.full():
+            self.remote_tracks.get_nowait()
+        self.remote_tracks.put_nowait(remote)
+
     def _on_encoded(self, receiving: _Receiving, frame: EncodedFrame) -> None:
         remote = receiving.current
         if remote is None:
-            receiving.unlabelled_frames += 1
+            self.unlabelled_frames += 1
             return
         remote._deliver(frame, len(frame.data), frame.keyframe)
+        self._notify()
         self._fire_frame(remote, frame)
 
     def _on_receiver_end(self, receiving: _Receiving) -> None:
@@ -973,9 +805,10 @@ class SfuClient:
                 frame = await track.recv()
                 remote = receiving.current
                 if remote is None:
-                    receiving.unlabelled_frames += 1
+                    self.unlabelled_frames += 1
                     continue
                 remote._deliver(frame, 0, False)
+                self._notify()
                 self._fire_frame(remote, frame)
         except MediaStreamError:
             self._on_receiver_end(receiving)
@@ -1005,8 +838,9 @@ def _moved_past(client: SfuClient, seen: int) -> Callable[[], bool]:
     return lambda: client.server_offers_handled > seen
 
 
-def _prefer_codecs(transceiver: RTCRtpTransceiver) -> None:
-    wanted = _CODECS[transceiver.kind]
+def prefer_codecs(transceiver: RTCRtpTransceiver) -> None:
+    """Limit `transceiver` to the room's codecs (`sfu.wire.PREFERRED_CODECS`)."""
+    wanted = PREFERRED_CODECS[transceiver.kind]
     codecs = [
         c
         for c in RTCRtpSender.getCapabilities(transceiver.kind).codecs
@@ -1020,23 +854,3 @@ async def _guard(awaitable: Awaitable[Any], event: str) -> None:
         await awaitable
     except Exception:
         logger.exception("%r callback failed", event)
-
-
-def _refusal(data: Any, fallback: str) -> SfuError:
-    """`SfuError` from a `connect_error` payload: `{"code", "message"}`, or python-socketio's
-    `{"message": str(...)}` wrapping of one."""
-    if isinstance(data, dict):
-        if "code" in data:
-            return SfuError(str(data["code"]), str(data.get("message", "")))
-        inner = data.get("data")
-        if isinstance(inner, dict) and "code" in inner:
-            return SfuError(str(inner["code"]), str(inner.get("message", "")))
-        message = data.get("message")
-        if isinstance(message, str) and message.startswith("{"):
-            with contextlib.suppress(ValueError, SyntaxError):
-                parsed = ast.literal_eval(message)
-                if isinstance(parsed, dict) and "code" in parsed:
-                    return SfuError(str(parsed["code"]), str(parsed.get("message", "")))
-        if isinstance(message, str):
-            return SfuError("connection_refused", message)
-    return SfuError("connection_refused", fallback)

@@ -1,0 +1,625 @@
+"""Media sources for bots, tests and the benchmark: pre-encoded, paced, identifiable.
+
+Encoding costs ~2.4 ms per 640x480 VP8 frame; a benchmark publisher must not spend its CPU
+on that, and `MediaPlayer(decode=False, loop=True)` neither paces after its first loop nor
+keeps timestamps increasing. So:
+
+- `encode_clip()` encodes a short VP8 clip ONCE with PyAV and caches it as a file (default
+  `~/.cache/sfu-relay/`, or `$SFU_CACHE_DIR`, or the `cache_dir` argument), keyed by every
+  parameter. Each clip carries a *marker* (0-255) drawn into its pictures, so whoever decodes
+  the video can tell which publisher it came from (`marker_from_frame`), and its encoded
+  frames are distinct per marker, so a passthrough receiver can identify publisher and frame
+  from the bytes alone (`VideoClip.locate`).
+- `PacedVideoTrack` / `PacedAudioTrack` replay encoded packets as `av.Packet` in real time
+  (monotonic clock, no bursts), looping with ever-increasing `pts`. aiortc's `RTCRtpSender`
+  only re-packetizes them: no encoder runs.
+- `file_tracks()` publishes a media file with aiortc's `MediaPlayer` (decoding; the sender
+  encodes).
+
+Marker picture layout: the top quarter of the picture is two rows of 8 cells. Cell `i` of
+the upper row is white when bit `7 - i` of the marker is set, black otherwise; the lower row
+is the inverse (a self-check that rejects pictures without a marker). The rest of the picture
+is a solid background of `colour_for_marker(marker)` with moving bars and a moving box.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import colorsys
+import contextlib
+import fractions
+import hashlib
+import json
+import logging
+import os
+import struct
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack, VideoStreamTrack
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "AUDIO_CLOCK_RATE",
+    "VIDEO_CLOCK_RATE",
+    "AudioClip",
+    "ClipPacket",
+    "FileTracks",
+    "PacedAudioTrack",
+    "PacedVideoTrack",
+    "PatternVideoTrack",
+    "VideoClip",
+    "clip_path",
+    "colour_for_marker",
+    "encode_audio_clip",
+    "encode_clip",
+    "file_tracks",
+    "marker_from_frame",
+    "resolve_cache_dir",
+    "vp8_is_keyframe",
+]
+
+VIDEO_CLOCK_RATE = 90000
+AUDIO_CLOCK_RATE = 48000
+#: Bump when the generated pictures or the file format change: old cache files are ignored.
+CLIP_FORMAT_VERSION = 1
+_MAGIC = b"SFUCLIP1"
+_MARKER_CELLS = 8
+#: Lateness beyond which a paced track stops trying to catch up (no bursts after a stall).
+MAX_LAG = 0.2
+
+
+def vp8_is_keyframe(data: bytes) -> bool:
+    """True when `data` (a VP8 frame) is a keyframe: bit 0 of the frame tag is 0."""
+    return bool(data) and not (data[0] & 0x01)
+
+
+# ---------------------------------------------------------------------- markers
+
+
+def colour_for_marker(marker: int) -> tuple[int, int, int]:
+    """A distinctive, saturated RGB background colour for `marker` (0-255)."""
+    _check_marker(marker)
+    hue = (marker * 0.6180339887498949) % 1.0  # golden-ratio spacing
+    r, g, b = colorsys.hsv_to_rgb(hue, 0.75, 0.85)
+    return round(r * 255), round(g * 255), round(b * 255)
+
+
+def _check_marker(marker: int) -> None:
+    if not isinstance(marker, int) or not 0 <= marker <= 255:
+        raise ValueError(f"marker must be an int in 0..255, got {marker!r}")
+
+
+def _marker_cells(width: int, height: int) -> tuple[int, int]:
+    """(cell width, cell height) of the marker band."""
+    return width // _MARKER_CELLS, height // 8
+
+
+def _render_frame(width: int, height: int, marker: int, index: int, fps: int) -> np.ndarray:
+    """One RGB picture (height x width x 3) of a clip: marker band over moving content."""
+    img = np.empty((height, width, 3), np.uint8)
+    img[:, :] = colour_for_marker(marker)
+    cw, ch = _marker_cells(width, height)
+    band = 2 * ch
+    # moving diagonal bars (texture that costs bits) below the marker band
+    ys, xs = np.mgrid[band:height, 0:width]
+    speed = max(1, width // (2 * fps))  # half a picture width per second
+    bars = ((xs + ys + index * speed) // max(4, width // 20)) % 2 == 0
+    shade = img[band:, :].astype(np.int16)
+    shade[bars] = shade[bars] // 2 + 60
+    img[band:, :] = np.clip(shade, 0, 255).astype(np.uint8)
+    # a white box travelling across (wraps around)
+    box = max(8, height // 6)
+    x0 = (index * speed * 2) % max(1, width - box)
+    y0 = band + (height - band - box) // 2
+    img[y0 : y0 + box, x0 : x0 + box] = 255
+    # the marker band, drawn last so nothing overlaps it
+    for i in range(_MARKER_CELLS):
+        bit = (marker >> (_MARKER_CELLS - 1 - i)) & 1
+        top, bottom = (255, 0) if bit else (0, 255)
+        x = i * cw
+        img[0:ch, x : x + cw] = top
+        img[ch:band, x : x + cw] = bottom
+    return img
+
+
+def marker_from_frame(frame: av.VideoFrame) -> int | None:
+    """The marker (0-255) drawn into a decoded picture of a clip, or None when the picture
+    carries no valid marker. Works at any resolution the encoder kept the aspect of, and
+    survives lossy coding (each cell is a large flat black or white area)."""
+    gray = frame.to_ndarray(format="gray")
+    height, width = gray.shape[:2]
+    cw, ch = _marker_cells(width, height)
+    if cw < 4 or ch < 4:
+        return None
+    mx, my = cw // 4, ch // 4  # ignore cell borders (ringing, chroma bleed)
+    marker = 0
+    for i in range(_MARKER_CELLS):
+        x = i * cw
+        top = float(gray[my : ch - my, x + mx : x + cw - mx].mean())
+        bottom = float(gray[ch + my : 2 * ch - my, x + mx : x + cw - mx].mean())
+        if abs(top - bottom) < 100:
+            return None
+        marker = (marker << 1) | (1 if top > bottom else 0)
+    return marker
+
+
+# ---------------------------------------------------------------------- clips
+
+
+@dataclass(frozen=True, slots=True)
+class ClipPacket:
+    """One encoded frame of a clip."""
+
+    data: bytes
+    keyframe: bool
+
+
+@dataclass(frozen=True)
+class VideoClip:
+    """A pre-encoded VP8 clip: `packets[i]` is frame `i`, at `fps` frames per second."""
+
+    width: int
+    height: int
+    fps: int
+    bitrate: int
+    gop: int
+    marker: int
+    packets: tuple[ClipPacket, ...]
+    path: Path | None = None
+    _index: dict[bytes, int] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        for i, p in enumerate(self.packets):
+            self._index.setdefault(_digest(p.data), i)
+
+    @property
+    def duration(self) -> float:
+        return len(self.packets) / self.fps
+
+    @property
+    def keyframe_indexes(self) -> list[int]:
+        return [i for i, p in enumerate(self.packets) if p.keyframe]
+
+    def locate(self, data: bytes) -> int | None:
+        """Index of the frame whose encoded bytes are `data` (a passthrough receiver gets
+        them byte-identical), or None when `data` is not a frame of this clip."""
+        return self._index.get(_digest(data))
+
+
+@dataclass(frozen=True)
+class AudioClip:
+    """Pre-encoded Opus packets of 20 ms each (960 samples at 48 kHz)."""
+
+    frequency: float
+    packets: tuple[ClipPacket, ...]
+    samples_per_packet: int = 960
+
+
+def _digest(data: bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=12).digest()
+
+
+def resolve_cache_dir(override: str | os.PathLike[str] | None = None) -> Path:
+    """The clip cache directory: `override`, else `$SFU_CACHE_DIR`, else
+    `~/.cache/sfu-relay/`."""
+    if override is not None:
+        return Path(override)
+    env = os.environ.get("SFU_CACHE_DIR")
+    if env:
+        return Path(env)
+    return Path.home() / ".cache" / "sfu-relay"
+
+
+def _gop_for(fps: int, gop: int | None) -> int:
+    return gop if gop is not None else 2 * fps
+
+
+def clip_path(
+    *,
+    width: int = 640,
+    height: int = 480,
+    fps: int = 30,
+    seconds: float = 4.0,
+    bitrate: int = 600_000,
+    gop: int | None = None,
+    marker: int = 0,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> Path:
+    """Where `encode_clip` with these parameters caches its clip."""
+    frames = max(1, round(seconds * fps))
+    gop_frames = _gop_for(fps, gop)
+    return _clip_file(width, height, fps, frames, bitrate, gop_frames, marker, cache_dir)
+
+
+def _clip_file(
+    width: int,
+    height: int,
+    fps: int,
+    frames: int,
+    bitrate: int,
+    gop_frames: int,
+    marker: int,
+    cache_dir: str | os.PathLike[str] | None,
+) -> Path:
+    name = (
+        f"vp8-v{CLIP_FORMAT_VERSION}-{width}x{height}-{fps}fps-{frames}f-"
+        f"{bitrate // 1000}k-gop{gop_frames}-m{marker}.clip"
+    )
+    return resolve_cache_dir(cache_dir) / name
+
+
+_clip_memo: dict[Path, VideoClip] = {}
+_clip_lock = threading.Lock()
+
+
+def encode_clip(
+    *,
+    width: int = 640,
+    height: int = 480,
+    fps: int = 30,
+    seconds: float = 4.0,
+    bitrate: int = 600_000,
+    gop: int | None = None,
+    marker: int = 0,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> VideoClip:
+    """Return the VP8 clip for these parameters, encoding it on first use.
+
+    The clip is `round(seconds * fps)` frames of `width` x `height` (even numbers) with a
+    keyframe every `gop` frames (default: every 2 s, and frame 0 always) at about `bitrate`
+    bits per second, showing `marker`. It is cached in a file (see `clip_path`) written
+    atomically, so concurrent processes may race safely, and memoised in the process.
+    Blocking (about 5 ms per 640x480 frame on first use): call it before the event loop
+    gets busy, or through `asyncio.to_thread`.
+    """
+    _check_marker(marker)
+    if width <= 0 or height <= 0 or width % 2 or height % 2:
+        raise ValueError("width and height must be positive even numbers")
+    if not 1 <= fps <= 120:
+        raise ValueError("fps must be in 1..120")
+    gop_frames = _gop_for(fps, gop)
+    if gop_frames < 1:
+        raise ValueError("gop must be at least 1")
+    frames = max(1, round(seconds * fps))
+    path = _clip_file(width, height, fps, frames, bitrate, gop_frames, marker, cache_dir)
+    with _clip_lock:
+        memo = _clip_memo.get(path)
+        if memo is not None:
+            return memo
+        packets: list[ClipPacket] | None = None
+        if path.exists():
+            try:
+                packets = _read_clip(path)
+            except (OSError, ValueError) as exc:
+                logger.warning("ignoring unreadable clip cache %s: %s", path, exc)
+        if packets is None or len(packets) != frames:
+            started = time.monotonic()
+            packets = _encode_vp8(width, height, fps, frames, bitrate, gop_frames, marker)
+            _write_clip(path, packets, {"width": width, "height": height, "fps": fps})
+            logger.info(
+                "encoded %d-frame clip %s in %.1f s",
+                frames,
+                path.name,
+                time.monotonic() - started,
+            )
+        clip = VideoClip(width, height, fps, bitrate, gop_frames, marker, tuple(packets), path)
+        _clip_memo[path] = clip
+        return clip
+
+
+def _encode_vp8(
+    width: int, height: int, fps: int, frames: int, bitrate: int, gop: int, marker: int
+) -> list[ClipPacket]:
+    codec = av.CodecContext.create("libvpx", "w")
+    codec.width = width
+    codec.height = height
+    codec.pix_fmt = "yuv420p"
+    codec.framerate = fractions.Fraction(fps, 1)
+    codec.time_base = fractions.Fraction(1, fps)
+    codec.bit_rate = bitrate
+    codec.gop_size = gop
+    # no alt-ref / lagged frames: one visible frame per packet, as a real-time sender emits
+    codec.options = {
+        "deadline": "good",
+        "cpu-used": "4",
+        "auto-alt-ref": "0",
+        "lag-in-frames": "0",
+        "keyint_min": str(gop),  # no extra keyframes on "scene cuts"
+    }
+    out: list[bytes] = []
+    for i in range(frames):
+        picture = av.VideoFrame.from_ndarray(
+            _render_frame(width, height, marker, i, fps), format="rgb24"
+        ).reformat(format="yuv420p")
+        picture.pts = i
+        if i % gop == 0:
+            picture.pict_type = av.video.frame.PictureType.I
+        out.extend(bytes(p) for p in codec.encode(picture))
+    out.extend(bytes(p) for p in codec.encode(None))
+    if len(out) != frames:
+        raise RuntimeError(f"VP8 encoder produced {len(out)} packets for {frames} frames")
+    return [ClipPacket(data, vp8_is_keyframe(data)) for data in out]
+
+
+def _write_clip(path: Path, packets: list[ClipPacket], meta: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = json.dumps({**meta, "count": len(packets)}).encode()
+    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(_MAGIC + struct.pack(">I", len(header)) + header)
+            for p in packets:
+                f.write(struct.pack(">BI", 1 if p.keyframe else 0, len(p.data)))
+                f.write(p.data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _read_clip(path: Path) -> list[ClipPacket]:
+    blob = path.read_bytes()
+    if not blob.startswith(_MAGIC):
+        raise ValueError("bad magic")
+    pos = len(_MAGIC)
+    (hlen,) = struct.unpack_from(">I", blob, pos)
+    pos += 4
+    header = json.loads(blob[pos : pos + hlen])
+    pos += hlen
+    packets: list[ClipPacket] = []
+    while pos < len(blob):
+        flags, size = struct.unpack_from(">BI", blob, pos)
+        pos += 5
+        data = blob[pos : pos + size]
+        if len(data) != size:
+            raise ValueError("truncated clip")
+        pos += size
+        packets.append(ClipPacket(data, bool(flags & 1)))
+    if len(packets) != header.get("count"):
+        raise ValueError("packet count mismatch")
+    return packets
+
+
+_audio_memo: dict[tuple[float, float, int], AudioClip] = {}
+
+
+def encode_audio_clip(
+    frequency: float = 440.0, seconds: float = 1.0, bitrate: int = 32_000
+) -> AudioClip:
+    """Opus packets (48 kHz, stereo, 20 ms each) of a sine tone, memoised in the process
+    (encoding 1 s takes a few milliseconds). The clip holds a whole number of periods when
+    `frequency * seconds` is an integer, so looping it is seamless."""
+    key = (float(frequency), float(seconds), int(bitrate))
+    with _clip_lock:
+        memo = _audio_memo.get(key)
+        if memo is not None:
+            return memo
+        codec = av.CodecContext.create("libopus", "w")
+        codec.sample_rate = AUDIO_CLOCK_RATE
+        codec.layout = "stereo"
+        codec.format = "s16"
+        codec.bit_rate = bitrate
+        codec.time_base = fractions.Fraction(1, AUDIO_CLOCK_RATE)
+        samples = 960
+        count = max(1, round(seconds * AUDIO_CLOCK_RATE / samples))
+        t = np.arange(count * samples) / AUDIO_CLOCK_RATE
+        wave = (0.3 * 32767 * np.sin(2 * np.pi * frequency * t)).astype(np.int16)
+        out: list[bytes] = []
+        for i in range(count):
+            chunk = wave[i * samples : (i + 1) * samples]
+            frame = av.AudioFrame.from_ndarray(
+                np.repeat(chunk, 2).reshape(1, -1), format="s16", layout="stereo"
+            )
+            frame.sample_rate = AUDIO_CLOCK_RATE
+            frame.pts = i * samples
+            out.extend(bytes(p) for p in codec.encode(frame))
+        out.extend(bytes(p) for p in codec.encode(None))
+        # the encoder's flush adds a packet for its look-ahead: keep whole periods only
+        out = [d for d in out if d][:count]
+        clip = AudioClip(float(frequency), tuple(ClipPacket(d, True) for d in out))
+        _audio_memo[key] = clip
+        return clip
+
+
+# ---------------------------------------------------------------------- paced tracks
+
+
+class _PacedTrack(MediaStreamTrack):
+    """Replays `packets` in a loop at one packet per `interval` seconds of the monotonic
+    clock. `pts` follows the schedule in units of 1/`clock_rate` and never goes back; after
+    a stall longer than `MAX_LAG` the schedule moves forward instead of bursting."""
+
+    def __init__(self, packets: tuple[ClipPacket, ...], interval: float, clock_rate: int) -> None:
+        super().__init__()
+        if not packets:
+            raise ValueError("a paced track needs at least one packet")
+        self._packets = packets
+        self._interval = interval
+        self._clock_rate = clock_rate
+        self._time_base = fractions.Fraction(1, clock_rate)
+        self._start: float | None = None
+        self._shift = 0.0  # seconds the schedule moved forward after stalls
+        self._n = 0  # packets sent
+        self._position = 0  # index into packets of the next one
+        self._last_pts = -1
+        self.frames_sent = 0
+        self.bytes_sent = 0
+        self.stalls = 0
+        self.started_at: float | None = None
+
+    async def recv(self) -> av.Packet[Any]:
+        if self.readyState != "live":
+            raise MediaStreamError
+        now = time.monotonic()
+        if self._start is None:
+            self._start = now
+            self.started_at = now
+        offset = self._n * self._interval + self._shift
+        due = self._start + offset
+        if due > now:
+            await asyncio.sleep(due - now)
+            if self.readyState != "live":
+                raise MediaStreamError
+        elif now - due > MAX_LAG:
+            self.stalls += 1
+            self._shift += now - due
+            offset = self._n * self._interval + self._shift
+        pts = max(self._last_pts + 1, round(offset * self._clock_rate))
+        self._last_pts = pts
+        index = self._choose(self._position)
+        item = self._packets[index]
+        self._position = (index + 1) % len(self._packets)
+        self._n += 1
+        packet = av.Packet(item.data)
+        packet.pts = pts
+        packet.dts = pts
+        packet.time_base = self._time_base
+        packet.is_keyframe = item.keyframe
+        self.frames_sent += 1
+        self.bytes_sent += len(item.data)
+        self._sent(pts, index)
+        return packet
+
+    def _choose(self, position: int) -> int:
+        """Index of the packet to send now, `position` being the next one in order."""
+        return position
+
+    def _sent(self, pts: int, index: int) -> None:
+        pass
+
+
+class PacedVideoTrack(_PacedTrack):
+    """A video track replaying a pre-encoded VP8 clip in real time, looping, as `av.Packet`
+    (time_base 1/90000, pts increasing across loops); the sender packs it without encoding.
+
+    `PacedVideoTrack(marker=3)` encodes/loads the default 640x480 30 fps clip for marker 3;
+    pass `clip=encode_clip(...)` for other sizes. With `record_send_times=True` the track
+    keeps the monotonic send time of its last `max_records` frames: `send_times` (pts ->
+    time) and `last_send_time(frame_index)` (for receivers that `clip.locate()` a frame).
+    `request_keyframe()` makes the next frame the clip's next keyframe (hook it to the
+    sender's PLI/FIR so new subscribers need not wait for the periodic one).
+    """
+
+    kind = "video"
+
+    def __init__(
+        self,
+        clip: VideoClip | None = None,
+        *,
+        marker: int = 0,
+        record_send_times: bool = False,
+        max_records: int = 10_000,
+        cache_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        if clip is None:
+            clip = encode_clip(marker=marker, cache_dir=cache_dir)
+        super().__init__(clip.packets, 1.0 / clip.fps, VIDEO_CLOCK_RATE)
+        self.clip = clip
+        self.marker = clip.marker
+        self.record_send_times = record_send_times
+        self.max_records = max_records
+        self.send_times: OrderedDict[int, float] = OrderedDict()
+        self._index_times: dict[int, float] = {}
+        self._keyframes = clip.keyframe_indexes
+        self._keyframe_wanted = False
+        self._last_jump = -1.0
+        self.keyframe_jumps = 0
+        self.keyframes_sent = 0
+
+    def request_keyframe(self) -> None:
+        """Send a keyframe next (jump ahead in the clip), at most every 0.3 s."""
+        self._keyframe_wanted = True
+
+    def _choose(self, position: int) -> int:
+        if self._keyframe_wanted:
+            self._keyframe_wanted = False
+            now = time.monotonic()
+            if not self._packets[position].keyframe and now - self._last_jump >= 0.3:
+                self._last_jump = now
+                self.keyframe_jumps += 1
+                return next((k for k in self._keyframes if k > position), self._keyframes[0])
+        return position
+
+    def _sent(self, pts: int, index: int) -> None:
+        if self._packets[index].keyframe:
+            self.keyframes_sent += 1
+        if not self.record_send_times:
+            return
+        now = time.monotonic()
+        self.send_times[pts] = now
+        self._index_times[index] = now
+        while len(self.send_times) > self.max_records:
+            self.send_times.popitem(last=False)
+
+    def last_send_time(self, frame_index: int) -> float | None:
+        """Monotonic time the clip's frame `frame_index` was last sent (recording on)."""
+        return self._index_times.get(frame_index)
+
+
+class PacedAudioTrack(_PacedTrack):
+    """An audio track replaying pre-encoded Opus (20 ms packets of a tone, 48 kHz) in real
+    time, looping, as `av.Packet` with time_base 1/48000."""
+
+    kind = "audio"
+
+    def __init__(self, clip: AudioClip | None = None, *, frequency: float = 440.0) -> None:
+        if clip is None:
+            clip = encode_audio_clip(frequency)
+        super().__init__(clip.packets, clip.samples_per_packet / AUDIO_CLOCK_RATE, AUDIO_CLOCK_RATE)
+        self.clip = clip
+
+
+# ---------------------------------------------------------------------- files
+
+
+class PatternVideoTrack(VideoStreamTrack):
+    """Small raw frames whose luma changes every frame, paced at 30 fps by aiortc's
+    `VideoStreamTrack`: the sender ENCODES them (cheap at this size). For tests that need
+    any video at all, not a benchmark (use `PacedVideoTrack` there)."""
+
+    def __init__(self, width: int = 96, height: int = 64) -> None:
+        super().__init__()
+        self.size = (width, height)
+        self.count = 0
+
+    async def recv(self) -> av.VideoFrame:
+        pts, time_base = await self.next_timestamp()
+        frame = av.VideoFrame(width=self.size[0], height=self.size[1])
+        for i, plane in enumerate(frame.planes):
+            plane.update(bytes([(self.count * 7) % 256 if i == 0 else 128]) * plane.buffer_size)
+        frame.pts, frame.time_base = pts, time_base
+        self.count += 1
+        return frame
+
+
+@dataclass
+class FileTracks:
+    """The tracks of a media file played by aiortc's `MediaPlayer` (which decodes; the
+    sender encodes). `close()` stops them and the player's thread."""
+
+    player: Any
+    video: MediaStreamTrack | None
+    audio: MediaStreamTrack | None
+
+    def close(self) -> None:
+        for track in (self.video, self.audio):
+            if track is not None:
+                track.stop()
+
+
+def file_tracks(path: str | os.PathLike[str], *, loop: bool = True) -> FileTracks:
+    """Open a media file for publishing (`MediaPlayer(path, decode=True, loop=loop)`)."""
+    from aiortc.contrib.media import MediaPlayer
+
+    player = MediaPlayer(os.fspath(path), decode=True, loop=loop)
+    return FileTracks(player, player.video, player.audio)
