@@ -21,10 +21,11 @@ same scale as `audioLevel` in W3C `getStats()`, so a browser can render both ali
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -233,6 +234,25 @@ class ActiveSpeakerDetector:
                 sp.speaking_since = None
         self._decide(now)
         return self._event(now)
+
+    async def run(
+        self,
+        emit: Callable[[dict[str, Any]], object],
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    ) -> None:
+        """Tick every `tick_interval` (by the injected clock) and hand each event to
+        `emit` (e.g. a room broadcast; an exception there is logged, not fatal). Runs
+        until cancelled: the owner keeps the task and cancels it when the room closes."""
+        interval = self.config.tick_interval
+        while True:
+            await sleep(interval)
+            event = self.poll()
+            if event is None:
+                continue
+            try:
+                emit(event)
+            except Exception:
+                logger.exception("active speaker event not delivered")
 
     def _qualified(self, sp: _Speaker, now: float) -> bool:
         since = sp.speaking_since

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import Callable
 from typing import Any
@@ -192,3 +193,25 @@ def test_report_is_cheap_and_clamps() -> None:
     assert det.packets == 2
     assert det.tick(0.2) is not None  # a's level 1.0 appears
     assert det.levels() == {"a": 1.0}
+
+
+async def test_run_ticks_with_injected_sleep() -> None:
+    now = [0.0]
+    det = ActiveSpeakerDetector(clock=lambda: now[0])
+    events: list[dict[str, Any]] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        # 20 ms packets from "a" during the sleep, then time has passed
+        for _ in range(round(seconds / PACKET)):
+            now[0] += PACKET
+            det.report("a", LOUD, True, now[0])
+        if now[0] >= 3.0:
+            raise asyncio.CancelledError
+
+    def emit(event: dict[str, Any]) -> None:
+        events.append(event)
+        raise RuntimeError("a failing emitter does not stop the loop")
+
+    with pytest.raises(asyncio.CancelledError):
+        await det.run(emit, sleep=fake_sleep)
+    assert events and events[-1]["participantId"] == "a"
