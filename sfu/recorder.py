@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import av
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 logger = logging.getLogger(__name__)
 
@@ -430,6 +431,26 @@ class ParticipantRecorder:
         state.last_ms = ms
         state.end_ms = max(state.end_ms, ms + duration)
         return _Out(item.kind, data, ms, item.keyframe, duration)
+
+
+async def record_track(
+    recorder: ParticipantRecorder, track: MediaStreamTrack, source: str = ""
+) -> int:
+    """Consume `track` (a buffered `MediaRelay` subscription to a published track) into
+    `recorder` until the track ends or the recorder closes; returns the packets read.
+    The caller owns the subscription: it runs this as a task and cancels it (or stops
+    the proxy) when the participant unpublishes."""
+    kind = track.kind
+    source = source or track.id
+    count = 0
+    while not recorder.closed:
+        try:
+            packet = await track.recv()
+        except MediaStreamError:
+            break
+        count += 1
+        recorder.write(kind, packet, source)
+    return count
 
 
 @dataclass

@@ -12,12 +12,14 @@ from typing import Any
 
 import av
 import pytest
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from sfu.recorder import (
     ParticipantRecorder,
     Recording,
     RecordingError,
     opus_packet_samples,
+    record_track,
     vp8_dimensions,
 )
 from signaling.sources import AudioClip, VideoClip, encode_audio_clip, encode_clip
@@ -297,3 +299,28 @@ def test_queue_overflow_counts_drops_and_waits_for_keyframe(
     assert rec.join(timeout=10)
     assert rec.dropped == 60
     assert rec.frames("video") == 1
+
+
+class ListTrack(MediaStreamTrack):
+    """A track that yields the given packets, then ends."""
+
+    def __init__(self, kind: str, packets: list[av.Packet]) -> None:
+        super().__init__()
+        self.kind = kind
+        self._packets = list(packets)
+
+    async def recv(self) -> av.Packet:
+        if not self._packets:
+            raise MediaStreamError
+        return self._packets.pop(0)
+
+
+async def test_record_track_pumps_a_subscription(tmp_path: Path) -> None:
+    audio = encode_audio_clip(440.0, 1.0)
+    clock = Clock()
+    packets = [packet(audio.packets[i].data, i * 960, AUDIO_TB, True) for i in range(50)]
+    rec = ParticipantRecorder(tmp_path / "a.webm", kinds=["audio"], clock=clock)
+    assert await record_track(rec, ListTrack("audio", packets)) == 50
+    assert await rec.aclose()
+    assert rec.error is None
+    assert rec.frames("audio") == 50
