@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import io
 import json
 import logging
 import os
@@ -120,6 +121,25 @@ def opus_packet_samples(data: bytes) -> int:
     else:
         return 960
     return min(per_frame * frames, 5760)  # at most 120 ms
+
+
+def _vp8_template() -> Any:
+    """An input container holding a VP8 stream, for `add_stream_from_template`: the
+    output stream then needs no opened encoder (a libvpx encoder opened at the picture
+    size costs ~25 MB at 720p; this one is 16x16 and closed at once)."""
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format="webm") as scratch:
+        stream = scratch.add_stream("libvpx", rate=30)
+        stream.width = 16
+        stream.height = 16
+        stream.pix_fmt = "yuv420p"
+        scratch.start_encoding()
+        packet = av.Packet(b"\x01" * 16)  # any bytes: only the track header matters
+        packet.pts = packet.dts = 0
+        packet.stream = stream
+        scratch.mux(packet)
+    buf.seek(0)
+    return av.open(buf, mode="r", format="webm")
 
 
 @dataclass(slots=True)
@@ -369,10 +389,13 @@ class ParticipantRecorder:
         try:
             if "video" in self.kinds:
                 width, height = size or FALLBACK_SIZE
-                video = container.add_stream("libvpx", rate=30)
-                video.width = width
-                video.height = height
-                video.pix_fmt = "yuv420p"
+                template = _vp8_template()
+                try:
+                    video = container.add_stream_from_template(template.streams.video[0])
+                finally:
+                    template.close()
+                video.codec_context.width = width
+                video.codec_context.height = height
                 streams["video"] = video
             if "audio" in self.kinds:
                 # the Opus encoder context is only opened for its header (OpusHead)

@@ -108,6 +108,8 @@ def decode(path: Path) -> dict[str, Any]:
         vstream = container.streams.video[0]
         astream = container.streams.audio[0]
         assert vstream.codec_context.name == "vp8"
+        # the header carries the size of the first keyframe
+        assert (vstream.codec_context.width, vstream.codec_context.height) == (320, 240)
         assert astream.codec_context.name == "opus"
         video_pts: list[float] = []
         audio_pts: list[float] = []
@@ -225,6 +227,10 @@ async def test_recording_manifest(clips: tuple[VideoClip, AudioClip], tmp_path: 
     assert "timeline" in manifest
     assert not any(os.path.isabs(f["path"]) for f in manifest["files"])
     check_media(decode(recording.directory / "alice.webm"), counts)
+    with av.open(str(recording.directory / "bob.webm")) as container:
+        # bob's camera never came: an empty video track, and 1 s of audio
+        frames = list(container.decode(audio=0))
+        assert sum(f.samples for f in frames) == pytest.approx(48000, abs=960)
     assert recording.info()["files"] == ["alice.webm", "bob.webm"]
     # stopped: writes are refused quietly
     assert (
