@@ -75,6 +75,8 @@ class SpeakerConfig:
     level_epsilon: float = 0.01
     #: Decimal places of the linear levels in events.
     level_digits: int = 4
+    #: A participant (not dominant, not muted) without packets this long is forgotten.
+    idle_timeout: float = 30.0
 
 
 @dataclass(slots=True)
@@ -216,8 +218,12 @@ class ActiveSpeakerDetector:
         a_med = 1.0 - math.exp(-dt / cfg.medium_tau)
         a_long = 1.0 - math.exp(-dt / cfg.long_tau)
         release = math.exp(-dt / cfg.level_release_tau)
+        idle: list[Hashable] = []
         for sp in self._speakers.values():
             if sp.muted:
+                continue
+            if now - sp.last_packet > cfg.idle_timeout and sp.pid != self._dominant:
+                idle.append(sp.pid)
                 continue
             activity = sp.score_sum / sp.packets if sp.packets else 0.0
             sp.immediate += a_imm * (activity - sp.immediate)
@@ -232,6 +238,8 @@ class ActiveSpeakerDetector:
                     sp.speaking_since = now
             else:
                 sp.speaking_since = None
+        for pid in idle:  # e.g. a late packet re-created someone who had left
+            del self._speakers[pid]
         self._decide(now)
         return self._event(now)
 

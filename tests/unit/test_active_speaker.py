@@ -215,3 +215,13 @@ async def test_run_ticks_with_injected_sleep() -> None:
     with pytest.raises(asyncio.CancelledError):
         await det.run(emit, sleep=fake_sleep)
     assert events and events[-1]["participantId"] == "a"
+
+
+def test_idle_participants_are_forgotten() -> None:
+    sim = Sim(SpeakerConfig(idle_timeout=5.0))
+    sim.run(3.0, {"a": const(LOUD), "b": const(QUIET)})
+    assert sim.det.dominant == "a"
+    sim.run(6.0, {})  # nobody sends anymore
+    assert sim.det.dominant == "a"  # the floor is kept until someone else speaks
+    assert set(sim.det._speakers) == {"a"}
+    assert sim.events[-1][1] == {"participantId": "a", "levels": {}}
