@@ -427,33 +427,36 @@ class ParticipantRecorder:
         state = self._streams[item.kind]
         first = self.first_arrival if self.first_arrival is not None else item.arrival
         arrival = item.arrival - first
+        data = bytes(item.packet)
+        video = item.kind == "video"
+        keyframe = vp8_is_keyframe(data) if video else True
         seg = state.segment
-        new = seg is None or seg.source != item.source or item.pts < seg.last_pts
-        if seg is not None and not new:
+        # another track (or a restarted one): the decoder needs a keyframe
+        switched = seg is None or seg.source != item.source or item.pts < seg.last_pts
+        resync = False
+        if seg is not None and not switched:
             t = seg.start + float((item.pts - seg.first_pts) * item.time_base)
-            if abs(t - arrival) > RESYNC_SECONDS:
-                new = True
-        if new or seg is None:
+            resync = abs(t - arrival) > RESYNC_SECONDS
+        if switched or resync or seg is None:
             start = max(0.0, arrival)
             if state.last_ms >= 0:
                 start = max(start, (state.last_ms + 1) / 1000)
             seg = state.segment = _Segment(item.source, item.pts, start, item.pts)
             state.segments += 1
-            if item.kind == "video":
+            if video and switched:
                 state.need_keyframe = True
         seg.last_pts = item.pts
-        if item.kind == "video" and state.need_keyframe:
-            if not item.keyframe:
+        if video and state.need_keyframe:
+            if not keyframe:
                 state.deltas_dropped += 1
                 return None
             state.need_keyframe = False
         t = seg.start + float((item.pts - seg.first_pts) * item.time_base)
         ms = max(round(t * 1000), state.last_ms + 1)
-        data = bytes(item.packet)
         duration = round(opus_packet_samples(data) / 48) if item.kind == "audio" else 0
         state.last_ms = ms
         state.end_ms = max(state.end_ms, ms + duration)
-        return _Out(item.kind, data, ms, item.keyframe, duration)
+        return _Out(item.kind, data, ms, keyframe, duration)
 
 
 async def record_track(

@@ -330,3 +330,30 @@ async def test_record_track_pumps_a_subscription(tmp_path: Path) -> None:
     assert await rec.aclose()
     assert rec.error is None
     assert rec.frames("audio") == 50
+
+
+def test_resync_after_a_sender_restart_keeps_the_gap(
+    clips: tuple[VideoClip, AudioClip], tmp_path: Path
+) -> None:
+    """Same track, pts continuing as if no time had passed after a 5 s outage (a sender
+    restart behind a PublishedTrack): the arrival time wins, and the stream needs no
+    keyframe (same decoder state)."""
+    video, _ = clips
+    clock = Clock()
+    rec = ParticipantRecorder(
+        tmp_path / "v.webm", kinds=["video"], clock=clock, max_queue=FAST_FEED_QUEUE
+    )
+    start = clock.now
+    for i in range(60):
+        clock.now = start + i / 30
+        p = video.packets[i]
+        rec.write("video", packet(p.data, i * 3000, VIDEO_TB, p.keyframe))
+    for i in range(60, 90):
+        clock.now = start + 5 + i / 30
+        rec.write("video", packet(video.packets[i].data, i * 3000, VIDEO_TB, False))
+    assert rec.join(timeout=10)
+    assert rec.frames("video") == 90  # no deltas dropped
+    with av.open(str(tmp_path / "v.webm")) as container:
+        times = [float(f.pts * f.time_base) for f in container.decode(video=0)]
+    assert len(times) == 90
+    assert times[60] - times[59] == pytest.approx(5 + 1 / 30, abs=0.01)
