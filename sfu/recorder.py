@@ -14,7 +14,8 @@ Timeline (also written into the manifest as `timeline`):
 - A new segment starts when the source changes (a new publisher track), when pts goes
   backwards, or when the RTP-derived time and the arrival time disagree by more than
   `RESYNC_SECONDS` (a sender restart). Its start is clamped so timestamps stay strictly
-  increasing per stream. A new video segment resumes at a keyframe (deltas are dropped).
+  increasing per stream. Video from a new or restarted track resumes at a keyframe (deltas
+  are dropped); a drift resync keeps the decoder state and drops nothing.
 - The container time base is 1/1000 (Matroska's milliseconds).
 
 Threads: every `ParticipantRecorder` owns one muxer thread fed by a queue that the event
