@@ -256,17 +256,9 @@ class NetworkLab:
         self._open = True
         try:
             self._add_namespace(self.hub)
-            # the hub only switches frames: no IPv6 link-local chatter from its ports
-            self.exec_checked(
-                self.hub,
-                [
-                    "sysctl",
-                    "-qw",
-                    "net.ipv6.conf.all.disable_ipv6=1",
-                    "net.ipv6.conf.default.disable_ipv6=1",
-                ],
-            )
+            # the hub only switches frames: no IPv6 link-local address (nor its chatter)
             _run(["ip", "-n", self.hub, "link", "add", "br0", "type", "bridge"])
+            _run(["ip", "-n", self.hub, "link", "set", "br0", "addrgenmode", "none"])
             _run(["ip", "-n", self.hub, "link", "set", "br0", "up"])
             self.exec_checked(self.hub, ["nft", "-f", "-"], stdin=_NFT_HUB_TABLE)
         except BaseException:
@@ -309,9 +301,6 @@ class NetworkLab:
         address = str(self.network.network_address + index)
         hub_port = f"p{index}"
         self._add_namespace(netns)
-        # IPv6 stays on lo but not on eth0: no router solicitations or link-local ICE
-        # candidates on the emulated link.
-        self.exec_checked(netns, ["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"])
         _run(
             [
                 *("ip", "link", "add", IFNAME, "netns", netns, "type", "veth"),
@@ -321,7 +310,10 @@ class NetworkLab:
         _run(
             ["ip", "-n", netns, "addr", "add", f"{address}/{self.network.prefixlen}", "dev", IFNAME]
         )
-        _run(["ip", "-n", netns, "link", "set", IFNAME, "up"])
+        # no IPv6 link-local address on the emulated link (lo keeps ::1): no router
+        # solicitations, no link-local ICE candidates
+        _run(["ip", "-n", netns, "link", "set", IFNAME, "addrgenmode", "none", "up"])
+        _run(["ip", "-n", self.hub, "link", "set", hub_port, "addrgenmode", "none"])
         _run(["ip", "-n", self.hub, "link", "set", hub_port, "master", "br0", "up"])
         self.exec_checked(netns, ["nft", "-f", "-"], stdin=_NFT_HOST_TABLE)
         self.exec_checked(
@@ -577,6 +569,70 @@ def udp_send(
                 break  # bounded whatever happens
             time.sleep(0.005)
     return {"sent": sent, "refused": refused, "seconds": time.monotonic() - start}
+
+
+@dataclass(frozen=True)
+class UdpMeasurement:
+    """One paced UDP run between two hosts: what the sender sent and the receiver got."""
+
+    sent: int
+    received: int
+    unique: int
+    seconds: float
+    kbit_per_s: float
+    wire_kbit_per_s: float
+
+    @property
+    def loss(self) -> float:
+        """Fraction of the sent datagrams that never arrived."""
+        return 1.0 - self.unique / self.sent if self.sent else 0.0
+
+
+def probe_command(*args: str) -> list[str]:
+    """The argv of this module's UDP probe, for :meth:`NetworkLab.popen`/``run``."""
+    return [sys.executable, "-m", "benchmarks.netem", *args]
+
+
+def measure_udp(
+    lab: NetworkLab,
+    src: Host,
+    dst: Host,
+    *,
+    kbit: float,
+    size: int = 200,
+    duration: float = 2.0,
+    port: int = 5001,
+) -> UdpMeasurement:
+    """Send paced UDP from ``src`` to ``dst`` for ``duration`` s and measure what arrives
+    (bounded: the receiver stops 1 s after the last datagram or ``duration`` + 10 s)."""
+    receiver = lab.popen(
+        dst,
+        probe_command("udp-recv", "--port", str(port), "--duration", str(duration + 10)),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert receiver.stdout is not None
+    if read_line(receiver.stdout, 10.0).strip() != "ready":
+        raise RuntimeError(f"UDP receiver in {dst} did not start")
+    sender = lab.run(
+        src,
+        probe_command(
+            *("udp-send", "--host", dst.address, "--port", str(port)),
+            *("--kbit", str(kbit), "--size", str(size), "--duration", str(duration)),
+        ),
+        timeout=duration + 15,
+    )
+    out, _ = receiver.communicate(timeout=duration + 15)
+    sent = json.loads(sender.stdout)
+    got = json.loads(out.strip().splitlines()[-1])
+    return UdpMeasurement(
+        sent=int(sent["sent"]),
+        received=int(got["packets"]),
+        unique=int(got["unique"]),
+        seconds=float(got["seconds"]),
+        kbit_per_s=float(got["kbit_per_s"]),
+        wire_kbit_per_s=float(got["wire_kbit_per_s"]),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
