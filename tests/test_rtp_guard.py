@@ -4,6 +4,8 @@ packets after them still arrive."""
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import struct
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -25,6 +27,7 @@ from sfu.compat.rtp_guard import (
     guard_dtls_transport,
     guard_peer_connection,
 )
+from sfu.ice_policy import IcePolicy
 
 SSRC = 0x1234
 PT = 96
@@ -221,6 +224,53 @@ async def test_guard_peer_connection_guards_each_transport_once() -> None:
         assert guard_peer_connection(pc, lambda kind: None) == guards
     finally:
         await pc.close()
+
+
+@pytest.mark.parametrize("guarded", [False, True], ids=["aiortc", "guarded"])
+async def test_one_empty_udp_datagram_on_loopback(guarded: bool) -> None:
+    """Real peers on 127.0.0.1: one empty datagram to the answerer's ICE port (no keys
+    needed) closes its DTLS transport, unless guarded."""
+    policy = IcePolicy(["127.0.0.1"])
+    policy.install()
+    a, b = RTCPeerConnection(), RTCPeerConnection()
+    try:
+        channel = a.createDataChannel("x")
+        opened = asyncio.Event()
+        channel.on("open", opened.set)
+        got: list[str] = []
+        b.on("datachannel", lambda remote: remote.on("message", got.append))
+        await a.setLocalDescription(await a.createOffer())
+        await b.setRemoteDescription(a.localDescription)
+        await b.setLocalDescription(await b.createAnswer())
+        await a.setRemoteDescription(b.localDescription)
+        seen: list[MalformedKind] = []
+        if guarded:
+            guard_peer_connection(b, seen.append)
+        await asyncio.wait_for(opened.wait(), 10)
+        assert b.sctp is not None
+        dtls = b.sctp.transport
+        (candidate,) = dtls.transport.iceGatherer.getLocalCandidates()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.sendto(b"", ("127.0.0.1", candidate.port))
+        for _ in range(50):  # bounded: up to 5 s
+            if seen or dtls.state == "closed":
+                break
+            await asyncio.sleep(0.1)
+        if guarded:
+            assert seen == ["datagram"]
+            assert dtls.state == "connected"
+            channel.send("after")
+            for _ in range(50):
+                if got:
+                    break
+                await asyncio.sleep(0.1)
+            assert got == ["after"]
+        else:
+            assert dtls.state == "closed"
+    finally:
+        await a.close()
+        await b.close()
+        policy.uninstall()
 
 
 def test_internals_the_guard_relies_on_are_present() -> None:
