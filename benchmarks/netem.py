@@ -48,6 +48,8 @@ import ipaddress
 import json
 import logging
 import os
+import re
+import secrets
 import select
 import shutil
 import signal
@@ -176,7 +178,7 @@ def unavailable_reason() -> str | None:
     if missing:
         return "network emulator needs: " + "; ".join(missing)
     try:
-        with NetworkLab(prefix=f"netemprobe{os.getpid()}") as lab:
+        with NetworkLab() as lab:
             lab.add_host("a")
             lab.add_host("b", uplink=Link(rate_kbit=1000, loss=1), downlink=Link(rate_kbit=1000))
     except (NetemUnavailable, subprocess.SubprocessError, OSError) as exc:
@@ -210,6 +212,30 @@ def list_namespaces() -> list[str]:
     return [line.split()[0] for line in out.splitlines() if line.strip()]
 
 
+def remove_stale_namespaces() -> list[str]:
+    """Delete namespaces left by labs whose process died without closing them (named
+    ``netem<pid>x...`` with no such process any more); returns their names."""
+    removed = []
+    for netns in list_namespaces():
+        match = re.fullmatch(r"netem(\d+)x[0-9a-f]+-.+", netns)
+        if match is None or _process_exists(int(match.group(1))):
+            continue
+        with contextlib.suppress(NetemUnavailable):
+            _run(["ip", "netns", "del", netns])
+            removed.append(netns)
+    return removed
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class NetworkLab:
     """Owns a hub namespace (with a bridge), one namespace per host, the veth pairs between
     them, their shapers and loss rules, and every process started with :meth:`popen`.
@@ -217,15 +243,12 @@ class NetworkLab:
     Use it as a context manager: leaving it (also on an exception) ends the processes it
     started (SIGTERM to their process group, then SIGKILL) and deletes every namespace it
     created, which deletes the veths, qdiscs and nftables tables with them. Names are
-    unique per process (``prefix`` defaults to ``netem<pid>x<n>``).
+    unique (``prefix`` defaults to ``netem<pid>x<random hex>``).
     """
-
-    _serial = 0  # per-process counter for unique prefixes; not shared state between labs
 
     def __init__(self, *, prefix: str | None = None, subnet: str = "10.77.0.0/24") -> None:
         if prefix is None:
-            NetworkLab._serial += 1
-            prefix = f"netem{os.getpid()}x{NetworkLab._serial}"
+            prefix = f"netem{os.getpid()}x{secrets.token_hex(3)}"
         self.prefix = prefix
         self.network = ipaddress.IPv4Network(subnet)
         self.hub = f"{prefix}-hub"

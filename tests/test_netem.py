@@ -25,6 +25,7 @@ from benchmarks.netem import (
     measure_udp,
     probe_command,
     read_line,
+    remove_stale_namespaces,
     unavailable_reason,
 )
 
@@ -35,6 +36,7 @@ pytestmark = pytest.mark.timeout(60)
 def netem_available() -> None:
     reason = unavailable_reason()
     if reason is None:
+        remove_stale_namespaces()  # left by a killed earlier run, if any
         return
     if os.environ.get("CI"):
         pytest.fail(reason + " (CI is set: not skipping)", pytrace=False)
@@ -119,9 +121,29 @@ def test_everything_is_cleaned_up(netem_available: None, tmp_path: Path) -> None
     assert not [n for n in list_namespaces() if n.startswith(lab.prefix)]
 
 
+def test_stale_namespaces_of_dead_processes_are_removed(netem_available: None) -> None:
+    child = subprocess.Popen(["true"])
+    child.wait(timeout=10)
+    stale = f"netem{child.pid}xdead-hub"
+    subprocess.run(["ip", "netns", "add", stale], check=True, timeout=10)
+    try:
+        assert stale in remove_stale_namespaces()
+    finally:
+        subprocess.run(["ip", "netns", "del", stale], capture_output=True, timeout=10)
+    assert stale not in list_namespaces()
+
+
 def test_lab_refuses_clearly_without_tools(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(NetemUnavailable, match="'tc' command"), NetworkLab():
+        pass
+
+
+def test_lab_refuses_clearly_without_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    reason = unavailable_reason()
+    assert reason is not None and reason.startswith("network emulator needs: root")
+    with pytest.raises(NetemUnavailable, match="root"), NetworkLab():
         pass
 
 
