@@ -214,6 +214,24 @@ async def test_a_failing_callback_is_not_fatal_and_remove_restores(
     assert isinstance(transport._rx_srtp, IdentitySrtp)  # the wrapper is gone too
 
 
+async def test_an_ice_transport_failure_still_ends_the_loop(certificate: RTCCertificate) -> None:
+    """Only a received datagram's errors are dropped: a broken ICE transport raising on
+    every call must end the loop (as in aiortc), not make it spin."""
+    transport, receiver, run = connected_transport(certificate, [rtp(1)])
+
+    async def broken_recv() -> bytes:
+        raise RuntimeError("queue broken")
+
+    guard = guard_dtls_transport(transport, lambda kind: None)
+    await asyncio.wait_for(transport._recv_next(), 5)  # rtp(1)
+    transport.transport._recv = broken_recv  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="queue broken"):
+        await asyncio.wait_for(run(), 5)
+    assert [p.sequence_number for p in receiver.rtp] == [1]
+    assert guard.dropped == 0
+    assert transport.state == "closed"
+
+
 async def test_guard_peer_connection_guards_each_transport_once() -> None:
     pc = RTCPeerConnection()
     try:

@@ -21,9 +21,12 @@ the guard only counts them.
 
 The guard is per instance (no aiortc module global is patched): `guard_dtls_transport`
 sets instance attributes that shadow `_handle_rtp_data`, `_handle_rtcp_data` and
-`_recv_next`, and wraps `_rx_srtp` once aiortc created it. It can be installed at any time
-(the loop looks these up on every datagram); the natural place is right after the
-participant's peer connection got its transports (`guard_peer_connection`).
+`_recv_next`, and wraps `_rx_srtp` once aiortc created it. `_recv_next` increments
+`__rx_packets` as soon as a datagram arrived: an error after that is the datagram's (count
+and drop it), an error before it is the ICE transport's (end the loop, as aiortc does).
+It can be installed at any time (the loop looks these up on every datagram); the natural
+place is right after the participant's peer connection got its transports
+(`guard_peer_connection`).
 `check_rtp_guard_internals()` lists the internals relied upon that are missing or changed.
 """
 
@@ -47,6 +50,7 @@ packet in it) that does not parse or route; a datagram SRTP could not authentica
 decrypt; any other datagram whose handling raised (e.g. an empty one)."""
 
 _GUARD_ATTR = "_sfu_rtp_guard"
+_RX_PACKETS = "_RTCDtlsTransport__rx_packets"  # counts datagrams `_recv_next` received
 _LOGGED_TRACEBACKS = 5  # per guard: the first few unexpected errors with a traceback
 
 
@@ -123,17 +127,22 @@ class RtpGuard:
     # -- the shadowing methods ------------------------------------------------------
 
     async def _recv_next(self) -> None:
-        """aiortc's `_recv_next`, but an error other than `ConnectionError` (the loop's
-        normal end) drops the datagram instead of ending the loop."""
+        """aiortc's `_recv_next`, but an error raised while handling a received datagram
+        drops that datagram instead of ending the loop. Errors before any datagram was
+        received (the ICE transport's `_recv`, DTLS timeouts) still end it as before, so
+        a broken transport cannot make the loop spin."""
         transport = self.transport
         srtp = transport._rx_srtp
         if srtp is not None and not isinstance(srtp, _CountingSrtp):
             transport._rx_srtp = _CountingSrtp(srtp, self._count)  # type: ignore[assignment]
+        received_before = getattr(transport, _RX_PACKETS)
         try:
             await self._original_recv_next()
         except ConnectionError:
             raise
         except Exception:
+            if getattr(transport, _RX_PACKETS) == received_before:
+                raise  # not about a datagram: aiortc's own failure, not ours to hide
             self._count("datagram")
             if self.counts["datagram"] <= _LOGGED_TRACEBACKS:
                 logger.warning("dropped a datagram whose handling raised", exc_info=True)
@@ -232,7 +241,7 @@ def check_rtp_guard_internals() -> list[str]:
     if problems:
         return problems
     init_source = inspect.getsource(RTCDtlsTransport.__init__)
-    for attr in ("_rtp_header_extensions_map", "_rtp_router", "_rx_srtp"):
+    for attr in ("_rtp_header_extensions_map", "_rtp_router", "_rx_srtp", "__rx_packets"):
         if f"self.{attr} =" not in init_source and f"self.{attr}:" not in init_source:
             problems.append(f"RTCDtlsTransport.{attr}")
     problems += _source_has(
@@ -247,6 +256,7 @@ def check_rtp_guard_internals() -> list[str]:
         "await self._handle_rtcp_data(data)",
         "await self._handle_rtp_data(data, arrival_time_ms=arrival_time_ms)",
         "except pylibsrtp.Error",
+        "self.__rx_packets += 1\n\n        first_byte = data[0]",
     )
     problems += _source_has(
         RTCDtlsTransport._handle_rtp_data,
