@@ -7,7 +7,9 @@ path, any other codec through aiortc's `encoder.pack`), builds each RTP packet f
 header template made once per sender (payload type, SSRC, the negotiated `mid` and
 `abs-send-time` header extensions exactly as aiortc serializes them; abs-send-time and the
 timestamp are patched once per frame), protects it with the DTLS transport's SRTP session
-and hands the datagram synchronously to the selected ICE pair's datagram transport. When
+and hands the datagrams synchronously to the selected ICE pair's datagram transport (on
+Linux, a frame's datagrams go out in ONE `sendmsg` with UDP GSO when their sizes allow, see
+`LeanSender._send_gso`; the standard library suffices, no package offers sendmmsg). When
 DTLS is not connected or no pair is selected yet it falls back to aiortc's
 `RTCDtlsTransport._send_rtp` (the stock, awaited path).
 
@@ -42,7 +44,9 @@ aiortc / aioice private internals relied upon (pinned: aiortc==1.16.0, aioice==0
   selected `CandidatePair` for RTP (component 1, as `Connection.send` uses); a pair's
   `.protocol` (`StunProtocol`, whose `send_data(data, addr)` is `self.transport.sendto(data,
   addr)`; a TURN relayed pair has a `TurnTransport` there, with the same synchronous
-  `sendto`) and `.remote_addr`.
+  `sendto`) and `.remote_addr`. For GSO, the pair's asyncio datagram transport's
+  `get_extra_info("socket")` (duplicated with `os.dup`, never a `TurnTransport`) and
+  `get_write_buffer_size()` (GSO only when asyncio has nothing buffered, to keep order).
 """
 
 from __future__ import annotations
@@ -51,8 +55,11 @@ import asyncio
 import fractions
 import inspect
 import logging
+import os
 import random
+import socket
 import struct
+import sys
 import traceback
 from collections.abc import Callable
 from types import SimpleNamespace
@@ -60,6 +67,7 @@ from typing import Any
 
 import av
 from aioice.ice import CandidatePair, Connection, StunProtocol
+from aioice.turn import TurnTransport
 from aiortc import clock
 from aiortc.codecs import get_encoder
 from aiortc.mediastreams import MediaStreamError, convert_timebase
@@ -79,6 +87,13 @@ VP8_PACKET_MAX = 1300
 _VP8_DESCRIPTOR = struct.Struct("!BBH")
 _FIRST_WORD = struct.Struct("!BBH")
 _U32 = struct.Struct("!L")
+_U16 = struct.Struct("=H")
+
+#: Linux UDP generic segmentation offload (`UDP_SEGMENT`, linux/udp.h; Linux >= 4.18): one
+#: `sendmsg` carries up to 64 datagrams of one size (the last may be shorter).
+UDP_SEGMENT = getattr(socket, "UDP_SEGMENT", 103)
+GSO_MAX_SEGMENTS = 64
+GSO_MAX_BYTES = 65_000
 
 #: A test hook: called with each outgoing (first-transmission) RTP sequence number; True
 #: drops that datagram (it is still recorded in the history, so a NACK recovers it).
@@ -158,7 +173,9 @@ class LeanSender:
 
     Counters: `frames`, `packets_lean` (sent straight to the selected pair),
     `packets_stock` (sent through `RTCDtlsTransport._send_rtp`), `packets_dropped` (by
-    `drop_hook`), and `history.retransmits` (packets a NACK found in the history).
+    `drop_hook`), `gso_batches` (frames sent in one system call) and `history.retransmits`
+    (packets a NACK found in the history). Set `gso = False` to send one datagram per
+    system call (it turns itself off when the kernel refuses UDP GSO).
     """
 
     def __init__(self, sender: RTCRtpSender) -> None:
@@ -170,6 +187,10 @@ class LeanSender:
         self.packets_lean = 0
         self.packets_stock = 0
         self.packets_dropped = 0
+        self.gso = sys.platform == "linux"
+        self.gso_batches = 0
+        self._gso_transport: Any = None
+        self._gso_socket: socket.socket | None = None
         self._warned_frame = False
 
     @property
@@ -177,11 +198,10 @@ class LeanSender:
         """The aiortc sender this loop drives."""
         return self._sender
 
-    def _selected_sendto(
-        self, dtls: Any
-    ) -> tuple[Callable[[bytes, tuple[str, int]], None], tuple[str, int]] | None:
-        """The selected pair's synchronous `sendto` and remote address, or None when the
-        stock path must be used (not connected, no pair yet, an unknown protocol)."""
+    def _selected_pair(self, dtls: Any) -> tuple[Any, tuple[str, int]] | None:
+        """The selected pair's datagram transport (synchronous `sendto`) and remote address,
+        or None when the stock path must be used (not connected, no pair yet, an unknown
+        protocol)."""
         if dtls._state is not State.CONNECTED:
             return None
         connection = getattr(dtls.transport, "_connection", None)
@@ -194,9 +214,67 @@ class LeanSender:
         if type(protocol).send_data is not StunProtocol.send_data:
             return None
         transport = protocol.transport
-        if transport is None:
+        if transport is None or transport.is_closing():
             return None
-        return transport.sendto, pair.remote_addr
+        return transport, pair.remote_addr
+
+    def _send_datagrams(
+        self, transport: Any, addr: tuple[str, int], datagrams: list[bytes]
+    ) -> None:
+        """Send one frame's datagrams: one `sendmsg` with UDP GSO when possible, else one
+        `transport.sendto` each (asyncio buffers on EAGAIN)."""
+        if len(datagrams) > 1 and self.gso and self._send_gso(transport, addr, datagrams):
+            return
+        sendto = transport.sendto
+        for datagram in datagrams:
+            sendto(datagram, addr)
+
+    def _send_gso(self, transport: Any, addr: tuple[str, int], datagrams: list[bytes]) -> bool:
+        """Send `datagrams` in one system call (Linux UDP generic segmentation offload: all
+        the same size but the last, which may be shorter). False when not possible now."""
+        size = len(datagrams[0])
+        if (
+            len(datagrams) > GSO_MAX_SEGMENTS
+            or size * len(datagrams) > GSO_MAX_BYTES
+            or len(datagrams[-1]) > size
+            or any(len(d) != size for d in datagrams[1:-1])
+            or transport.get_write_buffer_size()  # keep order behind asyncio's buffer
+        ):
+            return False
+        sock = self._gso_socket_for(transport)
+        if sock is None:
+            return False
+        try:
+            sock.sendmsg(datagrams, [(socket.SOL_UDP, UDP_SEGMENT, _U16.pack(size))], 0, addr)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError as exc:
+            logger.info("UDP GSO not available (%s): one datagram per system call", exc)
+            self.gso = False
+            self._close_gso_socket()
+            return False
+        self.gso_batches += 1
+        return True
+
+    def _gso_socket_for(self, transport: Any) -> socket.socket | None:
+        """A duplicate of `transport`'s socket for `sendmsg` (asyncio hides the real one)."""
+        if self._gso_transport is transport:
+            return self._gso_socket
+        self._close_gso_socket()
+        if isinstance(transport, TurnTransport):
+            return None
+        raw = transport.get_extra_info("socket")
+        if raw is None:
+            return None
+        self._gso_transport = transport
+        self._gso_socket = socket.socket(fileno=os.dup(raw.fileno()))
+        return self._gso_socket
+
+    def _close_gso_socket(self) -> None:
+        if self._gso_socket is not None:
+            self._gso_socket.close()
+        self._gso_socket = None
+        self._gso_transport = None
 
     async def _run_rtp(self, codec: RTCRtpCodecParameters) -> None:
         s: Any = self._sender
@@ -207,6 +285,8 @@ class LeanSender:
             pass
         except Exception:
             logger.warning("lean RTP sender(%s) failed: %s", s.kind, traceback.format_exc())
+        finally:
+            self._close_gso_socket()
         track = s.track
         if track is not None:
             track.stop()
@@ -272,12 +352,12 @@ class LeanSender:
             last = len(payloads) - 1
             octets = 0
             dtls: Any = s.transport
-            direct = self._selected_sendto(dtls)
+            direct = self._selected_pair(dtls)
             if direct is not None:
-                sendto, addr = direct
+                transport, addr = direct
                 protect = dtls._tx_srtp.protect
                 drop = self.drop_hook
-                sent_bytes = 0
+                datagrams: list[bytes] = []
                 for i, payload in enumerate(payloads):
                     packet = (
                         pack_first(first_byte, marker_pt if i == last else pt, sequence_number)
@@ -288,14 +368,14 @@ class LeanSender:
                     if drop is not None and drop(sequence_number):
                         self.packets_dropped += 1
                     else:
-                        protected = protect(packet)
-                        sendto(protected, addr)
-                        sent_bytes += len(protected)
+                        datagrams.append(protect(packet))
                     octets += len(payload)
                     sequence_number = (sequence_number + 1) & 0xFFFF
+                self._send_datagrams(transport, addr, datagrams)
+                sent_bytes = sum(len(d) for d in datagrams)
                 setattr(dtls, _D + "tx_bytes", getattr(dtls, _D + "tx_bytes") + sent_bytes)
-                setattr(dtls, _D + "tx_packets", getattr(dtls, _D + "tx_packets") + len(payloads))
-                self.packets_lean += len(payloads)
+                setattr(dtls, _D + "tx_packets", getattr(dtls, _D + "tx_packets") + len(datagrams))
+                self.packets_lean += len(datagrams)
             else:
                 for i, payload in enumerate(payloads):
                     packet = (

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -140,11 +141,12 @@ def test_vp8_payloads_match_aiortc(size: int) -> None:
     assert vp8_payloads(memoryview(frame), 77) == Vp8Encoder._packetize(frame, 77)
 
 
-@pytest.mark.parametrize("rtx", [True, False], ids=["rtx", "no-rtx"])
+@pytest.mark.parametrize(("rtx", "gso"), [(True, True), (False, False)], ids=["rtx", "plain"])
 async def test_lean_sender_end_to_end(
-    rtx: bool, clip: VideoClip, pcs: list[RTCPeerConnection]
+    rtx: bool, gso: bool, clip: VideoClip, pcs: list[RTCPeerConnection]
 ) -> None:
     link = Link(pcs, clip, rtx)
+    link.lean.gso = gso and sys.platform == "linux"
     consumer = await link.start()
     lean = link.lean
 
@@ -153,6 +155,7 @@ async def test_lean_sender_end_to_end(
     assert (consumer.last.width, consumer.last.height) == (320, 240)
     assert lean.packets_lean > 0
     assert lean.frames >= 10
+    assert (lean.gso_batches > 0) is lean.gso  # keyframes take several packets
     with pytest.raises(RuntimeError):  # only before the sender starts
         install_lean_sender(link.sender)
 
