@@ -1,5 +1,6 @@
 """Micro-benchmark of the RTP send path: process CPU per packet sent, stock aiortc
-`RTCRtpSender` vs the lean sender (`sfu.compat.lean_sender`), under asyncio and uvloop.
+`RTCRtpSender` vs the lean sender (`sfu.compat.lean_sender`, with and without UDP GSO),
+under asyncio and uvloop.
 
 One measuring process holds ONE sending `RTCPeerConnection` whose track yields the
 pre-encoded 640x480 VP8 clip (about 600 kbps, `signaling/sources.py`) as `av.Packet`s, the
@@ -35,7 +36,7 @@ from aiortc.mediastreams import MediaStreamTrack
 
 from signaling.sources import ClipPacket
 
-SENDERS = ("stock", "lean")
+SENDERS = ("stock", "lean-nogso", "lean")
 LOOPS = ("asyncio", "uvloop")
 VIDEO_CLOCK_RATE = 90_000
 
@@ -148,7 +149,9 @@ async def _measure(sender_kind: str, fps: int, frames: int, warmup: int) -> dict
         transceiver = pc.addTransceiver(track, direction="sendonly")
         _prefer_vp8(transceiver)
         sender = transceiver.sender
-        lean = install_lean_sender(sender) if sender_kind == "lean" else None
+        lean = install_lean_sender(sender) if sender_kind.startswith("lean") else None
+        if lean is not None and sender_kind == "lean-nogso":
+            lean.gso = False
         await pc.setLocalDescription(await pc.createOffer())
         parent.send(pc.localDescription.sdp)
         answer = await asyncio.to_thread(parent.recv)
@@ -185,6 +188,7 @@ async def _measure(sender_kind: str, fps: int, frames: int, warmup: int) -> dict
             "cpu_us_per_packet": round((cpu1 - cpu0) / packets * 1e6, 2) if packets else None,
             "lean_packets": lean.packets_lean if lean else 0,
             "stock_fallback_packets": lean.packets_stock if lean else 0,
+            "gso_batches": lean.gso_batches if lean else 0,
         }
     finally:
         await pc.close()
