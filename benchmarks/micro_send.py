@@ -7,11 +7,16 @@ pre-encoded 640x480 VP8 clip (about 600 kbps, `signaling/sources.py`) as `av.Pac
 way an SFU subscriber's sender gets frames from `MediaRelay`. The receiving peer runs in a
 child process, so its decoding is not counted. After a warm-up, the measuring process
 counts its own CPU time (all threads: `time.process_time()`) over `--frames` frames and
-divides by the RTP packets sent (`packetsSent`). Every configuration runs in a fresh
-process, configurations round-robin `--repeat` times, the table shows medians.
+divides by the RTP packets sent (`packetsSent`); "minus idle" first subtracts the CPU the
+same connected process burns while its track idles (RTCP, ICE consent, timers; measured
+for `--idle` seconds just before), which leaves the cost of the send path per packet. The
+receiver taps encoded frames (`install_receiver_sink`, no decoding). Every configuration
+runs in a fresh process, configurations round-robin `--repeat` times, the table shows
+medians.
 
-    python -m benchmarks.micro_send                      # paced 30 fps, 300 frames, x3
-    python -m benchmarks.micro_send --fps 0 --frames 600 # unpaced: frames back to back
+    python -m benchmarks.micro_send                        # paced 300 fps, 1500 frames, x3
+    python -m benchmarks.micro_send --fps 30 --frames 300  # real time
+    python -m benchmarks.micro_send --fps 0 --frames 900   # unpaced: frames back to back
     python -m benchmarks.micro_send --senders lean --loops uvloop --repeat 1
 """
 
@@ -71,25 +76,27 @@ def _receiver_main(conn: multiprocessing.connection.Connection) -> None:
 
 async def _receiver(conn: multiprocessing.connection.Connection) -> None:
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-    from aiortc.mediastreams import MediaStreamError
+
+    from sfu.compat.receiver import install_receiver_sink
 
     _loopback()
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    tasks: list[asyncio.Task[None]] = []
+    received = [0]
 
-    async def drain(track: Any) -> None:
-        try:
-            while True:
-                await track.recv()
-        except MediaStreamError:
-            pass
+    def on_frame(_frame: Any) -> None:
+        received[0] += 1
 
-    pc.on("track", lambda track: tasks.append(asyncio.ensure_future(drain(track))))
+    def on_track(track: Any) -> None:
+        receiver = next(t.receiver for t in pc.getTransceivers() if t.receiver.track is track)
+        install_receiver_sink(receiver, track.kind, on_frame)
+
+    pc.on("track", on_track)
     offer = await asyncio.to_thread(conn.recv)
     await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
     await pc.setLocalDescription(await pc.createAnswer())
     conn.send(pc.localDescription.sdp)
     await asyncio.to_thread(conn.recv)  # "stop"
+    conn.send(received[0])
     await pc.close()
 
 
@@ -98,7 +105,8 @@ async def _receiver(conn: multiprocessing.connection.Connection) -> None:
 
 class ClipTrack(MediaStreamTrack):
     """Yields the clip's frames as `av.Packet` (pts at `fps`), paced at `fps` frames per
-    second, or back to back (one event-loop turn between frames) when `fps` is 0."""
+    second, or back to back (one event-loop turn between frames) when `fps` is 0; while
+    `running` is clear, `recv()` waits (the sender idles)."""
 
     kind = "video"
 
@@ -108,16 +116,25 @@ class ClipTrack(MediaStreamTrack):
         self._packets = packets
         self._fps = fps
         self._start: float | None = None
+        self._n0 = 0
         self._time_base = fractions.Fraction(1, VIDEO_CLOCK_RATE)
         self.target = -1
         self.reached = asyncio.Event()
+        self.running = asyncio.Event()
+        self.running.set()
 
     async def recv(self) -> av.Packet[Any]:
+        if not self.running.is_set():
+            await self.running.wait()
+            self._start = None
+            self._n0 = self.frames
         if self._fps:
             now = time.monotonic()
             if self._start is None:
                 self._start = now
-            await asyncio.sleep(max(0.0, self._start + self.frames / self._fps - now))
+                self._n0 = self.frames
+            due = self._start + (self.frames - self._n0) / self._fps
+            await asyncio.sleep(max(0.0, due - now))
         else:
             await asyncio.sleep(0)
         item = self._packets[self.frames % len(self._packets)]
@@ -131,7 +148,9 @@ class ClipTrack(MediaStreamTrack):
         return packet
 
 
-async def _measure(sender_kind: str, fps: int, frames: int, warmup: int) -> dict[str, Any]:
+async def _measure(
+    sender_kind: str, fps: int, frames: int, warmup: int, idle: float
+) -> dict[str, Any]:
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
     from sfu.compat.lean_sender import install_lean_sender
@@ -166,9 +185,16 @@ async def _measure(sender_kind: str, fps: int, frames: int, warmup: int) -> dict
         async with asyncio.timeout(30):
             await track.reached.wait()
         track.reached.clear()
+        # idle baseline: connected, nothing to send (RTCP, ICE consent, timers)
+        track.running.clear()
+        await asyncio.sleep(0.1)
+        idle_cpu0, idle_wall0 = time.process_time(), time.monotonic()
+        await asyncio.sleep(idle)
+        idle_rate = (time.process_time() - idle_cpu0) / (time.monotonic() - idle_wall0)
         start_frames = track.frames
         track.target = start_frames + frames
         packets0, bytes0 = await sent()
+        track.running.set()
         cpu0, wall0 = time.process_time(), time.monotonic()
         async with asyncio.timeout(120):
             await track.reached.wait()
@@ -186,6 +212,10 @@ async def _measure(sender_kind: str, fps: int, frames: int, warmup: int) -> dict
             "wall_s": round(wall, 3),
             "cpu_s": round(cpu1 - cpu0, 4),
             "cpu_us_per_packet": round((cpu1 - cpu0) / packets * 1e6, 2) if packets else None,
+            "idle_cpu_per_s": round(idle_rate, 5),
+            "marginal_us_per_packet": (
+                round((cpu1 - cpu0 - idle_rate * wall) / packets * 1e6, 2) if packets else None
+            ),
             "lean_packets": lean.packets_lean if lean else 0,
             "stock_fallback_packets": lean.packets_stock if lean else 0,
             "gso_batches": lean.gso_batches if lean else 0,
@@ -193,6 +223,10 @@ async def _measure(sender_kind: str, fps: int, frames: int, warmup: int) -> dict
     finally:
         await pc.close()
         parent.send("stop")
+        if parent.poll(10):
+            received_frames = parent.recv()
+            if received_frames < frames:
+                print(f"receiver got only {received_frames} frames", file=sys.stderr)
         peer.join(10)
         if peer.is_alive():
             peer.kill()
@@ -202,7 +236,7 @@ def _worker(args: argparse.Namespace) -> None:
     loop = _new_loop(args.loops[0])
     try:
         result = loop.run_until_complete(
-            _measure(args.senders[0], args.fps, args.frames, args.warmup)
+            _measure(args.senders[0], args.fps, args.frames, args.warmup, args.idle)
         )
     finally:
         loop.close()
@@ -228,6 +262,8 @@ def _run_one(sender: str, loop: str, args: argparse.Namespace) -> dict[str, Any]
         str(args.frames),
         "--warmup",
         str(args.warmup),
+        "--idle",
+        str(args.idle),
     ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
     if out.returncode != 0:
@@ -240,9 +276,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="micro_send", description=__doc__.split("\n\n")[0])
     p.add_argument("--senders", type=lambda v: v.split(","), default=list(SENDERS))
     p.add_argument("--loops", type=lambda v: v.split(","), default=list(LOOPS))
-    p.add_argument("--fps", type=int, default=30, help="pacing; 0 sends frames back to back")
-    p.add_argument("--frames", type=int, default=300, help="frames measured per run")
+    p.add_argument("--fps", type=int, default=300, help="pacing; 0 sends frames back to back")
+    p.add_argument("--frames", type=int, default=1500, help="frames measured per run")
     p.add_argument("--warmup", type=int, default=30, help="frames sent before measuring")
+    p.add_argument("--idle", type=float, default=3.0, help="seconds of idle baseline")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--json", default=None, help="write every run's result here")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -268,29 +305,32 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     configs = [(s, lp) for lp in loops for s in args.senders]
     runs: dict[tuple[str, str], list[dict[str, Any]]] = {c: [] for c in configs}
+    key = "marginal_us_per_packet"
     for i in range(args.repeat):
         for sender, loop in configs:
             result = _run_one(sender, loop, args)
             runs[(sender, loop)].append(result)
             print(
-                f"  run {i + 1}: {sender:5} {loop:7} {result['cpu_us_per_packet']} us/packet "
-                f"({result['packets']} packets, {result['kbps']} kbps)",
+                f"  run {i + 1}: {sender:10} {loop:7} {result['cpu_us_per_packet']} us/packet, "
+                f"{result[key]} minus idle ({result['packets']} packets, {result['kbps']} kbps)",
                 file=sys.stderr,
             )
     if args.json:
         with open(args.json, "w") as f:
             json.dump([r for rs in runs.values() for r in rs], f, indent=1)
-    base = statistics.median(
-        r["cpu_us_per_packet"] for r in runs.get((args.senders[0], loops[0]), [])
+    base = statistics.median(r[key] for r in runs.get((args.senders[0], loops[0]), []))
+    print(
+        f"| sender | loop | CPU us/packet | minus idle: us/packet (median of {args.repeat}) "
+        "| runs (minus idle) | vs first |"
     )
-    print(f"| sender | loop | CPU us/packet (median of {args.repeat}) | runs | vs first |")
-    print("|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|")
     for (sender, loop), rs in runs.items():
-        values = [r["cpu_us_per_packet"] for r in rs]
+        values = [r[key] for r in rs]
         med = statistics.median(values)
+        total = statistics.median(r["cpu_us_per_packet"] for r in rs)
         print(
-            f"| {sender} | {loop} | {med:.1f} | {', '.join(f'{v:.1f}' for v in values)} "
-            f"| {100 * (med / base - 1):+.0f} % |"
+            f"| {sender} | {loop} | {total:.1f} | {med:.1f} "
+            f"| {', '.join(f'{v:.1f}' for v in values)} | {100 * (med / base - 1):+.0f} % |"
         )
 
 

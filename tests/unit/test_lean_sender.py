@@ -28,7 +28,7 @@ from sfu.compat.lean_sender import (
     vp8_payloads,
 )
 from sfu.compat.sender import install_sender_keyframe_hook, install_sender_nack_counter
-from signaling.sources import PacedVideoTrack, VideoClip, encode_clip
+from signaling.sources import PacedAudioTrack, PacedVideoTrack, VideoClip, encode_clip
 
 WAIT = 10.0
 
@@ -226,3 +226,25 @@ async def test_lean_sender_end_to_end(
     async with asyncio.timeout(5):
         await link.sender.stop()
     assert link.sender.track is None
+
+
+async def test_lean_sender_opus(pcs: list[RTCPeerConnection]) -> None:
+    tx = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    rx = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pcs.extend([tx, rx])
+    transceiver = tx.addTransceiver(PacedAudioTrack(), direction="sendonly")
+    codecs = RTCRtpSender.getCapabilities("audio").codecs
+    transceiver.setCodecPreferences([c for c in codecs if c.mimeType == "audio/opus"])
+    lean = install_lean_sender(transceiver.sender)
+    consumers: list[Consumer] = []
+    rx.on("track", lambda track: consumers.append(Consumer(track)))
+    async with asyncio.timeout(WAIT):
+        await negotiate(tx, rx)
+    await wait_until(lambda: bool(consumers) and consumers[0].count >= 25)
+    frame = consumers[0].last
+    assert frame.sample_rate == 48000 and frame.samples == 960
+    assert lean.packets_lean >= 25 and lean.gso_batches == 0  # one packet per frame
+    ext_map = transceiver.sender._RTCRtpSender__rtp_header_extensions_map  # type: ignore[attr-defined]
+    raw = next(r for r in lean.history.raw if r is not None)
+    packet = RtpPacket.parse(raw, ext_map)
+    assert packet.payload in {p.data for p in transceiver.sender.track.clip.packets}
