@@ -174,7 +174,8 @@ class LeanSender:
     Counters: `frames`, `packets_lean` (sent straight to the selected pair),
     `packets_stock` (sent through `RTCDtlsTransport._send_rtp`), `packets_dropped` (by
     `drop_hook`), `gso_batches` (frames sent in one system call) and `history.retransmits`
-    (packets a NACK found in the history). Set `gso = False` to send one datagram per
+    (NACK look-ups that found a stored packet; aiortc's `_retransmit` then checks the
+    sequence number, so a stale slot counts too). Set `gso = False` to send one datagram per
     system call (it turns itself off when the kernel refuses UDP GSO).
     """
 
