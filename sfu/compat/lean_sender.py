@@ -215,7 +215,10 @@ class LeanSender:
         if type(protocol).send_data is not StunProtocol.send_data:
             return None
         transport = protocol.transport
-        if transport is None or transport.is_closing():
+        if transport is None:
+            return None
+        is_closing = getattr(transport, "is_closing", None)  # a TurnTransport has none
+        if is_closing is not None and is_closing():
             return None
         return transport, pair.remote_addr
 
@@ -224,7 +227,12 @@ class LeanSender:
     ) -> None:
         """Send one frame's datagrams: one `sendmsg` with UDP GSO when possible, else one
         `transport.sendto` each (asyncio buffers on EAGAIN)."""
-        if len(datagrams) > 1 and self.gso and self._send_gso(transport, addr, datagrams):
+        if (
+            len(datagrams) > 1
+            and self.gso
+            and not isinstance(transport, TurnTransport)  # wraps each datagram for TURN
+            and self._send_gso(transport, addr, datagrams)
+        ):
             return
         sendto = transport.sendto
         for datagram in datagrams:
@@ -262,8 +270,6 @@ class LeanSender:
         if self._gso_transport is transport:
             return self._gso_socket
         self._close_gso_socket()
-        if isinstance(transport, TurnTransport):
-            return None
         raw = transport.get_extra_info("socket")
         if raw is None:
             return None

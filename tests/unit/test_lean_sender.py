@@ -12,13 +12,17 @@ import os
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import aioice.ice
 import pytest
+from aioice.ice import CandidatePair, StunProtocol
+from aioice.turn import TurnTransport
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCRtpTransceiver
 from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.mediastreams import MediaStreamError
+from aiortc.rtcdtlstransport import State
 from aiortc.rtp import RtpPacket
 
 from sfu.compat.lean_sender import (
@@ -248,3 +252,23 @@ async def test_lean_sender_opus(pcs: list[RTCPeerConnection]) -> None:
     raw = next(r for r in lean.history.raw if r is not None)
     packet = RtpPacket.parse(raw, ext_map)
     assert packet.payload in {p.data for p in transceiver.sender.track.clip.packets}
+
+
+async def test_turn_relayed_pair_goes_lean_without_gso() -> None:
+    """A TURN relayed pair's transport (`aioice.turn.TurnTransport`) has `sendto` but no
+    `is_closing`, socket or write buffer: the lean path sends through it, never with GSO."""
+    sender = RTCRtpSender("video", SimpleNamespace(state="new"))  # type: ignore[arg-type]
+    lean = LeanSender(sender)
+    inner = SimpleNamespace(transport=SimpleNamespace(is_closing=lambda: True))
+    turn = TurnTransport(inner)  # type: ignore[arg-type]
+    protocol = StunProtocol(receiver=None)  # type: ignore[arg-type]
+    protocol.transport = turn  # type: ignore[assignment]
+    pair = CandidatePair(protocol, SimpleNamespace(_network_host="192.0.2.1", port=3478))  # type: ignore[arg-type]
+    dtls = SimpleNamespace(
+        _state=State.CONNECTED,
+        transport=SimpleNamespace(_connection=SimpleNamespace(_nominated={1: pair})),
+    )
+    selected = lean._selected_pair(dtls)
+    assert selected == (turn, ("192.0.2.1", 3478))
+    lean._send_datagrams(turn, ("192.0.2.1", 3478), [b"a" * 20, b"b" * 20, b"c" * 5])
+    assert lean.gso_batches == 0
