@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import importlib
+import importlib.util
 import logging
 import os
 import ssl
@@ -22,6 +25,7 @@ from signaling.config import ServerConfig
 from signaling.tls import self_signed_context
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+EVENT_LOOPS = ("auto", "asyncio", "uvloop")
 
 
 class ConfigError(Exception):
@@ -82,6 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--join-rate", type=float, default=None, help="joins per second per server")
     p.add_argument("--join-burst", type=int, default=None, help="join burst per server")
     p.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING or ERROR")
+    p.add_argument(
+        "--event-loop",
+        default=None,
+        help="auto (uvloop when installed, else asyncio; the default), asyncio or uvloop",
+    )
     p.add_argument(
         "--cors-origin",
         action="append",
@@ -190,6 +199,29 @@ def parse_config(argv: Sequence[str] | None = None) -> ServerConfig:
     )
 
 
+def parse_event_loop(argv: Sequence[str] | None = None) -> str:
+    """`--event-loop` / `SFU_EVENT_LOOP` resolved to the loop to run: "uvloop" or "asyncio"
+    ("auto" picks uvloop when it is installed)."""
+    args, _ = build_parser().parse_known_args(argv)
+    choice = (args.event_loop or _env("event-loop") or "auto").lower()
+    if choice not in EVENT_LOOPS:
+        raise ConfigError(f"--event-loop must be one of {', '.join(EVENT_LOOPS)}")
+    installed = importlib.util.find_spec("uvloop") is not None
+    if choice == "uvloop" and not installed:
+        raise ConfigError("--event-loop uvloop: uvloop is not installed (extra 'fast')")
+    if choice == "auto":
+        return "uvloop" if installed else "asyncio"
+    return choice
+
+
+def new_event_loop(kind: str) -> asyncio.AbstractEventLoop:
+    """A new event loop of `kind` ("uvloop" or "asyncio", see `parse_event_loop`)."""
+    if kind == "uvloop":
+        loop: asyncio.AbstractEventLoop = importlib.import_module("uvloop").new_event_loop()
+        return loop
+    return asyncio.new_event_loop()
+
+
 def token_command(argv: Sequence[str]) -> str:
     """`sfu-server token --room R --name N`: print a join token (secret from
     --jwt-secret or SFU_JWT_SECRET)."""
@@ -225,6 +257,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(token_command(args[1:]))
             return
         config = parse_config(args)
+        loop_kind = parse_event_loop(args)
     except ConfigError as exc:
         print(f"sfu-server: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -247,6 +280,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         logging.getLogger(__name__).warning(
             "serving HTTPS with a self-signed certificate: browsers will warn"
         )
+    fallback = loop_kind == "asyncio" and importlib.util.find_spec("uvloop") is None
+    logging.getLogger(__name__).info(
+        "event loop: %s%s", loop_kind, " (uvloop not installed)" if fallback else ""
+    )
     app = create_app(config)
     scheme = "https" if ssl_context else "http"
     try:
@@ -259,6 +296,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 f"sfu-server listening on {scheme}://{config.host}:{config.port}", flush=True
             ),
             shutdown_timeout=2.0,
+            loop=new_event_loop(loop_kind),
         )
     except OSError as exc:
         print(

@@ -1,0 +1,509 @@
+"""A lean RTP send path for ENCODED frames: per frame, not per packet, no await per packet.
+
+`install_lean_sender(sender)` replaces, on one `RTCRtpSender` instance and before
+`send()` starts it, the sender's RTP loop (`_run_rtp`). The replacement awaits one
+`av.Packet` from the sender's track, packetizes it (VP8 and Opus by a byte-identical fast
+path, any other codec through aiortc's `encoder.pack`), builds each RTP packet from a
+header template made once per sender (payload type, SSRC, the negotiated `mid` and
+`abs-send-time` header extensions exactly as aiortc serializes them; abs-send-time and the
+timestamp are patched once per frame), protects it with the DTLS transport's SRTP session
+and hands the datagrams synchronously to the selected ICE pair's datagram transport (on
+Linux, a frame's datagrams go out in ONE `sendmsg` with UDP GSO when their sizes allow, see
+`LeanSender._send_gso`; the standard library suffices, no package offers sendmmsg). When
+DTLS is not connected or no pair is selected yet it falls back to aiortc's
+`RTCDtlsTransport._send_rtp` (the stock, awaited path).
+
+RTCP stays aiortc's: the sender's `_run_rtcp` sends SR/SDES from the counters this loop
+keeps up to date, and `_handle_rtcp_packet` handles receiver reports (RTT), REMB, PLI/FIR
+(`_send_keyframe`, which `sender.install_sender_keyframe_hook` replaces) and NACK through
+aiortc's own `_retransmit` (RTX when negotiated). The retransmission history is replaced
+by `RawHistory`: it keeps the unprotected bytes of each packet and parses the one asked
+for into an `RtpPacket` on demand, which is all `_retransmit` does with it.
+
+aiortc / aioice private internals relied upon (pinned: aiortc==1.16.0, aioice==0.13.0;
+`check_lean_sender_internals()` verifies them):
+
+- `RTCRtpSender.send()` starts `asyncio.ensure_future(self._run_rtp(parameters.codecs[0]))`
+  through the instance attribute, after `_register_rtp_sender` and
+  `__rtp_header_extensions_map.configure(parameters)` and after setting `__mid`; it is
+  replaced per instance (`sender._run_rtp = ...`).
+- `RTCRtpSender.stop()` waits for `__rtp_started`, cancels the task and waits for
+  `__rtp_exited` (both `asyncio.Event`, set by the loop).
+- Sender instance attributes (name-mangled `_RTCRtpSender__`): `started`, `mid`,
+  `rtp_header_extensions_map`, `rtp_history` (replaced by a `RawHistory`), `rtp_started`,
+  `rtp_exited`, `track` (set to None when the loop ends, as stock does), and the counters
+  `_run_rtcp` / `getStats` read: `packet_count`, `octet_count` (payload bytes),
+  `rtp_timestamp`, `ntp_timestamp`; plus `_ssrc` and `_enabled`.
+- `RTCRtpSender._retransmit` only calls `self.__rtp_history.get(seq % RTP_HISTORY_SIZE)`,
+  compares `.sequence_number` and serializes (or `wrap_rtx`es) the packet it gets.
+- `RTCDtlsTransport._state` (`aiortc.rtcdtlstransport.State.CONNECTED`), `._tx_srtp`
+  (a `pylibsrtp.Session`; its policy has `allow_repeat_tx`), `._send_rtp(data)` (the
+  fallback), `.transport` (the `RTCIceTransport`) and the counters `_RTCDtlsTransport__tx_bytes`
+  / `__tx_packets` that its stats report.
+- `RTCIceTransport._connection` (the `aioice.Connection`), whose `_nominated[1]` is the
+  selected `CandidatePair` for RTP (component 1, as `Connection.send` uses); a pair's
+  `.protocol` (`StunProtocol`, whose `send_data(data, addr)` is `self.transport.sendto(data,
+  addr)`; a TURN relayed pair has a `TurnTransport` there, with the same synchronous
+  `sendto`) and `.remote_addr`. For GSO, the pair's asyncio datagram transport's
+  `get_extra_info("socket")` (duplicated with `os.dup`, never a `TurnTransport`) and
+  `get_write_buffer_size()` (GSO only when asyncio has nothing buffered, to keep order).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import inspect
+import logging
+import os
+import random
+import socket
+import struct
+import sys
+import traceback
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any
+
+import av
+from aioice.ice import CandidatePair, Connection, StunProtocol
+from aioice.turn import TurnTransport
+from aiortc import clock
+from aiortc.codecs import get_encoder
+from aiortc.mediastreams import MediaStreamError, convert_timebase
+from aiortc.rtcdtlstransport import RTCDtlsTransport, State
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtcrtpsender import RTCRtpSender, random_sequence_number
+from aiortc.rtp import RTP_HISTORY_SIZE, HeaderExtensionsMap, RtpPacket
+from aiortc.utils import random32
+
+logger = logging.getLogger(__name__)
+
+_S = "_RTCRtpSender__"
+_D = "_RTCDtlsTransport__"
+
+#: Largest RTP payload aiortc's VP8 packetizer emits (`aiortc.codecs.vpx.PACKET_MAX`).
+VP8_PACKET_MAX = 1300
+_VP8_DESCRIPTOR = struct.Struct("!BBH")
+_FIRST_WORD = struct.Struct("!BBH")
+_U32 = struct.Struct("!L")
+_U16 = struct.Struct("=H")
+
+#: Linux UDP generic segmentation offload (`UDP_SEGMENT`, linux/udp.h; Linux >= 4.18): one
+#: `sendmsg` carries up to 64 datagrams of one size (the last may be shorter).
+UDP_SEGMENT = getattr(socket, "UDP_SEGMENT", 103)
+GSO_MAX_SEGMENTS = 64
+GSO_MAX_BYTES = 65_000
+
+#: A test hook: called with each outgoing (first-transmission) RTP sequence number; True
+#: drops that datagram (it is still recorded in the history, so a NACK recovers it).
+DropHook = Callable[[int], bool]
+
+
+def vp8_payloads(frame: memoryview | bytes, picture_id: int) -> list[bytes]:
+    """The RTP payloads of one VP8 frame, byte-identical to aiortc's
+    `Vp8Encoder._packetize(frame, picture_id)` (a 4-byte descriptor with a 15-bit picture
+    id, then at most `VP8_PACKET_MAX - 4` bytes of the frame)."""
+    chunk = VP8_PACKET_MAX - _VP8_DESCRIPTOR.size
+    first = _VP8_DESCRIPTOR.pack(0x90, 0x80, 0x8000 | picture_id)
+    rest = _VP8_DESCRIPTOR.pack(0x80, 0x80, 0x8000 | picture_id)
+    return [
+        (rest if pos else first) + frame[pos : pos + chunk] for pos in range(0, len(frame), chunk)
+    ]
+
+
+class RawHistory:
+    """The retransmission history: unprotected RTP bytes by `seq % RTP_HISTORY_SIZE`.
+
+    Stands in for `RTCRtpSender.__rtp_history` (a dict of `RtpPacket`): aiortc's
+    `_retransmit` only calls `.get(key)`, so the packet is parsed only when a NACK asks for it.
+    """
+
+    __slots__ = ("_extensions_map", "raw", "retransmits")
+
+    def __init__(self, extensions_map: HeaderExtensionsMap) -> None:
+        self._extensions_map = extensions_map
+        self.raw: list[bytes | None] = [None] * RTP_HISTORY_SIZE
+        self.retransmits = 0
+
+    def get(self, key: int, default: RtpPacket | None = None) -> RtpPacket | None:
+        """The packet stored under `key` (parsed with the sender's extension map)."""
+        data = self.raw[key % RTP_HISTORY_SIZE]
+        if data is None:
+            return default
+        self.retransmits += 1
+        return RtpPacket.parse(data, self._extensions_map)
+
+    def __setitem__(self, key: int, packet: RtpPacket) -> None:
+        self.raw[key % RTP_HISTORY_SIZE] = packet.serialize(self._extensions_map)
+
+
+class _HeaderTemplate:
+    """RTP header bytes of one sender, as aiortc's `RtpPacket.serialize` writes them."""
+
+    __slots__ = ("abs_offset", "extension", "first_byte", "payload_type", "ssrc")
+
+    def __init__(
+        self, payload_type: int, ssrc: int, mid: str | None, extensions_map: HeaderExtensionsMap
+    ) -> None:
+        probe = RtpPacket(payload_type=payload_type, ssrc=ssrc)
+        probe.extensions.mid = mid
+        probe.extensions.abs_send_time = 0
+        zeros = probe.serialize(extensions_map)
+        probe.extensions.abs_send_time = 0xFFFFFF
+        ones = probe.serialize(extensions_map)
+        self.first_byte = zeros[0]
+        self.payload_type = payload_type
+        self.ssrc = _U32.pack(ssrc)
+        self.extension = zeros[12:]
+        diff = [i for i in range(len(zeros)) if zeros[i] != ones[i]]
+        self.abs_offset: int | None = diff[0] - 12 if diff else None
+
+    def frame_tail(self, timestamp: int, abs_send_time: int) -> bytes:
+        """Bytes 4.. of every packet header of one frame (timestamp, SSRC, extensions)."""
+        ext = self.extension
+        if self.abs_offset is not None:
+            o = self.abs_offset
+            ext = ext[:o] + abs_send_time.to_bytes(3, "big") + ext[o + 3 :]
+        return _U32.pack(timestamp) + self.ssrc + ext
+
+
+class LeanSender:
+    """The lean RTP loop of one `RTCRtpSender` (see the module docstring).
+
+    Counters: `frames`, `packets_lean` (sent straight to the selected pair),
+    `packets_stock` (sent through `RTCDtlsTransport._send_rtp`), `packets_dropped` (by
+    `drop_hook`), `gso_batches` (frames sent in one system call) and `history.retransmits`
+    (NACK look-ups that found a stored packet; aiortc's `_retransmit` then checks the
+    sequence number, so a stale slot counts too). Set `gso = False` to send one datagram per
+    system call (it turns itself off when the kernel refuses UDP GSO).
+    """
+
+    def __init__(self, sender: RTCRtpSender) -> None:
+        self._sender = sender
+        s: Any = sender
+        self.history = RawHistory(getattr(s, _S + "rtp_header_extensions_map"))
+        self.drop_hook: DropHook | None = None
+        self.frames = 0
+        self.packets_lean = 0
+        self.packets_stock = 0
+        self.packets_dropped = 0
+        self.gso = sys.platform == "linux"
+        self.gso_batches = 0
+        self._gso_transport: Any = None
+        self._gso_socket: socket.socket | None = None
+        self._warned_frame = False
+
+    @property
+    def sender(self) -> RTCRtpSender:
+        """The aiortc sender this loop drives."""
+        return self._sender
+
+    def _selected_pair(self, dtls: Any) -> tuple[Any, tuple[str, int]] | None:
+        """The selected pair's datagram transport (synchronous `sendto`) and remote address,
+        or None when the stock path must be used (not connected, no pair yet, an unknown
+        protocol)."""
+        if dtls._state is not State.CONNECTED:
+            return None
+        connection = getattr(dtls.transport, "_connection", None)
+        if connection is None:
+            return None
+        pair: CandidatePair | None = connection._nominated.get(1)
+        if pair is None:
+            return None
+        protocol = pair.protocol
+        if type(protocol).send_data is not StunProtocol.send_data:
+            return None
+        transport = protocol.transport
+        if transport is None:
+            return None
+        is_closing = getattr(transport, "is_closing", None)  # a TurnTransport has none
+        if is_closing is not None and is_closing():
+            return None
+        return transport, pair.remote_addr
+
+    def _send_datagrams(
+        self, transport: Any, addr: tuple[str, int], datagrams: list[bytes]
+    ) -> None:
+        """Send one frame's datagrams: one `sendmsg` with UDP GSO when possible, else one
+        `transport.sendto` each (asyncio buffers on EAGAIN)."""
+        if (
+            len(datagrams) > 1
+            and self.gso
+            and not isinstance(transport, TurnTransport)  # wraps each datagram for TURN
+            and self._send_gso(transport, addr, datagrams)
+        ):
+            return
+        sendto = transport.sendto
+        for datagram in datagrams:
+            sendto(datagram, addr)
+
+    def _send_gso(self, transport: Any, addr: tuple[str, int], datagrams: list[bytes]) -> bool:
+        """Send `datagrams` in one system call (Linux UDP generic segmentation offload: all
+        the same size but the last, which may be shorter). False when not possible now."""
+        size = len(datagrams[0])
+        if (
+            len(datagrams) > GSO_MAX_SEGMENTS
+            or size * len(datagrams) > GSO_MAX_BYTES
+            or len(datagrams[-1]) > size
+            or any(len(d) != size for d in datagrams[1:-1])
+            or transport.get_write_buffer_size()  # keep order behind asyncio's buffer
+        ):
+            return False
+        sock = self._gso_socket_for(transport)
+        if sock is None:
+            return False
+        try:
+            sock.sendmsg(datagrams, [(socket.SOL_UDP, UDP_SEGMENT, _U16.pack(size))], 0, addr)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError as exc:
+            logger.info("UDP GSO not available (%s): one datagram per system call", exc)
+            self.gso = False
+            self._close_gso_socket()
+            return False
+        self.gso_batches += 1
+        return True
+
+    def _gso_socket_for(self, transport: Any) -> socket.socket | None:
+        """A duplicate of `transport`'s socket for `sendmsg` (asyncio hides the real one)."""
+        if self._gso_transport is transport:
+            return self._gso_socket
+        self._close_gso_socket()
+        raw = transport.get_extra_info("socket")
+        if raw is None:
+            return None
+        self._gso_transport = transport
+        self._gso_socket = socket.socket(fileno=os.dup(raw.fileno()))
+        return self._gso_socket
+
+    def _close_gso_socket(self) -> None:
+        if self._gso_socket is not None:
+            self._gso_socket.close()
+        self._gso_socket = None
+        self._gso_transport = None
+
+    async def _run_rtp(self, codec: RTCRtpCodecParameters) -> None:
+        s: Any = self._sender
+        getattr(s, _S + "rtp_started").set()
+        try:
+            await self._loop(s, codec)
+        except (asyncio.CancelledError, ConnectionError, MediaStreamError):
+            pass
+        except Exception:
+            logger.warning("lean RTP sender(%s) failed: %s", s.kind, traceback.format_exc())
+        finally:
+            self._close_gso_socket()
+        track = s.track
+        if track is not None:
+            track.stop()
+            setattr(s, _S + "track", None)
+        getattr(s, _S + "rtp_exited").set()
+
+    async def _loop(self, s: Any, codec: RTCRtpCodecParameters) -> None:
+        mime = codec.mimeType.lower()
+        if codec.payloadType is None:
+            raise ValueError(f"codec {codec.mimeType} has no payload type")
+        template = _HeaderTemplate(
+            codec.payloadType,
+            s._ssrc,
+            getattr(s, _S + "mid"),
+            getattr(s, _S + "rtp_header_extensions_map"),
+        )
+        first_byte = template.first_byte
+        pt = template.payload_type
+        marker_pt = 0x80 | pt
+        history = self.history.raw
+        pack_first = _FIRST_WORD.pack
+        sequence_number = random_sequence_number()
+        timestamp_origin = random32()
+        picture_id = random.randint(0, (1 << 15) - 1)
+        encoder = None
+        time_base = fractions.Fraction(1, codec.clockRate)
+
+        while True:
+            track = s.track
+            if track is None:
+                await asyncio.sleep(0.02)
+                continue
+            data = await track.recv()
+            if not s._enabled:
+                continue
+            if not isinstance(data, av.Packet):
+                if not self._warned_frame:
+                    self._warned_frame = True
+                    logger.warning("lean RTP sender got %s, not an encoded frame: dropped", data)
+                continue
+
+            # packetize: a list of payloads, and the frame's RTP timestamp
+            pts = data.pts
+            if pts is None:
+                continue
+            if mime == "video/vp8":
+                payloads = vp8_payloads(memoryview(data), picture_id)
+                picture_id = (picture_id + 1) & 0x7FFF
+                timestamp = convert_timebase(pts, data.time_base, time_base)
+            elif mime == "audio/opus":
+                payloads = [bytes(data)]
+                timestamp = convert_timebase(pts, data.time_base, time_base)
+            else:
+                if encoder is None:
+                    encoder = get_encoder(codec)
+                payloads, timestamp = encoder.pack(data)
+            if not payloads:
+                continue
+
+            timestamp = (timestamp_origin + timestamp) & 0xFFFFFFFF
+            ntp = clock.current_ntp_time()
+            tail = template.frame_tail(timestamp, (ntp >> 14) & 0x00FFFFFF)
+            last = len(payloads) - 1
+            octets = 0
+            dtls: Any = s.transport
+            direct = self._selected_pair(dtls)
+            if direct is not None:
+                transport, addr = direct
+                protect = dtls._tx_srtp.protect
+                drop = self.drop_hook
+                datagrams: list[bytes] = []
+                for i, payload in enumerate(payloads):
+                    packet = (
+                        pack_first(first_byte, marker_pt if i == last else pt, sequence_number)
+                        + tail
+                        + payload
+                    )
+                    history[sequence_number % RTP_HISTORY_SIZE] = packet
+                    if drop is not None and drop(sequence_number):
+                        self.packets_dropped += 1
+                    else:
+                        datagrams.append(protect(packet))
+                    octets += len(payload)
+                    sequence_number = (sequence_number + 1) & 0xFFFF
+                self._send_datagrams(transport, addr, datagrams)
+                sent_bytes = sum(len(d) for d in datagrams)
+                setattr(dtls, _D + "tx_bytes", getattr(dtls, _D + "tx_bytes") + sent_bytes)
+                setattr(dtls, _D + "tx_packets", getattr(dtls, _D + "tx_packets") + len(datagrams))
+                self.packets_lean += len(datagrams)
+            else:
+                for i, payload in enumerate(payloads):
+                    packet = (
+                        pack_first(first_byte, marker_pt if i == last else pt, sequence_number)
+                        + tail
+                        + payload
+                    )
+                    history[sequence_number % RTP_HISTORY_SIZE] = packet
+                    await dtls._send_rtp(packet)
+                    octets += len(payload)
+                    sequence_number = (sequence_number + 1) & 0xFFFF
+                self.packets_stock += len(payloads)
+
+            self.frames += 1
+            setattr(s, _S + "ntp_timestamp", ntp)
+            setattr(s, _S + "rtp_timestamp", timestamp)
+            setattr(s, _S + "octet_count", getattr(s, _S + "octet_count") + octets)
+            setattr(s, _S + "packet_count", getattr(s, _S + "packet_count") + len(payloads))
+
+
+def install_lean_sender(sender: RTCRtpSender) -> LeanSender:
+    """Make `sender` use the lean send path; call before `send()` starts it (i.e. before
+    the negotiation that starts the transceiver completes). Raises RuntimeError when the
+    sender has already started."""
+    s: Any = sender
+    if getattr(s, _S + "started"):
+        raise RuntimeError("install_lean_sender: the sender has already started")
+    lean = LeanSender(sender)
+    s._run_rtp = lean._run_rtp
+    setattr(s, _S + "rtp_history", lean.history)
+    return lean
+
+
+def _source_has(obj: Any, *needles: str) -> list[str]:
+    try:
+        source = inspect.getsource(obj)
+    except (OSError, TypeError):
+        return [f"{getattr(obj, '__qualname__', obj)} (source unavailable)"]
+    return [f"{obj.__qualname__}: {n!r}" for n in needles if n not in source]
+
+
+def check_lean_sender_internals() -> list[str]:
+    """Return the aiortc/aioice internals the lean sender relies on that are missing or
+    changed; empty when all are present."""
+    problems: list[str] = []
+    for cls, names in (
+        (RTCRtpSender, ("send", "stop", "_run_rtp", "_retransmit", "_handle_rtcp_packet")),
+        (RTCDtlsTransport, ("_send_rtp",)),
+        (Connection, ("send", "sendto")),
+        (StunProtocol, ("send_data",)),
+        (RtpPacket, ("parse", "serialize")),
+    ):
+        for name in names:
+            if not callable(getattr(cls, name, None)):
+                problems.append(f"{cls.__name__}.{name}")
+    if not hasattr(State, "CONNECTED"):
+        problems.append("aiortc.rtcdtlstransport.State.CONNECTED")
+    if problems:
+        return problems
+    try:
+        attrs = vars(RTCRtpSender("video", SimpleNamespace(state="new")))  # type: ignore[arg-type]
+        for name in (
+            "started",
+            "mid",
+            "rtp_header_extensions_map",
+            "rtp_history",
+            "rtp_started",
+            "rtp_exited",
+            "track",
+            "packet_count",
+            "octet_count",
+            "rtp_timestamp",
+            "ntp_timestamp",
+        ):
+            if _S + name not in attrs:
+                problems.append(f"RTCRtpSender.{_S}{name}")
+        for name in ("_ssrc", "_enabled"):
+            if name not in attrs:
+                problems.append(f"RTCRtpSender.{name}")
+    except Exception as exc:  # a changed constructor is a changed internal
+        problems.append(f"constructing RTCRtpSender: {exc!r}")
+    problems += _source_has(
+        RTCRtpSender.send,
+        "self.__mid = parameters.muxId",
+        "self.__rtp_header_extensions_map.configure(parameters)",
+        "asyncio.ensure_future(self._run_rtp(parameters.codecs[0]))",
+    )
+    problems += _source_has(
+        RTCRtpSender.stop, "self.__rtp_started.wait()", "self.__rtp_exited.wait()"
+    )
+    problems += _source_has(
+        RTCRtpSender._retransmit,
+        "self.__rtp_history.get(sequence_number % RTP_HISTORY_SIZE)",
+        "packet.sequence_number == sequence_number",
+    )
+    problems += _source_has(
+        RTCRtpSender._run_rtcp,
+        "self.__ntp_timestamp",
+        "self.__rtp_timestamp",
+        "self.__packet_count",
+        "self.__octet_count",
+    )
+    problems += _source_has(RTCRtpSender._handle_rtcp_packet, "await self._retransmit(seq)")
+    problems += _source_has(
+        RTCDtlsTransport.__init__,
+        "self._tx_srtp",
+        "self.__tx_bytes = 0",
+        "self.__tx_packets = 0",
+    )
+    problems += _source_has(RTCDtlsTransport._setup_srtp, "allow_repeat_tx = True")
+    problems += _source_has(
+        RTCDtlsTransport._send_rtp, "self._state != State.CONNECTED", "self._tx_srtp.protect("
+    )
+    problems += _source_has(Connection.send, "self.sendto(data, 1)")
+    problems += _source_has(
+        Connection.sendto,
+        "self._nominated.get(component)",
+        "active_pair.protocol.send_data(data, active_pair.remote_addr)",
+    )
+    problems += _source_has(StunProtocol.send_data, "self.transport.sendto(data, addr)")
+    problems += _source_has(CandidatePair.__init__, "self.protocol = protocol")
+    if not isinstance(getattr(CandidatePair, "remote_addr", None), property):
+        problems.append("CandidatePair.remote_addr")
+    return problems

@@ -1,0 +1,51 @@
+"""`sfu-server --event-loop auto|asyncio|uvloop` (and `SFU_EVENT_LOOP`)."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+
+import pytest
+
+from signaling import cli
+
+HAVE_UVLOOP = importlib.util.find_spec("uvloop") is not None
+
+
+def test_default_is_uvloop_when_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SFU_EVENT_LOOP", raising=False)
+    assert cli.parse_event_loop([]) == ("uvloop" if HAVE_UVLOOP else "asyncio")
+    assert cli.parse_event_loop(["--event-loop", "asyncio"]) == "asyncio"
+    monkeypatch.setenv("SFU_EVENT_LOOP", "asyncio")
+    assert cli.parse_event_loop([]) == "asyncio"
+
+
+def test_fallback_without_uvloop(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SFU_EVENT_LOOP", raising=False)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "uvloop" else real(name)
+    )
+    assert cli.parse_event_loop([]) == "asyncio"
+    with pytest.raises(cli.ConfigError):
+        cli.parse_event_loop(["--event-loop", "uvloop"])
+
+
+def test_bad_value_is_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--event-loop", "trio"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "--event-loop must be one of auto, asyncio, uvloop" in err
+
+
+@pytest.mark.skipif(not HAVE_UVLOOP, reason="uvloop not installed")
+def test_new_event_loop_kinds() -> None:
+    for kind, module in (("uvloop", "uvloop"), ("asyncio", "asyncio")):
+        loop = cli.new_event_loop(kind)
+        try:
+            assert type(loop).__module__.split(".")[0] == module
+            assert loop.run_until_complete(asyncio.sleep(0, "ok")) == "ok"
+        finally:
+            loop.close()

@@ -1,0 +1,274 @@
+"""The lean send path (`sfu.compat.lean_sender`) between two real aiortc peer connections.
+
+One process, 127.0.0.1 only: the sending pc forwards a pre-encoded VP8 clip through a
+lean sender; the receiving pc is stock aiortc and decodes. Under both the stock asyncio
+loop and uvloop (when installed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import aioice.ice
+import pytest
+from aioice.ice import CandidatePair, StunProtocol
+from aioice.turn import TurnTransport
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCRtpTransceiver
+from aiortc.codecs.vpx import Vp8Encoder
+from aiortc.mediastreams import MediaStreamError
+from aiortc.rtcdtlstransport import State
+from aiortc.rtp import RtpPacket
+
+from sfu.compat.lean_sender import (
+    LeanSender,
+    check_lean_sender_internals,
+    install_lean_sender,
+    vp8_payloads,
+)
+from sfu.compat.sender import install_sender_keyframe_hook, install_sender_nack_counter
+from signaling.sources import PacedAudioTrack, PacedVideoTrack, VideoClip, encode_clip
+
+WAIT = 10.0
+
+
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setattr(
+        aioice.ice, "get_host_addresses", lambda use_ipv4=True, use_ipv6=True: ["127.0.0.1"]
+    )
+    yield
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> VideoClip:
+    cache: Path = tmp_path_factory.mktemp("clips")
+    return encode_clip(width=320, height=240, seconds=2.0, bitrate=300_000, cache_dir=cache)
+
+
+@pytest.fixture
+async def pcs() -> AsyncIterator[list[RTCPeerConnection]]:
+    made: list[RTCPeerConnection] = []
+    yield made
+    for pc in made:
+        async with asyncio.timeout(10):
+            await pc.close()
+
+
+def prefer_vp8(transceiver: RTCRtpTransceiver, rtx: bool) -> None:
+    mimes = {"video/VP8", "video/rtx"} if rtx else {"video/VP8"}
+    codecs = RTCRtpSender.getCapabilities("video").codecs
+    transceiver.setCodecPreferences([c for c in codecs if c.mimeType in mimes])
+
+
+async def negotiate(offerer: RTCPeerConnection, answerer: RTCPeerConnection) -> None:
+    await offerer.setLocalDescription(await offerer.createOffer())
+    await answerer.setRemoteDescription(offerer.localDescription)
+    await answerer.setLocalDescription(await answerer.createAnswer())
+    await offerer.setRemoteDescription(answerer.localDescription)
+
+
+async def wait_until(pred: Any, timeout: float = WAIT) -> None:
+    async with asyncio.timeout(timeout):
+        while not pred():  # noqa: ASYNC110 - polling counters owned by aiortc tasks
+            await asyncio.sleep(0.02)
+
+
+class Consumer:
+    """Reads the receiving side's track (stock aiortc: depacketize and decode)."""
+
+    def __init__(self, track: Any) -> None:
+        self.track = track
+        self.count = 0
+        self.last: Any = None
+        self.task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        try:
+            while True:
+                self.last = await self.track.recv()
+                self.count += 1
+        except MediaStreamError:
+            pass
+
+
+class Link:
+    """A sending pc with a lean sender, and a stock receiving pc that decodes."""
+
+    def __init__(self, pcs: list[RTCPeerConnection], clip: VideoClip, rtx: bool) -> None:
+        self.tx = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.rx = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        pcs.extend([self.tx, self.rx])
+        self.source = PacedVideoTrack(clip)
+        transceiver = self.tx.addTransceiver(self.source, direction="sendonly")
+        prefer_vp8(transceiver, rtx)
+        self.sender = transceiver.sender
+        self.lean: LeanSender = install_lean_sender(self.sender)
+        self.keyframe_requests = 0
+        self.nacked = 0
+        install_sender_keyframe_hook(self.sender, self._on_keyframe_request)
+        install_sender_nack_counter(self.sender, self._on_nack)
+        self.consumer: Consumer | None = None
+        self.rx.on("track", self._on_track)
+
+    def _on_keyframe_request(self) -> None:
+        self.keyframe_requests += 1
+        self.source.request_keyframe()
+
+    def _on_nack(self) -> None:
+        self.nacked += 1
+
+    def _on_track(self, track: Any) -> None:
+        self.consumer = Consumer(track)
+
+    async def start(self) -> Consumer:
+        async with asyncio.timeout(WAIT):
+            await negotiate(self.tx, self.rx)
+        await wait_until(lambda: self.consumer is not None)
+        assert self.consumer is not None
+        return self.consumer
+
+
+def test_internals_present() -> None:
+    assert check_lean_sender_internals() == []
+
+
+@pytest.mark.parametrize("size", [0, 1, 1295, 1296, 1297, 2592, 2593, 7000])
+def test_vp8_payloads_match_aiortc(size: int) -> None:
+    frame = os.urandom(size)
+    assert vp8_payloads(frame, 4321) == Vp8Encoder._packetize(frame, 4321)
+    assert vp8_payloads(memoryview(frame), 77) == Vp8Encoder._packetize(frame, 77)
+
+
+@pytest.mark.parametrize(("rtx", "gso"), [(True, True), (False, False)], ids=["rtx", "plain"])
+async def test_lean_sender_end_to_end(
+    rtx: bool, gso: bool, clip: VideoClip, pcs: list[RTCPeerConnection]
+) -> None:
+    link = Link(pcs, clip, rtx)
+    link.lean.gso = gso and sys.platform == "linux"
+    consumer = await link.start()
+    lean = link.lean
+
+    # frames arrive and decode; they went the lean way, not the stock one
+    await wait_until(lambda: consumer.count >= 10)
+    assert (consumer.last.width, consumer.last.height) == (320, 240)
+    assert lean.packets_lean > 0
+    assert lean.frames >= 10
+    assert (lean.gso_batches > 0) is lean.gso  # keyframes take several packets
+    with pytest.raises(RuntimeError):  # only before the sender starts
+        install_lean_sender(link.sender)
+
+    # the history holds aiortc-format packets: parse + serialize is the identity, the
+    # negotiated extensions are there, the payload is aiortc's VP8 packetization
+    ext_map = link.sender._RTCRtpSender__rtp_header_extensions_map  # type: ignore[attr-defined]
+    stored = [raw for raw in lean.history.raw if raw is not None]
+    assert stored
+    mid = next(t.mid for t in link.tx.getTransceivers())
+    for raw in stored[:50]:
+        packet = RtpPacket.parse(raw, ext_map)
+        assert packet.serialize(ext_map) == raw
+        assert packet.ssrc == link.sender._ssrc
+        assert packet.extensions.mid == mid
+        assert packet.extensions.abs_send_time is not None
+
+    # loss: drop three first transmissions; NACK brings them back (over RTX if negotiated)
+    dropped: list[int] = []
+
+    def drop(seq: int) -> bool:
+        if len(dropped) < 3 and seq % 7 == 0:
+            dropped.append(seq)
+            return True
+        return False
+
+    retransmits_before = lean.history.retransmits
+    lean.drop_hook = drop
+    await wait_until(lambda: len(dropped) == 3)
+    lean.drop_hook = None
+    await wait_until(lambda: lean.history.retransmits - retransmits_before >= 3)
+    assert link.nacked >= 3
+    receiver = link.rx.getTransceivers()[0].receiver
+    nack_generator = receiver._RTCRtpReceiver__nack_generator  # type: ignore[attr-defined]
+    await wait_until(lambda: not set(dropped) & nack_generator.missing)
+    if rtx:
+        streams = receiver._RTCRtpReceiver__remote_streams  # type: ignore[attr-defined]
+        await wait_until(lambda: link.sender._rtx_ssrc in streams)
+        assert streams[link.sender._rtx_ssrc].packets_received >= 3
+    count = consumer.count
+    await wait_until(lambda: consumer.count >= count + 10)
+
+    # PLI from the receiving side reaches the keyframe hook
+    requests = link.keyframe_requests
+    await receiver._send_rtcp_pli(link.sender._ssrc)
+    await wait_until(lambda: link.keyframe_requests > requests)
+
+    # the counters RTCP SR and getStats read grow
+    def outbound(report: Any) -> Any:
+        return next(s for s in report.values() if s.type == "outbound-rtp")
+
+    first = outbound(await link.sender.getStats())
+    assert first.packetsSent > 0 and first.bytesSent > 0
+    await asyncio.sleep(0.3)
+    second = outbound(await link.sender.getStats())
+    assert second.packetsSent > first.packetsSent
+    assert second.bytesSent > first.bytesSent
+
+    async def remote_sent() -> int:
+        stats = await receiver.getStats()
+        found = [s.packetsSent for s in stats.values() if s.type == "remote-outbound-rtp"]
+        return found[0] if found else 0
+
+    async with asyncio.timeout(WAIT):
+        while await remote_sent() <= first.packetsSent:  # noqa: ASYNC110 - RTCP timer
+            await asyncio.sleep(0.1)
+
+    # stop() ends the lean loop cleanly
+    async with asyncio.timeout(5):
+        await link.sender.stop()
+    assert link.sender.track is None
+
+
+async def test_lean_sender_opus(pcs: list[RTCPeerConnection]) -> None:
+    tx = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    rx = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pcs.extend([tx, rx])
+    transceiver = tx.addTransceiver(PacedAudioTrack(), direction="sendonly")
+    codecs = RTCRtpSender.getCapabilities("audio").codecs
+    transceiver.setCodecPreferences([c for c in codecs if c.mimeType == "audio/opus"])
+    lean = install_lean_sender(transceiver.sender)
+    consumers: list[Consumer] = []
+    rx.on("track", lambda track: consumers.append(Consumer(track)))
+    async with asyncio.timeout(WAIT):
+        await negotiate(tx, rx)
+    await wait_until(lambda: bool(consumers) and consumers[0].count >= 25)
+    frame = consumers[0].last
+    assert frame.sample_rate == 48000 and frame.samples == 960
+    assert lean.packets_lean >= 25 and lean.gso_batches == 0  # one packet per frame
+    ext_map = transceiver.sender._RTCRtpSender__rtp_header_extensions_map  # type: ignore[attr-defined]
+    raw = next(r for r in lean.history.raw if r is not None)
+    packet = RtpPacket.parse(raw, ext_map)
+    assert packet.payload in {p.data for p in transceiver.sender.track.clip.packets}
+
+
+async def test_turn_relayed_pair_goes_lean_without_gso() -> None:
+    """A TURN relayed pair's transport (`aioice.turn.TurnTransport`) has `sendto` but no
+    `is_closing`, socket or write buffer: the lean path sends through it, never with GSO."""
+    sender = RTCRtpSender("video", SimpleNamespace(state="new"))  # type: ignore[arg-type]
+    lean = LeanSender(sender)
+    inner = SimpleNamespace(transport=SimpleNamespace(is_closing=lambda: True))
+    turn = TurnTransport(inner)  # type: ignore[arg-type]
+    protocol = StunProtocol(receiver=None)  # type: ignore[arg-type]
+    protocol.transport = turn  # type: ignore[assignment]
+    pair = CandidatePair(protocol, SimpleNamespace(_network_host="192.0.2.1", port=3478))  # type: ignore[arg-type]
+    dtls = SimpleNamespace(
+        _state=State.CONNECTED,
+        transport=SimpleNamespace(_connection=SimpleNamespace(_nominated={1: pair})),
+    )
+    selected = lean._selected_pair(dtls)
+    assert selected == (turn, ("192.0.2.1", 3478))
+    lean._send_datagrams(turn, ("192.0.2.1", 3478), [b"a" * 20, b"b" * 20, b"c" * 5])
+    assert lean.gso_batches == 0
