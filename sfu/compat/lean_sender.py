@@ -424,6 +424,23 @@ def _source_has(obj: Any, *needles: str) -> list[str]:
     return [f"{obj.__qualname__}: {n!r}" for n in needles if n not in source]
 
 
+def _probe_sender() -> RTCRtpSender:
+    """An unstarted sender to inspect; its constructor needs an event loop, so make a
+    temporary one when called outside a running loop (e.g. a synchronous check)."""
+    transport: Any = SimpleNamespace(state="new")
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        loop = asyncio.new_event_loop()
+        try:
+            asyncio.set_event_loop(loop)
+            return RTCRtpSender("video", transport)
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+    return RTCRtpSender("video", transport)
+
+
 def check_lean_sender_internals() -> list[str]:
     """Return the aiortc/aioice internals the lean sender relies on that are missing or
     changed; empty when all are present."""
@@ -443,7 +460,7 @@ def check_lean_sender_internals() -> list[str]:
     if problems:
         return problems
     try:
-        attrs = vars(RTCRtpSender("video", SimpleNamespace(state="new")))  # type: ignore[arg-type]
+        attrs = vars(_probe_sender())
         for name in (
             "started",
             "mid",
