@@ -39,10 +39,13 @@ class Room:
         ids: itertools.count[int],
         on_empty: Callable[[Room], None],
         removals: Counter[str] | None = None,
+        malformed: Counter[str] | None = None,
         peer_connection: PeerConnectionFactory = RTCPeerConnection,
     ) -> None:
         self._peer_connection = peer_connection
         self.removals: Counter[str] = Counter() if removals is None else removals
+        #: malformed datagrams dropped, by kind, over every participant (shared sink)
+        self.malformed: Counter[str] = Counter() if malformed is None else malformed
         self.name = name
         self._config = config
         self._signaler = signaler
@@ -75,6 +78,7 @@ class Room:
             on_failed=self._participant_failed,
             can_publish=can_publish,
             peer_connection=self._peer_connection,
+            malformed_total=self.malformed,
         )
         others = list(self.participants)
         self.participants[pid] = participant
