@@ -80,6 +80,8 @@ class SignalingEvents:
         self.rejected_by_event: Counter[tuple[str, str]] = Counter()
         self.unknown_events = 0
         self.joins: Counter[str] = Counter()
+        #: the stats sampler's latest snapshot (set by the app once the sampler exists)
+        self.stats_snapshot: Callable[[], dict[str, Any]] | None = None
         self._handlers: dict[str, Handler] = {
             "join": self._join,
             "sdp": self._sdp,
@@ -87,6 +89,7 @@ class SignalingEvents:
             "chat message": self._chat,
             "mute": self._mute,
             "leave": self._leave,
+            "stats": self._stats,
         }
         sio.on("connect", self._connect)
         sio.on("disconnect", self._disconnect)
@@ -238,6 +241,24 @@ class SignalingEvents:
         self._joined(session)
         await self._depart(session, "left")
         return {}
+
+    async def _stats(self, session: Session, data: Any) -> dict[str, Any]:
+        """This participant's own rows of the sampler's last snapshot (no new sampling)."""
+        validation.parse_stats(data)
+        room, pid = self._joined(session)
+        snapshot = self.stats_snapshot() if self.stats_snapshot is not None else {}
+        for room_row in snapshot.get("rooms", []):
+            if room_row.get("name") != room.name:
+                continue
+            for person in room_row.get("participants", []):
+                if person.get("id") == pid:
+                    return {
+                        "connectionState": person.get("connectionState"),
+                        "published": person.get("published", []),
+                        "subscriptions": person.get("subscriptions", []),
+                    }
+        # joined after the last sample: nothing measured yet
+        return {"connectionState": None, "published": [], "subscriptions": []}
 
     # ------------------------------------------------------------------ shutdown
 
