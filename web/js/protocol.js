@@ -9,7 +9,8 @@
  * @typedef {"camera" | "microphone" | "screen"} Source
  * @typedef {{mid: string, participantId: string, kind: "audio" | "video", source: Source}} TrackInfo
  * @typedef {TrackInfo & {track: MediaStreamTrack}} RemoteTrack
- * @typedef {{track: MediaStreamTrack, source: Source}} LocalTrack  (its sender belongs to the PeerSession)
+ * @typedef {{track: MediaStreamTrack | null, kind: "audio" | "video", source: Source}} LocalTrack
+ *   (track null: the device is stopped, the sender sends nothing; the sender belongs to the PeerSession)
  * @typedef {"idle" | "connecting" | "joining" | "joined" | "reconnecting" | "failed" | "closed"} ClientState
  *
  * @typedef {object} SocketLike  The part of a socket.io-client `Socket` this module uses.
@@ -201,7 +202,7 @@ export class PeerSession {
     const pc = this.pc;
     if (!pc) return;
     const reuse =
-      local.source === "screen" ? [...this.spare].find((t) => t.receiver?.track?.kind === local.track.kind) : undefined;
+      local.source === "screen" ? [...this.spare].find((t) => t.receiver?.track?.kind === local.kind) : undefined;
     if (reuse) {
       this.spare.delete(reuse);
       reuse.direction = "sendonly";
@@ -209,8 +210,8 @@ export class PeerSession {
       this.senders.set(local, reuse);
       return;
     }
-    const t = pc.addTransceiver(local.track, { direction: "sendonly" });
-    this.preferCodecs(t, local.track.kind);
+    const t = pc.addTransceiver(local.track ?? local.kind, { direction: "sendonly" });
+    this.preferCodecs(t, local.kind);
     this.senders.set(local, t);
   }
 
@@ -575,13 +576,15 @@ export class SfuClient extends EventTarget {
    */
   publish(track, source) {
     /** @type {LocalTrack} */
+    const kind = track.kind === "video" ? "video" : "audio";
     const local = {
       track,
-      source: source ?? (track.kind === "video" ? "camera" : "microphone"),
+      kind,
+      source: source ?? (kind === "video" ? "camera" : "microphone"),
     };
     this._local.push(local);
     if (local.source !== "screen") {
-      track.enabled = !this._muted[/** @type {"audio" | "video"} */ (track.kind)];
+      track.enabled = !this._muted[kind];
     }
     if (this._session?.pc) {
       this._session.attach(local);
@@ -634,7 +637,7 @@ export class SfuClient extends EventTarget {
     if (kind !== "audio" && kind !== "video") throw new ProtocolError("bad_request", "kind must be audio or video");
     this._muted[kind] = Boolean(muted);
     for (const l of this._local) {
-      if (l.track.kind === kind && l.source !== "screen") l.track.enabled = !muted;
+      if (l.track && l.kind === kind && l.source !== "screen") l.track.enabled = !muted;
     }
     if (this._state === "joined") await this._request("mute", { kind, muted: Boolean(muted) });
   }
@@ -647,7 +650,7 @@ export class SfuClient extends EventTarget {
   async startScreenShare(track) {
     if (this.sharingScreen) await this.stopScreenShare();
     /** @type {LocalTrack} */
-    const local = { track, source: "screen" };
+    const local = { track, kind: "video", source: "screen" };
     this._local.push(local);
     track.addEventListener?.("ended", () => {
       if (this._local.includes(local)) this.stopScreenShare();
@@ -663,8 +666,46 @@ export class SfuClient extends EventTarget {
     const local = this._local.find((l) => l.source === "screen");
     if (!local) return;
     this._local = this._local.filter((l) => l !== local);
-    local.track.stop?.();
+    local.track?.stop?.();
     if (await this._session?.detach(local)) await this._renegotiate();
+  }
+
+  /**
+   * Send another track for a published camera or microphone (device switch), or none
+   * (`null`: the device was stopped, e.g. "Stop camera" turning the camera light off), on
+   * the existing sender of the current peer connection: no renegotiation, no rejoin. A
+   * source not published yet is published (that one renegotiates).
+   * @param {"camera" | "microphone"} source
+   * @param {MediaStreamTrack | null} track
+   */
+  async replaceTrack(source, track) {
+    const local = this._local.find((l) => l.source === source);
+    if (!local) {
+      if (track) this.publish(track, source);
+      return;
+    }
+    local.track = track;
+    if (track) track.enabled = !this._muted[local.kind];
+    await this._session?.replaceTrack(local);
+  }
+
+  /** @returns {MediaStreamTrack | null} the track sent for a source (null: none) */
+  localTrack(/** @type {Source} */ source) {
+    return this._local.find((l) => l.source === source)?.track ?? null;
+  }
+
+  /**
+   * The server's figures for our own connection (PROTOCOL `stats`, additive): what it
+   * receives from us (`published`) and what it sends us (`subscriptions`, by `mid`).
+   * @returns {Promise<{connectionState: string | null, published: any[], subscriptions: any[]}>}
+   */
+  async serverStats() {
+    const res = await this._request("stats", {});
+    return {
+      connectionState: res.connectionState ?? null,
+      published: Array.isArray(res.published) ? res.published : [],
+      subscriptions: Array.isArray(res.subscriptions) ? res.subscriptions : [],
+    };
   }
 
   /** Leave the room for good: no more rejoin attempts. */

@@ -82,13 +82,15 @@ export class FakePeerConnection extends EventTarget {
   }
 
   /**
-   * @param {FakeTrack} track
+   * @param {FakeTrack | string} track
    * @param {{direction: string}} init
    */
   addTransceiver(track, init) {
-    const t = new FakeTransceiver(track.kind === "audio" ? "audio" : "video", track, init.direction);
+    // a track, or a kind ("audio" | "video") for a transceiver that sends nothing yet
+    const kind = typeof track === "string" ? track : track.kind;
+    const t = new FakeTransceiver(kind === "audio" ? "audio" : "video", typeof track === "string" ? null : track, init.direction);
     this.transceivers.push(t);
-    this.log.push(`addTransceiver:${track.kind}:${init.direction}`);
+    this.log.push(`addTransceiver:${kind}:${init.direction}`);
     return t;
   }
 

@@ -45,7 +45,7 @@ function makeSession(replies = {}) {
 
 test("a session has no peer connection until open; open attaches every local track", () => {
   const { session, local } = makeSession();
-  local.push({ track: new FakeTrack("video"), source: "camera" }, { track: new FakeTrack("audio"), source: "microphone" });
+  local.push({ track: new FakeTrack("video"), kind: "video", source: "camera" }, { track: new FakeTrack("audio"), kind: "audio", source: "microphone" });
   assert.equal(session.pc, null);
   const pc = /** @type {any} */ (session.open([{ urls: "stun:x" }]));
   assert.equal(session.pc, pc);
@@ -57,7 +57,7 @@ test("a session has no peer connection until open; open attaches every local tra
 
 test("negotiate sends the offer with source rows, then trickles the held candidates", async () => {
   const { session, requests, local } = makeSession();
-  local.push({ track: new FakeTrack("video"), source: "camera" });
+  local.push({ track: new FakeTrack("video"), kind: "video", source: "camera" });
   const pc = /** @type {any} */ (session.open([]));
   pc.fireCandidate("candidate:early");
   assert.equal(requests.length, 0, "held until our description is sent");
@@ -122,14 +122,14 @@ test("server offers label remote tracks; close reports they were announced", asy
 
 test("detach parks the transceiver inactive; a new screen reuses it; replaceTrack swaps in place", async () => {
   const { session, local } = makeSession();
-  const screen = { track: new FakeTrack("video"), source: "screen" };
+  const screen = { track: new FakeTrack("video"), kind: "video", source: "screen" };
   local.push(screen);
   const pc = /** @type {any} */ (session.open([]));
   assert.equal(await session.detach(/** @type {any} */ (screen)), true);
   assert.equal(pc.transceivers[0].direction, "inactive");
   assert.equal(pc.transceivers[0].sender.track, null);
   assert.equal(await session.detach(/** @type {any} */ (screen)), false);
-  const again = { track: new FakeTrack("video"), source: "screen" };
+  const again = { track: new FakeTrack("video"), kind: "video", source: "screen" };
   session.attach(/** @type {any} */ (again));
   assert.equal(pc.transceivers.length, 1);
   assert.equal(pc.transceivers[0].direction, "sendonly");
@@ -164,4 +164,42 @@ test("the client makes a new session per join and throws the old one away", asyn
   assert.equal(client.session?.closed, false);
   await client.leave();
   assert.equal(client.session, null);
+});
+
+test("replaceTrack switches the camera on the same sender, and null stops sending", async () => {
+  const { socket, client } = setup();
+  const cam = new FakeTrack("video");
+  client.publish(/** @type {any} */ (cam));
+  await client.join("r1", "Bob");
+  await until(() => socket.named("sdp").length === 1 && client.pc?.signalingState === "stable");
+  const pc = /** @type {any} */ (client.pc);
+  const other = new FakeTrack("video");
+  await client.replaceTrack("camera", /** @type {any} */ (other));
+  assert.equal(client.pc, pc);
+  assert.equal(pc.transceivers[0].sender.track, other);
+  assert.equal(client.localTrack("camera"), other);
+  await client.setMuted("video", true);
+  await client.replaceTrack("camera", null);
+  assert.equal(pc.transceivers[0].sender.track, null);
+  const back = new FakeTrack("video");
+  await client.replaceTrack("camera", /** @type {any} */ (back));
+  assert.equal(back.enabled, false, "a track swapped in while muted stays disabled");
+  assert.equal(socket.named("sdp").length, 1, "no renegotiation");
+  // a rejoin while the camera is stopped still offers a camera transceiver (no track)
+  await client.replaceTrack("camera", null);
+  socket.drop();
+  socket.connect();
+  await until(() => socket.named("sdp").length === 2);
+  assert.deepEqual(socket.named("sdp")[1].tracks, [{ mid: "0", source: "camera" }]);
+  assert.equal(/** @type {any} */ (client.pc).transceivers[0].sender.track, null);
+});
+
+test("serverStats asks the server for our own figures", async () => {
+  const { client } = setup({
+    stats: () => ({ ok: true, connectionState: "connected", published: [], subscriptions: [{ mid: "3", fps: 12 }] }),
+  });
+  await client.join("r1", "Bob");
+  const stats = await client.serverStats();
+  assert.equal(stats.connectionState, "connected");
+  assert.equal(stats.subscriptions[0].fps, 12);
 });
