@@ -571,19 +571,21 @@ export class SfuClient extends EventTarget {
 
   /**
    * Add a local track to publish (call before `join`, or after: it renegotiates).
-   * @param {MediaStreamTrack} track
+   * `null` with a source: a camera/microphone that is off for now (its sender sends
+   * nothing until `replaceTrack`).
+   * @param {MediaStreamTrack | null} track
    * @param {Source} [source]  default: camera for video, microphone for audio
    */
   publish(track, source) {
+    const kind = track ? (track.kind === "video" ? "video" : "audio") : source === "microphone" ? "audio" : "video";
     /** @type {LocalTrack} */
-    const kind = track.kind === "video" ? "video" : "audio";
     const local = {
       track,
       kind,
       source: source ?? (kind === "video" ? "camera" : "microphone"),
     };
     this._local.push(local);
-    if (local.source !== "screen") {
+    if (track && local.source !== "screen") {
       track.enabled = !this._muted[kind];
     }
     if (this._session?.pc) {
