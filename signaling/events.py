@@ -263,14 +263,22 @@ class SignalingEvents:
     # ------------------------------------------------------------------ shutdown
 
     async def drain(self) -> None:
-        """Tell every connected client the server is going away, then disconnect them."""
-        for sid in list(self.sessions.by_sid):
+        """Tell every connected client the server is going away, then disconnect them.
+
+        Everyone hears it before anyone is disconnected: the `participant left` events the
+        disconnects cause then reach clients that already know why (no false "X left")."""
+        sids = list(self.sessions.by_sid)
+        for sid in sids:
             try:
                 await self.sio.emit(
                     "error",
                     {"code": "server_busy", "message": "the server is shutting down"},
                     to=sid,
                 )
+            except Exception:  # pragma: no cover - best effort during shutdown
+                logger.debug("drain: %s already gone", sid)
+        for sid in sids:
+            try:
                 await self.sio.disconnect(sid)
             except Exception:  # pragma: no cover - best effort during shutdown
                 logger.debug("drain: %s already gone", sid)

@@ -47,3 +47,23 @@ async def test_stats_returns_own_rows_and_is_validated(server: RunningServer, cl
     assert ack["connectionState"] is not None
     assert ack["published"] == [] and ack["subscriptions"] == []
     assert (await alice.call("stats"))["ok"] is True  # no payload is fine too
+
+
+async def test_drain_tells_everyone_before_disconnecting_anyone(
+    server: RunningServer, clients: Any
+) -> None:
+    from signaling.app import EVENTS
+
+    alice: EventClient = await clients()
+    bob: EventClient = await clients()
+    for client, name in ((alice, "Alice"), (bob, "Bob")):
+        assert (await client.call("join", {"room": "dr", "name": name}))["ok"] is True
+    await server.app[EVENTS].drain()
+    for client in (alice, bob):
+        await client.wait_for("error", lambda e: e.get("code") == "server_busy")
+    await asyncio.sleep(0.3)
+    for client in (alice, bob):
+        names = [name for name, _ in client.events]
+        # a "participant left" caused by the drain comes after the client knows why
+        if "participant left" in names:
+            assert names.index("error") < names.index("participant left"), names

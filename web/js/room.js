@@ -455,12 +455,14 @@ async function switchDevice(kind, deviceId) {
     if (kind === "camera") {
       media.cameraId = deviceId;
       if (!media.camera) return; // off: used at the next "Start camera"
-      const track = await media.openCamera(deviceId);
-      if (started) await client.replaceTrack("camera", track);
+      await media.openCamera(deviceId, async (track) => {
+        if (started) await client.replaceTrack("camera", track);
+      });
     } else {
       media.micId = deviceId;
-      const track = await media.openMic(deviceId);
-      if (started) await client.replaceTrack("microphone", track);
+      const track = await media.openMic(deviceId, async (t) => {
+        if (started) await client.replaceTrack("microphone", t);
+      });
       meter.watch(track);
     }
     showLocalMedia();

@@ -89,33 +89,46 @@ export class LocalMedia extends EventTarget {
   }
 
   /**
-   * Open a camera (the chosen one) and stop the previous track; returns the new one.
+   * Open a camera (the chosen one); returns the new track. The previous one is stopped
+   * now, or (`then`) after `then(track)` settled: a sender must have the new track before
+   * the old one stops, or Chromium's encoder stays stalled.
    * @param {string} [deviceId]
+   * @param {(track: MediaStreamTrack) => Promise<unknown>} [then]
    * @returns {Promise<MediaStreamTrack>}
    */
-  async openCamera(deviceId = this.cameraId) {
+  async openCamera(deviceId = this.cameraId, then) {
     const video = deviceId ? { ...VIDEO, deviceId: { exact: deviceId } } : VIDEO;
     const stream = await navigator.mediaDevices.getUserMedia({ video });
     const old = this.camera;
     this._adopt(stream.getVideoTracks()[0], "video");
-    if (old && old !== this.camera) old.stop();
+    try {
+      if (then) await then(/** @type {MediaStreamTrack} */ (this.camera));
+    } finally {
+      if (old && old !== this.camera) old.stop();
+    }
     this.dispatchEvent(new Event("change"));
     return /** @type {MediaStreamTrack} */ (this.camera);
   }
 
   /**
-   * Open a microphone (the chosen one) and stop the previous track; returns the new one.
+   * Open a microphone (the chosen one); returns the new track (the old one stops as in
+   * `openCamera`).
    * @param {string} [deviceId]
+   * @param {(track: MediaStreamTrack) => Promise<unknown>} [then]
    * @returns {Promise<MediaStreamTrack>}
    */
-  async openMic(deviceId = this.micId) {
+  async openMic(deviceId = this.micId, then) {
     const audio = deviceId ? { deviceId: { exact: deviceId } } : true;
     const stream = await navigator.mediaDevices.getUserMedia({ audio });
     const old = this.mic;
     const track = stream.getAudioTracks()[0];
     if (old) track.enabled = old.enabled;
     this._adopt(track, "audio");
-    if (old && old !== this.mic) old.stop();
+    try {
+      if (then) await then(track);
+    } finally {
+      if (old && old !== this.mic) old.stop();
+    }
     this.dispatchEvent(new Event("change"));
     return /** @type {MediaStreamTrack} */ (this.mic);
   }

@@ -96,7 +96,8 @@ export function stageLayout(W, H, ids, opts = {}) {
   }
   if (ids.length === 2 && opts.selfId && ids.includes(opts.selfId)) {
     const remote = /** @type {string} */ (ids.find((id) => id !== opts.selfId));
-    rects.set(remote, gridRects(full, 1, { aspect, gap, maxStretch: 1.3 })[0]);
+    // one other person: as large as possible; a portrait stage (phone) may crop the sides
+    rects.set(remote, gridRects(full, 1, { aspect, gap, maxStretch: W < H ? 1.8 : 1.3 })[0]);
     const pw = clamp(Math.min(W, H * aspect) * 0.24, 96, 320);
     const ph = pw / aspect;
     rects.set(opts.selfId, { x: W - pw - 12, y: H - ph - 12, w: pw, h: ph });

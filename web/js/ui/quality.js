@@ -114,7 +114,9 @@ export class QualityMonitor {
       const fps = pick.kind === "video" ? (s?.framesPerSecond ?? d.frames / d.dt) : null;
       const lossPct = d.packets + d.lost > 0 ? (100 * Math.max(0, d.lost)) / (d.packets + Math.max(0, d.lost)) : 0;
       const sub = subs.get(pick.mid);
-      const rtt = rttMs ?? (sub?.rtt != null ? sub.rtt * 1000 : null);
+      // RTCP round trip as the server measures it for this stream; the ICE pair's (consent
+      // checks, answered late by a busy server) only when there is none
+      const rtt = sub?.rtt != null ? sub.rtt * 1000 : rttMs;
       const flowing = connected && (pick.kind === "video" ? d.frames > 0 : d.packets > 0);
       const q = classify({ kind: pick.kind, flowing, fps, lossPct, rttMs: rtt });
       /** @type {[string, string][]} */

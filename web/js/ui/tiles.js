@@ -183,6 +183,7 @@ export class TileGrid {
       const btn = /** @type {HTMLButtonElement} */ (tile.querySelector(".pin-btn"));
       btn.setAttribute("aria-pressed", String(on));
       btn.textContent = on ? "Unpin" : "Pin";
+      btn.setAttribute("aria-label", `${btn.textContent} ${tile.querySelector(".name")?.textContent ?? ""}`);
     }
     this.layout();
   }
