@@ -75,6 +75,26 @@ PREVIEW_JS = """
            speakerShown: !document.getElementById("speaker-row").hidden }; }
 """
 
+#: Bob's camera: the local track, and what the camera sender (published first) sends
+CAMERA_JS = """
+() => { const c = sfuApp.media.camera;
+  const sent = sfuApp.pc.getTransceivers()[0].sender.track;
+  return { live: !!c && c.readyState === "live", senderTrack: sent ? sent.label : null,
+           button: document.getElementById("cam-btn").textContent }; }
+"""
+
+#: visible buttons, inputs and selects without an accessible name, or out of the tab order
+A11Y_JS = """
+() => [...document.querySelectorAll("button, input, select, a[href]")]
+  .filter((e) => e.getClientRects().length > 0)
+  .filter((e) => {
+    const name = (e.getAttribute("aria-label") || e.textContent || "").trim()
+      || (e.labels && e.labels.length ? e.labels[0].textContent.trim() : "");
+    return !name || e.tabIndex < 0;
+  })
+  .map((e) => e.outerHTML.slice(0, 120))
+"""
+
 SHARE_JS = """
 (pid) => { const b = document.getElementById("screen-btn");
   const t = document.querySelector(`.tile[data-participant-id="${pid}"]`);
@@ -268,6 +288,34 @@ async def run(sc: Scenario) -> None:
                 sc.check("pin: Bob's tile covers >= 50 % of the viewport", bob_share >= 0.5, cover)
                 await shot(alice, "pinned-1920", "Bob pinned (large tile + filmstrip)")
                 await alice.click(f"{tile} .pin-btn")
+
+                # --- "Stop camera" stops the track for real; "Start camera" sends a new one
+                await bob.click("#cam-btn")
+                ok, cam = await poll(lambda: bob.evaluate(CAMERA_JS), lambda c: not c["live"], 10)
+                sc.check(
+                    "Stop camera stops the camera track (light off) and sends nothing",
+                    ok and cam["senderTrack"] is None and cam["button"] == "Start camera",
+                    cam,
+                )
+                await bob.click("#cam-btn")
+                ok, cam = await poll(
+                    lambda: bob.evaluate(CAMERA_JS), lambda c: c["live"] and c["senderTrack"], 10
+                )
+                f0 = frames_by_participant(await alice.evaluate(STATS_JS)).get(ids["Bob"], 0)
+                ok2, _ = await poll(
+                    lambda: alice.evaluate(STATS_JS),
+                    lambda s: frames_by_participant(s).get(ids["Bob"], 0) > f0 + 10,
+                    15,
+                )
+                sc.check(
+                    "Start camera opens it again on the same sender and Alice decodes Bob",
+                    ok and ok2 and cam["button"] == "Stop camera",
+                    cam,
+                )
+
+                # --- every control has an accessible name and is keyboard reachable
+                unnamed = await alice.evaluate(A11Y_JS)
+                sc.check("every visible control has an accessible name", unnamed == [], unnamed)
 
                 # --- switch Bob's camera mid-call: same peer connection, Alice keeps decoding
                 await bob.evaluate("() => { window.__pcBefore = sfuApp.pc; }")

@@ -100,7 +100,8 @@ export function stageLayout(W, H, ids, opts = {}) {
     rects.set(remote, gridRects(full, 1, { aspect, gap, maxStretch: W < H ? 1.8 : 1.3 })[0]);
     const pw = clamp(Math.min(W, H * aspect) * 0.24, 96, 320);
     const ph = pw / aspect;
-    rects.set(opts.selfId, { x: W - pw - 12, y: H - ph - 12, w: pw, h: ph });
+    // bottom right, above the other tile's quality indicator
+    rects.set(opts.selfId, { x: W - pw - 12, y: Math.max(0, H - ph - 48), w: pw, h: ph });
     return { mode: "pip", rects };
   }
   gridRects(full, ids.length, { aspect, gap }).forEach((r, i) => rects.set(ids[i], r));
