@@ -182,6 +182,18 @@ async def run(sc: Scenario) -> None:
                     )
                     return ok
 
+                # --- a bad room name in the URL: a readable page, not raw JSON
+                bad = await browser.new_page(viewport={"width": 1280, "height": 800})
+                resp = await bad.goto(url + "/room/bad room!")
+                heading = await bad.locator("h1").inner_text()
+                sc.check(
+                    "a bad room URL shows a friendly HTML page (400)",
+                    resp is not None and resp.status == 400 and "room" in heading.lower(),
+                    {"status": resp.status if resp else None, "h1": heading},
+                )
+                await shot(bad, "bad-room-1280", "the page for a bad room name in the URL")
+                await bad.close()
+
                 # --- pre-join: preview plays before any peer connection; pickers list devices
                 alice = await open_page("Alice", f"/room/{ROOM}")
                 ok, first = await poll(
@@ -288,6 +300,17 @@ async def run(sc: Scenario) -> None:
                 sc.check("pin: Bob's tile covers >= 50 % of the viewport", bob_share >= 0.5, cover)
                 await shot(alice, "pinned-1920", "Bob pinned (large tile + filmstrip)")
                 await alice.click(f"{tile} .pin-btn")
+                await alice.click(f"{tile} .fs-btn")
+                ok, fs = await poll(
+                    lambda: alice.evaluate(
+                        "() => document.fullscreenElement && document.fullscreenElement.dataset"
+                        ".participantId"
+                    ),
+                    lambda v: v == ids["Bob"],
+                    5,
+                )
+                sc.check("Full screen shows Bob's tile full screen", ok, fs)
+                await alice.evaluate("() => document.exitFullscreen().catch(() => {})")
 
                 # --- "Stop camera" stops the track for real; "Start camera" sends a new one
                 await bob.click("#cam-btn")

@@ -18,11 +18,16 @@ from tests.e2e.harness import explain
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(360)]
 
 EXPECTED_CHECKS = [
+    "a bad room URL shows a friendly HTML page (400)",
     "pre-join: the preview plays the local camera before any peer connection",
     "pre-join: the device pickers list the fake devices",
     "2 participants: the remote video covers >= 30 % of a 1920x1080 viewport",
     "4 participants: remote videos together cover >= 40 % of 1920x1080",
     "pin: Bob's tile covers >= 50 % of the viewport",
+    "Full screen shows Bob's tile full screen",
+    "Stop camera stops the camera track (light off) and sends nothing",
+    "Start camera opens it again on the same sender and Alice decodes Bob",
+    "every visible control has an accessible name",
     "camera switch keeps the peer connection and Alice keeps decoding Bob",
     "share 1: Bob's button says Stop sharing, Alice shows his share large",
     "stop 1: Bob's button is back to Share screen, Alice's tile too",
@@ -46,6 +51,7 @@ SCREENSHOTS = [f"meeting-{n}p-{w}.png" for n in (2, 4, 8) for w in (390, 1280, 1
     "meeting-pinned-share-1920.png",
     "meeting-quality-poor-1920.png",
     "meeting-left-1920.png",
+    "meeting-bad-room-1280.png",
 ]
 
 
