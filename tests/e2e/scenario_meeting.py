@@ -95,6 +95,11 @@ A11Y_JS = """
   .map((e) => e.outerHTML.slice(0, 120))
 """
 
+TILE_MUTED_JS = """
+(pid) => { const t = document.querySelector(`.tile[data-participant-id="${pid}"]`);
+  return t ? { audio: t.dataset.audioMuted, video: t.dataset.videoMuted } : null; }
+"""
+
 SHARE_JS = """
 (pid) => { const b = document.getElementById("screen-btn");
   const t = document.querySelector(`.tile[data-participant-id="${pid}"]`);
@@ -322,7 +327,9 @@ async def run(sc: Scenario) -> None:
                 )
                 await bob.click("#cam-btn")
                 ok, cam = await poll(
-                    lambda: bob.evaluate(CAMERA_JS), lambda c: c["live"] and c["senderTrack"], 10
+                    lambda: bob.evaluate(CAMERA_JS),
+                    lambda c: c["live"] and c["senderTrack"] and c["button"] == "Stop camera",
+                    10,
                 )
                 f0 = frames_by_participant(await alice.evaluate(STATS_JS)).get(ids["Bob"], 0)
                 ok2, _ = await poll(
@@ -549,6 +556,43 @@ async def run(sc: Scenario) -> None:
                 )
                 sc.check("leave clears the room view (tiles, people, own video)", ok, view)
                 await shot(alice, "left-1920", "after leaving")
+                # --- join from the pre-join screen with camera and mic off, then start the camera
+                carol = await open_page("Carol", f"/room/{ROOM}")
+                await poll(lambda: carol.evaluate(PREVIEW_JS), lambda v: v["width"] > 0, 20)
+                await carol.click("#pre-cam-btn")
+                await carol.click("#pre-mic-btn")
+                await carol.fill("#name-input", "Carol")
+                ok, off = await poll(
+                    lambda: carol.evaluate(
+                        "() => ({ camera: sfuApp.media.camera,"
+                        " preview: !document.getElementById('preview-off').hidden })"
+                    ),
+                    lambda v: v["camera"] is None and v["preview"],
+                    5,
+                )
+                await shot(carol, "prejoin-camera-off-1280", "pre-join with camera and mic off")
+                await carol.click("#join-btn")
+                sc.check("Carol joins with camera and mic off", await joined(carol) and ok, off)
+                carol_id = await carol.evaluate("() => sfuApp.client.id")
+                ok, attrs = await poll(
+                    lambda: bob.evaluate(TILE_MUTED_JS, carol_id),
+                    lambda a: bool(a) and a["audio"] == "true" and a["video"] == "true",
+                    15,
+                )
+                sc.check("Bob sees Carol with camera and mic off", ok, attrs)
+                await carol.click("#cam-btn")
+                ok, attrs = await poll(
+                    lambda: bob.evaluate(TILE_MUTED_JS, carol_id),
+                    lambda a: bool(a) and a["video"] == "false",
+                    15,
+                )
+                ok2, _ = await poll(
+                    lambda: bob.evaluate(STATS_JS),
+                    lambda s: frames_by_participant(s).get(carol_id, 0) > 10,
+                    20,
+                )
+                sc.check("Carol starts her camera and Bob decodes her", ok and ok2, attrs)
+
                 sc.info["console_errors"] = {
                     n: [x for x in lines if x.startswith(("error", "pageerror"))]
                     for n, lines in sc.console.items()

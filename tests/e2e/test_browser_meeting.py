@@ -43,6 +43,9 @@ EXPECTED_CHECKS = [
     "8 participants: no horizontal overflow at 390 px",
     "a chat message over 2,000 characters is refused with a word",
     "leave clears the room view (tiles, people, own video)",
+    "Carol joins with camera and mic off",
+    "Bob sees Carol with camera and mic off",
+    "Carol starts her camera and Bob decodes her",
 ]
 
 SCREENSHOTS = [f"meeting-{n}p-{w}.png" for n in (2, 4, 8) for w in (390, 1280, 1920)] + [

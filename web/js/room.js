@@ -333,7 +333,7 @@ function updateMediaButtons() {
   const camOff = muted.video || !media.camera;
   camBtn.setAttribute("aria-pressed", String(camOff && hadCamera));
   camBtn.textContent = camOff ? "Start camera" : "Stop camera";
-  tiles.setLocalMuted({ audio: muted.audio, video: camOff });
+  tiles.setLocalMuted({ audio: muted.audio || !media.mic, video: camOff });
 }
 
 async function toggleMic() {
