@@ -657,6 +657,7 @@ async function prejoin() {
   });
   micToggle.addEventListener("click", () => {
     micOff = !micOff;
+    if (media.mic) media.mic.enabled = !micOff; // the meter shows silence too
     micToggle.setAttribute("aria-pressed", String(micOff));
     micToggle.textContent = micOff ? "Mic off" : "Mic on";
   });

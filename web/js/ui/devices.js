@@ -227,7 +227,12 @@ export class MicMeter {
       const AC = /** @type {any} */ (globalThis).AudioContext ?? /** @type {any} */ (globalThis).webkitAudioContext;
       this.ctx = this.ctx ?? new AC();
       const ctx = /** @type {AudioContext} */ (this.ctx);
-      ctx.resume?.().catch(() => {});
+      if (ctx.state === "suspended") {
+        // an AudioContext made before any user gesture starts suspended: resume on the first
+        const resume = () => ctx.resume?.().catch(() => {});
+        resume();
+        for (const type of ["pointerdown", "keydown"]) document.addEventListener(type, resume, { once: true });
+      }
       this.source = ctx.createMediaStreamSource(new MediaStream([track]));
       this.analyser = ctx.createAnalyser();
       this.analyser.fftSize = 512;

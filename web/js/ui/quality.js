@@ -116,7 +116,7 @@ export class QualityMonitor {
       const sub = subs.get(pick.mid);
       // RTCP round trip as the server measures it for this stream; the ICE pair's (consent
       // checks, answered late by a busy server) only when there is none
-      const rtt = sub?.rtt != null ? sub.rtt * 1000 : rttMs;
+      const rtt = sub?.rtt != null && sub.rtt >= 0 ? sub.rtt * 1000 : rttMs;
       const flowing = connected && (pick.kind === "video" ? d.frames > 0 : d.packets > 0);
       const q = classify({ kind: pick.kind, flowing, fps, lossPct, rttMs: rtt });
       /** @type {[string, string][]} */
