@@ -2,6 +2,11 @@
 // RTCPeerConnection to the server. No DOM access here: room.js (the UI) listens to the
 // events this module dispatches. Importable in node for unit tests: inject the `io`,
 // `RTCPeerConnection` and `RTCRtpSender` factories (they default to browser globals).
+//
+// `SfuClient` holds what lasts across rejoins (socket, room, name, local tracks, mute
+// state); each join attempt gets a `PeerSession` (peer connection, negotiation queue,
+// held candidates, glare state, remote track labels, senders) that is thrown away on
+// leave, drop or rejoin, as Galene's `Stream` is per stream.
 
 /**
  * @typedef {{id: string, name: string, audioMuted: boolean, videoMuted: boolean}} Participant
