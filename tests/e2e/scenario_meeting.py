@@ -357,6 +357,20 @@ async def run(sc: Scenario) -> None:
                     lambda lab: bool(lab) and lab != before_label,
                     10,
                 )
+                await bob.select_option("#mic-select", label="Fake Audio Input 1")
+                ok_mic, mic = await poll(
+                    lambda: bob.evaluate(
+                        "() => sfuApp.pc.getSenders().map((s) => s.track && s.track.label)"
+                    ),
+                    lambda labels: "Fake Audio Input 1" in labels,
+                    10,
+                )
+                same = await bob.evaluate("() => sfuApp.pc === window.__pcBefore")
+                sc.check(
+                    "microphone switch replaces the track on the same peer connection",
+                    ok_mic and same,
+                    {"senders": mic, "same_pc": same},
+                )
                 await shot(bob, "devices-dialog", "Bob's device dialog during the call")
                 await bob.keyboard.press("Escape")
                 same_pc = await bob.evaluate("() => sfuApp.pc === window.__pcBefore")

@@ -29,6 +29,7 @@ EXPECTED_CHECKS = [
     "Start camera opens it again on the same sender and Alice decodes Bob",
     "every visible control has an accessible name",
     "camera switch keeps the peer connection and Alice keeps decoding Bob",
+    "microphone switch replaces the track on the same peer connection",
     "share 1: Bob's button says Stop sharing, Alice shows his share large",
     "stop 1: Bob's button is back to Share screen, Alice's tile too",
     "share 2: Bob's button says Stop sharing, Alice shows his share large",
