@@ -128,3 +128,8 @@ def parse_mute(data: Any) -> tuple[Kind, bool]:
 def parse_leave(data: Any) -> None:
     if data is not None:
         require_object(data, "leave")
+
+
+def parse_stats(data: Any) -> None:
+    if data is not None:
+        require_object(data, "stats")
