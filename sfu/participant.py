@@ -340,7 +340,7 @@ class Participant:
             return None  # an empty candidate string is Chrome's end-of-generation marker
         try:
             parsed = candidate_from_sdp(text)
-        except (ValueError, IndexError) as exc:
+        except (ValueError, IndexError, AssertionError) as exc:  # aiortc asserts on short lines
             raise SfuError("bad_request", f"unparsable ICE candidate: {exc}") from None
         parsed.sdpMid = candidate.get("sdpMid")
         parsed.sdpMLineIndex = candidate.get("sdpMLineIndex")
