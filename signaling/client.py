@@ -94,6 +94,8 @@ DEFAULT_TIMEOUT = 15.0
 MAX_GLARE_RETRIES = 5
 #: Frames kept per remote track for `RemoteTrack.next_frame()` (oldest dropped first).
 FRAME_QUEUE_SIZE = 16
+#: Cluster: `moved` refusals a `join` follows before giving up.
+MAX_MOVES = 3
 #: Server events kept in `SfuClient.events` (oldest dropped first).
 MAX_EVENTS = 10_000
 
@@ -113,12 +115,14 @@ _CODECS: dict[str, tuple[str, ...]] = {
 
 class SfuError(Exception):
     """A refusal from the server (`code` from PROTOCOL.md's error envelope) or a client-side
-    failure (`timeout`, `disconnected`, `negotiation_failed`, `closed`)."""
+    failure (`timeout`, `disconnected`, `negotiation_failed`, `closed`). `url`: the
+    owner's base URL of a cluster `moved` refusal."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, url: str | None = None) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+        self.url = url
 
     def __repr__(self) -> str:
         return f"SfuError({self.code!r}, {self.message!r})"
@@ -204,6 +208,9 @@ class JoinResult:
     participants: list[Participant]
     ice_servers: list[dict[str, Any]]
     chat: list[ChatMessage]
+    #: cluster: the id of the node that serves the room, and the serving nodes' URLs
+    node: str | None = None
+    nodes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -399,6 +406,12 @@ class SfuClient:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._connect_error: Any = None
         self._closed = False
+        #: base URL of the node this client is connected to (changes when `moved`)
+        self.url: str | None = None
+        self._token: str | None = None
+        #: cluster: the serving nodes' URLs from the last join ack (failover candidates)
+        self.nodes: list[str] = []
+        self._moving = False
         self._register_handlers()
 
     # ------------------------------------------------------------------ lifecycle
@@ -419,6 +432,7 @@ class SfuClient:
         return client
 
     async def _open(self, url: str, token: str | None) -> None:
+        self.url, self._token = url.rstrip("/"), token
         auth = {"token": token} if token is not None else None
         try:
             async with asyncio.timeout(self.timeout):
@@ -508,21 +522,30 @@ class SfuClient:
             return reply
         error = reply.get("error")
         if isinstance(error, dict):
-            raise SfuError(str(error.get("code", "unknown")), str(error.get("message", "")))
+            url = error.get("url")
+            raise SfuError(
+                str(error.get("code", "unknown")),
+                str(error.get("message", "")),
+                url if isinstance(url, str) else None,
+            )
         raise SfuError("bad_reply", f"ack to {event!r} has no ok/error: {reply!r}")
 
     async def join(self, room: str, name: str) -> JoinResult:
         """Join `room` as `name`; create the peer connection (ICE servers from the ack)."""
         if self.id is not None:
             raise SfuError("already_joined", "this client already joined a room")
-        reply = await self.request("join", {"room": room, "name": name})
+        reply = await self._follow_moved({"room": room, "name": name})
+        nodes = reply.get("nodes")
         result = JoinResult(
             id=str(reply["id"]),
             room=str(reply.get("room", room)),
             participants=[Participant.from_wire(p) for p in reply.get("participants", [])],
             ice_servers=[s for s in reply.get("iceServers", []) if isinstance(s, dict)],
             chat=[ChatMessage.from_wire(m) for m in reply.get("chat", [])],
+            node=str(reply["node"]) if "node" in reply else None,
+            nodes=[u for u in nodes if isinstance(u, str)] if isinstance(nodes, list) else [],
         )
+        self.nodes = result.nodes
         self.id, self.room = result.id, result.room
         for p in result.participants:
             self.participants.setdefault(p.id, p)
@@ -530,6 +553,24 @@ class SfuClient:
         self.pc = self._new_pc(result.ice_servers)
         self._joined.set()
         return result
+
+    async def _follow_moved(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """Send `join`; on a cluster `moved` refusal, reconnect to the owner's URL and send
+        it again there (at most `MAX_MOVES` times). The socket swap fires no `disconnect`."""
+        for _ in range(MAX_MOVES):
+            try:
+                return await self.request("join", payload)
+            except SfuError as exc:
+                if exc.code != "moved" or not exc.url:
+                    raise
+                logger.info("room %s lives at %s: moving there", payload.get("room"), exc.url)
+                self._moving = True
+                try:
+                    await self._discard_socket()
+                    await self._open(exc.url, self._token)
+                finally:
+                    self._moving = False
+        raise SfuError("moved", f"still moved after {MAX_MOVES} redirects")
 
     def _new_pc(self, ice_servers: list[dict[str, Any]]) -> RTCPeerConnection:
         servers = [
@@ -832,6 +873,8 @@ class SfuClient:
 
     def _on_disconnect(self, reason: Any = None) -> None:
         self.connected = False
+        if self._moving:
+            return
         self._record("disconnect", reason)
         self._fire("disconnect")
 
@@ -867,7 +910,12 @@ class SfuClient:
             self._fire(name, message)
         elif name == "error":
             d = data if isinstance(data, dict) else {}
-            error = SfuError(str(d.get("code", "unknown")), str(d.get("message", data)))
+            url = d.get("url")
+            error = SfuError(
+                str(d.get("code", "unknown")),
+                str(d.get("message", data)),
+                url if isinstance(url, str) else None,
+            )
             self.errors.append(error)
             logger.info("server error event: %s", error)
             self._fire(name, error)
