@@ -29,6 +29,7 @@ ErrorCode = Literal[
     "rate_limited",
     "server_busy",
     "internal_error",
+    "moved",
 ]
 
 ERROR_CODES: Final[tuple[ErrorCode, ...]] = (
@@ -42,6 +43,7 @@ ERROR_CODES: Final[tuple[ErrorCode, ...]] = (
     "rate_limited",
     "server_busy",
     "internal_error",
+    "moved",
 )
 
 #: Server -> client events (docs/protocol.md).

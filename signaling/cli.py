@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -18,6 +19,8 @@ from sfu.errors import SfuError
 from sfu.ice_policy import validate_addresses
 from signaling.app import create_app
 from signaling.auth import mint_token
+from signaling.cluster.config import ClusterConfig
+from signaling.cluster.redis_link import LinkDown
 from signaling.config import ServerConfig
 from signaling.tls import self_signed_context
 
@@ -88,7 +91,47 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="extra allowed Origin for Socket.IO (repeatable; default same-origin only)",
     )
+    p.add_argument(
+        "--redis-url",
+        default=_env("redis-url"),
+        help="cluster mode: redis://host:port/db or unix:///path.sock (default: one node)",
+    )
+    p.add_argument("--node-id", default=_env("node-id"), help="cluster node id (default host:port)")
+    p.add_argument(
+        "--public-url",
+        default=_env("public-url"),
+        help="base URL browsers and other nodes use for this node (default http(s)://host:port)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="run N node processes on ports port..port+N-1 under one supervisor (default 1)",
+    )
     return p
+
+
+def _cluster_config(
+    args: argparse.Namespace, host: str, port: int, tls: bool
+) -> ClusterConfig | None:
+    """`ClusterConfig` from --redis-url/--node-id/--public-url, or None (one node)."""
+    if not args.redis_url:
+        for flag in ("node_id", "public_url"):
+            if getattr(args, flag):
+                raise ConfigError(f"--{flag.replace('_', '-')} needs --redis-url")
+        return None
+    if not args.redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(
+            f"--redis-url must be a redis://, rediss:// or unix:// URL: {args.redis_url!r}"
+        )
+    node_id = args.node_id or f"{host}:{port}"
+    if not 1 <= len(node_id) <= 128 or any(c.isspace() for c in node_id):
+        raise ConfigError(f"--node-id must be 1-128 characters without spaces: {node_id!r}")
+    public_url = (args.public_url or f"{'https' if tls else 'http'}://{host}:{port}").rstrip("/")
+    parsed = urlsplit(public_url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc or parsed.path or parsed.query:
+        raise ConfigError(f"--public-url must be a base URL like http://host:port: {public_url!r}")
+    return ClusterConfig(redis_url=args.redis_url, node_id=node_id, public_url=public_url)
 
 
 def _int(value: int | None, env: str, default: int, low: int, high: int) -> int:
@@ -161,6 +204,10 @@ def parse_config(argv: Sequence[str] | None = None) -> ServerConfig:
     if not 0.1 <= join_rate <= 100000:
         raise ConfigError("--join-rate must be between 0.1 and 100000")
     join_burst = _int(args.join_burst, "join-burst", 100, 1, 100000)
+    workers = _int(args.workers, "workers", 1, 1, 64)
+    if workers > 1 and port + workers - 1 > 65535:
+        raise ConfigError(f"--workers {workers} from --port {port} runs past port 65535")
+    cluster = _cluster_config(args, args.host, port, bool(tls_cert) or self_signed)
     try:
         sfu = SfuConfig(
             ice_addresses=ice_addresses,
@@ -187,6 +234,8 @@ def parse_config(argv: Sequence[str] | None = None) -> ServerConfig:
         turn_urls=tuple(turn_urls),
         turn_ttl=float(turn_ttl),
         self_signed=self_signed,
+        cluster=cluster,
+        workers=workers,
     )
 
 
@@ -266,3 +315,6 @@ def main(argv: Sequence[str] | None = None) -> None:
             file=sys.stderr,
         )
         raise SystemExit(1) from None
+    except LinkDown as exc:
+        print(f"sfu-server: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
