@@ -218,7 +218,7 @@ class SignalingEvents:
             "chat": room.chat.to_list(),
         }
         if self.cluster is not None:
-            result.update(self.cluster.ack_fields())
+            result.update(await self.cluster.ack_fields())
         return result
 
     async def _sdp(self, session: Session, data: Any) -> dict[str, Any]:

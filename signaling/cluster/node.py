@@ -230,8 +230,12 @@ class ClusterNode:
         except LinkDown:
             return None
 
-    def ack_fields(self) -> dict[str, Any]:
-        """`node` and `nodes` of the join ack (PROTOCOL.md "Cluster")."""
+    async def ack_fields(self) -> dict[str, Any]:
+        """`node` and `nodes` of the join ack (PROTOCOL.md "Cluster"): the live nodes as
+        Redis has them now (the last heartbeat's view when Redis is down)."""
+        with contextlib.suppress(LinkDown):
+            self.nodes = await self.registry.live()
+            self.known_urls.update(n.url for n in self.nodes)
         urls = [n.url for n in self.nodes if n.state == "serving"]
         if self.state == "serving" and self.url not in urls:
             urls.insert(0, self.url)
