@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from pathlib import Path
@@ -231,7 +232,7 @@ async def _healthz(request: web.Request) -> web.Response:
         "forwarding": rooms.config.forwarding,
     }
     if node is not None:
-        payload.update(node=node.id, redis=node.link.up)
+        payload.update(node=node.id, redis=node.link.up, pid=os.getpid())
     return web.json_response(payload)
 
 

@@ -21,6 +21,7 @@ from signaling.app import create_app
 from signaling.auth import mint_token
 from signaling.cluster.config import ClusterConfig
 from signaling.cluster.redis_link import LinkDown
+from signaling.cluster.supervisor import Supervisor, SupervisorError
 from signaling.config import ServerConfig
 from signaling.tls import self_signed_context
 
@@ -112,13 +113,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cluster_config(
-    args: argparse.Namespace, host: str, port: int, tls: bool
+    args: argparse.Namespace, host: str, port: int, tls: bool, workers: int
 ) -> ClusterConfig | None:
-    """`ClusterConfig` from --redis-url/--node-id/--public-url, or None (one node)."""
+    """`ClusterConfig` from --redis-url/--node-id/--public-url, or None (one node, or the
+    supervisor of `--workers N` without --redis-url)."""
+    if workers > 1 and args.public_url:
+        raise ConfigError("--public-url names one node: with --workers each worker uses its port")
     if not args.redis_url:
         for flag in ("node_id", "public_url"):
-            if getattr(args, flag):
-                raise ConfigError(f"--{flag.replace('_', '-')} needs --redis-url")
+            if getattr(args, flag) and workers == 1:
+                raise ConfigError(f"--{flag.replace('_', '-')} needs --redis-url or --workers")
         return None
     if not args.redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError(
@@ -207,7 +211,7 @@ def parse_config(argv: Sequence[str] | None = None) -> ServerConfig:
     workers = _int(args.workers, "workers", 1, 1, 64)
     if workers > 1 and port + workers - 1 > 65535:
         raise ConfigError(f"--workers {workers} from --port {port} runs past port 65535")
-    cluster = _cluster_config(args, args.host, port, bool(tls_cert) or self_signed)
+    cluster = _cluster_config(args, args.host, port, bool(tls_cert) or self_signed, workers)
     try:
         sfu = SfuConfig(
             ice_addresses=ice_addresses,
@@ -267,6 +271,25 @@ def token_command(argv: Sequence[str]) -> str:
         raise ConfigError(exc.message) from None
 
 
+def _supervise(argv: list[str], config: ServerConfig) -> int:
+    """`--workers N`: run N nodes under a supervisor (signaling/cluster/supervisor.py)."""
+    raw = build_parser().parse_args(argv)
+    supervisor = Supervisor(
+        argv,
+        host=config.host,
+        port=config.port,
+        workers=config.workers,
+        redis_url=config.cluster.redis_url if config.cluster else None,
+        node_id=raw.node_id,
+        tls=config.tls_cert is not None or config.self_signed,
+    )
+    try:
+        return supervisor.run()
+    except SupervisorError as exc:
+        print(f"sfu-server: error: {exc}", file=sys.stderr)
+        return 2
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -280,6 +303,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(
         level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if config.workers > 1:
+        raise SystemExit(_supervise(args, config))
     if config.log_level != "DEBUG":
         logging.getLogger("aioice").setLevel(logging.WARNING)  # per-check INFO lines
         logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
