@@ -178,6 +178,7 @@ def _local_load(app: web.Application) -> LocalLoad:
         participants=rooms.participant_count(),
         forwarded_streams=forwarded,
         cpu=sampler.cpu_percent if sampler is not None else 0.0,
+        loop_lag=sampler.loop_lag if sampler is not None else 0.0,
     )
 
 

@@ -40,6 +40,7 @@ class LocalLoad:
     participants: int = 0
     forwarded_streams: int = 0
     cpu: float = 0.0
+    loop_lag: float = 0.0
 
 
 class ClusterNode:
@@ -121,6 +122,7 @@ class ClusterNode:
             participants=load.participants,
             forwarded_streams=load.forwarded_streams,
             cpu=round(load.cpu, 1),
+            loop_lag=round(load.loop_lag, 4),
         )
 
     async def _beat(self) -> None:

@@ -26,6 +26,7 @@ class NodeRecord:
     participants: int = 0
     forwarded_streams: int = 0
     cpu: float = 0.0
+    loop_lag: float = 0.0
 
     def to_json(self) -> str:
         return json.dumps(
@@ -37,6 +38,7 @@ class NodeRecord:
                 "participants": self.participants,
                 "forwardedStreams": self.forwarded_streams,
                 "cpu": self.cpu,
+                "eventLoopLag": self.loop_lag,
             }
         )
 
@@ -53,6 +55,7 @@ class NodeRecord:
                 participants=int(d.get("participants", 0)),
                 forwarded_streams=int(d.get("forwardedStreams", 0)),
                 cpu=float(d.get("cpu", 0.0)),
+                loop_lag=float(d.get("eventLoopLag", 0.0)),
             )
         except (ValueError, TypeError, KeyError, AttributeError):
             logger.warning("ignoring a malformed node record: %.200r", raw)
@@ -68,6 +71,7 @@ class NodeRecord:
             "participants": self.participants,
             "forwardedStreams": self.forwarded_streams,
             "cpu": self.cpu,
+            "eventLoopLag": self.loop_lag,
         }
 
 
