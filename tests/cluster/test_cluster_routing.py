@@ -8,6 +8,7 @@ import asyncio
 
 import aiohttp
 import pytest
+import socketio
 
 from signaling.cli import ConfigError, parse_config
 from signaling.client import SfuClient
@@ -118,3 +119,29 @@ async def test_claim_race_one_owner(nodes: Nodes) -> None:
                 assert (await get_json(other.url + "/healthz"))["rooms"] == 0
     finally:
         await asyncio.gather(*(c.close() for c in clients))
+
+
+async def test_origin_check_accepts_cluster_nodes(nodes: Nodes) -> None:
+    n1, n2 = await nodes.start_many(2)
+    await get_json(n1.url + "/api/stats?scope=cluster")  # both records are in Redis
+
+    async def connects(origin: str) -> bool:
+        sio = socketio.AsyncClient(reconnection=False)
+        try:
+            await sio.connect(
+                n2.url, headers={"Origin": origin}, transports=["websocket"], wait_timeout=5
+            )
+        except socketio.exceptions.ConnectionError:
+            return False
+        await sio.disconnect()
+        return True
+
+    # a page served by n1 that fails over to n2 (n2 learns n1's URL from Redis)
+    ok = False
+    deadline = asyncio.get_running_loop().time() + 6
+    while not ok and asyncio.get_running_loop().time() < deadline:
+        ok = await connects(n1.url)
+        await asyncio.sleep(0.2)
+    assert ok
+    assert await connects(n2.url)
+    assert not await connects("http://evil.example.org")
