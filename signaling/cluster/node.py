@@ -21,6 +21,16 @@ from signaling.cluster.registry import NodeRecord, NodeRegistry, NodeState
 logger = logging.getLogger(__name__)
 
 
+# KEYS[1] = serial counter, ARGV[1] = this node's serial: raise the counter to it.
+BUMP_SERIAL = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if current < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+return 0
+"""
+
+
 class MovedError(SfuError):
     """The `moved` refusal of PROTOCOL.md "Cluster": the room lives at `url`."""
 
@@ -80,6 +90,8 @@ class ClusterNode:
         self._held: set[str] = set()  # rooms whose claim this node renews
         self._pending: dict[str, dict[str, float]] = {}  # node id -> room -> until
         self._handed: dict[str, str] = {}  # room -> new owner's url (drain)
+        self._split: set[str] = set()  # rooms another node claims too (warned once)
+        self._bump_serial = self.link.redis.register_script(BUMP_SERIAL)
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._closed = False
@@ -133,9 +145,16 @@ class ClusterNode:
             with contextlib.suppress(LinkDown):
                 await self.directory.release(room, self.id)
         self._held = local
-        lost = await self.directory.renew(self.id, sorted(local))
-        for room in lost:
+        lost = set(await self.directory.renew(self.id, sorted(local)))
+        for room in lost - self._split:
             logger.warning("room %s is claimed by another node too (split after a fault)", room)
+        self._split = lost
+        # after a Redis restart (data lost) the serial counter must not hand out ours again
+        await self.link.call(
+            lambda r: self._bump_serial(
+                keys=[self.config.key_prefix + "serial"], args=[self.serial]
+            )
+        )
         self.nodes = await self.registry.live()
         self.known_urls.update(n.url for n in self.nodes)
 

@@ -8,6 +8,8 @@ import asyncio
 import signal
 import time
 
+import redis
+
 from signaling.client import SfuClient, SfuError
 from signaling.roaming import RoamingClient
 from signaling.sources import PacedVideoTrack
@@ -130,6 +132,9 @@ async def test_redis_restart_keeps_the_room(nodes: Nodes, redis_server: RedisPro
             return await room_node(n2, "keep") == "n1"
 
         await wait_for(claimed, 10, "the room's claim to come back")
+        # the id serial counter came back too (ids stay unique for nodes started later)
+        serial = redis.Redis(port=redis_server.port, socket_timeout=2).get("sfu:serial")
+        assert serial is not None and int(serial) >= 2
         client = await SfuClient.connect(n2.url, decode=False, timeout=8)
         extra.append(client)
         joined = await client.join("keep", "after")
