@@ -28,6 +28,11 @@ decoded. A `RemoteTrack` names who sent what (`participant_id`, `kind`, `source`
 and counts frames; a new `RemoteTrack` is made whenever the server (re)assigns a `mid` to
 another publisher (the server reuses transceivers of departed publishers).
 
+Cluster (docs/protocol.md "Cluster"): `join()` follows a `moved` refusal to the room's
+node (the socket is swapped, no `disconnect` callback fires) and keeps the ack's `nodes`
+in `nodes` for failover; `signaling.roaming.RoamingClient` rejoins after a node's drain or
+death.
+
 Every wait is bounded (`timeout`, default `DEFAULT_TIMEOUT` seconds). Refusals and failures
 raise `SfuError(code, message)`: the server's codes, plus `timeout`, `disconnected`,
 `negotiation_failed` and `closed` raised by the client itself.
