@@ -397,6 +397,14 @@ class Participant:
             try:
                 await self._settle()
                 await self._sync_once()
+                if (
+                    self._sync_wanted
+                    and self._pc is not None
+                    and self._pc.signalingState != "stable"
+                ):
+                    # deferred (not stable yet): retry later; looping at once never yields
+                    # and blocks the event loop (seen: a drained node deaf to SIGTERM)
+                    await asyncio.sleep(0.05)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
