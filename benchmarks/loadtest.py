@@ -33,6 +33,7 @@ if __package__ in (None, ""):  # `python benchmarks/loadtest.py`
 
 from benchmarks import report
 from benchmarks.analysis import analyse_run
+from benchmarks.cluster_probe import ClusterProbe, cluster_stats, nodes_table, wait_nodes
 from benchmarks.procstat import CpuSample, process_rss_bytes
 from benchmarks.servers import ServerProcess
 from benchmarks.worker import ParticipantSpec, WorkerSpec, run_worker
@@ -89,6 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--url", default=None, help="use a running server instead of starting one")
     p.add_argument("--server-pid", type=int, default=None, help="with --url: its PID for CPU")
+    p.add_argument(
+        "--server-workers",
+        type=int,
+        default=1,
+        help="start `sfu-server --workers N` (a one-box cluster; per-node rows in the report)",
+    )
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="client processes")
     p.add_argument("--join-interval", type=float, default=0.1, help="s between joins")
     p.add_argument("--cache-dir", default=None, help="clip cache (default ~/.cache/sfu-relay)")
@@ -118,8 +125,9 @@ def _get_json(url: str, timeout: float = 3.0) -> Any:
         return json.loads(response.read())
 
 
-def start_server_process(mode: str, max_participants: int) -> ServerProcess:
-    """`sfu-server` for one run (not ready yet: call `wait_ready()`)."""
+def start_server_process(mode: str, max_participants: int, workers: int = 1) -> ServerProcess:
+    """`sfu-server` for one run, `workers` node processes under one supervisor when more
+    than 1 (not ready yet: call `wait_ready()`)."""
     return ServerProcess(
         "--forwarding",
         mode,
@@ -127,6 +135,7 @@ def start_server_process(mode: str, max_participants: int) -> ServerProcess:
         str(max(2, max_participants)),
         "--log-level",
         "WARNING",
+        *(["--workers", str(workers)] if workers > 1 else []),
         start_timeout=SERVER_START_TIMEOUT,
         stop_timeout=SERVER_STOP_TIMEOUT,
     )
@@ -186,6 +195,21 @@ def _server_counters(url: str) -> dict[str, float] | None:
     }
 
 
+def _all_counters(urls: list[str]) -> dict[str, float] | None:
+    """`_server_counters` summed over the nodes (CPU % summed: cores x 100)."""
+    parts = [_server_counters(u) for u in urls]
+    if any(p is None for p in parts):
+        return None
+    total = {k: 0.0 for k in ("packets", "streams", "cpuPercent", "rssBytes")}
+    for part in parts:
+        assert part is not None
+        for key in total:
+            total[key] += part[key]
+    first = parts[0]
+    assert first is not None
+    return {**total, "uptime": first["uptime"]}
+
+
 def run_once(
     args: argparse.Namespace, mode: str, n: int, label: str, progress: Progress
 ) -> dict[str, Any]:
@@ -194,8 +218,10 @@ def run_once(
     if args.url:
         url, server_pid = args.url.rstrip("/"), args.server_pid
     else:
-        server = start_server_process(mode, n)
-        url, server_pid = server.url, server.pid
+        server = start_server_process(mode, n, args.server_workers)
+        url = server.url
+        # with --server-workers the PID is the supervisor's: CPU comes per node instead
+        server_pid = server.pid if args.server_workers == 1 else None
     ctx = mp.get_context("spawn")
     status: Any = ctx.Queue()
     results: Any = ctx.Queue()
@@ -205,6 +231,8 @@ def run_once(
         if server is not None:
             progress.show(label, "server", 0.0, "starting")
             server.wait_ready()
+            if args.server_workers > 1:
+                wait_nodes(url, args.server_workers)
         total = n * args.rooms
         workers = max(1, min(args.workers, total))
         run_id = f"{mode[:2]}{n}-{int(time.time()) % 100000}"
@@ -245,7 +273,10 @@ def run_once(
             progress.show(label, "warmup", 1 - left / max(args.warmup, 1e-9), f"{left:4.1f}s")
             time.sleep(min(0.25, max(0.0, left)))
         pids = ([server_pid] if server_pid else []) + worker_pids + [os.getpid()]
-        counters0 = _server_counters(url)
+        snapshot = cluster_stats(url)
+        node_urls = [str(n["url"]) for n in snapshot["nodes"]] if snapshot else [url]
+        counters0 = _all_counters(node_urls)
+        probe = ClusterProbe(url).start()
         cpu0 = CpuSample.take(pids)
         w0 = cpu0.wall
         w1 = w0 + args.duration
@@ -259,7 +290,8 @@ def run_once(
             )
             time.sleep(min(0.25, max(0.0, left)))
         cpu1 = CpuSample.take(pids)
-        counters1 = _server_counters(url)
+        counters1 = _all_counters(node_urls)
+        nodes = probe.stop()
         rss_end = process_rss_bytes(server_pid) if server_pid else None
         stop.set()
 
@@ -274,7 +306,7 @@ def run_once(
                 if not any(p.is_alive() for p in procs) and results.empty():
                     break
         progress.done()
-        return analyse_run(
+        result = analyse_run(
             mode=mode,
             participants=n,
             rooms=args.rooms,
@@ -292,6 +324,9 @@ def run_once(
             rss=(rss_max or None, rss_end),
             cache_dir=args.cache_dir,
         )
+        if nodes:
+            result["nodes"] = nodes
+        return result
     finally:
         stop.set()
         for proc in procs:
@@ -320,6 +355,9 @@ def prepare_clips(args: argparse.Namespace, runs: Sequence[tuple[str, int]]) -> 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if not 1 <= args.server_workers <= 64 or (args.url and args.server_workers > 1):
+        print("sfu-bench: error: --server-workers 1-64, and not with --url", file=sys.stderr)
+        return 2
     if args.participants < 1 or args.rooms < 1 or args.duration <= 0 or args.warmup < 0:
         print("sfu-bench: error: bad --participants/--rooms/--duration/--warmup", file=sys.stderr)
         return 2
@@ -345,6 +383,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(report.table(results))
     print()
     print(report.mesh_table(results))
+    per_node = nodes_table(results)
+    if per_node:
+        print()
+        print(per_node)
     comparison = report.compare(results)
     if comparison:
         print()

@@ -330,7 +330,7 @@ class Participant:
             return None  # an empty candidate string is Chrome's end-of-generation marker
         try:
             parsed = candidate_from_sdp(text)
-        except (ValueError, IndexError) as exc:
+        except (ValueError, IndexError, AssertionError) as exc:  # aiortc asserts on short lines
             raise SfuError("bad_request", f"unparsable ICE candidate: {exc}") from None
         parsed.sdpMid = candidate.get("sdpMid")
         parsed.sdpMLineIndex = candidate.get("sdpMLineIndex")
@@ -387,6 +387,14 @@ class Participant:
             try:
                 await self._settle()
                 await self._sync_once()
+                if (
+                    self._sync_wanted
+                    and self._pc is not None
+                    and self._pc.signalingState != "stable"
+                ):
+                    # deferred (not stable yet): retry later; looping at once never yields
+                    # and blocks the event loop (seen: a drained node deaf to SIGTERM)
+                    await asyncio.sleep(0.05)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

@@ -7,6 +7,7 @@ import itertools
 import logging
 from collections import Counter
 
+from sfu.chat import ChatHistory
 from sfu.config import SfuConfig
 from sfu.errors import SfuError
 from sfu.participant import Participant
@@ -18,13 +19,18 @@ logger = logging.getLogger(__name__)
 
 class RoomManager:
     """Owns every `Room`. `close()` (idempotent) closes all rooms and their participants;
-    after it, joins are refused with `server_busy`."""
+    after it, joins are refused with `server_busy`.
 
-    def __init__(self, config: SfuConfig, signaler: Signaler) -> None:
+    `node_serial` (cluster mode: a number unique to this process in the cluster) makes
+    participant ids (`p<serial * 10^6 + n>`) and chat ids (`m<serial>-<n>`) unique
+    cluster-wide; 0 (one node) keeps `p<n>` and `m<n>`."""
+
+    def __init__(self, config: SfuConfig, signaler: Signaler, node_serial: int = 0) -> None:
         self.config = config
         self._signaler = signaler
         self.rooms: dict[str, Room] = {}
-        self._ids = itertools.count(1)
+        self._ids = itertools.count(node_serial * 1_000_000 + 1)
+        self._chat_prefix = f"{node_serial}-" if node_serial else ""
         self.removals: Counter[str] = Counter()
         #: malformed datagrams dropped on participants' transports, by kind
         self.malformed: Counter[str] = Counter()
@@ -57,6 +63,8 @@ class RoomManager:
                 self.removals,
                 self.malformed,
             )
+            if self._chat_prefix:
+                room.chat = ChatHistory(self.config.chat_history, self._chat_prefix)
             self.rooms[room_name] = room
         try:
             participant = room.add(name, can_publish, can_subscribe)

@@ -31,6 +31,7 @@ ErrorCode = Literal[
     "rate_limited",
     "server_busy",
     "internal_error",
+    "moved",
 ]
 
 ERROR_CODES: Final[tuple[ErrorCode, ...]] = get_args(ErrorCode)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,8 @@ from sfu.room_manager import RoomManager
 from sfu.stats import StatsSampler
 from sfu.turn import TurnCredentials
 from signaling import monitoring
+from signaling.cluster import ClusterNode
+from signaling.cluster.node import LocalLoad
 from signaling.config import ServerConfig
 from signaling.events import SignalingEvents, SocketSignaler
 from signaling.session import SessionRegistry
@@ -32,6 +37,10 @@ EVENTS = web.AppKey("events", SignalingEvents)
 SIO = web.AppKey("sio", socketio.AsyncServer)
 SAMPLER = web.AppKey("sampler", StatsSampler)
 REGISTRY = web.AppKey("registry", CollectorRegistry)
+CLUSTER = web.AppKey("cluster", ClusterNode)
+
+#: planned drain (cluster): how long moved participants get to leave for their new node
+DRAIN_MOVE_TIMEOUT = 10.0
 
 VENDOR = {"socket.io-client": "socket.io-client/dist", "chart.js": "chart.js/dist"}
 
@@ -49,7 +58,10 @@ def create_app(config: ServerConfig) -> web.Application:
     app[CONFIG] = config
     # None is engine.io's same-origin default; a plain list would REPLACE same-origin,
     # so an allowlist is checked by a callable that also accepts the server's own origin
-    origins = _OriginCheck(config.cors_allowed_origins) if config.cors_allowed_origins else None
+    origins = None
+    if config.cors_allowed_origins or config.cluster is not None:
+        # a clustered page may reconnect to another node of the cluster after a failover
+        origins = _OriginCheck(config.cors_allowed_origins, lambda: _cluster_urls(app))
     sio = socketio.AsyncServer(
         async_mode="aiohttp",
         max_http_buffer_size=config.max_http_buffer_size,
@@ -80,13 +92,19 @@ def create_app(config: ServerConfig) -> web.Application:
 
 
 class _OriginCheck:
-    """Socket.IO Origin policy: the server's own origin plus `--cors-origin` entries."""
+    """Socket.IO Origin policy: the server's own origin, `--cors-origin` entries and
+    (cluster mode) the public URLs of the cluster's nodes."""
 
-    def __init__(self, allowed: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        allowed: tuple[str, ...],
+        dynamic: Callable[[], Collection[str]] = frozenset,
+    ) -> None:
         self._allowed = frozenset(o.rstrip("/") for o in allowed)
+        self._dynamic = dynamic
 
     def __call__(self, origin: str | None, environ: dict[str, Any]) -> bool:
-        if origin is None or origin in self._allowed:
+        if origin is None or origin in self._allowed or origin in self._dynamic():
             return True
         own = f"{environ.get('wsgi.url_scheme', 'http')}://{environ.get('HTTP_HOST', '')}"
         return origin == own
@@ -101,7 +119,13 @@ async def _media_core(app: web.Application) -> AsyncIterator[None]:
     try:
         sio = app[SIO]
         registry = SessionRegistry()
-        rooms = RoomManager(config.sfu, SocketSignaler(sio, registry))
+        node = None
+        if config.cluster is not None:
+            node = ClusterNode(config.cluster, lambda: _local_load(app), config.sfu.max_rooms)
+            app[CLUSTER] = node
+            await node.start()  # LinkDown when Redis is unreachable: the CLI exits 2
+        serial = node.serial if node is not None else 0
+        rooms = RoomManager(config.sfu, SocketSignaler(sio, registry), node_serial=serial)
         turn = None
         if config.turn_secret:
             turn = TurnCredentials(config.turn_secret, config.turn_urls, config.turn_ttl)
@@ -112,6 +136,7 @@ async def _media_core(app: web.Application) -> AsyncIterator[None]:
             config.jwt_secret,
             join_limit=TokenBucket(config.join_burst, config.join_per_second),
             turn=turn,
+            cluster=node,
         )
         app[ROOMS] = rooms
         app[EVENTS] = events
@@ -126,10 +151,69 @@ async def _media_core(app: web.Application) -> AsyncIterator[None]:
             await app[SAMPLER].close()
         if ROOMS in app:
             await app[ROOMS].close()
+        if CLUSTER in app:
+            await app[CLUSTER].close()
         policy.uninstall()
 
 
+def _cluster_urls(app: web.Application) -> Collection[str]:
+    node = app.get(CLUSTER)
+    return node.known_urls if node is not None else ()
+
+
+def _local_load(app: web.Application) -> LocalLoad:
+    """This node's rooms and load for its cluster record."""
+    rooms = app.get(ROOMS)
+    if rooms is None:
+        return LocalLoad()
+    forwarded = sum(
+        1
+        for room in rooms.rooms.values()
+        for p in room.participants.values()
+        for s in p.send_slots()
+        if s.published is not None
+    )
+    sampler = app.get(SAMPLER)
+    return LocalLoad(
+        rooms={name: len(room) for name, room in rooms.rooms.items()},
+        participants=rooms.participant_count(),
+        forwarded_streams=forwarded,
+        cpu=sampler.cpu_percent if sampler is not None else 0.0,
+        loop_lag=sampler.loop_lag if sampler is not None else 0.0,
+    )
+
+
+async def _cluster_handover(app: web.Application) -> None:
+    """Planned drain of a cluster node: hand each room to another node, send its
+    participants `moved`, and give them `DRAIN_MOVE_TIMEOUT` s to go."""
+    node, rooms, events = app[CLUSTER], app[ROOMS], app[EVENTS]
+    signaler = SocketSignaler(app[SIO], events.sessions)
+
+    async def notify(room_name: str, url: str) -> None:
+        room = rooms.rooms.get(room_name)
+        if room is None:
+            return
+        payload = {"code": "moved", "message": "this node is shutting down", "url": url}
+        await asyncio.gather(
+            *(signaler.emit(pid, "error", payload) for pid in list(room.participants)),
+            return_exceptions=True,
+        )
+
+    handed = await node.drain(list(rooms.rooms), notify)
+    deadline = time.monotonic() + DRAIN_MOVE_TIMEOUT
+    # polled: participants leave by disconnecting from this node, one event each
+    while handed and rooms.participant_count() and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.1)
+    logger.info(
+        "drain: %d room(s) handed over, %d participant(s) left behind",
+        handed,
+        rooms.participant_count(),
+    )
+
+
 async def _drain(app: web.Application) -> None:
+    if CLUSTER in app and ROOMS in app and EVENTS in app:
+        await _cluster_handover(app)
     if ROOMS in app:
         app[ROOMS].start_draining()
     if EVENTS in app:
@@ -141,14 +225,17 @@ async def _drain(app: web.Application) -> None:
 
 async def _healthz(request: web.Request) -> web.Response:
     rooms = request.app[ROOMS]
-    return web.json_response(
-        {
-            "status": "draining" if rooms.draining else "ok",
-            "rooms": len(rooms.rooms),
-            "participants": rooms.participant_count(),
-            "forwarding": rooms.config.forwarding,
-        }
-    )
+    node = request.app.get(CLUSTER)
+    draining = rooms.draining or (node is not None and node.state == "draining")
+    payload: dict[str, Any] = {
+        "status": "draining" if draining else "ok",
+        "rooms": len(rooms.rooms),
+        "participants": rooms.participant_count(),
+        "forwarding": rooms.config.forwarding,
+    }
+    if node is not None:
+        payload.update(node=node.id, redis=node.link.up, pid=os.getpid())
+    return web.json_response(payload)
 
 
 def _page(filename: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
@@ -184,12 +271,33 @@ async def _room_page(request: web.Request) -> web.StreamResponse:
             text=json.dumps({"code": "bad_request", "message": "room must be 1-64 of A-Za-z0-9_-"}),
             content_type="application/json",
         )
+    node = request.app.get(CLUSTER)
+    if node is not None:
+        owner = await node.redirect_url(room, request.app[ROOMS].rooms)
+        if owner is not None:
+            query = f"?{request.query_string}" if request.query_string else ""
+            raise web.HTTPTemporaryRedirect(f"{owner}/room/{room}{query}")
     response: web.StreamResponse = await _page("room.html")(request)
     return response
 
 
 async def _api_stats(request: web.Request) -> web.Response:
     monitoring.check_admin(request, request.app[CONFIG].admin_token)
+    scope = request.query.get("scope", "node")
+    if scope not in ("node", "cluster"):
+        raise web.HTTPBadRequest(
+            text='{"code": "bad_request", "message": "scope must be node or cluster"}',
+            content_type="application/json",
+        )
+    if scope == "cluster":
+        node = request.app.get(CLUSTER)
+        if node is None:
+            raise web.HTTPNotFound(
+                text='{"code": "bad_request", "message": "not a cluster node (no --redis-url)"}',
+                content_type="application/json",
+            )
+        payload = await node.cluster_stats()
+        return web.json_response(payload, headers={"Cache-Control": "no-store"})
     history = request.query.get("history", "0")
     if history not in ("0", "1"):
         raise web.HTTPBadRequest(

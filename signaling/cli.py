@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -21,6 +22,9 @@ from sfu.errors import SfuError
 from sfu.ice_policy import validate_addresses
 from signaling.app import create_app
 from signaling.auth import mint_token
+from signaling.cluster.config import ClusterConfig
+from signaling.cluster.redis_link import LinkDown
+from signaling.cluster.supervisor import Supervisor, SupervisorError
 from signaling.config import ServerConfig
 from signaling.tls import self_signed_context
 
@@ -97,7 +101,50 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="extra allowed Origin for Socket.IO (repeatable; default same-origin only)",
     )
+    p.add_argument(
+        "--redis-url",
+        default=_env("redis-url"),
+        help="cluster mode: redis://host:port/db or unix:///path.sock (default: one node)",
+    )
+    p.add_argument("--node-id", default=_env("node-id"), help="cluster node id (default host:port)")
+    p.add_argument(
+        "--public-url",
+        default=_env("public-url"),
+        help="base URL browsers and other nodes use for this node (default http(s)://host:port)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="run N node processes on ports port..port+N-1 under one supervisor (default 1)",
+    )
     return p
+
+
+def _cluster_config(
+    args: argparse.Namespace, host: str, port: int, tls: bool, workers: int
+) -> ClusterConfig | None:
+    """`ClusterConfig` from --redis-url/--node-id/--public-url, or None (one node, or the
+    supervisor of `--workers N` without --redis-url)."""
+    if workers > 1 and args.public_url:
+        raise ConfigError("--public-url names one node: with --workers each worker uses its port")
+    if not args.redis_url:
+        for flag in ("node_id", "public_url"):
+            if getattr(args, flag) and workers == 1:
+                raise ConfigError(f"--{flag.replace('_', '-')} needs --redis-url or --workers")
+        return None
+    if not args.redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(
+            f"--redis-url must be a redis://, rediss:// or unix:// URL: {args.redis_url!r}"
+        )
+    node_id = args.node_id or f"{host}:{port}"
+    if not 1 <= len(node_id) <= 128 or any(c.isspace() for c in node_id):
+        raise ConfigError(f"--node-id must be 1-128 characters without spaces: {node_id!r}")
+    public_url = (args.public_url or f"{'https' if tls else 'http'}://{host}:{port}").rstrip("/")
+    parsed = urlsplit(public_url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc or parsed.path or parsed.query:
+        raise ConfigError(f"--public-url must be a base URL like http://host:port: {public_url!r}")
+    return ClusterConfig(redis_url=args.redis_url, node_id=node_id, public_url=public_url)
 
 
 def _int(value: int | None, env: str, default: int, low: int, high: int) -> int:
@@ -170,6 +217,10 @@ def parse_config(argv: Sequence[str] | None = None) -> ServerConfig:
     if not 0.1 <= join_rate <= 100000:
         raise ConfigError("--join-rate must be between 0.1 and 100000")
     join_burst = _int(args.join_burst, "join-burst", 100, 1, 100000)
+    workers = _int(args.workers, "workers", 1, 1, 64)
+    if workers > 1 and port + workers - 1 > 65535:
+        raise ConfigError(f"--workers {workers} from --port {port} runs past port 65535")
+    cluster = _cluster_config(args, args.host, port, bool(tls_cert) or self_signed, workers)
     try:
         sfu = SfuConfig(
             ice_addresses=ice_addresses,
@@ -196,6 +247,8 @@ def parse_config(argv: Sequence[str] | None = None) -> ServerConfig:
         turn_urls=tuple(turn_urls),
         turn_ttl=float(turn_ttl),
         self_signed=self_signed,
+        cluster=cluster,
+        workers=workers,
     )
 
 
@@ -250,6 +303,25 @@ def token_command(argv: Sequence[str]) -> str:
         raise ConfigError(exc.message) from None
 
 
+def _supervise(argv: list[str], config: ServerConfig) -> int:
+    """`--workers N`: run N nodes under a supervisor (signaling/cluster/supervisor.py)."""
+    raw = build_parser().parse_args(argv)
+    supervisor = Supervisor(
+        argv,
+        host=config.host,
+        port=config.port,
+        workers=config.workers,
+        redis_url=config.cluster.redis_url if config.cluster else None,
+        node_id=raw.node_id,
+        tls=config.tls_cert is not None or config.self_signed,
+    )
+    try:
+        return supervisor.run()
+    except SupervisorError as exc:
+        print(f"sfu-server: error: {exc}", file=sys.stderr)
+        return 2
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -264,6 +336,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(
         level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if config.workers > 1:
+        raise SystemExit(_supervise(args, config))
     if config.log_level != "DEBUG":
         logging.getLogger("aioice").setLevel(logging.WARNING)  # per-check INFO lines
         logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
@@ -281,9 +355,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "serving HTTPS with a self-signed certificate: browsers will warn"
         )
     fallback = loop_kind == "asyncio" and importlib.util.find_spec("uvloop") is None
-    logging.getLogger(__name__).info(
-        "event loop: %s%s", loop_kind, " (uvloop not installed)" if fallback else ""
-    )
+    loop_note = f"event loop: {loop_kind}{' (uvloop not installed)' if fallback else ''}"
     app = create_app(config)
     scheme = "https" if ssl_context else "http"
     try:
@@ -293,7 +365,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             port=config.port,
             ssl_context=ssl_context,
             print=lambda _msg: print(
-                f"sfu-server listening on {scheme}://{config.host}:{config.port}", flush=True
+                f"sfu-server listening on {scheme}://{config.host}:{config.port} ({loop_note})",
+                flush=True,
             ),
             shutdown_timeout=2.0,
             loop=new_event_loop(loop_kind),
@@ -304,3 +377,6 @@ def main(argv: Sequence[str] | None = None) -> None:
             file=sys.stderr,
         )
         raise SystemExit(1) from None
+    except LinkDown as exc:
+        print(f"sfu-server: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sfu.config import SfuConfig
+from signaling.cluster.config import ClusterConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,3 +34,7 @@ class ServerConfig:
     turn_urls: tuple[str, ...] = ()
     turn_ttl: float = 86400.0
     self_signed: bool = False
+    #: cluster mode (`--redis-url`); None = one node, no Redis
+    cluster: ClusterConfig | None = None
+    #: `--workers N`: the CLI runs N node processes under a supervisor (one box)
+    workers: int = 1

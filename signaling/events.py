@@ -9,12 +9,14 @@ from typing import Any
 
 import socketio
 
+from sfu.chat import ChatMessage
 from sfu.errors import SfuError
 from sfu.rate_limit import TokenBucket
 from sfu.room_manager import RoomManager
 from sfu.turn import TurnCredentials
 from signaling import validation
 from signaling.auth import verify_token
+from signaling.cluster import ClusterNode
 from signaling.session import Session, SessionRegistry
 
 logger = logging.getLogger(__name__)
@@ -70,8 +72,10 @@ class SignalingEvents:
         jwt_secret: str | None = None,
         join_limit: TokenBucket | None = None,
         turn: TurnCredentials | None = None,
+        cluster: ClusterNode | None = None,
     ) -> None:
         self.sio = sio
+        self.cluster = cluster
         self._jwt_secret = jwt_secret
         self._join_limit = join_limit
         self._turn = turn
@@ -189,19 +193,26 @@ class SignalingEvents:
             if grant.room != room_name:
                 raise SfuError("unauthorized", "your token is for another room")
             name = grant.name
+        history: list[ChatMessage] = []
+        if self.cluster is not None:  # raises `moved` when the room lives elsewhere
+            await self.cluster.admit(room_name, self.rooms.rooms)
+            if room_name not in self.rooms.rooms:
+                history = _chat_messages(await self.cluster.chat_history(room_name))
         room, participant = self.rooms.join(
             room_name,
             name,
             can_publish=grant.can_publish if grant else True,
             can_subscribe=grant.can_subscribe if grant else True,
         )
+        if history and len(room.chat) == 0:
+            room.chat.restore(history)
         self.sessions.bind(session, room, participant.id)
         self.joins["ok"] += 1
         logger.info("%s joined room %s as %s (%r)", session.sid, room.name, participant.id, name)
         ice_servers = [s.to_dict() for s in self.rooms.config.ice_servers]
         if self._turn is not None:
             ice_servers.append(self._turn.ice_server(participant.id))
-        return {
+        result = {
             "id": participant.id,
             "room": room.name,
             "participants": [
@@ -210,6 +221,9 @@ class SignalingEvents:
             "iceServers": ice_servers,
             "chat": room.chat.to_list(),
         }
+        if self.cluster is not None:
+            result.update(await self.cluster.ack_fields())
+        return result
 
     async def _sdp(self, session: Session, data: Any) -> dict[str, Any]:
         room, pid = self._joined(session)
@@ -229,6 +243,8 @@ class SignalingEvents:
         if not session.chat_bucket.take():
             raise SfuError("rate_limited", "too many chat messages; slow down")
         message = room.post_chat(pid, text)
+        if self.cluster is not None:
+            self.cluster.chat_posted(room.name, message.to_dict())
         return {"message": message.to_dict()}
 
     async def _mute(self, session: Session, data: Any) -> dict[str, Any]:
@@ -283,6 +299,16 @@ class SignalingEvents:
                 await self.sio.disconnect(sid)
             except Exception:  # pragma: no cover - best effort during shutdown
                 logger.debug("drain: %s already gone", sid)
+
+
+def _chat_messages(raw: list[dict[str, Any]]) -> list[ChatMessage]:
+    out = []
+    for item in raw:
+        try:
+            out.append(ChatMessage.from_dict(item))
+        except (KeyError, ValueError, TypeError):
+            logger.warning("ignoring a malformed stored chat message: %.200r", item)
+    return out
 
 
 def _error(exc: SfuError) -> dict[str, Any]:

@@ -28,6 +28,11 @@ decoded. A `RemoteTrack` names who sent what (`participant_id`, `kind`, `source`
 and counts frames; a new `RemoteTrack` is made whenever the server (re)assigns a `mid` to
 another publisher (the server reuses transceivers of departed publishers).
 
+Cluster (docs/protocol.md "Cluster"): `join()` follows a `moved` refusal to the room's
+node (the socket is swapped, no `disconnect` callback fires) and keeps the ack's `nodes`
+in `nodes` for failover; `signaling.roaming.RoamingClient` rejoins after a node's drain or
+death.
+
 Every wait is bounded (`timeout`, default `DEFAULT_TIMEOUT` seconds). Refusals and failures
 raise `SfuError(code, message)` (`str()` is the message, as for the server's errors): the
 server's codes (`sfu.wire.ERROR_CODES`) and the client's own (`sfu.wire.CLIENT_ERROR_CODES`:
@@ -90,6 +95,8 @@ __all__ = [
 
 #: Offers refused for glare are retried at most this many times.
 MAX_GLARE_RETRIES = 5
+#: Cluster: `moved` refusals a `join` follows before giving up.
+MAX_MOVES = 3
 #: Server events kept in `SfuClient.events` (oldest dropped first).
 MAX_EVENTS = 10_000
 #: Unread tracks kept in `SfuClient.remote_tracks` (oldest dropped first).
@@ -183,6 +190,11 @@ class SfuClient:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._connect_error: Any = None
         self._closed = False
+        #: base URL of the node this client is connected to (changes when `moved`)
+        self.url: str | None = None
+        #: cluster: the serving nodes' URLs from the last join ack (failover candidates)
+        self.nodes: list[str] = []
+        self._moving = False
         self._register_handlers()
 
     # ------------------------------------------------------------------ lifecycle
@@ -198,6 +210,7 @@ class SfuClient:
         """Open the Socket.IO connection (websocket transport; `token` in the `auth`
         payload, `headers` with the handshake). A refused connection raises `SfuError` with
         the server's code (e.g. `unauthorized`)."""
+        self.url = url.rstrip("/")
         auth = {"token": self.token} if self.token is not None else None
         self.sio.eio.ssl_verify = self.ssl_verify
         try:
@@ -308,8 +321,9 @@ class SfuClient:
         """Join `room` as `name`; create the peer connection (ICE servers from the ack)."""
         if self.id is not None:
             raise SfuError("already_joined", "this client already joined a room")
-        reply = await self.request("join", {"room": room, "name": name})
+        reply = await self._follow_moved({"room": room, "name": name})
         result = JoinResult.from_wire(reply, room)
+        self.nodes = result.nodes
         self.id, self.room = result.id, result.room
         for p in result.participants:
             self.participants.setdefault(p.id, p)
@@ -317,6 +331,25 @@ class SfuClient:
         self.pc = self._new_pc(result.ice_servers)
         self._joined.set()
         return result
+
+    async def _follow_moved(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """Send `join`; on a cluster `moved` refusal, reconnect to the owner's URL and send
+        it again there (at most `MAX_MOVES` times). The socket swap fires no `disconnect`."""
+        for _ in range(MAX_MOVES):
+            try:
+                reply: dict[str, Any] = await self.request("join", payload)
+                return reply
+            except SfuError as exc:
+                if exc.code != "moved" or not exc.url:
+                    raise
+                logger.info("room %s lives at %s: moving there", payload.get("room"), exc.url)
+                self._moving = True
+                try:
+                    await self._discard_socket()
+                    await self.open(exc.url)
+                finally:
+                    self._moving = False
+        raise SfuError("moved", f"still moved after {MAX_MOVES} redirects")
 
     def _new_pc(self, ice_servers: list[dict[str, Any]]) -> RTCPeerConnection:
         servers = self.ice_servers
@@ -648,6 +681,8 @@ class SfuClient:
 
     def _on_disconnect(self, reason: Any = None) -> None:
         self.connected = False
+        if self._moving:
+            return
         self._record("disconnect", reason)
         self._fire("disconnect")
 

@@ -10,7 +10,7 @@ import ast
 import contextlib
 import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
 from sfu.wire import DEFAULT_SOURCE, KINDS, SOURCES, Kind, ProtocolError, Source
@@ -29,7 +29,12 @@ class SfuError(ProtocolError):
     """A refusal from the server (`code` from PROTOCOL.md's error envelope) or a client-side
     failure (`sfu.wire.CLIENT_ERROR_CODES`: `timeout`, `disconnected`, `negotiation_failed`,
     `closed`, ...). Same semantics as the server's `sfu.errors.SfuError`: `str()` is the
-    message, `code` the stable identifier."""
+    message, `code` the stable identifier. `url`: the owner's base URL of a cluster `moved`
+    refusal (docs/protocol.md "Cluster")."""
+
+    def __init__(self, code: str, message: str, url: str | None = None) -> None:
+        super().__init__(code, message)
+        self.url = url
 
 
 def wire_object(data: Any, what: str) -> dict[str, Any]:
@@ -127,16 +132,22 @@ class JoinResult:
     participants: list[Participant]
     ice_servers: list[dict[str, Any]]
     chat: list[ChatMessage]
+    #: cluster: the id of the node that serves the room, and the serving nodes' URLs
+    node: str | None = None
+    nodes: list[str] = field(default_factory=list)
 
     @classmethod
     def from_wire(cls, data: Any, room: str) -> JoinResult:
         d = wire_object(data, "join ack")
+        nodes = d.get("nodes")
         return cls(
             id=str(d["id"]),
             room=str(d.get("room", room)),
             participants=[Participant.from_wire(p) for p in d.get("participants", [])],
             ice_servers=[s for s in d.get("iceServers", []) if isinstance(s, dict)],
             chat=[ChatMessage.from_wire(m) for m in d.get("chat", [])],
+            node=str(d["node"]) if "node" in d else None,
+            nodes=[u for u in nodes if isinstance(u, str)] if isinstance(nodes, list) else [],
         )
 
 
@@ -158,14 +169,22 @@ def error_from_ack(event: str, reply: Any) -> SfuError | None:
         return None
     error = reply.get("error")
     if isinstance(error, dict):
-        return SfuError(str(error.get("code", "unknown")), str(error.get("message", "")))
+        return _error_from(error, "")
     return SfuError("bad_reply", f"ack to {event!r} has no ok/error: {reply!r}")
 
 
 def error_event(data: Any) -> SfuError:
     """The server's `error` event as an `SfuError` (lenient: any payload)."""
-    d = data if isinstance(data, dict) else {}
-    return SfuError(str(d.get("code", "unknown")), str(d.get("message", data)))
+    return _error_from(data if isinstance(data, dict) else {}, data)
+
+
+def _error_from(error: dict[str, Any], fallback: Any) -> SfuError:
+    url = error.get("url")
+    return SfuError(
+        str(error.get("code", "unknown")),
+        str(error.get("message", fallback)),
+        url if isinstance(url, str) else None,
+    )
 
 
 def refusal(data: Any, fallback: str) -> SfuError:

@@ -103,6 +103,37 @@ function render(data) {
   body.replaceChildren(...rows);
 }
 
+// Cluster mode (--redis-url): /api/stats?scope=cluster lists every live node; a single
+// node answers 404 and the nodes table stays hidden.
+let clustered = true;
+
+async function pollCluster() {
+  if (!clustered) return;
+  const url = "/api/stats?scope=cluster" + (token ? `&token=${encodeURIComponent(token)}` : "");
+  const res = await fetch(url, { cache: "no-store" });
+  if (res.status === 404) {
+    clustered = false;
+    return;
+  }
+  if (!res.ok) throw new Error(`HTTP ${res.status} (cluster)`);
+  const data = await res.json();
+  /** @type {Record<string, string[]>} */
+  const roomsOf = {};
+  for (const room of data.rooms || []) (roomsOf[room.node] ||= []).push(room.name);
+  const rows = (data.nodes || []).map((/** @type {any} */ n) => {
+    const tr = document.createElement("tr");
+    tr.dataset.nodeId = n.id;
+    tr.append(
+      cell("td", n.id), cell("td", n.url), cell("td", n.state), cell("td", String(n.rooms)),
+      cell("td", String(n.participants)), cell("td", String(n.forwardedStreams)),
+      cell("td", Number(n.cpu).toFixed(1)), cell("td", (roomsOf[n.id] || []).join(", ") || "-"),
+    );
+    return tr;
+  });
+  document.querySelector("#nodes tbody").replaceChildren(...rows);
+  document.getElementById("cluster").hidden = false;
+}
+
 async function poll() {
   const status = document.getElementById("status");
   try {
@@ -110,6 +141,7 @@ async function poll() {
     const res = await fetch(url, { cache: "no-store" });
     if (!res.ok) throw new Error(`HTTP ${res.status}`);
     render(await res.json());
+    await pollCluster();
     status.textContent = "";
     document.body.dataset.updated = String(Date.now());
   } catch (err) {
