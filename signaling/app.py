@@ -305,6 +305,8 @@ async def _api_stats(request: web.Request) -> web.Response:
             content_type="application/json",
         )
     payload = monitoring.stats_payload(request.app[SAMPLER], history == "1")
+    # tells the dashboard whether `?scope=cluster` has anything to show
+    payload["cluster"] = request.app.get(CLUSTER) is not None
     return web.json_response(payload, headers={"Cache-Control": "no-store"})
 
 

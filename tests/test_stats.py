@@ -90,6 +90,7 @@ async def test_api_stats_tree_and_bitrates(
     await asyncio.sleep(6.0)  # fill the sampler's 5 s window with steady traffic
     stats = await get_json(stats_server.url + "/api/stats")
     server = stats["server"]
+    assert stats["cluster"] is False  # a single node: the dashboard hides its nodes table
     assert server["rooms"] == 1 and server["participants"] == 2
     assert server["publishedTracks"] == 2 and server["forwardedStreams"] == 2
     assert server["forwarding"] == "passthrough"

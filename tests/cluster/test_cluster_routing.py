@@ -83,6 +83,7 @@ async def test_moved_join_media_and_redirect(nodes: Nodes) -> None:
                 assert resp.status == 200
             async with http.get(f"{n2.url}/room/elsewhere", allow_redirects=False) as resp:
                 assert resp.status == 200  # nobody owns it yet: served here
+        assert (await get_json(f"{n2.url}/api/stats"))["cluster"] is True
         stats = await get_json(f"{n2.url}/api/stats?scope=cluster")
         assert {n["id"] for n in stats["nodes"]} == {"n1", "n2"}
         row = next(n for n in stats["nodes"] if n["id"] == "n1")

@@ -103,18 +103,11 @@ function render(data) {
   body.replaceChildren(...rows);
 }
 
-// Cluster mode (--redis-url): /api/stats?scope=cluster lists every live node; a single
-// node answers 404 and the nodes table stays hidden.
-let clustered = true;
-
+// Cluster mode (--redis-url): the node snapshot says `cluster: true`, and
+// /api/stats?scope=cluster lists every live node; on a single node the table stays hidden.
 async function pollCluster() {
-  if (!clustered) return;
   const url = "/api/stats?scope=cluster" + (token ? `&token=${encodeURIComponent(token)}` : "");
   const res = await fetch(url, { cache: "no-store" });
-  if (res.status === 404) {
-    clustered = false;
-    return;
-  }
   if (!res.ok) throw new Error(`HTTP ${res.status} (cluster)`);
   const data = await res.json();
   /** @type {Record<string, string[]>} */
@@ -140,8 +133,9 @@ async function poll() {
     const url = "/api/stats?history=1" + (token ? `&token=${encodeURIComponent(token)}` : "");
     const res = await fetch(url, { cache: "no-store" });
     if (!res.ok) throw new Error(`HTTP ${res.status}`);
-    render(await res.json());
-    await pollCluster();
+    const data = await res.json();
+    render(data);
+    if (data.cluster) await pollCluster();
     status.textContent = "";
     document.body.dataset.updated = String(Date.now());
   } catch (err) {
