@@ -64,8 +64,11 @@ class Participant:
         on_failed: Callable[[Participant, str], None],
         can_publish: bool = True,
         peer_connection: PeerConnectionFactory = RTCPeerConnection,
+        level_sink: Callable[[str, int, bool], None] | None = None,
     ) -> None:
         self.can_publish = can_publish
+        #: gets (participant id, -dBov, voice) for each audio frame it publishes
+        self._level_sink = level_sink
         self._peer_connection = peer_connection
         self.id = participant_id
         self.name = name
@@ -187,6 +190,8 @@ class Participant:
             pub = PublishedTrack.transcode(track, source, publisher_id=self.id, key=transceiver.mid)
         if (kind == "audio" and self.audio_muted) or (kind == "video" and self.video_muted):
             pub.paused = True
+        if kind == "audio":
+            pub.level_sink = self._level_sink
         self.published[transceiver.mid] = pub
         self._new_published.append(pub)
         logger.info(

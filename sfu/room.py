@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 from aiortc import RTCPeerConnection
 
+from sfu.active_speaker import ActiveSpeakerDetector
 from sfu.chat import ChatHistory, ChatMessage
 from sfu.config import SfuConfig
 from sfu.errors import SfuError
@@ -24,8 +26,10 @@ logger = logging.getLogger(__name__)
 
 
 class Room:
-    """Owns its participants and chat history. Every participant receives every other
-    participant's publications. `close()` (idempotent) closes every participant.
+    """Owns its participants, chat history and active-speaker detector (with the task that
+    ticks it and broadcasts `active speaker`). Every participant receives every other
+    participant's publications. `close()` (idempotent) cancels the detector task and
+    closes every participant.
 
     Failures a participant reports (ICE failed, negotiation failed) are handled here by
     removing it; `on_empty` tells the owner when the last participant has gone.
@@ -52,6 +56,8 @@ class Room:
         self.chat = ChatHistory(config.chat_history)
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+        self.speaker = ActiveSpeakerDetector()
+        self._speaker_task: asyncio.Task[None] | None = None
 
     def __len__(self) -> int:
         return len(self.participants)
@@ -75,7 +81,12 @@ class Room:
             on_failed=self._participant_failed,
             can_publish=can_publish,
             peer_connection=self._peer_connection,
+            level_sink=self._report_level,
         )
+        if self._speaker_task is None:
+            self._speaker_task = asyncio.create_task(
+                self.speaker.run(self._speaker_event), name=f"speaker-{self.name}"
+            )
         others = list(self.participants)
         self.participants[pid] = participant
         self._broadcast("participant joined", participant.info(), others)
@@ -101,12 +112,14 @@ class Room:
         if participant is None:
             return False
         self.removals[reason] += 1
+        self.speaker.remove(participant_id)
         self._broadcast(
             "participant left", {"id": participant_id, "reason": reason}, list(self.participants)
         )
         self._resync()
         await participant.close()
         if not self.participants:
+            self._stop_speaker()
             self._on_empty(self)
         return True
 
@@ -132,6 +145,8 @@ class Room:
 
     def set_muted(self, participant_id: str, kind: Kind, muted: bool) -> None:
         participant = self._get(participant_id)
+        if kind == "audio":
+            self.speaker.set_muted(participant_id, muted)
         if participant.set_muted(kind, muted):
             self._broadcast(
                 "participant updated",
@@ -146,6 +161,30 @@ class Room:
             "chat message", message.to_dict(), [p for p in self.participants if p != participant_id]
         )
         return message
+
+    # ------------------------------------------------------------------ active speaker
+
+    def _report_level(self, participant_id: str, level_dbov: int, voice: bool) -> None:
+        """A published audio frame's RFC 6464 level (from the receive path): O(1)."""
+        self.speaker.report(participant_id, level_dbov, voice, time.monotonic())
+
+    def _speaker_event(self, event: dict[str, Any]) -> None:
+        """Broadcast the detector's `active speaker` event (rate-limited by the detector)."""
+        self._broadcast("active speaker", event, list(self.participants))
+
+    def _stop_speaker(self) -> None:
+        """Cancel the detector's task (the room emptied or closes); restarted by `add`."""
+        task, self._speaker_task = self._speaker_task, None
+        if task is not None:
+            task.cancel()
+        self.speaker.clear()
+
+    def speaker_info(self) -> dict[str, Any]:
+        """The room's speaker for `/api/stats`: the dominant id and smoothed levels."""
+        return {
+            "activeSpeaker": self.speaker.dominant,
+            "speakerLevels": {str(k): round(v, 4) for k, v in self.speaker.levels().items()},
+        }
 
     def _get(self, participant_id: str) -> Participant:
         participant = self.participants.get(participant_id)
@@ -167,6 +206,11 @@ class Room:
         if self._closed:
             return
         self._closed = True
+        task = self._speaker_task
+        self._stop_speaker()
+        if task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         participants = list(self.participants.values())
         self.participants.clear()
         await asyncio.gather(*(p.close() for p in participants), return_exceptions=True)

@@ -60,7 +60,7 @@ from aiortc.rtcconfiguration import RTCBundlePolicy, RTCIceTransportPolicy
 
 from sfu.compat import negotiation
 from sfu.compat.receiver import ReceiverHook, install_receiver_sink
-from sfu.compat.sender import install_sender_keyframe_hook
+from sfu.compat.sender import install_sender_audio_level, install_sender_keyframe_hook
 from sfu.frame_assembler import EncodedFrame
 from sfu.wire import PREFERRED_CODECS, SERVER_EVENTS, Kind, Source
 from signaling.client.tracks import DEFAULT_TIMEOUT, RemoteTrack
@@ -367,6 +367,9 @@ class SfuClient:
                 request_keyframe = getattr(track, "request_keyframe", None)
                 if track.kind == "video" and callable(request_keyframe):
                     install_sender_keyframe_hook(transceiver.sender, request_keyframe)
+                audio_level = getattr(track, "current_audio_level", None)
+                if track.kind == "audio" and callable(audio_level):
+                    install_sender_audio_level(transceiver.sender, audio_level)
                 self._local[transceiver] = source
         await self.negotiate()
 
