@@ -214,6 +214,16 @@ class PublishedTrack(MediaStreamTrack):
         self._subscribers.add(subscriber)
         return proxy
 
+    def subscribe_recorder(self, maxsize: int, on_drop: Callable[[], None]) -> MediaStreamTrack:
+        """A bounded relay proxy for a recording (no send slot to tell at close: the
+        proxy itself ends when this track closes). The caller ends it with
+        `end_relay_proxy` + `stop()`."""
+        if self.closed:
+            raise RuntimeError("published track is closed")
+        proxy = self.relay.subscribe(self._relay_source, buffered=True)
+        bound_relay_proxy(proxy, maxsize, on_drop)
+        return proxy
+
     def unsubscribe(self, subscriber: SubscribedTrack, proxy: MediaStreamTrack) -> None:
         """End `subscriber`'s proxy (idempotent; a pending `recv()` on it raises)."""
         self._subscribers.discard(subscriber)

@@ -19,6 +19,7 @@ from sfu.config import SfuConfig
 from sfu.errors import SfuError
 from sfu.participant import Participant, PeerConnectionFactory
 from sfu.published_track import PublishedTrack
+from sfu.room_recording import RoomRecording
 from sfu.signaler import Signaler
 from sfu.wire import Kind
 
@@ -26,10 +27,11 @@ logger = logging.getLogger(__name__)
 
 
 class Room:
-    """Owns its participants, chat history and active-speaker detector (with the task that
-    ticks it and broadcasts `active speaker`). Every participant receives every other
-    participant's publications. `close()` (idempotent) cancels the detector task and
-    closes every participant.
+    """Owns its participants, chat history, active-speaker detector (with the task that
+    ticks it and broadcasts `active speaker`) and its running `RoomRecording`, if any.
+    Every participant receives every other participant's publications. `close()`
+    (idempotent) cancels the detector task, stops the recording and closes every
+    participant; the last participant leaving does the first two as well.
 
     Failures a participant reports (ICE failed, negotiation failed) are handled here by
     removing it; `on_empty` tells the owner when the last participant has gone.
@@ -58,6 +60,9 @@ class Room:
         self._closed = False
         self.speaker = ActiveSpeakerDetector()
         self._speaker_task: asyncio.Task[None] | None = None
+        self.recording: RoomRecording | None = None
+        #: the error that stopped the last recording, for /api/stats (None: none)
+        self.recording_error: str | None = None
 
     def __len__(self) -> int:
         return len(self.participants)
@@ -105,6 +110,8 @@ class Room:
         for p in self.participants.values():
             if p.id != exclude:
                 p.schedule_sync()
+        if self.recording is not None:
+            self.recording.sync(self.participants.values())
 
     async def remove(self, participant_id: str, reason: str) -> bool:
         """Remove and close a participant, tell the others, renegotiate their slots."""
@@ -113,6 +120,8 @@ class Room:
             return False
         self.removals[reason] += 1
         self.speaker.remove(participant_id)
+        if self.recording is not None:
+            self.recording.participant_left(participant_id)
         self._broadcast(
             "participant left", {"id": participant_id, "reason": reason}, list(self.participants)
         )
@@ -120,7 +129,9 @@ class Room:
         await participant.close()
         if not self.participants:
             self._stop_speaker()
-            self._on_empty(self)
+            await self._end_recording()
+            if not self.participants:
+                self._on_empty(self)
         return True
 
     def _participant_failed(self, participant: Participant, reason: str) -> None:
@@ -186,6 +197,85 @@ class Room:
             "speakerLevels": {str(k): round(v, 4) for k, v in self.speaker.levels().items()},
         }
 
+    # ------------------------------------------------------------------ recording
+
+    @property
+    def recording_active(self) -> bool:
+        return self.recording is not None
+
+    async def start_recording(self, started_by: str | None = None) -> dict[str, Any]:
+        """Start recording every participant into `config.record_dir`; return the
+        protocol's `recording` object. `invalid_state` when recording is disabled, not
+        possible (transcode forwarding) or already running; `internal_error` when the
+        directory is not writable (nothing changes then)."""
+        directory = self._config.record_dir
+        if directory is None:
+            raise SfuError("invalid_state", "recording is not enabled on this server")
+        if self._config.forwarding != "passthrough":
+            raise SfuError("invalid_state", "recording needs passthrough forwarding")
+        if self._closed:
+            raise SfuError("invalid_state", "room is closing")
+        if self.recording is not None:
+            raise SfuError("invalid_state", "this room is already being recorded")
+        recording = RoomRecording(self.name, directory, started_by, self._recording_failed)
+        self.recording = recording  # reserved: a concurrent start sees it
+        try:
+            await recording.start(self.participants.values())
+        except BaseException:
+            self.recording = None
+            raise
+        self.recording_error = None
+        info = recording.info()
+        logger.info("room %s: recording %s started", self.name, info["id"])
+        self._broadcast("recording", {"active": True}, list(self.participants))
+        return info
+
+    async def stop_recording(self) -> dict[str, Any]:
+        """Stop the recording, wait for its files; return its `recording` object.
+        `invalid_state` when the room is not being recorded."""
+        if self.recording is None:
+            raise SfuError("invalid_state", "this room is not being recorded")
+        info = self.recording.info()
+        await self._end_recording()
+        return info
+
+    async def _end_recording(self) -> dict[str, Any] | None:
+        recording, self.recording = self.recording, None
+        if recording is None:
+            return None
+        manifest = await recording.stop()
+        self._broadcast("recording", {"active": False}, list(self.participants))
+        return manifest
+
+    def _recording_failed(self, error: BaseException) -> None:
+        """A file or the manifest failed (disk full, directory gone): stop the recording,
+        tell the room it stopped and whoever started it why; the room goes on."""
+        recording = self.recording
+        if recording is None:
+            return
+        message = f"recording stopped: {error}"
+        self.recording_error = message
+        starter = recording.started_by
+
+        async def stop() -> None:
+            if self.recording is recording:
+                await self._end_recording()
+            if starter is not None and starter in self.participants:
+                await self._signaler.emit(
+                    starter, "error", {"code": "internal_error", "message": message}
+                )
+
+        self._spawn(stop())
+
+    def media_info(self) -> dict[str, Any]:
+        """The room's speaker and recording for `/api/stats`."""
+        recording = self.recording
+        return {
+            **self.speaker_info(),
+            "recording": None if recording is None else recording.info(),
+            "recordingError": self.recording_error,
+        }
+
     def _get(self, participant_id: str) -> Participant:
         participant = self.participants.get(participant_id)
         if participant is None:
@@ -211,6 +301,8 @@ class Room:
         if task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        with contextlib.suppress(Exception):
+            await self._end_recording()
         participants = list(self.participants.values())
         self.participants.clear()
         await asyncio.gather(*(p.close() for p in participants), return_exceptions=True)

@@ -175,7 +175,7 @@ class StatsSampler:
                     "name": room.name,
                     "participantCount": len(people),
                     "participants": people,
-                    **room.speaker_info(),
+                    **room.media_info(),
                 }
             )
         for key in list(self._series):

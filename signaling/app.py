@@ -18,7 +18,7 @@ from sfu.rate_limit import TokenBucket
 from sfu.room_manager import RoomManager
 from sfu.stats import StatsSampler
 from sfu.turn import TurnCredentials
-from signaling import monitoring
+from signaling import monitoring, recording_api
 from signaling.config import ServerConfig
 from signaling.events import SignalingEvents, SocketSignaler
 from signaling.session import SessionRegistry
@@ -65,6 +65,8 @@ def create_app(config: ServerConfig) -> web.Application:
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/api/stats", _api_stats)
     app.router.add_get("/metrics", _metrics)
+    app.router.add_post("/api/rooms/{room}/recording", _recording_start)
+    app.router.add_delete("/api/rooms/{room}/recording", _recording_stop)
     app.router.add_get("/stats", _stats_page)
     app.router.add_get("/", _page("index.html"))
     app.router.add_get("/room/{room}", _room_page)
@@ -180,6 +182,16 @@ async def _api_stats(request: web.Request) -> web.Response:
         )
     payload = monitoring.stats_payload(request.app[SAMPLER], history == "1")
     return web.json_response(payload, headers={"Cache-Control": "no-store"})
+
+
+async def _recording_start(request: web.Request) -> web.Response:
+    monitoring.check_admin(request, request.app[CONFIG].admin_token)
+    return await recording_api.start(request.app[ROOMS], request.match_info["room"])
+
+
+async def _recording_stop(request: web.Request) -> web.Response:
+    monitoring.check_admin(request, request.app[CONFIG].admin_token)
+    return await recording_api.stop(request.app[ROOMS], request.match_info["room"])
 
 
 async def _metrics(request: web.Request) -> web.Response:

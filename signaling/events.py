@@ -88,6 +88,7 @@ class SignalingEvents:
             "chat message": self._chat,
             "mute": self._mute,
             "leave": self._leave,
+            "recording": self._recording,
         }
         sio.on("connect", self._connect)
         sio.on("disconnect", self._disconnect)
@@ -206,6 +207,7 @@ class SignalingEvents:
             ],
             "iceServers": ice_servers,
             "chat": room.chat.to_list(),
+            "recording": room.recording_active,
         }
 
     async def _sdp(self, session: Session, data: Any) -> dict[str, Any]:
@@ -233,6 +235,17 @@ class SignalingEvents:
         kind, muted = validation.parse_mute(data)
         room.set_muted(pid, kind, muted)
         return {}
+
+    async def _recording(self, session: Session, data: Any) -> dict[str, Any]:
+        """Start/stop the room's recording: needs the `canRecord` grant when join tokens
+        are in use (anyone in the room otherwise)."""
+        room, pid = self._joined(session)
+        active = validation.parse_recording(data)
+        if self._jwt_secret is not None and not (session.grant and session.grant.can_record):
+            raise SfuError("unauthorized", "your token does not allow recording")
+        if active:
+            return {"recording": await room.start_recording(started_by=pid)}
+        return {"recording": await room.stop_recording()}
 
     async def _leave(self, session: Session, data: Any) -> dict[str, Any]:
         validation.parse_leave(data)

@@ -120,13 +120,15 @@ class TrackInfo:
 
 @dataclass(frozen=True, slots=True)
 class JoinResult:
-    """The `join` ack: our id, the others already in the room, ICE servers, chat history."""
+    """The `join` ack: our id, the others already in the room, ICE servers, chat history,
+    and whether the room is being recorded."""
 
     id: str
     room: str
     participants: list[Participant]
     ice_servers: list[dict[str, Any]]
     chat: list[ChatMessage]
+    recording: bool = False
 
     @classmethod
     def from_wire(cls, data: Any, room: str) -> JoinResult:
@@ -137,6 +139,7 @@ class JoinResult:
             participants=[Participant.from_wire(p) for p in d.get("participants", [])],
             ice_servers=[s for s in d.get("iceServers", []) if isinstance(s, dict)],
             chat=[ChatMessage.from_wire(m) for m in d.get("chat", [])],
+            recording=d.get("recording") is True,
         )
 
 
