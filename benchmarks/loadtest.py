@@ -31,7 +31,7 @@ from typing import Any
 if __package__ in (None, ""):  # `python benchmarks/loadtest.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import report
+from benchmarks import recording, report
 from benchmarks.analysis import analyse_run
 from benchmarks.procstat import CpuSample, process_rss_bytes
 from benchmarks.servers import ServerProcess
@@ -96,6 +96,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", type=Path, default=None, help="write a PNG plot (matplotlib)")
     p.add_argument("--markdown", type=Path, default=None, help="write the table as markdown")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--record",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="record every room during the run (server --record-dir DIR; started after "
+        "the joins, stopped after the window); the files are summarised",
+    )
+    p.add_argument("--admin-token", default=None, help="with --url --record: the admin token")
     return p
 
 
@@ -118,8 +127,11 @@ def _get_json(url: str, timeout: float = 3.0) -> Any:
         return json.loads(response.read())
 
 
-def start_server_process(mode: str, max_participants: int) -> ServerProcess:
+def start_server_process(
+    mode: str, max_participants: int, record_dir: Path | None = None
+) -> ServerProcess:
     """`sfu-server` for one run (not ready yet: call `wait_ready()`)."""
+    extra = ["--record-dir", str(record_dir)] if record_dir is not None else []
     return ServerProcess(
         "--forwarding",
         mode,
@@ -127,6 +139,7 @@ def start_server_process(mode: str, max_participants: int) -> ServerProcess:
         str(max(2, max_participants)),
         "--log-level",
         "WARNING",
+        *extra,
         start_timeout=SERVER_START_TIMEOUT,
         stop_timeout=SERVER_STOP_TIMEOUT,
     )
@@ -194,7 +207,7 @@ def run_once(
     if args.url:
         url, server_pid = args.url.rstrip("/"), args.server_pid
     else:
-        server = start_server_process(mode, n)
+        server = start_server_process(mode, n, args.record)
         url, server_pid = server.url, server.pid
     ctx = mp.get_context("spawn")
     status: Any = ctx.Queue()
@@ -237,6 +250,10 @@ def run_once(
             progress.show(label, "joining", len(joined) / total, f"{len(joined)}/{total}")
         failures = {k: v[1] for k, v in joined.items() if not v[0]}
         failures.update({f"p{i}": "no join report" for i in range(total) if f"p{i}" not in joined})
+        room_names = sorted({s.room for plist in specs for s in plist})
+        if args.record is not None:
+            progress.show(label, "recording", 0.0, "start")
+            recording.start(url, room_names, args.admin_token)
 
         # warmup, then the measurement window
         warm_end = time.monotonic() + args.warmup
@@ -261,6 +278,7 @@ def run_once(
         cpu1 = CpuSample.take(pids)
         counters1 = _server_counters(url)
         rss_end = process_rss_bytes(server_pid) if server_pid else None
+        recorded = recording.stop(url, room_names, args.admin_token) if args.record else []
         stop.set()
 
         # collect
@@ -274,7 +292,7 @@ def run_once(
                 if not any(p.is_alive() for p in procs) and results.empty():
                     break
         progress.done()
-        return analyse_run(
+        result = analyse_run(
             mode=mode,
             participants=n,
             rooms=args.rooms,
@@ -292,6 +310,9 @@ def run_once(
             rss=(rss_max or None, rss_end),
             cache_dir=args.cache_dir,
         )
+        if args.record is not None:
+            result["recording"] = recording.summarise(recorded)
+        return result
     finally:
         stop.set()
         for proc in procs:
@@ -343,6 +364,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.json:  # keep partial results of long sweeps
             report.write_json(args.json, args, results, started)
     print(report.table(results))
+    for r in results:
+        if "recording" in r:
+            print(recording.describe(r["recording"]))
     print()
     print(report.mesh_table(results))
     comparison = report.compare(results)
