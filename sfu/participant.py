@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +22,7 @@ from aiortc.rtcconfiguration import RTCBundlePolicy
 from aiortc.sdp import candidate_from_sdp
 
 from sfu.compat.negotiation import create_offer_keeping_negotiated, pin_negotiated_codecs
+from sfu.compat.rtp_guard import guard_peer_connection
 from sfu.config import SfuConfig
 from sfu.errors import SfuError
 from sfu.published_track import PublishedTrack
@@ -64,9 +66,14 @@ class Participant:
         on_failed: Callable[[Participant, str], None],
         can_publish: bool = True,
         peer_connection: PeerConnectionFactory = RTCPeerConnection,
+        malformed_total: Counter[str] | None = None,
         level_sink: Callable[[str, int, bool], None] | None = None,
     ) -> None:
         self.can_publish = can_publish
+        #: malformed datagrams dropped on this participant's transports, by kind
+        self.malformed: Counter[str] = Counter()
+        #: the same, summed over participants by the owner (survives this participant)
+        self._malformed_total = malformed_total
         #: gets (participant id, -dBov, voice) for each audio frame it publishes
         self._level_sink = level_sink
         self._peer_connection = peer_connection
@@ -254,6 +261,7 @@ class Participant:
             first = not self._remote_set
             try:
                 await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+                self._guard_transports(pc)
                 if self._unsupported:
                     raise ValueError("; ".join(self._unsupported))
             except Exception as exc:
@@ -441,10 +449,23 @@ class Participant:
                 answer, self._config.max_sdp_bytes, self._config.max_sdp_lines, kind="answer"
             )
             await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+            self._guard_transports(pc)
             self._remote_set = True
             await self._flush_candidates()
             self._negotiated.set()
             self._arm_connect_deadline()
+
+    def _guard_transports(self, pc: RTCPeerConnection) -> None:
+        """A malformed datagram from the client is counted and dropped instead of ending
+        aiortc's receive loop (`sfu.compat.rtp_guard`); idempotent per transport. Fake
+        peer connections of unit tests have no DTLS transports to guard."""
+        if isinstance(pc, RTCPeerConnection):
+            guard_peer_connection(pc, self._count_malformed)
+
+    def _count_malformed(self, kind: str) -> None:
+        self.malformed[kind] += 1
+        if self._malformed_total is not None:
+            self._malformed_total[kind] += 1
 
     def _apply_subscriptions(self, pc: RTCPeerConnection) -> bool:
         """Attach/release send slots to match the room; return True when anything changed

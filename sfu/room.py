@@ -45,10 +45,13 @@ class Room:
         ids: itertools.count[int],
         on_empty: Callable[[Room], None],
         removals: Counter[str] | None = None,
+        malformed: Counter[str] | None = None,
         peer_connection: PeerConnectionFactory = RTCPeerConnection,
     ) -> None:
         self._peer_connection = peer_connection
         self.removals: Counter[str] = Counter() if removals is None else removals
+        #: malformed datagrams dropped, by kind, over every participant (shared sink)
+        self.malformed: Counter[str] = Counter() if malformed is None else malformed
         self.name = name
         self._config = config
         self._signaler = signaler
@@ -86,6 +89,7 @@ class Room:
             on_failed=self._participant_failed,
             can_publish=can_publish,
             peer_connection=self._peer_connection,
+            malformed_total=self.malformed,
             level_sink=self._report_level,
         )
         if self._speaker_task is None:

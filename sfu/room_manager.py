@@ -26,6 +26,8 @@ class RoomManager:
         self.rooms: dict[str, Room] = {}
         self._ids = itertools.count(1)
         self.removals: Counter[str] = Counter()
+        #: malformed datagrams dropped on participants' transports, by kind
+        self.malformed: Counter[str] = Counter()
         self._closing = False
 
     @property
@@ -53,6 +55,7 @@ class RoomManager:
                 self._ids,
                 self._drop_if_empty,
                 self.removals,
+                self.malformed,
             )
             self.rooms[room_name] = room
         try:

@@ -166,6 +166,7 @@ class StatsSampler:
                     {
                         **participant.info(),
                         "connectionState": participant.connection_state(),
+                        "malformedPackets": sum(participant.malformed.values()),
                         "published": published,
                         "subscriptions": subscriptions,
                     }

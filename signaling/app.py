@@ -119,6 +119,7 @@ async def _media_core(app: web.Application) -> AsyncIterator[None]:
         app[EVENTS] = events
         sampler = StatsSampler(rooms, interval=config.stats_interval)
         app[SAMPLER] = sampler
+        events.stats_snapshot = sampler.snapshot
         app[REGISTRY] = monitoring.build_registry(sampler, events)
         sampler.start()
         yield
@@ -161,9 +162,26 @@ def _page(filename: str) -> Callable[[web.Request], Awaitable[web.StreamResponse
     return handler
 
 
+_BAD_ROOM_HTML = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>No such room \u00b7 sfu-relay</title>
+<link rel="stylesheet" href="/static/css/app.css"></head>
+<body class="landing"><main class="card landing-card" role="alert">
+<h1>That is not a room name</h1>
+<p>Room names are 1-64 letters, digits, "_" or "-" (no spaces or other signs).
+Check the link you were given, or pick a room on the start page.</p>
+<p><a class="button-link" href="/">Go to the start page</a></p>
+</main></body></html>
+"""
+
+
 async def _room_page(request: web.Request) -> web.StreamResponse:
     room = request.match_info["room"]
     if not ROOM_RE.fullmatch(room):
+        if "text/html" in request.headers.get("Accept", ""):
+            # a person typed a bad URL: a page that says what is wrong and links back
+            raise web.HTTPBadRequest(text=_BAD_ROOM_HTML, content_type="text/html")
         raise web.HTTPBadRequest(
             text=json.dumps({"code": "bad_request", "message": "room must be 1-64 of A-Za-z0-9_-"}),
             content_type="application/json",

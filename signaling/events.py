@@ -81,6 +81,8 @@ class SignalingEvents:
         self.rejected_by_event: Counter[tuple[str, str]] = Counter()
         self.unknown_events = 0
         self.joins: Counter[str] = Counter()
+        #: the stats sampler's latest snapshot (set by the app once the sampler exists)
+        self.stats_snapshot: Callable[[], dict[str, Any]] | None = None
         self._handlers: dict[str, Handler] = {
             "join": self._join,
             "sdp": self._sdp,
@@ -88,6 +90,7 @@ class SignalingEvents:
             "chat message": self._chat,
             "mute": self._mute,
             "leave": self._leave,
+            "stats": self._stats,
             "recording": self._recording,
         }
         sio.on("connect", self._connect)
@@ -253,17 +256,43 @@ class SignalingEvents:
         await self._depart(session, "left")
         return {}
 
+    async def _stats(self, session: Session, data: Any) -> dict[str, Any]:
+        """This participant's own rows of the sampler's last snapshot (no new sampling)."""
+        validation.parse_stats(data)
+        room, pid = self._joined(session)
+        snapshot = self.stats_snapshot() if self.stats_snapshot is not None else {}
+        for room_row in snapshot.get("rooms", []):
+            if room_row.get("name") != room.name:
+                continue
+            for person in room_row.get("participants", []):
+                if person.get("id") == pid:
+                    return {
+                        "connectionState": person.get("connectionState"),
+                        "published": person.get("published", []),
+                        "subscriptions": person.get("subscriptions", []),
+                    }
+        # joined after the last sample: nothing measured yet
+        return {"connectionState": None, "published": [], "subscriptions": []}
+
     # ------------------------------------------------------------------ shutdown
 
     async def drain(self) -> None:
-        """Tell every connected client the server is going away, then disconnect them."""
-        for sid in list(self.sessions.by_sid):
+        """Tell every connected client the server is going away, then disconnect them.
+
+        Everyone hears it before anyone is disconnected: the `participant left` events the
+        disconnects cause then reach clients that already know why (no false "X left")."""
+        sids = list(self.sessions.by_sid)
+        for sid in sids:
             try:
                 await self.sio.emit(
                     "error",
                     {"code": "server_busy", "message": "the server is shutting down"},
                     to=sid,
                 )
+            except Exception:  # pragma: no cover - best effort during shutdown
+                logger.debug("drain: %s already gone", sid)
+        for sid in sids:
+            try:
                 await self.sio.disconnect(sid)
             except Exception:  # pragma: no cover - best effort during shutdown
                 logger.debug("drain: %s already gone", sid)

@@ -72,6 +72,14 @@ class SfuCollector(Collector):
         )
         for name, doc, value in counters:
             yield CounterMetricFamily(name, doc, value=value)
+        malformed = CounterMetricFamily(
+            "sfu_malformed_packets",
+            "Malformed datagrams from clients, counted and dropped, by kind",
+            labels=["kind"],
+        )
+        for kind in ("rtp", "rtcp", "srtp", "datagram"):
+            malformed.add_metric([kind], rooms.malformed[kind])
+        yield malformed
         joins = CounterMetricFamily("sfu_joins", "Join attempts by outcome", labels=["outcome"])
         for outcome, count in sorted(events.joins.items()):
             joins.add_metric([outcome], count)

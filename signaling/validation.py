@@ -137,3 +137,8 @@ def parse_recording(data: Any) -> bool:
 def parse_leave(data: Any) -> None:
     if data is not None:
         require_object(data, "leave")
+
+
+def parse_stats(data: Any) -> None:
+    if data is not None:
+        require_object(data, "stats")

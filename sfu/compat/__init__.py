@@ -2,7 +2,9 @@
 them at start-up and in the tests; the server refuses to start when any changed).
 
 Modules: `receiver` (frame tap), `sender` (PLI/FIR and NACK hooks), `relay` (MediaRelay
-proxies), `negotiation` (codec pinning, offers), `check` (the start-up check).
+proxies), `negotiation` (codec pinning, offers), `rtp_guard` (malformed datagrams are
+counted and dropped; its internals are listed in its own docstring), `lean_sender` (a
+per-frame send path; likewise), `check` (the start-up check).
 
 Stock aiortc decodes every received frame in a per-receiver decoder thread and re-encodes
 it once per sender. An SFU only needs to re-packetize: this package taps complete encoded

@@ -26,6 +26,12 @@ from tests.e2e.scenario_room import STATS_JS, frames_by_participant, poll
 
 STATE_JS = "() => window.sfuApp ? [sfuApp.client.state, sfuApp.client.id] : [null, null]"
 
+#: the remote tiles as shown: name, greyed ("stale") or not
+KEPT_JS = """
+() => [...document.querySelectorAll('.tile:not(.local)')].map((t) => ({
+  name: t.querySelector('.name').textContent, stale: t.classList.contains('stale') }))
+"""
+
 
 def decoding_from_all_others(page: Any) -> bool:
     stats = page.evaluate(STATS_JS)
@@ -64,6 +70,23 @@ def run(sc: Scenario) -> None:
                 ok and bool(banner),
                 {"state": state, "banner": banner},
             )
+            kept = page.evaluate(KEPT_JS)
+            sc.check(
+                "the other's tile and name stay (greyed) while reconnecting",
+                len(kept) == 1 and kept[0]["stale"] and bool(kept[0]["name"]),
+                kept,
+            )
+            sc.check("one banner at a time", len(banner) == 1, banner)
+            notices = page.locator(".chat-notice").all_text_contents()
+            sc.check(
+                "no false 'left' line in the chat on server shutdown",
+                not any(n.endswith(" left") for n in notices),
+                notices,
+            )
+        sc.artifacts.mkdir(parents=True, exist_ok=True)
+        shot = sc.artifacts / "room-reconnecting.png"
+        pages[0].screenshot(path=str(shot))
+        sc.info["screenshot"] = str(shot)
         with sfu_server(log, port=port):
             for page in pages:
                 ok, state = poll(

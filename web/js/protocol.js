@@ -2,6 +2,11 @@
 // RTCPeerConnection to the server. No DOM access here: room.js (the UI) listens to the
 // events this module dispatches. Importable in node for unit tests: inject the `io`,
 // `RTCPeerConnection` and `RTCRtpSender` factories (they default to browser globals).
+//
+// `SfuClient` holds what lasts across rejoins (socket, room, name, local tracks, mute
+// state); each join attempt gets a `PeerSession` (peer connection, negotiation queue,
+// held candidates, glare state, remote track labels, senders) that is thrown away on
+// leave, drop or rejoin, as Galene's `Stream` is per stream.
 
 /**
  * @typedef {{id: string, name: string, audioMuted: boolean, videoMuted: boolean}} Participant
@@ -9,7 +14,8 @@
  * @typedef {"camera" | "microphone" | "screen"} Source
  * @typedef {{mid: string, participantId: string, kind: "audio" | "video", source: Source}} TrackInfo
  * @typedef {TrackInfo & {track: MediaStreamTrack}} RemoteTrack
- * @typedef {{track: MediaStreamTrack, source: Source, transceiver: RTCRtpTransceiver | null}} LocalTrack
+ * @typedef {{track: MediaStreamTrack | null, kind: "audio" | "video", source: Source}} LocalTrack
+ *   (track null: the device is stopped, the sender sends nothing; the sender belongs to the PeerSession)
  * @typedef {"idle" | "connecting" | "joining" | "joined" | "reconnecting" | "failed" | "closed"} ClientState
  *
  * @typedef {object} SocketLike  The part of a socket.io-client `Socket` this module uses.
@@ -94,6 +100,368 @@ export function pickCodecs(codecs, kind) {
 }
 
 /**
+ * What a `PeerSession` needs from its owner (the `SfuClient`).
+ * @typedef {object} SessionHooks
+ * @property {(config: RTCConfiguration) => RTCPeerConnection} createPeerConnection
+ * @property {{getCapabilities(kind: string): RTCRtpCapabilities | null} | undefined} [senderCaps]
+ * @property {{getCapabilities(kind: string): RTCRtpCapabilities | null} | undefined} [receiverCaps]
+ * @property {(event: string, data: object, timeoutMs?: number) => Promise<any>} request  ack'd emit
+ * @property {(type: string, detail: object) => void} emit  dispatch a client event
+ * @property {(reason: string) => void} rejoin  throw this session away and join again
+ * @property {() => LocalTrack[]} localTracks  what we publish, in publish order
+ * @property {number} stepTimeoutMs  a negotiation step that takes longer fails (and rejoins)
+ * @property {number} reofferDelayMs  fallback re-offer after glare when no offer came
+ * @property {(fn: () => void, ms: number) => any} setTimeout
+ * @property {(handle: any) => void} clearTimeout
+ * @property {(...args: any[]) => void} log
+ */
+
+/**
+ * ONE join of the room: the RTCPeerConnection and everything scoped to it (negotiation
+ * queue, held candidates, glare state, mid -> participant rows, our senders). Created for
+ * every join attempt and thrown away on leave, drop or rejoin; a closed session ignores
+ * its own late callbacks (`closed`), so nothing of an old connection leaks into the next.
+ */
+export class PeerSession {
+  /** @param {SessionHooks} hooks */
+  constructor(hooks) {
+    this.hooks = hooks;
+    /** @type {RTCPeerConnection | null} created by `open` once the join is acknowledged */
+    this.pc = null;
+    /** true once retired or closed: every callback of this session is stale */
+    this.closed = false;
+    /** @type {Promise<unknown>} negotiations run one at a time, in order */
+    this.queue = Promise.resolve();
+    /** @type {(RTCIceCandidateInit | null)[]} local candidates held until our description is sent */
+    this.candidateBuffer = [];
+    this.descriptionSent = false;
+    this.offerWanted = false;
+    this.glareRetries = 0;
+    /** @type {any} */
+    this.reofferTimer = null;
+    /** @type {Map<string, TrackInfo>} the rows of the server's last offer */
+    this.trackInfos = new Map();
+    /** @type {RemoteTrack[]} */
+    this.remoteTracks = [];
+    /** @type {Map<LocalTrack, RTCRtpTransceiver>} our send-only transceivers */
+    this.senders = new Map();
+    /** @type {Set<RTCRtpTransceiver>} inactive transceivers kept for reuse (stopped screen share) */
+    this.spare = new Set();
+  }
+
+  /**
+   * Create the peer connection and attach every local track.
+   * @param {RTCIceServer[]} iceServers
+   * @returns {RTCPeerConnection}
+   */
+  open(iceServers) {
+    const pc = this.hooks.createPeerConnection({ iceServers, bundlePolicy: "max-bundle" });
+    this.pc = pc;
+    pc.addEventListener("icecandidate", (/** @type {any} */ ev) => {
+      if (!this.closed) this.onLocalCandidate(ev.candidate ?? null);
+    });
+    pc.addEventListener("connectionstatechange", () => {
+      if (this.closed) return;
+      this.hooks.emit("connection", { state: pc.connectionState });
+      if (pc.connectionState === "failed") this.hooks.rejoin("ice_failed");
+    });
+    for (const local of this.hooks.localTracks()) this.attach(local);
+    return pc;
+  }
+
+  /** Stop acting on this session's callbacks (the peer connection stays open for now). */
+  retire() {
+    this.closed = true;
+    if (this.reofferTimer) this.hooks.clearTimeout(this.reofferTimer);
+    this.reofferTimer = null;
+  }
+
+  /**
+   * Retire and close the peer connection.
+   * @returns {boolean} whether remote tracks were announced (the owner announces none now)
+   */
+  close() {
+    this.retire();
+    const hadTracks = this.remoteTracks.length > 0;
+    this.remoteTracks = [];
+    this.trackInfos = new Map();
+    this.candidateBuffer = [];
+    this.senders.clear();
+    const pc = this.pc;
+    this.pc = null;
+    if (pc) {
+      try {
+        pc.close();
+      } catch (err) {
+        this.hooks.log("pc.close", err);
+      }
+    }
+    return hadTracks;
+  }
+
+  /**
+   * Send a local track: a new send-only transceiver, or (screen) a spare one.
+   * @param {LocalTrack} local
+   */
+  attach(local) {
+    const pc = this.pc;
+    if (!pc) return;
+    const reuse =
+      local.source === "screen" ? [...this.spare].find((t) => t.receiver?.track?.kind === local.kind) : undefined;
+    if (reuse) {
+      this.spare.delete(reuse);
+      reuse.direction = "sendonly";
+      reuse.sender.replaceTrack(local.track).catch((e) => this.hooks.log("replaceTrack", e));
+      this.senders.set(local, reuse);
+      return;
+    }
+    const t = pc.addTransceiver(local.track ?? local.kind, { direction: "sendonly" });
+    this.preferCodecs(t, local.kind);
+    this.senders.set(local, t);
+  }
+
+  /**
+   * Stop sending a local track: its transceiver goes inactive and is kept for reuse.
+   * @param {LocalTrack} local
+   * @returns {Promise<boolean>} whether it was sent (a renegotiation is due)
+   */
+  async detach(local) {
+    const t = this.senders.get(local);
+    if (!t || !this.pc) return false;
+    this.senders.delete(local);
+    try {
+      await t.sender.replaceTrack(null);
+    } catch (err) {
+      this.hooks.log("replaceTrack(null) failed", err);
+    }
+    t.direction = "inactive";
+    this.spare.add(t);
+    return true;
+  }
+
+  /**
+   * Send `local.track` (changed device) on the existing sender: no renegotiation.
+   * @param {LocalTrack} local
+   * @returns {Promise<boolean>} whether a sender carried it
+   */
+  async replaceTrack(local) {
+    const t = this.senders.get(local);
+    if (!t) return false;
+    await t.sender.replaceTrack(local.track);
+    return true;
+  }
+
+  /**
+   * Pin VP8 (+RTX) / Opus with setCodecPreferences (sender capabilities for a send-only
+   * transceiver; older browsers want receiver capabilities).
+   * @param {RTCRtpTransceiver} t
+   * @param {string} kind
+   */
+  preferCodecs(t, kind) {
+    if (typeof t.setCodecPreferences !== "function") return;
+    for (const source of [this.hooks.senderCaps, this.hooks.receiverCaps]) {
+      const caps = source?.getCapabilities?.(kind);
+      const codecs = pickCodecs(caps?.codecs ?? [], kind);
+      if (codecs.length === 0) continue;
+      try {
+        t.setCodecPreferences(codecs);
+        return;
+      } catch (err) {
+        this.hooks.log("setCodecPreferences refused", err);
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------ candidates
+
+  /** @param {RTCIceCandidate | null} candidate */
+  onLocalCandidate(candidate) {
+    /** @type {RTCIceCandidateInit | null} */
+    const init = candidate
+      ? { candidate: candidate.candidate, sdpMid: candidate.sdpMid ?? null, sdpMLineIndex: candidate.sdpMLineIndex ?? null }
+      : null;
+    if (!this.descriptionSent) {
+      this.candidateBuffer.push(init);
+      return;
+    }
+    this.sendCandidate(init);
+  }
+
+  /** @param {RTCIceCandidateInit | null} init */
+  sendCandidate(init) {
+    this.hooks.request("ice candidates", { candidate: init }).catch((err) => this.hooks.log("candidate refused", err));
+  }
+
+  /** Our description reached the server: trickle what was gathered meanwhile. */
+  markDescriptionSent() {
+    if (this.descriptionSent) return;
+    this.descriptionSent = true;
+    for (const c of this.candidateBuffer.splice(0)) this.sendCandidate(c);
+  }
+
+  // ------------------------------------------------------------------ negotiation
+
+  /**
+   * Run one negotiation step after the previous ones (one at a time, in order).
+   * @param {() => Promise<void>} fn
+   * @returns {Promise<void>}
+   */
+  enqueue(fn) {
+    const step = async () => {
+      if (this.closed) return;
+      // a WebRTC promise can stay pending for good (e.g. the connection closed under it):
+      // never let one step block the ones after it
+      let timer;
+      const deadline = new Promise((_, reject) => {
+        timer = this.hooks.setTimeout(
+          () => reject(new ProtocolError("timeout", "negotiation step took too long")),
+          this.hooks.stepTimeoutMs,
+        );
+      });
+      try {
+        await Promise.race([fn(), deadline]);
+      } finally {
+        this.hooks.clearTimeout(timer);
+      }
+    };
+    const next = this.queue.then(step).catch((err) => {
+      if (this.closed) return;
+      this.hooks.log("negotiation step failed", err);
+      const e = /** @type {any} */ (err);
+      this.hooks.emit("error", { code: e?.code ?? "negotiation_failed", message: String(e?.message ?? e), fatal: false });
+      if (e?.code === "timeout") this.hooks.rejoin("negotiation_timeout");
+    });
+    this.queue = next;
+    return next;
+  }
+
+  /** Queue a client offer. */
+  renegotiate() {
+    return this.enqueue(() => this.negotiate());
+  }
+
+  /**
+   * Client offer -> answer in the ack. On `invalid_state` (the server's own offer is
+   * pending: glare, we are the polite peer) roll back, let the server's offer be answered,
+   * then offer again.
+   */
+  async negotiate() {
+    const pc = this.pc;
+    if (!pc || this.closed) return;
+    if (pc.signalingState !== "stable") {
+      this.offerWanted = true;
+      return;
+    }
+    this.offerWanted = false;
+    if (this.reofferTimer) this.hooks.clearTimeout(this.reofferTimer);
+    this.reofferTimer = null;
+    const offer = await pc.createOffer();
+    await pc.setLocalDescription(offer);
+    const local = /** @type {RTCSessionDescription} */ (pc.localDescription);
+    const tracks = [];
+    for (const l of this.hooks.localTracks()) {
+      const mid = this.senders.get(l)?.mid;
+      if (mid) tracks.push({ mid, source: l.source });
+    }
+    const request = this.hooks.request("sdp", { description: { type: "offer", sdp: local.sdp }, tracks });
+    this.markDescriptionSent();
+    let res;
+    try {
+      res = await request;
+    } catch (err) {
+      if (this.closed) return;
+      const e = /** @type {ProtocolError} */ (err);
+      if (pc.signalingState === "have-local-offer") await pc.setLocalDescription({ type: "rollback" });
+      if (e.code === "invalid_state") {
+        this.glareRetries += 1;
+        if (this.glareRetries > 5) throw new ProtocolError("negotiation_failed", "offer refused repeatedly (glare)");
+        this.hooks.log("glare: rolled back; re-offering after the server's offer");
+        this.offerWanted = true;
+        this.armReoffer();
+        return;
+      }
+      if (e.code === "not_joined" || e.code === "timeout") {
+        this.hooks.rejoin(e.code);
+        return;
+      }
+      if (e.code === "disconnected") return;
+      throw e;
+    }
+    if (this.closed) return;
+    this.glareRetries = 0;
+    await pc.setRemoteDescription(res.description);
+    this.refreshTracks();
+  }
+
+  /** Fallback when no server offer follows a glare refusal. */
+  armReoffer() {
+    if (this.reofferTimer) this.hooks.clearTimeout(this.reofferTimer);
+    this.reofferTimer = this.hooks.setTimeout(() => {
+      this.reofferTimer = null;
+      if (this.offerWanted && !this.closed) this.renegotiate();
+    }, this.hooks.reofferDelayMs);
+  }
+
+  /**
+   * A server `sdp` offer: answer it in the ack; `tracks` says whose track each mid carries.
+   * @param {any} payload
+   * @param {(reply: object) => void} reply
+   */
+  onServerOffer(payload, reply) {
+    this.enqueue(async () => {
+      const pc = this.pc;
+      const description = payload?.description;
+      if (!pc || this.closed) {
+        reply({ ok: false, error: { code: "invalid_state", message: "no peer connection" } });
+        return;
+      }
+      if (!description || description.type !== "offer" || typeof description.sdp !== "string") {
+        reply({ ok: false, error: { code: "bad_request", message: "expected an offer" } });
+        return;
+      }
+      try {
+        // perfect negotiation, polite side: our own pending offer gives way
+        if (pc.signalingState === "have-local-offer") await pc.setLocalDescription({ type: "rollback" });
+        await pc.setRemoteDescription({ type: "offer", sdp: description.sdp });
+        const answer = await pc.createAnswer();
+        await pc.setLocalDescription(answer);
+      } catch (err) {
+        reply({ ok: false, error: { code: "invalid_sdp", message: String(/** @type {any} */ (err)?.message ?? err) } });
+        throw err;
+      }
+      /** @type {Map<string, TrackInfo>} */
+      const infos = new Map();
+      for (const row of Array.isArray(payload.tracks) ? payload.tracks : []) {
+        if (row && typeof row.mid === "string") infos.set(row.mid, row);
+      }
+      this.trackInfos = infos;
+      const local = /** @type {RTCSessionDescription} */ (pc.localDescription);
+      reply({ description: { type: "answer", sdp: local.sdp } });
+      this.markDescriptionSent();
+      this.refreshTracks();
+      if (this.offerWanted && !this.closed) this.renegotiate();
+    });
+  }
+
+  /** Recompute mid -> participant labels of the incoming tracks and announce them. */
+  refreshTracks() {
+    const pc = this.pc;
+    if (!pc || this.closed) return;
+    /** @type {RemoteTrack[]} */
+    const rows = [];
+    for (const t of pc.getTransceivers()) {
+      const info = t.mid ? this.trackInfos.get(t.mid) : undefined;
+      if (!info || !t.receiver?.track) continue;
+      rows.push({ ...info, track: t.receiver.track });
+    }
+    const key = (/** @type {RemoteTrack[]} */ r) => r.map((x) => `${x.mid}:${x.participantId}:${x.source}:${x.track.id}`).join(",");
+    if (key(rows) === key(this.remoteTracks)) return;
+    this.remoteTracks = rows;
+    this.hooks.emit("tracks", { tracks: [...rows] });
+  }
+}
+
+/**
  * One participant's connection to the SFU.
  *
  * Events (all `CustomEvent`, payload in `detail`):
@@ -128,8 +496,8 @@ export class SfuClient extends EventTarget {
 
     /** @type {SocketLike | null} */
     this._socket = null;
-    /** @type {RTCPeerConnection | null} */
-    this._pc = null;
+    /** @type {PeerSession | null} the current join attempt / peer connection (new on every rejoin) */
+    this._session = null;
     /** @type {ClientState} */
     this._state = "idle";
     /** @type {string | null} */
@@ -138,28 +506,12 @@ export class SfuClient extends EventTarget {
     this._name = "";
     this._wantJoined = false;
     this._joinedOnce = false;
-    this._generation = 0; // bumped for every peer connection: stale callbacks check it
     this._attempt = 0;
     /** @type {Map<string, Participant>} */
     this._participants = new Map();
-    /** @type {Map<string, TrackInfo>} */
-    this._trackInfos = new Map();
-    /** @type {RemoteTrack[]} */
-    this._remoteTracks = [];
     /** @type {LocalTrack[]} */
     this._local = [];
-    /** @type {Set<RTCRtpTransceiver>} inactive transceivers kept for reuse (stopped screen share) */
-    this._spare = new Set();
     this._muted = { audio: false, video: false };
-    /** @type {Promise<unknown>} negotiations run one at a time, in order */
-    this._queue = Promise.resolve();
-    /** @type {(RTCIceCandidateInit | null)[]} local candidates held until our description is sent */
-    this._candidateBuffer = [];
-    this._descriptionSent = false;
-    this._offerWanted = false;
-    this._glareRetries = 0;
-    /** @type {any} */
-    this._reofferTimer = null;
     /** @type {any} */
     this._retryTimer = null;
     /** @type {Set<(err: ProtocolError) => void>} pending acks, rejected on disconnect */
@@ -172,7 +524,12 @@ export class SfuClient extends EventTarget {
 
   /** @returns {RTCPeerConnection | null} the one peer connection (new after every rejoin) */
   get pc() {
-    return this._pc;
+    return this._session?.pc ?? null;
+  }
+
+  /** @returns {PeerSession | null} the current peer session (new after every rejoin) */
+  get session() {
+    return this._session;
   }
 
   /** @returns {string | null} our participant id (changes after a rejoin) */
@@ -197,12 +554,12 @@ export class SfuClient extends EventTarget {
 
   /** @returns {RemoteTrack[]} incoming tracks labelled by participant */
   get remoteTracks() {
-    return [...this._remoteTracks];
+    return [...(this._session?.remoteTracks ?? [])];
   }
 
   /** @returns {TrackInfo[]} the rows of the server's last offer (mid -> participant) */
   get trackInfos() {
-    return [...this._trackInfos.values()];
+    return [...(this._session?.trackInfos.values() ?? [])];
   }
 
   /** @returns {{audio: boolean, video: boolean}} */
@@ -219,21 +576,25 @@ export class SfuClient extends EventTarget {
 
   /**
    * Add a local track to publish (call before `join`, or after: it renegotiates).
-   * @param {MediaStreamTrack} track
+   * `null` with a source: a camera/microphone that is off for now (its sender sends
+   * nothing until `replaceTrack`).
+   * @param {MediaStreamTrack | null} track
    * @param {Source} [source]  default: camera for video, microphone for audio
    */
   publish(track, source) {
+    const kind = track ? (track.kind === "video" ? "video" : "audio") : source === "microphone" ? "audio" : "video";
+    /** @type {LocalTrack} */
     const local = {
       track,
-      source: source ?? (track.kind === "video" ? "camera" : "microphone"),
-      transceiver: null,
+      kind,
+      source: source ?? (kind === "video" ? "camera" : "microphone"),
     };
     this._local.push(local);
-    if (local.source !== "screen") {
-      track.enabled = !this._muted[/** @type {"audio" | "video"} */ (track.kind)];
+    if (track && local.source !== "screen") {
+      track.enabled = !this._muted[kind];
     }
-    if (this._pc) {
-      this._attachLocal(this._pc, local);
+    if (this._session?.pc) {
+      this._session.attach(local);
       this._renegotiate();
     }
   }
@@ -283,7 +644,7 @@ export class SfuClient extends EventTarget {
     if (kind !== "audio" && kind !== "video") throw new ProtocolError("bad_request", "kind must be audio or video");
     this._muted[kind] = Boolean(muted);
     for (const l of this._local) {
-      if (l.track.kind === kind && l.source !== "screen") l.track.enabled = !muted;
+      if (l.track && l.kind === kind && l.source !== "screen") l.track.enabled = !muted;
     }
     if (this._state === "joined") await this._request("mute", { kind, muted: Boolean(muted) });
   }
@@ -295,13 +656,14 @@ export class SfuClient extends EventTarget {
    */
   async startScreenShare(track) {
     if (this.sharingScreen) await this.stopScreenShare();
-    const local = { track, source: /** @type {Source} */ ("screen"), transceiver: null };
+    /** @type {LocalTrack} */
+    const local = { track, kind: "video", source: "screen" };
     this._local.push(local);
     track.addEventListener?.("ended", () => {
       if (this._local.includes(local)) this.stopScreenShare();
     });
-    if (this._pc) {
-      this._attachLocal(this._pc, local);
+    if (this._session?.pc) {
+      this._session.attach(local);
       await this._renegotiate();
     }
   }
@@ -311,18 +673,46 @@ export class SfuClient extends EventTarget {
     const local = this._local.find((l) => l.source === "screen");
     if (!local) return;
     this._local = this._local.filter((l) => l !== local);
-    local.track.stop?.();
-    const t = local.transceiver;
-    if (t && this._pc) {
-      try {
-        await t.sender.replaceTrack(null);
-      } catch (err) {
-        this._log("replaceTrack(null) failed", err);
-      }
-      t.direction = "inactive";
-      this._spare.add(t);
-      await this._renegotiate();
+    local.track?.stop?.();
+    if (await this._session?.detach(local)) await this._renegotiate();
+  }
+
+  /**
+   * Send another track for a published camera or microphone (device switch), or none
+   * (`null`: the device was stopped, e.g. "Stop camera" turning the camera light off), on
+   * the existing sender of the current peer connection: no renegotiation, no rejoin. A
+   * source not published yet is published (that one renegotiates).
+   * @param {"camera" | "microphone"} source
+   * @param {MediaStreamTrack | null} track
+   */
+  async replaceTrack(source, track) {
+    const local = this._local.find((l) => l.source === source);
+    if (!local) {
+      if (track) this.publish(track, source);
+      return;
     }
+    local.track = track;
+    if (track) track.enabled = !this._muted[local.kind];
+    await this._session?.replaceTrack(local);
+  }
+
+  /** @returns {MediaStreamTrack | null} the track sent for a source (null: none) */
+  localTrack(/** @type {Source} */ source) {
+    return this._local.find((l) => l.source === source)?.track ?? null;
+  }
+
+  /**
+   * The server's figures for our own connection (PROTOCOL `stats`, additive): what it
+   * receives from us (`published`) and what it sends us (`subscriptions`, by `mid`).
+   * @returns {Promise<{connectionState: string | null, published: any[], subscriptions: any[]}>}
+   */
+  async serverStats() {
+    const res = await this._request("stats", {});
+    return {
+      connectionState: res.connectionState ?? null,
+      published: Array.isArray(res.published) ? res.published : [],
+      subscriptions: Array.isArray(res.subscriptions) ? res.subscriptions : [],
+    };
   }
 
   /** Leave the room for good: no more rejoin attempts. */
@@ -330,7 +720,9 @@ export class SfuClient extends EventTarget {
     this._wantJoined = false;
     this._clearTimers();
     const wasJoined = this._state === "joined";
-    this._generation += 1;
+    const session = this._session;
+    this._session = null;
+    session?.retire(); // its late callbacks are stale from now on
     if (wasJoined && this._socket?.connected) {
       try {
         await this._request("leave", {}, Math.min(this._ackTimeoutMs, 3000));
@@ -338,7 +730,7 @@ export class SfuClient extends EventTarget {
         this._log("leave refused", err);
       }
     }
-    this._teardownPc();
+    this._closeSession(session);
     this._socket?.disconnect();
     this._rejectJoinWaiters(new ProtocolError("left", "left the room"));
     this._setState("closed");
@@ -455,14 +847,15 @@ export class SfuClient extends EventTarget {
 
   async _doJoin() {
     this._clearTimers();
-    this._teardownPc();
-    const gen = ++this._generation;
+    this._closeSession(this._session);
+    const session = this._newSession();
+    this._session = session;
     this._setState("joining");
     let res;
     try {
       res = await this._request("join", { room: this._room, name: this._name });
     } catch (err) {
-      if (gen !== this._generation || !this._wantJoined) return;
+      if (session !== this._session || !this._wantJoined) return;
       const e = /** @type {ProtocolError} */ (err);
       if (FATAL_JOIN_CODES.has(e.code)) {
         this._fail(e);
@@ -476,12 +869,12 @@ export class SfuClient extends EventTarget {
       }
       return;
     }
-    if (gen !== this._generation || !this._wantJoined) return;
+    if (session !== this._session || !this._wantJoined) return;
     this._attempt = 0;
     this._id = String(res.id);
     this._participants = new Map();
     for (const p of Array.isArray(res.participants) ? res.participants : []) this._participants.set(p.id, p);
-    this._setupPc(Array.isArray(res.iceServers) ? res.iceServers : [], gen);
+    session.open(Array.isArray(res.iceServers) ? res.iceServers : []);
     const rejoin = this._joinedOnce;
     this._joinedOnce = true;
     this._setState("joined");
@@ -499,7 +892,35 @@ export class SfuClient extends EventTarget {
       if (this._muted[kind]) this._request("mute", { kind, muted: true }).catch((e) => this._log("mute", e));
     }
     // with nothing to send we do not offer: the server offers once others publish
-    if (this._local.length > 0) this._enqueue(() => this._negotiate(gen));
+    if (this._local.length > 0 && session === this._session) session.renegotiate();
+  }
+
+  /** @returns {PeerSession} a fresh session wired to this client */
+  _newSession() {
+    return new PeerSession({
+      createPeerConnection: this._createPc,
+      senderCaps: this._senderCaps,
+      receiverCaps: this._receiverCaps,
+      request: (event, data, timeoutMs) => this._request(event, data, timeoutMs),
+      emit: (type, detail) => this._emit(type, detail),
+      rejoin: (reason) => this._rejoin(reason),
+      localTracks: () => this._local,
+      stepTimeoutMs: this._ackTimeoutMs * 2,
+      reofferDelayMs: this._reofferDelayMs,
+      setTimeout: this._setTimeout,
+      clearTimeout: this._clearTimeout,
+      log: this._log,
+    });
+  }
+
+  /**
+   * Close a session (the current one: forget it) and announce that its tracks are gone.
+   * @param {PeerSession | null} session
+   */
+  _closeSession(session) {
+    if (!session) return;
+    if (session === this._session) this._session = null;
+    if (session.close()) this._emit("tracks", { tracks: [] });
   }
 
   /**
@@ -507,8 +928,7 @@ export class SfuClient extends EventTarget {
    * @param {string} reason
    */
   _dropSession(reason) {
-    this._generation += 1;
-    this._teardownPc();
+    this._closeSession(this._session);
     this._participants.clear();
     this._emit("reset", { reason });
   }
@@ -543,8 +963,7 @@ export class SfuClient extends EventTarget {
   _fail(err) {
     this._wantJoined = false;
     this._clearTimers();
-    this._generation += 1;
-    this._teardownPc();
+    this._closeSession(this._session);
     this._emit("error", { code: err.code, message: err.message, fatal: true });
     this._rejectJoinWaiters(err);
     this._setState("failed", err.code);
@@ -558,295 +977,30 @@ export class SfuClient extends EventTarget {
 
   _clearTimers() {
     if (this._retryTimer) this._clearTimeout(this._retryTimer);
-    if (this._reofferTimer) this._clearTimeout(this._reofferTimer);
-    this._retryTimer = this._reofferTimer = null;
-  }
-
-  // ------------------------------------------------------------------ peer connection
-
-  /**
-   * @param {RTCIceServer[]} iceServers
-   * @param {number} gen
-   */
-  _setupPc(iceServers, gen) {
-    const pc = this._createPc({ iceServers, bundlePolicy: "max-bundle" });
-    this._pc = pc;
-    this._candidateBuffer = [];
-    this._descriptionSent = false;
-    this._offerWanted = false;
-    this._glareRetries = 0;
-    this._trackInfos = new Map();
-    this._remoteTracks = [];
-    this._spare = new Set();
-    pc.addEventListener("icecandidate", (/** @type {any} */ ev) => {
-      if (gen === this._generation) this._onLocalCandidate(ev.candidate ?? null);
-    });
-    pc.addEventListener("connectionstatechange", () => {
-      if (gen !== this._generation) return;
-      this._emit("connection", { state: pc.connectionState });
-      if (pc.connectionState === "failed") this._rejoin("ice_failed");
-    });
-    for (const local of this._local) {
-      local.transceiver = null;
-      this._attachLocal(pc, local);
-    }
-  }
-
-  /**
-   * @param {RTCPeerConnection} pc
-   * @param {LocalTrack} local
-   */
-  _attachLocal(pc, local) {
-    const reuse =
-      local.source === "screen" ? [...this._spare].find((t) => t.receiver?.track?.kind === local.track.kind) : undefined;
-    if (reuse) {
-      this._spare.delete(reuse);
-      reuse.direction = "sendonly";
-      reuse.sender.replaceTrack(local.track).catch((e) => this._log("replaceTrack", e));
-      local.transceiver = reuse;
-      return;
-    }
-    const t = pc.addTransceiver(local.track, { direction: "sendonly" });
-    this._preferCodecs(t, local.track.kind);
-    local.transceiver = t;
-  }
-
-  /**
-   * Pin VP8 (+RTX) / Opus with setCodecPreferences (sender capabilities for a send-only
-   * transceiver; older browsers want receiver capabilities).
-   * @param {RTCRtpTransceiver} t
-   * @param {string} kind
-   */
-  _preferCodecs(t, kind) {
-    if (typeof t.setCodecPreferences !== "function") return;
-    for (const source of [this._senderCaps, this._receiverCaps]) {
-      const caps = source?.getCapabilities?.(kind);
-      const codecs = pickCodecs(caps?.codecs ?? [], kind);
-      if (codecs.length === 0) continue;
-      try {
-        t.setCodecPreferences(codecs);
-        return;
-      } catch (err) {
-        this._log("setCodecPreferences refused", err);
-      }
-    }
-  }
-
-  _teardownPc() {
-    const pc = this._pc;
-    this._pc = null;
-    this._queue = Promise.resolve(); // steps of the old connection must not hold up the new one
-    this._candidateBuffer = [];
-    this._trackInfos = new Map();
-    if (this._remoteTracks.length) {
-      this._remoteTracks = [];
-      this._emit("tracks", { tracks: [] });
-    }
-    if (this._reofferTimer) this._clearTimeout(this._reofferTimer);
-    this._reofferTimer = null;
-    for (const l of this._local) l.transceiver = null;
-    if (pc) {
-      try {
-        pc.close();
-      } catch (err) {
-        this._log("pc.close", err);
-      }
-    }
-  }
-
-  /** @param {RTCIceCandidate | null} candidate */
-  _onLocalCandidate(candidate) {
-    /** @type {RTCIceCandidateInit | null} */
-    const init = candidate
-      ? { candidate: candidate.candidate, sdpMid: candidate.sdpMid ?? null, sdpMLineIndex: candidate.sdpMLineIndex ?? null }
-      : null;
-    if (!this._descriptionSent) {
-      this._candidateBuffer.push(init);
-      return;
-    }
-    this._sendCandidate(init);
-  }
-
-  /** @param {RTCIceCandidateInit | null} init */
-  _sendCandidate(init) {
-    this._request("ice candidates", { candidate: init }).catch((err) => this._log("candidate refused", err));
-  }
-
-  /** Our description reached the server: trickle what was gathered meanwhile. */
-  _markDescriptionSent() {
-    if (this._descriptionSent) return;
-    this._descriptionSent = true;
-    for (const c of this._candidateBuffer.splice(0)) this._sendCandidate(c);
-  }
-
-  /**
-   * Run one negotiation step after the previous ones (one at a time, in order).
-   * @param {() => Promise<void>} fn
-   * @returns {Promise<void>}
-   */
-  _enqueue(fn) {
-    const gen = this._generation;
-    const step = async () => {
-      if (gen !== this._generation) return;
-      // a WebRTC promise can stay pending for good (e.g. the connection closed under it):
-      // never let one step block the ones after it
-      let timer;
-      const deadline = new Promise((_, reject) => {
-        timer = this._setTimeout(
-          () => reject(new ProtocolError("timeout", "negotiation step took too long")),
-          this._ackTimeoutMs * 2,
-        );
-      });
-      try {
-        await Promise.race([fn(), deadline]);
-      } finally {
-        this._clearTimeout(timer);
-      }
-    };
-    const next = this._queue.then(step).catch((err) => {
-      if (gen !== this._generation) return;
-      this._log("negotiation step failed", err);
-      const e = /** @type {any} */ (err);
-      this._emit("error", { code: e?.code ?? "negotiation_failed", message: String(e?.message ?? e), fatal: false });
-      if (e?.code === "timeout") this._rejoin("negotiation_timeout");
-    });
-    this._queue = next;
-    return next;
+    this._retryTimer = null;
   }
 
   /** Ask for a client offer (new local track, stopped share). */
   _renegotiate() {
-    if (this._state !== "joined" || !this._pc) return Promise.resolve();
-    const gen = this._generation;
-    return this._enqueue(() => this._negotiate(gen));
+    const session = this._session;
+    if (this._state !== "joined" || !session?.pc) return Promise.resolve();
+    return session.renegotiate();
   }
 
   /**
-   * Client offer -> answer in the ack. On `invalid_state` (the server's own offer is
-   * pending: glare, we are the polite peer) roll back, let the server's offer be answered,
-   * then offer again.
-   * @param {number} gen
-   */
-  async _negotiate(gen) {
-    const pc = this._pc;
-    if (!pc || gen !== this._generation) return;
-    if (pc.signalingState !== "stable") {
-      this._offerWanted = true;
-      return;
-    }
-    this._offerWanted = false;
-    if (this._reofferTimer) this._clearTimeout(this._reofferTimer);
-    this._reofferTimer = null;
-    const offer = await pc.createOffer();
-    await pc.setLocalDescription(offer);
-    const local = /** @type {RTCSessionDescription} */ (pc.localDescription);
-    const tracks = this._local
-      .filter((l) => l.transceiver?.mid)
-      .map((l) => ({ mid: /** @type {string} */ (l.transceiver?.mid), source: l.source }));
-    const request = this._request("sdp", { description: { type: "offer", sdp: local.sdp }, tracks });
-    this._markDescriptionSent();
-    let res;
-    try {
-      res = await request;
-    } catch (err) {
-      if (gen !== this._generation) return;
-      const e = /** @type {ProtocolError} */ (err);
-      if (pc.signalingState === "have-local-offer") await pc.setLocalDescription({ type: "rollback" });
-      if (e.code === "invalid_state") {
-        this._glareRetries += 1;
-        if (this._glareRetries > 5) throw new ProtocolError("negotiation_failed", "offer refused repeatedly (glare)");
-        this._log("glare: rolled back; re-offering after the server's offer");
-        this._offerWanted = true;
-        this._armReoffer(gen);
-        return;
-      }
-      if (e.code === "not_joined" || e.code === "timeout") {
-        this._rejoin(e.code);
-        return;
-      }
-      if (e.code === "disconnected") return;
-      throw e;
-    }
-    if (gen !== this._generation) return;
-    this._glareRetries = 0;
-    await pc.setRemoteDescription(res.description);
-    this._refreshTracks();
-  }
-
-  /**
-   * Fallback when no server offer follows a glare refusal.
-   * @param {number} gen
-   */
-  _armReoffer(gen) {
-    if (this._reofferTimer) this._clearTimeout(this._reofferTimer);
-    this._reofferTimer = this._setTimeout(() => {
-      this._reofferTimer = null;
-      if (this._offerWanted && gen === this._generation) this._enqueue(() => this._negotiate(gen));
-    }, this._reofferDelayMs);
-  }
-
-  /**
-   * A server `sdp` offer: answer it in the ack; `tracks` says whose track each mid carries.
+   * A server `sdp` offer: the current session answers it in the ack.
    * @param {any} payload
    * @param {(reply: object) => void} ack
    */
   _onServerOffer(payload, ack) {
     const reply = typeof ack === "function" ? ack : () => {};
-    const gen = this._generation;
-    this._enqueue(async () => {
-      const pc = this._pc;
-      const description = payload?.description;
-      if (!pc || gen !== this._generation) {
-        reply({ ok: false, error: { code: "invalid_state", message: "no peer connection" } });
-        return;
-      }
-      if (!description || description.type !== "offer" || typeof description.sdp !== "string") {
-        reply({ ok: false, error: { code: "bad_request", message: "expected an offer" } });
-        return;
-      }
-      try {
-        // perfect negotiation, polite side: our own pending offer gives way
-        if (pc.signalingState === "have-local-offer") await pc.setLocalDescription({ type: "rollback" });
-        await pc.setRemoteDescription({ type: "offer", sdp: description.sdp });
-        const answer = await pc.createAnswer();
-        await pc.setLocalDescription(answer);
-      } catch (err) {
-        reply({ ok: false, error: { code: "invalid_sdp", message: String(/** @type {any} */ (err)?.message ?? err) } });
-        throw err;
-      }
-      /** @type {Map<string, TrackInfo>} */
-      const infos = new Map();
-      for (const row of Array.isArray(payload.tracks) ? payload.tracks : []) {
-        if (row && typeof row.mid === "string") infos.set(row.mid, row);
-      }
-      this._trackInfos = infos;
-      const local = /** @type {RTCSessionDescription} */ (pc.localDescription);
-      reply({ description: { type: "answer", sdp: local.sdp } });
-      this._markDescriptionSent();
-      this._refreshTracks();
-      if (this._offerWanted && gen === this._generation) {
-        this._enqueue(() => this._negotiate(gen));
-      }
-    });
-  }
-
-  /** Recompute mid -> participant labels of the incoming tracks and announce them. */
-  _refreshTracks() {
-    const pc = this._pc;
-    if (!pc) return;
-    /** @type {RemoteTrack[]} */
-    const rows = [];
-    for (const t of pc.getTransceivers()) {
-      const info = t.mid ? this._trackInfos.get(t.mid) : undefined;
-      if (!info || !t.receiver?.track) continue;
-      rows.push({ ...info, track: t.receiver.track });
+    const session = this._session;
+    if (!session?.pc) {
+      reply({ ok: false, error: { code: "invalid_state", message: "no peer connection" } });
+      return;
     }
-    const key = (/** @type {RemoteTrack[]} */ r) => r.map((x) => `${x.mid}:${x.participantId}:${x.source}:${x.track.id}`).join(",");
-    if (key(rows) === key(this._remoteTracks)) return;
-    this._remoteTracks = rows;
-    this._emit("tracks", { tracks: [...rows] });
+    session.onServerOffer(payload, reply);
   }
-
   // ------------------------------------------------------------------ room events
 
   /**

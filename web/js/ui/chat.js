@@ -7,22 +7,33 @@ import { clock, el } from "./dom.js";
 
 export class ChatView {
   /**
-   * @param {{log: HTMLElement, form: HTMLFormElement, input: HTMLInputElement}} parts
+   * @param {{log: HTMLElement, form: HTMLFormElement, input: HTMLInputElement, hint: HTMLElement}} parts
    * @param {(text: string) => Promise<ChatMessage>} send
    * @param {(message: string) => void} onError
+   * @param {number} maxLength  longer messages are refused here, with a word (not cut)
    */
-  constructor(parts, send, onError) {
+  constructor(parts, send, onError, maxLength) {
     this.log = parts.log;
     this.form = parts.form;
     this.input = parts.input;
+    this.hint = parts.hint;
+    this.maxLength = maxLength;
+    this.enabled = true;
     /** @type {Set<string>} */
     this.seen = new Set();
     /** @type {string | null} */
     this.selfId = null;
+    /** @type {(() => void) | null} called for every message from someone else */
+    this.onIncoming = null;
+    this.input.addEventListener("input", () => this.checkLength());
     this.form.addEventListener("submit", async (ev) => {
       ev.preventDefault();
       const text = this.input.value.trim();
       if (!text) return;
+      if (!this.checkLength()) {
+        this.input.focus();
+        return;
+      }
       this.input.disabled = true;
       try {
         const message = await send(text);
@@ -37,11 +48,33 @@ export class ChatView {
     });
   }
 
+  /** @returns {boolean} whether the draft fits; says so next to the input when not */
+  checkLength() {
+    const n = this.input.value.trim().length;
+    const over = n > this.maxLength;
+    this.hint.hidden = !over;
+    this.hint.textContent = over
+      ? `Too long: ${n.toLocaleString("en")} of at most ${this.maxLength.toLocaleString("en")} characters. Shorten it or split it.`
+      : "";
+    this.input.setAttribute("aria-invalid", String(over));
+    const send = /** @type {HTMLButtonElement | null} */ (this.form.querySelector("button[type=submit]"));
+    if (send) send.disabled = over || !this.enabled;
+    return !over;
+  }
+
   /** @param {boolean} enabled */
   setEnabled(enabled) {
+    this.enabled = enabled;
     for (const node of this.form.querySelectorAll("input, button")) {
       /** @type {HTMLInputElement} */ (node).disabled = !enabled;
     }
+    if (enabled) this.checkLength();
+  }
+
+  /** Empty the log (left the room). */
+  reset() {
+    this.log.replaceChildren();
+    this.seen.clear();
   }
 
   /** @param {ChatMessage[]} history oldest first */
@@ -67,6 +100,7 @@ export class ChatView {
     );
     this.log.append(item);
     if (stick || own) this.log.scrollTop = this.log.scrollHeight;
+    if (!own) this.onIncoming?.();
   }
 
   /** @param {string} text */

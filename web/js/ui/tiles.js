@@ -1,12 +1,23 @@
-// Video tiles: the local preview and one labelled tile per remote participant, each with
-// its camera (+ microphone) video, an optional screen-share video and mute badges.
+// Video tiles: our own and one labelled tile per remote participant, each with its camera
+// (+ microphone) video, an optional screen-share video, mute badges, a connection-quality
+// indicator and pin / full-screen / photo buttons; placed on the stage by layout.js.
+//
+// The large tile: pinned (by the user) > `setSpeaker(id)` (a later active-speaker event) >
+// a remote screen share. Nothing large: a grid (two people: the other fills the stage and
+// we float small).
 
 import { el } from "./dom.js";
+import { stageLayout } from "./layout.js";
 
 /**
  * @typedef {import("../protocol.js").Participant} Participant
  * @typedef {import("../protocol.js").RemoteTrack} RemoteTrack
+ * @typedef {import("./quality.js").Quality} Quality
  */
+
+const SELF = "self";
+const QUALITY_TEXT = { good: "good", poor: "poor", lost: "lost", unknown: "not measured yet" };
+let popSeq = 0;
 
 export class TileGrid {
   /**
@@ -16,13 +27,21 @@ export class TileGrid {
   constructor(container, hooks) {
     this.container = container;
     this.hooks = hooks;
-    /** @type {Map<string, HTMLElement>} */
+    /** @type {Map<string, HTMLElement>} remote tiles by participant id */
     this.tiles = new Map();
     /** @type {RemoteTrack[]} */
     this.rows = [];
-    this.local = this._makeTile("local", "You", true);
+    /** @type {string | null} pinned tile ("self" or a participant id) */
+    this.pinned = null;
+    /** @type {string | null} the active speaker (set from outside when such an event exists) */
+    this.speaker = null;
+    this.sinkId = "";
+    this.local = this._makeTile(SELF, "You", true);
     this.local.classList.add("local");
     this.container.append(this.local);
+    this.mode = "grid";
+    if (typeof ResizeObserver === "function") new ResizeObserver(() => this.layout()).observe(this.container);
+    this.layout();
   }
 
   /** @returns {HTMLVideoElement} */
@@ -37,11 +56,18 @@ export class TileGrid {
   setLocal(stream, id) {
     if (id) this.local.dataset.participantId = id;
     const video = this.localVideo;
-    if (stream && video.srcObject !== stream) {
+    if (video.srcObject !== stream) {
       video.srcObject = stream;
-      this._play(video);
+      if (stream) this._play(video);
     }
     this.local.classList.toggle("no-video", !stream || stream.getVideoTracks().length === 0);
+    this.local.hidden = false;
+  }
+
+  /** @param {string} label */
+  setLocalName(label) {
+    /** @type {HTMLElement} */ (this.local.querySelector(".name")).textContent = `${label} (you)`;
+    this.local.querySelector(".avatar")?.replaceChildren(initials(label));
   }
 
   /** @param {MediaStreamTrack | null} track */
@@ -49,6 +75,7 @@ export class TileGrid {
     const video = /** @type {HTMLVideoElement} */ (this.local.querySelector("video.screen-video"));
     this._setStream(video, track ? [track] : []);
     this.local.classList.toggle("sharing", Boolean(track));
+    this.layout();
   }
 
   /** @param {{audio: boolean, video: boolean}} muted */
@@ -60,19 +87,48 @@ export class TileGrid {
   /**
    * Add or relabel a remote participant's tile.
    * @param {Participant} p
+   * @param {string} [label]  the name to show (told apart from same names)
    */
-  upsert(p) {
+  upsert(p, label = p.name) {
     let tile = this.tiles.get(p.id);
     if (!tile) {
-      tile = this._makeTile(p.id, p.name, false);
+      tile = this._makeTile(p.id, label, false);
       this.tiles.set(p.id, tile);
       this.container.append(tile);
       this._apply();
+      this.layout();
     }
-    /** @type {HTMLElement} */ (tile.querySelector(".name")).textContent = p.name;
+    /** @type {HTMLElement} */ (tile.querySelector(".name")).textContent = label;
     tile.querySelector(".avatar")?.replaceChildren(initials(p.name));
     tile.dataset.audioMuted = String(Boolean(p.audioMuted));
     tile.dataset.videoMuted = String(Boolean(p.videoMuted));
+  }
+
+  /**
+   * A participant came back under a new id (rejoin): its tile follows.
+   * @param {string} oldId
+   * @param {string} newId
+   */
+  rekey(oldId, newId) {
+    const tile = this.tiles.get(oldId);
+    if (!tile || oldId === newId) return;
+    this.tiles.delete(oldId);
+    this.tiles.set(newId, tile);
+    tile.dataset.participantId = newId;
+    if (this.pinned === oldId) this.pinned = newId;
+    if (this.speaker === oldId) this.speaker = newId;
+  }
+
+  /**
+   * Grey a tile while we (or the server) reconnect; keep its name and last frame.
+   * @param {string} id
+   * @param {boolean} stale
+   */
+  setStale(id, stale) {
+    const tile = this.tiles.get(id);
+    if (!tile) return;
+    tile.classList.toggle("stale", stale);
+    /** @type {HTMLElement} */ (tile.querySelector(".tile-state")).hidden = !stale;
   }
 
   /** @param {string} id */
@@ -82,12 +138,27 @@ export class TileGrid {
     for (const v of tile.querySelectorAll("video")) v.srcObject = null;
     tile.remove();
     this.tiles.delete(id);
+    if (this.pinned === id) this.pinned = null;
+    if (this.speaker === id) this.speaker = null;
+    this.layout();
   }
 
-  /** Remove every remote tile (connection reset). */
+  /** Remove every remote tile. */
   clear() {
     for (const id of [...this.tiles.keys()]) this.remove(id);
     this.rows = [];
+  }
+
+  /** Left the room: no remote tiles, our own tile empty and hidden. */
+  reset() {
+    this.clear();
+    this.pinned = null;
+    this.speaker = null;
+    for (const v of this.local.querySelectorAll("video")) v.srcObject = null;
+    this.local.classList.remove("sharing");
+    this.local.classList.add("no-video");
+    this.local.hidden = true;
+    this.layout();
   }
 
   /**
@@ -97,6 +168,73 @@ export class TileGrid {
   setTracks(rows) {
     this.rows = rows;
     this._apply();
+    this.layout();
+  }
+
+  /**
+   * Pin a tile (it becomes the large one), or unpin with null.
+   * @param {string | null} id  a participant id, "self", or null
+   */
+  pin(id) {
+    this.pinned = id;
+    for (const [tid, tile] of this._all()) {
+      const on = tid === id;
+      tile.classList.toggle("pinned", on);
+      const btn = /** @type {HTMLButtonElement} */ (tile.querySelector(".pin-btn"));
+      btn.setAttribute("aria-pressed", String(on));
+      btn.textContent = on ? "Unpin" : "Pin";
+      btn.setAttribute("aria-label", `${btn.textContent} ${tile.querySelector(".name")?.textContent ?? ""}`);
+    }
+    this.layout();
+  }
+
+  /**
+   * The active speaker (for a speaker view); null: none. Pinned tiles win.
+   * @param {string | null} id
+   */
+  setSpeaker(id) {
+    this.speaker = id;
+    this.layout();
+  }
+
+  /** @returns {string | null} the tile shown large ("self" or a participant id) */
+  get largeId() {
+    if (this.pinned && (this.pinned === SELF || this.tiles.has(this.pinned))) return this.pinned;
+    if (this.speaker && this.tiles.has(this.speaker)) return this.speaker;
+    for (const [id, tile] of this.tiles) if (tile.classList.contains("sharing")) return id;
+    return null;
+  }
+
+  /**
+   * @param {string} id  a participant id, or our own id / "self"
+   * @param {Quality} quality
+   * @param {[string, string][]} details
+   */
+  setQuality(id, quality, details) {
+    const tile = id === SELF || id === this.local.dataset.participantId ? this.local : this.tiles.get(id);
+    if (!tile) return;
+    tile.dataset.quality = quality;
+    const btn = /** @type {HTMLButtonElement} */ (tile.querySelector(".quality"));
+    const summary = `Connection ${QUALITY_TEXT[quality]}`;
+    btn.setAttribute("aria-label", `${summary}: show details`);
+    btn.title = [summary, ...details.map(([k, v]) => `${k}: ${v}`)].join("\n");
+    const pop = /** @type {HTMLElement} */ (tile.querySelector(".quality-pop"));
+    pop.replaceChildren(
+      el("strong", { text: summary }),
+      el("dl", {}, ...details.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })])),
+    );
+  }
+
+  /**
+   * Play remote audio on this output device (where the browser allows).
+   * @param {string} deviceId
+   */
+  setSinkId(deviceId) {
+    this.sinkId = deviceId;
+    for (const tile of this.tiles.values()) {
+      const v = /** @type {any} */ (tile.querySelector("video.camera-video"));
+      if (typeof v.setSinkId === "function") v.setSinkId(deviceId).catch(() => {});
+    }
   }
 
   /** Unmute remote videos after the user interacted (autoplay with sound was blocked). */
@@ -106,6 +244,36 @@ export class TileGrid {
       v.muted = false;
       this._play(v);
     }
+  }
+
+  /** Place every tile for the current stage size. */
+  layout() {
+    const W = this.container.clientWidth;
+    const H = this.container.clientHeight;
+    /** @type {[string, HTMLElement][]} */
+    const all = this._all().filter(([, t]) => !t.hidden);
+    const large = this.largeId;
+    const { mode, rects } = stageLayout(
+      W,
+      H,
+      all.map(([id]) => id),
+      { selfId: SELF, largeId: large },
+    );
+    this.mode = mode;
+    this.container.dataset.layout = mode;
+    for (const [id, tile] of all) {
+      const r = rects.get(id);
+      if (!r) continue;
+      Object.assign(tile.style, { left: `${r.x}px`, top: `${r.y}px`, width: `${r.w}px`, height: `${r.h}px` });
+      tile.classList.toggle("large", id === large && mode === "large");
+      tile.classList.toggle("pip", mode === "pip" && id === SELF);
+      tile.classList.toggle("small", r.w < 220);
+    }
+  }
+
+  /** @returns {[string, HTMLElement][]} our tile first, then the remote ones */
+  _all() {
+    return [[SELF, this.local], ...this.tiles];
   }
 
   _apply() {
@@ -131,6 +299,8 @@ export class TileGrid {
     if (have === want) return;
     video.srcObject = tracks.length ? new MediaStream(tracks) : null;
     video.hidden = tracks.length === 0 && video.classList.contains("screen-video");
+    const v = /** @type {any} */ (video);
+    if (this.sinkId && typeof v.setSinkId === "function") v.setSinkId(this.sinkId).catch(() => {});
     if (tracks.length) this._play(video);
   }
 
@@ -157,13 +327,30 @@ export class TileGrid {
     screen.muted = true;
     screen.hidden = true;
     if (local) camera.muted = true; // never play our own microphone back
-    const photo = el("button", { class: "photo-btn", text: "Photo", attrs: { type: "button", title: "take a photo of this video" } });
+    const popId = `quality-pop-${++popSeq}`;
+    const quality = el(
+      "button",
+      {
+        class: "tile-btn quality",
+        attrs: { type: "button", "aria-label": "Connection not measured yet: show details", "aria-expanded": "false", "aria-controls": popId },
+      },
+      el("span", { class: "bar b1" }),
+      el("span", { class: "bar b2" }),
+      el("span", { class: "bar b3" }),
+    );
+    const pop = el("div", { class: "quality-pop", attrs: { id: popId, role: "tooltip" } }, el("strong", { text: "Connection not measured yet" }));
+    pop.hidden = true;
+    const pin = el("button", { class: "tile-btn pin-btn", text: "Pin", attrs: { type: "button", "aria-pressed": "false" } });
+    const full = el("button", { class: "tile-btn fs-btn", text: "Full screen", attrs: { type: "button" } });
+    const photo = el("button", { class: "tile-btn photo-btn", text: "Photo", attrs: { type: "button", title: "take a photo of this video" } });
     const nameEl = el("span", { class: "name", text: name });
+    const stateEl = el("span", { class: "tile-state", text: "reconnecting…" });
+    stateEl.hidden = true;
     const tile = el(
       "figure",
       {
         class: "tile no-video",
-        attrs: { "data-participant-id": id, "data-audio-muted": "false", "data-video-muted": "false" },
+        attrs: { "data-participant-id": id, "data-audio-muted": "false", "data-video-muted": "false", "data-quality": "unknown" },
       },
       el(
         "div",
@@ -178,13 +365,37 @@ export class TileGrid {
         nameEl,
         el("span", { class: "badge mic-off", text: "mic off", attrs: { title: "microphone muted" } }),
         el("span", { class: "badge cam-off", text: "camera off", attrs: { title: "camera off" } }),
-        photo,
+        stateEl,
       ),
+      el("div", { class: "tile-tools" }, pin, full, photo),
+      quality,
+      pop,
     );
+    const key = () => (local ? SELF : /** @type {string} */ (tile.dataset.participantId));
+    const label = () => nameEl.textContent ?? "";
+    pin.setAttribute("aria-label", `Pin ${name}`);
+    pin.addEventListener("click", () => this.pin(this.pinned === key() ? null : key()));
+    full.addEventListener("click", () => {
+      if (document.fullscreenElement === tile) document.exitFullscreen?.();
+      else tile.requestFullscreen?.().catch(() => {});
+    });
+    tile.addEventListener("dblclick", () => this.pin(this.pinned === key() ? null : key()));
+    quality.addEventListener("click", () => {
+      pop.hidden = !pop.hidden;
+      quality.setAttribute("aria-expanded", String(!pop.hidden));
+    });
     photo.addEventListener("click", () => {
       const sharing = tile.classList.contains("sharing") && (camera.videoWidth === 0 || tile.dataset.videoMuted === "true");
-      this.hooks.onPhoto(sharing ? screen : camera, nameEl.textContent ?? "");
+      this.hooks.onPhoto(sharing ? screen : camera, label());
     });
+    // accessible names follow the label
+    new MutationObserver(() => {
+      pin.setAttribute("aria-label", `${pin.textContent} ${label()}`);
+      full.setAttribute("aria-label", `Show ${label()} full screen`);
+      photo.setAttribute("aria-label", `Take a photo of ${label()}`);
+    }).observe(nameEl, { childList: true, characterData: true, subtree: true });
+    full.setAttribute("aria-label", `Show ${name} full screen`);
+    photo.setAttribute("aria-label", `Take a photo of ${name}`);
     return tile;
   }
 }
