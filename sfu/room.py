@@ -99,6 +99,9 @@ class Room:
         others = list(self.participants)
         self.participants[pid] = participant
         self._broadcast("participant joined", participant.info(), others)
+        current = self._speaker_state()
+        if current is not None:  # events only come on changes: tell the newcomer now
+            self._broadcast("active speaker", current, [pid])
         participant.schedule_sync()
         return participant
 
@@ -187,6 +190,14 @@ class Room:
         """Broadcast the detector's `active speaker` event (rate-limited by the detector)."""
         self._broadcast("active speaker", event, list(self.participants))
 
+    def _speaker_state(self) -> dict[str, Any] | None:
+        """The current `active speaker` payload, None when nobody speaks."""
+        levels = {str(k): v for k, v in self.speaker.levels().items()}
+        dominant = self.speaker.dominant
+        if dominant is None and not levels:
+            return None
+        return {"participantId": None if dominant is None else str(dominant), "levels": levels}
+
     def _stop_speaker(self) -> None:
         """Cancel the detector's task (the room emptied or closes); restarted by `add`."""
         task, self._speaker_task = self._speaker_task, None
@@ -206,6 +217,11 @@ class Room:
     @property
     def recording_active(self) -> bool:
         return self.recording is not None
+
+    @property
+    def can_record(self) -> bool:
+        """Recording is possible here (`record_dir` set, passthrough forwarding)."""
+        return self._config.record_dir is not None and self._config.forwarding == "passthrough"
 
     async def start_recording(self, started_by: str | None = None) -> dict[str, Any]:
         """Start recording every participant into `config.record_dir`; return the

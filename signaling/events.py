@@ -211,6 +211,7 @@ class SignalingEvents:
             "iceServers": ice_servers,
             "chat": room.chat.to_list(),
             "recording": room.recording_active,
+            "canRecord": self._may_record(session) and room.can_record,
         }
 
     async def _sdp(self, session: Session, data: Any) -> dict[str, Any]:
@@ -239,12 +240,18 @@ class SignalingEvents:
         room.set_muted(pid, kind, muted)
         return {}
 
+    def _may_record(self, session: Session) -> bool:
+        """Without join tokens anyone in the room may record; with them, the grant says."""
+        if self._jwt_secret is None:
+            return True
+        return session.grant is not None and session.grant.can_record
+
     async def _recording(self, session: Session, data: Any) -> dict[str, Any]:
         """Start/stop the room's recording: needs the `canRecord` grant when join tokens
         are in use (anyone in the room otherwise)."""
         room, pid = self._joined(session)
         active = validation.parse_recording(data)
-        if self._jwt_secret is not None and not (session.grant and session.grant.can_record):
+        if not self._may_record(session):
             raise SfuError("unauthorized", "your token does not allow recording")
         if active:
             return {"recording": await room.start_recording(started_by=pid)}

@@ -78,6 +78,11 @@ async def test_active_speaker_follows_the_loud_bot_ignores_bursts_and_muted(
         assert b.id not in event.payload["levels"]
         assert 0 < event.payload["levels"][a.id] <= 1
     assert c.id not in speakers(b)
+    # levels are steady now (no more events): a late joiner is told the current state
+    late: SfuClient = await make_client(server.url, decode=False)
+    await late.join("speakers", "late")
+    await late.wait_for_event("active speaker", lambda p: p["participantId"] == a.id, WAIT)
+    assert late.active_speaker == a.id and a.id in late.speaker_levels
 
     await asyncio.sleep(1.2)  # the stats sampler runs every second
     async with aiohttp.ClientSession() as http, http.get(f"{server.url}/api/stats") as response:

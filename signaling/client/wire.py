@@ -129,6 +129,8 @@ class JoinResult:
     ice_servers: list[dict[str, Any]]
     chat: list[ChatMessage]
     recording: bool = False
+    #: this participant may start/stop the recording (the server allows and records)
+    can_record: bool = False
 
     @classmethod
     def from_wire(cls, data: Any, room: str) -> JoinResult:
@@ -140,6 +142,7 @@ class JoinResult:
             ice_servers=[s for s in d.get("iceServers", []) if isinstance(s, dict)],
             chat=[ChatMessage.from_wire(m) for m in d.get("chat", [])],
             recording=d.get("recording") is True,
+            can_record=d.get("canRecord") is True,
         )
 
 
