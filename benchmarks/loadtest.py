@@ -31,7 +31,7 @@ from typing import Any
 if __package__ in (None, ""):  # `python benchmarks/loadtest.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import report
+from benchmarks import recording, report
 from benchmarks.analysis import analyse_run
 from benchmarks.cluster_probe import ClusterProbe, cluster_stats, nodes_table, wait_nodes
 from benchmarks.procstat import CpuSample, process_rss_bytes
@@ -103,6 +103,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", type=Path, default=None, help="write a PNG plot (matplotlib)")
     p.add_argument("--markdown", type=Path, default=None, help="write the table as markdown")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--record",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="record every room during the run (server --record-dir DIR; started after "
+        "the joins, stopped after the window); the files are summarised",
+    )
+    p.add_argument("--admin-token", default=None, help="with --url --record: the admin token")
     return p
 
 
@@ -125,9 +134,12 @@ def _get_json(url: str, timeout: float = 3.0) -> Any:
         return json.loads(response.read())
 
 
-def start_server_process(mode: str, max_participants: int, workers: int = 1) -> ServerProcess:
+def start_server_process(
+    mode: str, max_participants: int, workers: int = 1, record_dir: Path | None = None
+) -> ServerProcess:
     """`sfu-server` for one run, `workers` node processes under one supervisor when more
-    than 1 (not ready yet: call `wait_ready()`)."""
+    than 1, recording into `record_dir` when given (not ready yet: call `wait_ready()`)."""
+    extra = ["--record-dir", str(record_dir)] if record_dir is not None else []
     return ServerProcess(
         "--forwarding",
         mode,
@@ -136,6 +148,7 @@ def start_server_process(mode: str, max_participants: int, workers: int = 1) -> 
         "--log-level",
         "WARNING",
         *(["--workers", str(workers)] if workers > 1 else []),
+        *extra,
         start_timeout=SERVER_START_TIMEOUT,
         stop_timeout=SERVER_STOP_TIMEOUT,
     )
@@ -218,7 +231,7 @@ def run_once(
     if args.url:
         url, server_pid = args.url.rstrip("/"), args.server_pid
     else:
-        server = start_server_process(mode, n, args.server_workers)
+        server = start_server_process(mode, n, args.server_workers, args.record)
         url = server.url
         # with --server-workers the PID is the supervisor's: CPU comes per node instead
         server_pid = server.pid if args.server_workers == 1 else None
@@ -265,6 +278,10 @@ def run_once(
             progress.show(label, "joining", len(joined) / total, f"{len(joined)}/{total}")
         failures = {k: v[1] for k, v in joined.items() if not v[0]}
         failures.update({f"p{i}": "no join report" for i in range(total) if f"p{i}" not in joined})
+        room_names = sorted({s.room for plist in specs for s in plist})
+        if args.record is not None:
+            progress.show(label, "recording", 0.0, "start")
+            recording.start(url, room_names, args.admin_token)
 
         # warmup, then the measurement window
         warm_end = time.monotonic() + args.warmup
@@ -293,6 +310,7 @@ def run_once(
         counters1 = _all_counters(node_urls)
         nodes = probe.stop()
         rss_end = process_rss_bytes(server_pid) if server_pid else None
+        recorded = recording.stop(url, room_names, args.admin_token) if args.record else []
         stop.set()
 
         # collect
@@ -326,6 +344,8 @@ def run_once(
         )
         if nodes:
             result["nodes"] = nodes
+        if args.record is not None:
+            result["recording"] = recording.summarise(recorded)
         return result
     finally:
         stop.set()
@@ -381,6 +401,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.json:  # keep partial results of long sweeps
             report.write_json(args.json, args, results, started)
     print(report.table(results))
+    for r in results:
+        if "recording" in r:
+            print(recording.describe(r["recording"]))
     print()
     print(report.mesh_table(results))
     per_node = nodes_table(results)

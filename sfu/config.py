@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 ForwardingMode = Literal["passthrough", "transcode"]
@@ -48,6 +49,8 @@ class SfuConfig:
     max_sdp_bytes: int = 128 * 1024
     max_sdp_lines: int = 5000
     max_candidates: int = 200
+    #: where room recordings go (`--record-dir`); None: recording is disabled
+    record_dir: Path | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -29,12 +29,16 @@ _VP8_PID_MASK = 0x07
 
 @dataclass(slots=True)
 class EncodedFrame:
-    """One complete encoded frame: depayloaded codec data and its 32-bit RTP timestamp."""
+    """One complete encoded frame: depayloaded codec data and its 32-bit RTP timestamp.
+
+    `audio_level` is the RFC 6464 `(voice, -dBov)` pair of an audio packet's header
+    extension as aiortc parsed it (the same tuple object: no allocation), or None."""
 
     data: bytes
     timestamp: int
     keyframe: bool
     ssrc: int
+    audio_level: tuple[bool, int] | None = None
 
 
 FrameSink = Callable[[EncodedFrame], None]
@@ -157,7 +161,7 @@ class FrameAssembler:
             self._released = ext
             data: bytes = packet._data  # type: ignore[attr-defined]
             if data:
-                self._emit(data, packet.timestamp, True)
+                self._emit(data, packet.timestamp, True, packet.extensions.audio_level)
             return False, None
         pli = self._add_video(packet, ext)
         if pli and self.on_keyframe_needed is not None:
@@ -310,13 +314,19 @@ class FrameAssembler:
         self._need_keyframe = self._video
         self._pli_ts = None
 
-    def _emit(self, data: bytes, timestamp: int, keyframe: bool) -> None:
+    def _emit(
+        self,
+        data: bytes,
+        timestamp: int,
+        keyframe: bool,
+        audio_level: tuple[bool, int] | None = None,
+    ) -> None:
         self.frames += 1
         self.bytes += len(data)
         if keyframe:
             self.keyframes += 1
         assert self.ssrc is not None
-        self.on_frame(EncodedFrame(data, timestamp, keyframe, self.ssrc))
+        self.on_frame(EncodedFrame(data, timestamp, keyframe, self.ssrc, audio_level))
 
 
 def _is_start(packet: RtpPacket) -> bool:

@@ -67,12 +67,15 @@ class Participant:
         can_publish: bool = True,
         peer_connection: PeerConnectionFactory = RTCPeerConnection,
         malformed_total: Counter[str] | None = None,
+        level_sink: Callable[[str, int, bool], None] | None = None,
     ) -> None:
         self.can_publish = can_publish
         #: malformed datagrams dropped on this participant's transports, by kind
         self.malformed: Counter[str] = Counter()
         #: the same, summed over participants by the owner (survives this participant)
         self._malformed_total = malformed_total
+        #: gets (participant id, -dBov, voice) for each audio frame it publishes
+        self._level_sink = level_sink
         self._peer_connection = peer_connection
         self.id = participant_id
         self.name = name
@@ -194,6 +197,8 @@ class Participant:
             pub = PublishedTrack.transcode(track, source, publisher_id=self.id, key=transceiver.mid)
         if (kind == "audio" and self.audio_muted) or (kind == "video" and self.video_muted):
             pub.paused = True
+        if kind == "audio":
+            pub.level_sink = self._level_sink
         self.published[transceiver.mid] = pub
         self._new_published.append(pub)
         logger.info(

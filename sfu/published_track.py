@@ -127,6 +127,11 @@ class PublishedTrack(MediaStreamTrack):
         self.keyframes = 0
         self.bytes = 0
         self.drops = 0
+        #: the last RFC 6464 level (-dBov, 127 = silence) of an audio frame, None before
+        self.audio_level: int | None = None
+        #: called with (publisher_id, -dBov, voice) per audio frame carrying a level while
+        #: not paused (the room's active-speaker detector); None: nobody listens
+        self.level_sink: Callable[[str, int, bool], None] | None = None
 
     # ------------------------------------------------------------------ construction
 
@@ -209,6 +214,16 @@ class PublishedTrack(MediaStreamTrack):
         self._subscribers.add(subscriber)
         return proxy
 
+    def subscribe_recorder(self, maxsize: int, on_drop: Callable[[], None]) -> MediaStreamTrack:
+        """A bounded relay proxy for a recording (no send slot to tell at close: the
+        proxy itself ends when this track closes). The caller ends it with
+        `end_relay_proxy` + `stop()`."""
+        if self.closed:
+            raise RuntimeError("published track is closed")
+        proxy = self.relay.subscribe(self._relay_source, buffered=True)
+        bound_relay_proxy(proxy, maxsize, on_drop)
+        return proxy
+
     def unsubscribe(self, subscriber: SubscribedTrack, proxy: MediaStreamTrack) -> None:
         """End `subscriber`'s proxy (idempotent; a pending `recv()` on it raises)."""
         self._subscribers.discard(subscriber)
@@ -226,6 +241,12 @@ class PublishedTrack(MediaStreamTrack):
         self.bytes += len(frame.data)
         if frame.keyframe:
             self.keyframes += 1
+        level = frame.audio_level
+        if level is not None:
+            self.audio_level = level[1]
+            sink = self.level_sink
+            if sink is not None and not self._paused:
+                sink(self.publisher_id, level[1], level[0])
         if self._paused:
             self.drops += 1
             return
@@ -335,6 +356,7 @@ class PublishedTrack(MediaStreamTrack):
         if self.closed:
             return
         self.closed = True
+        self.level_sink = None
         for subscriber in list(self._subscribers):
             subscriber.published_closed(self)
         self._subscribers.clear()

@@ -62,6 +62,8 @@ HEADER_WAIT_SECONDS = 3.0
 #: Picture size written into the header when no keyframe came before `HEADER_WAIT_SECONDS`
 #: (decoders use the size in the VP8 bitstream).
 FALLBACK_SIZE = (640, 480)
+#: The muxer thread sleeps this long whenever it has emptied its queue (batching).
+BATCH_SECONDS = 0.1
 #: Packets buffered before the header is written.
 MAX_PENDING = 1000
 TIMELINE_DOC = (
@@ -71,6 +73,11 @@ TIMELINE_DOC = (
 )
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def _seconds(ticks: int, time_base: Fraction) -> float:
+    """`ticks * time_base` as a float, without Fraction arithmetic (per packet)."""
+    return ticks * time_base.numerator / time_base.denominator
 
 
 class RecordingError(Exception):
@@ -335,6 +342,10 @@ class ParticipantRecorder:
         ended = False  # the close() sentinel was taken
         try:
             while True:
+                if self._queue.empty():
+                    # wake up a few times a second, not once per frame: a file does not
+                    # need low latency, and every wake-up is a GIL hand-over
+                    time.sleep(BATCH_SECONDS)
                 item = self._queue.get()
                 if item is None:
                     ended = True
@@ -436,7 +447,7 @@ class ParticipantRecorder:
         switched = seg is None or seg.source != item.source or item.pts < seg.last_pts
         resync = False
         if seg is not None and not switched:
-            t = seg.start + float((item.pts - seg.first_pts) * item.time_base)
+            t = seg.start + _seconds(item.pts - seg.first_pts, item.time_base)
             resync = abs(t - arrival) > RESYNC_SECONDS
         if switched or resync or seg is None:
             start = max(0.0, arrival)
@@ -452,7 +463,7 @@ class ParticipantRecorder:
                 state.deltas_dropped += 1
                 return None
             state.need_keyframe = False
-        t = seg.start + float((item.pts - seg.first_pts) * item.time_base)
+        t = seg.start + _seconds(item.pts - seg.first_pts, item.time_base)
         ms = max(round(t * 1000), state.last_ms + 1)
         duration = round(opus_packet_samples(data) / 48) if item.kind == "audio" else 0
         state.last_ms = ms

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sfu.active_speaker import level_to_linear
 from sfu.compat.receiver import receiver_codec
 from sfu.published_track import PublishedTrack
 from sfu.room_manager import RoomManager
@@ -171,7 +172,12 @@ class StatsSampler:
                     }
                 )
             rooms_out.append(
-                {"name": room.name, "participantCount": len(people), "participants": people}
+                {
+                    "name": room.name,
+                    "participantCount": len(people),
+                    "participants": people,
+                    **room.media_info(),
+                }
             )
         for key in list(self._series):
             if key not in seen:
@@ -252,6 +258,10 @@ class StatsSampler:
             "jitter": jitter,
             "subscribers": stats.subscribers,
         }
+        if pub.kind == "audio":
+            # the last RFC 6464 level received (linear 0..1; None: the sender sends none)
+            level = pub.audio_level
+            row["audioLevel"] = None if level is None else round(level_to_linear(level), 4)
         assembler = stats.assembler
         if assembler is not None:
             row.update(

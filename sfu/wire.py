@@ -75,4 +75,6 @@ SERVER_EVENTS: Final[tuple[str, ...]] = (
     "participant updated",
     "chat message",
     "error",
+    "active speaker",
+    "recording",
 )

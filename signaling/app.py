@@ -21,7 +21,7 @@ from sfu.rate_limit import TokenBucket
 from sfu.room_manager import RoomManager
 from sfu.stats import StatsSampler
 from sfu.turn import TurnCredentials
-from signaling import monitoring
+from signaling import monitoring, recording_api
 from signaling.cluster import ClusterNode
 from signaling.cluster.node import LocalLoad
 from signaling.config import ServerConfig
@@ -77,6 +77,8 @@ def create_app(config: ServerConfig) -> web.Application:
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/api/stats", _api_stats)
     app.router.add_get("/metrics", _metrics)
+    app.router.add_post("/api/rooms/{room}/recording", _recording_start)
+    app.router.add_delete("/api/rooms/{room}/recording", _recording_stop)
     app.router.add_get("/stats", _stats_page)
     app.router.add_get("/", _page("index.html"))
     app.router.add_get("/room/{room}", _room_page)
@@ -308,6 +310,16 @@ async def _api_stats(request: web.Request) -> web.Response:
     # tells the dashboard whether `?scope=cluster` has anything to show
     payload["cluster"] = request.app.get(CLUSTER) is not None
     return web.json_response(payload, headers={"Cache-Control": "no-store"})
+
+
+async def _recording_start(request: web.Request) -> web.Response:
+    monitoring.check_admin(request, request.app[CONFIG].admin_token)
+    return await recording_api.start(request.app[ROOMS], request.match_info["room"])
+
+
+async def _recording_stop(request: web.Request) -> web.Response:
+    monitoring.check_admin(request, request.app[CONFIG].admin_token)
+    return await recording_api.stop(request.app[ROOMS], request.match_info["room"])
 
 
 async def _metrics(request: web.Request) -> web.Response:

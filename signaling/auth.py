@@ -1,5 +1,5 @@
 """Join tokens: HS256 JWTs that say which room a connection may join, as whom, and with
-which grants (claims: room, name, exp, nbf, canPublish, canSubscribe)."""
+which grants (claims: room, name, exp, nbf, canPublish, canSubscribe, canRecord)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ class Grant:
     name: str
     can_publish: bool = True
     can_subscribe: bool = True
+    #: may start/stop the room's recording (claim `canRecord`, default false)
+    can_record: bool = False
 
 
 def mint_token(
@@ -34,6 +36,7 @@ def mint_token(
     can_publish: bool = True,
     can_subscribe: bool = True,
     now: float | None = None,
+    can_record: bool = False,
 ) -> str:
     """A signed join token for `room` as `name`, valid for `ttl` seconds."""
     parse_join({"room": room, "name": name})  # same rules as a join
@@ -46,6 +49,8 @@ def mint_token(
         "canPublish": can_publish,
         "canSubscribe": can_subscribe,
     }
+    if can_record:
+        claims["canRecord"] = True
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
@@ -75,6 +80,9 @@ def verify_token(secret: str, auth: Any) -> Grant:
     except SfuError as exc:
         raise SfuError("unauthorized", f"token claims: {exc.message}") from None
     publish, subscribe = claims.get("canPublish", True), claims.get("canSubscribe", True)
+    record = claims.get("canRecord", False)
     if not isinstance(publish, bool) or not isinstance(subscribe, bool):
         raise SfuError("unauthorized", "canPublish/canSubscribe must be booleans")
-    return Grant(room, name, publish, subscribe)
+    if not isinstance(record, bool):
+        raise SfuError("unauthorized", "canRecord must be a boolean")
+    return Grant(room, name, publish, subscribe, record)

@@ -91,6 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--join-burst", type=int, default=None, help="join burst per server")
     p.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING or ERROR")
     p.add_argument(
+        "--record-dir",
+        type=Path,
+        default=None,
+        help="enable room recording into this directory (one WebM per participant)",
+    )
+    p.add_argument(
         "--event-loop",
         default=None,
         help="auto (uvloop when installed, else asyncio; the default), asyncio or uvloop",
@@ -221,6 +227,9 @@ def parse_config(argv: Sequence[str] | None = None) -> ServerConfig:
     if workers > 1 and port + workers - 1 > 65535:
         raise ConfigError(f"--workers {workers} from --port {port} runs past port 65535")
     cluster = _cluster_config(args, args.host, port, bool(tls_cert) or self_signed, workers)
+    record_dir = args.record_dir or (Path(v) if (v := _env("record-dir")) else None)
+    if record_dir is not None and record_dir.exists() and not record_dir.is_dir():
+        raise ConfigError(f"--record-dir is not a directory: {record_dir}")
     try:
         sfu = SfuConfig(
             ice_addresses=ice_addresses,
@@ -228,6 +237,7 @@ def parse_config(argv: Sequence[str] | None = None) -> ServerConfig:
             forwarding=forwarding,
             max_participants=_int(args.max_participants, "max-participants", 16, 1, 1000),
             max_rooms=_int(args.max_rooms, "max-rooms", 100, 1, 100000),
+            record_dir=record_dir,
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
@@ -285,6 +295,7 @@ def token_command(argv: Sequence[str]) -> str:
     p.add_argument("--jwt-secret", default=_env("jwt-secret"))
     p.add_argument("--no-publish", action="store_true", help="subscribe-only token")
     p.add_argument("--no-subscribe", action="store_true", help="publish-only token")
+    p.add_argument("--can-record", action="store_true", help="may start/stop the room's recording")
     args = p.parse_args(argv)
     if not args.jwt_secret:
         raise ConfigError("a secret is required: --jwt-secret or SFU_JWT_SECRET")
@@ -298,6 +309,7 @@ def token_command(argv: Sequence[str]) -> str:
             ttl=args.ttl,
             can_publish=not args.no_publish,
             can_subscribe=not args.no_subscribe,
+            can_record=args.can_record,
         )
     except SfuError as exc:
         raise ConfigError(exc.message) from None

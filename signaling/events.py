@@ -95,6 +95,7 @@ class SignalingEvents:
             "mute": self._mute,
             "leave": self._leave,
             "stats": self._stats,
+            "recording": self._recording,
         }
         sio.on("connect", self._connect)
         sio.on("disconnect", self._disconnect)
@@ -220,6 +221,8 @@ class SignalingEvents:
             ],
             "iceServers": ice_servers,
             "chat": room.chat.to_list(),
+            "recording": room.recording_active,
+            "canRecord": self._may_record(session) and room.can_record,
         }
         if self.cluster is not None:
             result.update(await self.cluster.ack_fields())
@@ -252,6 +255,23 @@ class SignalingEvents:
         kind, muted = validation.parse_mute(data)
         room.set_muted(pid, kind, muted)
         return {}
+
+    def _may_record(self, session: Session) -> bool:
+        """Without join tokens anyone in the room may record; with them, the grant says."""
+        if self._jwt_secret is None:
+            return True
+        return session.grant is not None and session.grant.can_record
+
+    async def _recording(self, session: Session, data: Any) -> dict[str, Any]:
+        """Start/stop the room's recording: needs the `canRecord` grant when join tokens
+        are in use (anyone in the room otherwise)."""
+        room, pid = self._joined(session)
+        active = validation.parse_recording(data)
+        if not self._may_record(session):
+            raise SfuError("unauthorized", "your token does not allow recording")
+        if active:
+            return {"recording": await room.start_recording(started_by=pid)}
+        return {"recording": await room.stop_recording()}
 
     async def _leave(self, session: Session, data: Any) -> dict[str, Any]:
         validation.parse_leave(data)

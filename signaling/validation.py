@@ -125,6 +125,15 @@ def parse_mute(data: Any) -> tuple[Kind, bool]:
     return ("audio" if kind == "audio" else "video"), muted
 
 
+def parse_recording(data: Any) -> bool:
+    """The `recording` request: `{"active": bool}` (start or stop)."""
+    data = require_object(data, "recording")
+    active = data.get("active")
+    if not isinstance(active, bool):
+        raise bad("active must be a boolean")
+    return active
+
+
 def parse_leave(data: Any) -> None:
     if data is not None:
         require_object(data, "leave")

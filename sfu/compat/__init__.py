@@ -32,6 +32,12 @@ them and the server refuses to start when any is missing):
   instance. `RTCRtpSender._next_encoded_frame` passes anything that is not an `av.Frame`
   to `encoder.pack(packet)` (re-packetize only), which reads `bytes(packet)`, `packet.pts`
   and `packet.time_base`.
+- `RTCRtpSender._next_encoded_frame(codec)` returns an `RTCEncodedFrame` whose
+  `audio_level` (negative dBov or None) `_run_rtp` writes into every packet as
+  `packet.extensions.audio_level = (False, -audio_level)`; wrapped per instance by
+  `install_sender_audio_level` (clients sending pre-encoded Opus). On the receive side
+  `RtpPacket.extensions.audio_level` is the parsed `(voice, -dBov)` tuple (public-ish;
+  the frame assembler passes it on).
 - `aiortc.contrib.media.RelayStreamTrack._queue` / `._buffered`: `MediaRelay` feeds a
   buffered proxy with `proxy._queue.put_nowait(item)`, and None marks the end; an
   unbuffered proxy gets `_frame` and `_new_frame_event` instead (`end_relay_proxy`).

@@ -42,7 +42,13 @@ def check_internals() -> list[str]:
         ),
         (
             RTCRtpSender,
-            ("_send_keyframe", "_handle_rtcp_packet", "_next_encoded_frame", "_retransmit"),
+            (
+                "_send_keyframe",
+                "_handle_rtcp_packet",
+                "_next_encoded_frame",
+                "_retransmit",
+                "_run_rtp",
+            ),
         ),
         (MediaRelay, ("subscribe", "_MediaRelay__run_track")),
         (RTCRtpTransceiver, ("_set_mid", "_set_mline_index", "_get_mline_index")),
@@ -97,7 +103,16 @@ def check_internals() -> list[str]:
     )
     problems += _source_has(RTCRtpReceiver._handle_rtcp_packet, "self.__stop_decoder()")
     problems += _source_has(RTCRtpSender._handle_rtcp_packet, "self._send_keyframe()")
-    problems += _source_has(RTCRtpSender._next_encoded_frame, "self.__encoder.pack(data)")
+    problems += _source_has(
+        RTCRtpSender._next_encoded_frame,
+        "self.__encoder.pack(data)",
+        "return RTCEncodedFrame(payloads, timestamp, audio_level)",
+    )
+    problems += _source_has(
+        RTCRtpSender._run_rtp,
+        "enc_frame = await self._next_encoded_frame(codec)",
+        "packet.extensions.audio_level = (False, -enc_frame.audio_level)",
+    )
     problems += _source_has(
         MediaRelay._MediaRelay__run_track,  # type: ignore[attr-defined]
         "proxy._queue.put_nowait(frame)",

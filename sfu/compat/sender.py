@@ -1,9 +1,11 @@
 """Sender hooks: a subscriber's PLI/FIR and NACKs reach the SFU instead of a non-existent
-encoder. Per instance: no aiortc class or module global is patched."""
+encoder; a client's pre-encoded audio carries an RFC 6464 level.
+Per instance: no aiortc class or module global is patched."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from aiortc.rtcrtpsender import RTCRtpSender
 
@@ -24,3 +26,23 @@ def install_sender_nack_counter(sender: RTCRtpSender, callback: Callable[[], Non
         await original(sequence_number)
 
     sender._retransmit = retransmit  # type: ignore[method-assign]
+
+
+def install_sender_audio_level(sender: RTCRtpSender, level: Callable[[], int | None]) -> None:
+    """Make the sender write an RFC 6464 audio level into every packet it sends for a
+    pre-encoded frame (stock aiortc only computes one for the `AudioFrame`s it encodes).
+
+    `level()` returns the current -dBov (0..127, 127 = silence) or None (no extension).
+    Wraps `_next_encoded_frame` on this instance only and sets the `RTCEncodedFrame`'s
+    `audio_level` (aiortc writes `(False, -audio_level)`); install once per sender."""
+    original = sender._next_encoded_frame
+
+    async def next_encoded_frame(codec: Any) -> Any:
+        frame = await original(codec)
+        if frame is not None and frame.audio_level is None:
+            value = level()
+            if value is not None:
+                frame.audio_level = -min(max(int(value), 0), 127)
+        return frame
+
+    sender._next_encoded_frame = next_encoded_frame  # type: ignore[method-assign]

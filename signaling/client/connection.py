@@ -65,7 +65,7 @@ from aiortc.rtcconfiguration import RTCBundlePolicy, RTCIceTransportPolicy
 
 from sfu.compat import negotiation
 from sfu.compat.receiver import ReceiverHook, install_receiver_sink
-from sfu.compat.sender import install_sender_keyframe_hook
+from sfu.compat.sender import install_sender_audio_level, install_sender_keyframe_hook
 from sfu.frame_assembler import EncodedFrame
 from sfu.wire import PREFERRED_CODECS, SERVER_EVENTS, Kind, Source
 from signaling.client.tracks import DEFAULT_TIMEOUT, RemoteTrack
@@ -128,7 +128,8 @@ class SfuClient:
     Create with `await SfuClient.connect(url)`. Callbacks (`on(event, fn)`; plain or async
     functions) get: `"participant joined"` / `"participant updated"` -> `Participant`,
     `"participant left"` -> `(id, reason)`, `"chat message"` -> `ChatMessage`, `"error"` ->
-    `SfuError`, `"track"` -> `RemoteTrack`, `"frame"` -> `(RemoteTrack, frame)` (sync
+    `SfuError`, `"active speaker"` -> `(id or None, levels)`, `"recording"` -> `active`,
+    `"track"` -> `RemoteTrack`, `"frame"` -> `(RemoteTrack, frame)` (sync
     callbacks only, called on every frame), `"disconnect"` -> no argument. Every server event
     is also recorded in `events` and can be awaited with `wait_for_event()`; new remote
     tracks go to the `remote_tracks` queue and the `tracks_by_mid` / `all_tracks` views.
@@ -167,6 +168,11 @@ class SfuClient:
         self.id: str | None = None
         self.room: str | None = None
         self.participants: dict[str, Participant] = {}
+        #: the room is being recorded (join ack, then `recording` events)
+        self.recording = False
+        #: the room's active speaker and levels (last `active speaker` event)
+        self.active_speaker: str | None = None
+        self.speaker_levels: dict[str, float] = {}
         self.chat_history: list[ChatMessage] = []
         self.events: list[ServerEvent] = []
         self.errors: list[SfuError] = []
@@ -328,6 +334,7 @@ class SfuClient:
         for p in result.participants:
             self.participants.setdefault(p.id, p)
         self.chat_history.extend(result.chat)
+        self.recording = result.recording
         self.pc = self._new_pc(result.ice_servers)
         self._joined.set()
         return result
@@ -400,6 +407,9 @@ class SfuClient:
                 request_keyframe = getattr(track, "request_keyframe", None)
                 if track.kind == "video" and callable(request_keyframe):
                     install_sender_keyframe_hook(transceiver.sender, request_keyframe)
+                audio_level = getattr(track, "current_audio_level", None)
+                if track.kind == "audio" and callable(audio_level):
+                    install_sender_audio_level(transceiver.sender, audio_level)
                 self._local[transceiver] = source
         await self.negotiate()
 
@@ -516,6 +526,13 @@ class SfuClient:
         """Tell the server to stop (or resume) forwarding our `kind` tracks."""
         await self.request("mute", {"kind": kind, "muted": muted})
 
+    async def set_recording(self, active: bool) -> dict[str, Any]:
+        """Start (True) or stop the room's recording; return the server's `recording`
+        object (`unauthorized` without the token's canRecord grant)."""
+        reply = await self.request("recording", {"active": active})
+        recording = reply.get("recording")
+        return recording if isinstance(recording, dict) else {}
+
     async def send_candidate(self, candidate: dict[str, Any] | None) -> None:
         """Trickle one ICE candidate (None: end of candidates). aiortc puts all candidates
         in the SDP, so the client itself never needs this; it is for protocol tests."""
@@ -537,6 +554,9 @@ class SfuClient:
         self.id = self.room = None
         self._joined.clear()
         self.participants.clear()
+        self.recording = False
+        self.active_speaker = None
+        self.speaker_levels = {}
         self.tracks.clear()
 
     # ------------------------------------------------------------------ waiting
@@ -716,6 +736,19 @@ class SfuClient:
             message = ChatMessage.from_wire(data)
             self.chat_history.append(message)
             self._fire(name, message)
+        elif name == "active speaker":
+            d = wire_object(data, "active speaker")
+            speaker = d.get("participantId")
+            self.active_speaker = speaker if isinstance(speaker, str) else None
+            levels = d.get("levels")
+            self.speaker_levels = (
+                {str(k): float(v) for k, v in levels.items()} if isinstance(levels, dict) else {}
+            )
+            self._fire(name, self.active_speaker, self.speaker_levels)
+        elif name == "recording":
+            d = wire_object(data, "recording")
+            self.recording = d.get("active") is True
+            self._fire(name, self.recording)
         elif name == "error":
             error = error_event(data)
             self.errors.append(error)

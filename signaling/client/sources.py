@@ -202,6 +202,8 @@ class AudioClip:
     frequency: float
     packets: tuple[ClipPacket, ...]
     samples_per_packet: int = 960
+    #: RFC 6464 level of the tone (-dBov of its RMS, 0..127; 127 = digital silence)
+    level_dbov: int = 127
 
 
 def _digest(data: bytes) -> bytes:
@@ -390,16 +392,19 @@ def _read_clip(path: Path) -> list[ClipPacket]:
     return packets
 
 
-_audio_memo: dict[tuple[float, float, int], AudioClip] = {}
+_audio_memo: dict[tuple[float, float, int, float], AudioClip] = {}
 
 
 def encode_audio_clip(
-    frequency: float = 440.0, seconds: float = 1.0, bitrate: int = 32_000
+    frequency: float = 440.0, seconds: float = 1.0, bitrate: int = 32_000, amplitude: float = 0.3
 ) -> AudioClip:
-    """Opus packets (48 kHz, stereo, 20 ms each) of a sine tone, memoised in the process
-    (encoding 1 s takes a few milliseconds). The clip holds a whole number of periods when
-    `frequency * seconds` is an integer, so looping it is seamless."""
-    key = (float(frequency), float(seconds), int(bitrate))
+    """Opus packets (48 kHz, stereo, 20 ms each) of a sine tone of peak `amplitude` (0..1
+    of full scale), memoised in the process (encoding 1 s takes a few milliseconds). The
+    clip holds a whole number of periods when `frequency * seconds` is an integer, so
+    looping it is seamless."""
+    if not 0.0 <= amplitude <= 1.0:
+        raise ValueError(f"amplitude must be within 0..1, got {amplitude!r}")
+    key = (float(frequency), float(seconds), int(bitrate), float(amplitude))
     with _clip_lock:
         memo = _audio_memo.get(key)
         if memo is not None:
@@ -413,7 +418,9 @@ def encode_audio_clip(
         samples = 960
         count = max(1, round(seconds * AUDIO_CLOCK_RATE / samples))
         t = np.arange(count * samples) / AUDIO_CLOCK_RATE
-        wave = (0.3 * 32767 * np.sin(2 * np.pi * frequency * t)).astype(np.int16)
+        wave = (amplitude * 32767 * np.sin(2 * np.pi * frequency * t)).astype(np.int16)
+        rms = float(np.sqrt(np.mean((wave.astype(np.float64) / 32767) ** 2))) if count else 0.0
+        level = 127 if rms <= 0 else min(127, max(0, round(-20 * np.log10(rms))))
         out: list[bytes] = []
         for i in range(count):
             chunk = wave[i * samples : (i + 1) * samples]
@@ -426,7 +433,9 @@ def encode_audio_clip(
         out.extend(bytes(p) for p in codec.encode(None))
         # the encoder's flush adds a packet for its look-ahead: keep whole periods only
         out = [d for d in out if d][:count]
-        clip = AudioClip(float(frequency), tuple(ClipPacket(d, True) for d in out))
+        clip = AudioClip(
+            float(frequency), tuple(ClipPacket(d, True) for d in out), level_dbov=int(level)
+        )
         _audio_memo[key] = clip
         return clip
 
@@ -568,7 +577,12 @@ class PacedVideoTrack(_PacedTrack):
 
 class PacedAudioTrack(_PacedTrack):
     """An audio track replaying pre-encoded Opus (20 ms packets of a tone, 48 kHz) in real
-    time, looping, as `av.Packet` with time_base 1/48000."""
+    time, looping, as `av.Packet` with time_base 1/48000.
+
+    `audio_level` (-dBov 0..127, default the clip's level; None: none) is the RFC 6464
+    level the client's sender writes into each packet (`SfuClient.publish` installs the
+    hook): set it to 127 to make the bot "silent" to the server's active-speaker
+    detector, or to a low value for a burst, without re-encoding anything."""
 
     kind = "audio"
 
@@ -577,6 +591,11 @@ class PacedAudioTrack(_PacedTrack):
             clip = encode_audio_clip(frequency)
         super().__init__(clip.packets, clip.samples_per_packet / AUDIO_CLOCK_RATE, AUDIO_CLOCK_RATE)
         self.clip = clip
+        self.audio_level: int | None = clip.level_dbov
+
+    def current_audio_level(self) -> int | None:
+        """The level to stamp on the packet being sent (the sender hook's callback)."""
+        return self.audio_level
 
 
 # ---------------------------------------------------------------------- files

@@ -125,7 +125,8 @@ class TrackInfo:
 
 @dataclass(frozen=True, slots=True)
 class JoinResult:
-    """The `join` ack: our id, the others already in the room, ICE servers, chat history."""
+    """The `join` ack: our id, the others already in the room, ICE servers, chat history,
+    and whether the room is being recorded."""
 
     id: str
     room: str
@@ -135,6 +136,9 @@ class JoinResult:
     #: cluster: the id of the node that serves the room, and the serving nodes' URLs
     node: str | None = None
     nodes: list[str] = field(default_factory=list)
+    recording: bool = False
+    #: this participant may start/stop the recording (the server allows and records)
+    can_record: bool = False
 
     @classmethod
     def from_wire(cls, data: Any, room: str) -> JoinResult:
@@ -148,6 +152,8 @@ class JoinResult:
             chat=[ChatMessage.from_wire(m) for m in d.get("chat", [])],
             node=str(d["node"]) if "node" in d else None,
             nodes=[u for u in nodes if isinstance(u, str)] if isinstance(nodes, list) else [],
+            recording=d.get("recording") is True,
+            can_record=d.get("canRecord") is True,
         )
 
 

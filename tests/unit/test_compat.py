@@ -77,3 +77,21 @@ async def test_end_relay_proxy_wakes_pending_recv() -> None:
             end_relay_proxy(proxy)
             with pytest.raises(MediaStreamError):
                 await pending
+
+
+async def test_sender_audio_level_hook_fills_only_missing_levels() -> None:
+    from types import SimpleNamespace
+
+    from sfu.compat.sender import install_sender_audio_level
+
+    frames = [SimpleNamespace(audio_level=None), SimpleNamespace(audio_level=-40), None]
+
+    async def next_encoded_frame(codec: Any) -> Any:
+        return frames.pop(0)
+
+    sender = SimpleNamespace(_next_encoded_frame=next_encoded_frame)
+    level: list[int | None] = [25]
+    install_sender_audio_level(sender, lambda: level[0])  # type: ignore[arg-type]
+    assert (await sender._next_encoded_frame(None)).audio_level == -25
+    assert (await sender._next_encoded_frame(None)).audio_level == -40  # encoded: kept
+    assert await sender._next_encoded_frame(None) is None

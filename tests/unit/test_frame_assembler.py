@@ -226,3 +226,16 @@ def test_keyframe_needed_goes_to_the_callback_not_to_aiortc() -> None:
     assert len(needed) == 2  # the same repeat rate as the flag
     stats = assembler.stats()
     assert stats.keyframes_needed == 2 and stats.deltas_dropped == 60 and stats.frames == 0
+
+
+def test_audio_frames_carry_the_packets_rfc6464_level_without_copying_it() -> None:
+    c = Collector("audio")
+    levels = [(True, 30), None]
+    for seq, level in enumerate(levels, 1):
+        packet = RtpPacket(payload_type=111, sequence_number=seq, timestamp=seq * 960, ssrc=7)
+        packet._data = b"opus"  # type: ignore[attr-defined]
+        packet.payload = packet._data  # type: ignore[attr-defined]
+        packet.extensions.audio_level = level
+        c.add(packet)
+    assert c.frames[0].audio_level is levels[0]  # aiortc's parsed tuple, passed on as is
+    assert c.frames[1].audio_level is None

@@ -195,3 +195,17 @@ async def test_close_tells_subscribers_at_once_and_is_idempotent() -> None:
             await pending
     with pytest.raises(RuntimeError):
         SubscribedTrack("video").attach(track)
+
+
+async def test_audio_levels_reach_the_sink_unless_paused() -> None:
+    track = PublishedTrack("audio", "microphone", publisher_id="p1")
+    seen: list[tuple[str, int, bool]] = []
+    track.level_sink = lambda *args: seen.append(args)
+    track.push(EncodedFrame(b"o", 960, True, 1, (True, 30)))
+    track.push(EncodedFrame(b"o", 1920, True, 1, None))  # no extension: no report
+    track.paused = True
+    track.push(EncodedFrame(b"o", 2880, True, 1, (False, 12)))
+    assert seen == [("p1", 30, True)]
+    assert track.audio_level == 12  # stats still see the last level
+    track.close()
+    assert track.level_sink is None

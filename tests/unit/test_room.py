@@ -155,3 +155,23 @@ async def test_close_closes_every_participant_and_refuses_joins() -> None:
     with pytest.raises(SfuError) as info:
         s.room.add("C")
     assert info.value.code == "invalid_state"
+
+
+async def test_active_speaker_task_mute_leave_and_broadcast() -> None:
+    s = Setup()
+    a, b = s.room.add("A"), s.room.add("B")
+    task = s.room._speaker_task
+    assert task is not None and not task.done()
+    s.room._report_level(a.id, 10, True)
+    s.room.set_muted(b.id, "audio", True)
+    assert b.id in s.room.speaker._speakers and s.room.speaker._speakers[b.id].muted
+    s.room._speaker_event({"participantId": a.id, "levels": {a.id: 0.3}})
+    await s.settle()
+    assert sorted(pid for pid, _ in s.signaler.events("active speaker")) == sorted([a.id, b.id])
+    assert s.room.speaker_info()["activeSpeaker"] is None
+    await s.room.remove(a.id, "left")
+    assert a.id not in s.room.speaker._speakers
+    await s.room.remove(b.id, "left")
+    await asyncio.sleep(0)
+    assert task.cancelled() and s.room._speaker_task is None  # an empty room stops it
+    await s.room.close()

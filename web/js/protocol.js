@@ -502,6 +502,12 @@ export class SfuClient extends EventTarget {
     this._state = "idle";
     /** @type {string | null} */
     this._id = null;
+    /** the room is being recorded (join ack, then `recording` events) */
+    this.recording = false;
+    /** we may start/stop the recording (join ack) */
+    this.canRecord = false;
+    /** @type {string | null} the room's active speaker (last `active speaker` event) */
+    this.activeSpeaker = null;
     this._room = "";
     this._name = "";
     this._wantJoined = false;
@@ -618,6 +624,17 @@ export class SfuClient extends EventTarget {
     if (socket.connected) this._doJoin();
     else this._setState("connecting");
     return result;
+  }
+
+  /**
+   * Start (true) or stop (false) recording the room (needs `canRecord` from the join ack);
+   * resolves with the server's `recording` object, rejects with a `ProtocolError`.
+   * @param {boolean} active
+   * @returns {Promise<{id: string, room: string, startedAt: string, files: string[], manifest: string}>}
+   */
+  async setRecording(active) {
+    const res = await this._request("recording", { active: Boolean(active) });
+    return res.recording;
   }
 
   /**
@@ -762,6 +779,21 @@ export class SfuClient extends EventTarget {
     socket.on("chat message", (/** @type {ChatMessage} */ m) => {
       if (m && typeof m === "object") this._emit("chat", { message: m });
     });
+    socket.on("active speaker", (/** @type {any} */ p) => {
+      if (!p || typeof p !== "object") return;
+      const id = typeof p.participantId === "string" ? p.participantId : null;
+      /** @type {Record<string, number>} */
+      const levels = {};
+      if (p.levels && typeof p.levels === "object") {
+        for (const [k, v] of Object.entries(p.levels)) if (typeof v === "number" && v >= 0) levels[k] = Math.min(1, v);
+      }
+      this.activeSpeaker = id;
+      this._emit("active-speaker", { participantId: id, levels });
+    });
+    socket.on("recording", (/** @type {any} */ p) => {
+      this.recording = p?.active === true;
+      this._emit("recording", { active: this.recording });
+    });
     socket.on("error", (/** @type {any} */ e) => {
       const code = typeof e?.code === "string" ? e.code : "server_error";
       this._emit("error", { code, message: String(e?.message ?? code), fatal: false });
@@ -878,14 +910,19 @@ export class SfuClient extends EventTarget {
     const rejoin = this._joinedOnce;
     this._joinedOnce = true;
     this._setState("joined");
+    this.recording = res.recording === true;
+    this.canRecord = res.canRecord === true;
     const detail = {
       id: this._id,
       room: String(res.room ?? this._room),
       participants: this.participants,
       chat: Array.isArray(res.chat) ? res.chat : [],
       rejoin,
+      recording: this.recording,
+      canRecord: this.canRecord,
     };
     this._emit("joined", detail);
+    this._emit("recording", { active: this.recording });
     const waiters = this._joinWaiters.splice(0);
     for (const w of waiters) w.resolve(detail);
     for (const kind of /** @type {const} */ (["audio", "video"])) {

@@ -29,6 +29,8 @@ const camBtn = /** @type {HTMLButtonElement} */ (byId("cam-btn"));
 const screenBtn = /** @type {HTMLButtonElement} */ (byId("screen-btn"));
 const devicesBtn = /** @type {HTMLButtonElement} */ (byId("devices-btn"));
 const leaveBtn = /** @type {HTMLButtonElement} */ (byId("leave-btn"));
+const recBtn = /** @type {HTMLButtonElement} */ (byId("rec-btn"));
+const recIndicator = byId("rec-indicator");
 const peopleBtn = /** @type {HTMLButtonElement} */ (byId("people-btn"));
 const chatBtn = /** @type {HTMLButtonElement} */ (byId("chat-btn"));
 const photoStrip = byId("photos");
@@ -196,7 +198,9 @@ function forgetStaleLater() {
  * @template {keyof ClientEvents} K
  * @typedef {{
  *   state: {state: string, reason?: string},
- *   joined: {id: string, room: string, participants: import("./protocol.js").Participant[], chat: import("./protocol.js").ChatMessage[], rejoin: boolean},
+ *   joined: {id: string, room: string, participants: import("./protocol.js").Participant[], chat: import("./protocol.js").ChatMessage[], rejoin: boolean, recording: boolean, canRecord: boolean},
+ *   "active-speaker": {participantId: string | null, levels: Record<string, number>},
+ *   recording: {active: boolean},
  *   reset: {reason: string},
  *   "participant-joined": {participant: import("./protocol.js").Participant},
  *   "participant-updated": {participant: import("./protocol.js").Participant},
@@ -284,6 +288,32 @@ on("participant-left", ({ id }) => {
 });
 
 on("chat", ({ message }) => chat.add(message, false));
+
+on("active-speaker", ({ participantId, levels }) => {
+  tiles.setSpeaker(participantId);
+  tiles.setLevels(levels);
+});
+
+on("recording", ({ active }) => {
+  recIndicator.hidden = !active;
+  document.body.dataset.recording = String(active);
+  recBtn.hidden = !client.canRecord;
+  recBtn.setAttribute("aria-pressed", String(active));
+  recBtn.textContent = active ? "Stop recording" : "Start recording";
+});
+
+let recBusy = false;
+recBtn.addEventListener("click", async () => {
+  if (recBusy) return;
+  recBusy = true;
+  try {
+    await client.setRecording(!client.recording);
+  } catch (err) {
+    banner.show("recording", `Recording: ${/** @type {any} */ (err).message}`, "warn");
+  } finally {
+    recBusy = false;
+  }
+});
 
 on("tracks", ({ tracks }) => tiles.setTracks(tracks));
 

@@ -333,6 +333,8 @@ export function setup(replies = {}, options = {}) {
     "tracks",
     "connection",
     "error",
+    "active-speaker",
+    "recording",
   ]) {
     events[type] = [];
     client.addEventListener(type, (e) => events[type].push(/** @type {CustomEvent} */ (e).detail));

@@ -281,6 +281,28 @@ test("room events update the participant list and are re-dispatched", async () =
   assert.deepEqual(events.error.at(-1), { code: "server_busy", message: "the server is shutting down", fatal: false });
 });
 
+test("active speaker and recording: join ack flags, events, and the recording request", async () => {
+  const { socket, client, events } = setup({
+    join: () => ({ ...JOIN_OK, recording: true, canRecord: true }),
+    recording: (d) => ({ ok: true, recording: { id: "r1", room: "r1", startedAt: "t", files: [], manifest: "m", active: d.active } }),
+  });
+  const joined = await client.join("r1", "Bob");
+  assert.equal(joined.recording, true);
+  assert.equal(client.canRecord, true);
+  assert.deepEqual(events.recording, [{ active: true }]);
+  socket.fire("active speaker", { participantId: "p1", levels: { p1: 0.5, p2: 7, p3: "x" } });
+  assert.deepEqual(events["active-speaker"], [{ participantId: "p1", levels: { p1: 0.5, p2: 1 } }]);
+  assert.equal(client.activeSpeaker, "p1");
+  socket.fire("active speaker", { participantId: null, levels: {} });
+  assert.equal(client.activeSpeaker, null);
+  socket.fire("recording", { active: false });
+  assert.equal(client.recording, false);
+  assert.deepEqual(events.recording.at(-1), { active: false });
+  const info = await client.setRecording(true);
+  assert.equal(info.id, "r1");
+  assert.deepEqual(socket.named("recording"), [{ active: true }]);
+});
+
 test("mute disables the local track and tells the server; it is replayed after a rejoin", async () => {
   const { socket, client } = setup();
   const audio = new FakeTrack("audio");

@@ -2,12 +2,14 @@
 // (+ microphone) video, an optional screen-share video, mute badges, a connection-quality
 // indicator and pin / full-screen / photo buttons; placed on the stage by layout.js.
 //
-// The large tile: pinned (by the user) > `setSpeaker(id)` (a later active-speaker event) >
-// a remote screen share. Nothing large: a grid (two people: the other fills the stage and
-// we float small).
+// The large tile: pinned (by the user) > a remote screen share > the active speaker
+// (`setSpeaker(id)`) when the stage is narrow or the grid would make tiles too small.
+// Nothing large: a grid (two people: the other fills the stage and we float small). The
+// active speaker's tile is highlighted (class `speaking`) and every tile has a small audio
+// level meter (`setLevels`).
 
 import { el } from "./dom.js";
-import { stageLayout } from "./layout.js";
+import { bestGrid, stageLayout } from "./layout.js";
 
 /**
  * @typedef {import("../protocol.js").Participant} Participant
@@ -16,6 +18,10 @@ import { stageLayout } from "./layout.js";
  */
 
 const SELF = "self";
+/** A stage narrower than this (px) shows the active speaker large. */
+export const NARROW_STAGE = 640;
+/** A grid whose tiles would be narrower than this (px) shows the active speaker large. */
+export const MIN_GRID_TILE = 200;
 const QUALITY_TEXT = { good: "good", poor: "poor", lost: "lost", unknown: "not measured yet" };
 let popSeq = 0;
 
@@ -33,8 +39,10 @@ export class TileGrid {
     this.rows = [];
     /** @type {string | null} pinned tile ("self" or a participant id) */
     this.pinned = null;
-    /** @type {string | null} the active speaker (set from outside when such an event exists) */
+    /** @type {string | null} the active speaker (`setSpeaker`) */
     this.speaker = null;
+    /** @type {Record<string, number>} the last audio levels (`setLevels`) */
+    this.levels = {};
     this.sinkId = "";
     this.local = this._makeTile(SELF, "You", true);
     this.local.classList.add("local");
@@ -96,7 +104,9 @@ export class TileGrid {
       this.tiles.set(p.id, tile);
       this.container.append(tile);
       this._apply();
-      this.layout();
+      // the speaker and levels may have come before this tile (a late joiner's first event)
+      this.setSpeaker(this.speaker);
+      this.setLevels(this.levels);
     }
     /** @type {HTMLElement} */ (tile.querySelector(".name")).textContent = label;
     tile.querySelector(".avatar")?.replaceChildren(initials(p.name));
@@ -189,19 +199,57 @@ export class TileGrid {
   }
 
   /**
-   * The active speaker (for a speaker view); null: none. Pinned tiles win.
+   * The room's active speaker (a participant id, ours included; null: none): its tile is
+   * highlighted, and shown large when the stage is narrow or the grid overflows.
    * @param {string | null} id
    */
   setSpeaker(id) {
     this.speaker = id;
+    const selfId = this.local.dataset.participantId;
+    for (const [tid, tile] of this._all()) {
+      const on = id !== null && (tid === id || (tid === SELF && id === selfId));
+      tile.classList.toggle("speaking", on);
+      tile.dataset.speaking = String(on);
+    }
     this.layout();
+  }
+
+  /**
+   * Audio levels (linear 0..1) of the participants above silence; every other tile's
+   * meter drops to zero.
+   * @param {Record<string, number>} levels
+   */
+  setLevels(levels) {
+    this.levels = levels;
+    const selfId = this.local.dataset.participantId;
+    for (const [tid, tile] of this._all()) {
+      const key = tid === SELF ? selfId : tid;
+      const level = key && typeof levels[key] === "number" ? levels[key] : 0;
+      // the meter follows loudness, not amplitude: -50 dBov .. 0 dBov over the bar
+      const db = level > 0 ? 20 * Math.log10(level) : -Infinity;
+      const fill = Math.max(0, Math.min(1, (db + 50) / 50));
+      const meter = /** @type {HTMLElement} */ (tile.querySelector(".level-meter"));
+      meter.style.setProperty("--level", fill.toFixed(3));
+      meter.setAttribute("aria-valuenow", String(Math.round(fill * 100)));
+      tile.dataset.level = level.toFixed(3);
+    }
+  }
+
+  /** Whether the active speaker should be the large tile at this stage size. */
+  _speakerView() {
+    const W = this.container.clientWidth;
+    const H = this.container.clientHeight;
+    if (W <= 0 || H <= 0) return false;
+    if (W < NARROW_STAGE) return true;
+    const visible = this._all().filter(([, t]) => !t.hidden).length;
+    return visible > 2 && bestGrid(W, H, visible).w < MIN_GRID_TILE;
   }
 
   /** @returns {string | null} the tile shown large ("self" or a participant id) */
   get largeId() {
     if (this.pinned && (this.pinned === SELF || this.tiles.has(this.pinned))) return this.pinned;
-    if (this.speaker && this.tiles.has(this.speaker)) return this.speaker;
     for (const [id, tile] of this.tiles) if (tile.classList.contains("sharing")) return id;
+    if (this.speaker && this.tiles.has(this.speaker) && this._speakerView()) return this.speaker;
     return null;
   }
 
@@ -370,6 +418,14 @@ export class TileGrid {
       el("div", { class: "tile-tools" }, pin, full, photo),
       quality,
       pop,
+      el(
+        "div",
+        {
+          class: "level-meter",
+          attrs: { role: "meter", "aria-label": `${name} audio level`, "aria-valuemin": "0", "aria-valuemax": "100", "aria-valuenow": "0" },
+        },
+        el("span", { class: "level-fill" }),
+      ),
     );
     const key = () => (local ? SELF : /** @type {string} */ (tile.dataset.participantId));
     const label = () => nameEl.textContent ?? "";
