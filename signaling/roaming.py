@@ -14,13 +14,13 @@ The browser client does the same (docs/protocol.md "Cluster").
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from signaling.client import SfuClient, SfuError
+from signaling.lifecycle import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -150,10 +150,7 @@ class RoamingClient:
             return
         self._closed = True
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         if self.client is not None:
             await self.client.close()
         await asyncio.gather(*self._closing, return_exceptions=True)

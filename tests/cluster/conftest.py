@@ -22,6 +22,8 @@ import aioice.ice
 import pytest
 import redis
 
+from signaling.lifecycle import stop_process
+
 SERVER = Path(sys.executable).parent / "sfu-server"
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
@@ -68,13 +70,8 @@ class RedisProcess:
                 time.sleep(0.05)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        if self.proc is not None:
+            stop_process(self.proc)
         self.proc = None
 
     def flush(self) -> None:
