@@ -77,6 +77,18 @@ class RoamingClient:
         self._task = asyncio.create_task(self._watch(), name=f"roaming-{self.name}")
         return self
 
+    async def wait_video(self, deadline: float) -> float:
+        """Wait until the current client receives a remote video frame, by `deadline`
+        (monotonic seconds); return when it came (the client's timeout error past the deadline)."""
+        client = self.client
+        if client is None:
+            raise RuntimeError(f"{self.name} has no client (not started, or could not rejoin)")
+        track = await client.wait_for_track(
+            kind="video", timeout=max(0.1, deadline - time.monotonic())
+        )
+        await track.wait_frames(1, timeout=max(0.1, deadline - time.monotonic()))
+        return time.monotonic()
+
     async def _session(self, first: str | None, deadline: float) -> SfuClient:
         old = self.client
         candidates = [first] if first else []
