@@ -34,6 +34,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+async def failed_start(
+    *args: str, env: dict[str, str] | None = None
+) -> tuple[int | None, list[str]]:
+    """Run `sfu-server *args` until it exits (20 s at the most); its exit status and the
+    lines of its standard error."""
+    proc = await asyncio.create_subprocess_exec(
+        str(SERVER), *args,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=env,
+    )  # fmt: skip
+    async with asyncio.timeout(20):
+        _, err = await proc.communicate()
+    return proc.returncode, err.decode().strip().splitlines()
+
+
 class RedisProcess:
     """A private redis-server on 127.0.0.1:`port`, no persistence (a restart loses all)."""
 
