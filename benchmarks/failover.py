@@ -94,14 +94,6 @@ class Cluster:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-async def video(bot: RoamingClient, deadline: float) -> float:
-    client = bot.client
-    assert client is not None
-    track = await client.wait_for_track(kind="video", timeout=max(0.1, deadline - time.monotonic()))
-    await track.wait_frames(1, timeout=max(0.1, deadline - time.monotonic()))
-    return time.monotonic()
-
-
 async def one_run(scenario: str) -> float:
     cluster = await asyncio.to_thread(Cluster, 3)
     bots: list[RoamingClient] = []
@@ -115,7 +107,7 @@ async def one_run(scenario: str) -> float:
             order = [entry, *(u for u in urls if u != entry)]
             bots.append(await RoamingClient(order, "f", f"bot{i}", publish=publish).start())
         for bot in bots:
-            await video(bot, time.monotonic() + 15)
+            await bot.wait_video(time.monotonic() + 15)
         owner = next(p for p, u in cluster.nodes if u == bots[0].client.url)  # type: ignore[union-attr]
         started = time.monotonic()
         owner.send_signal(signal.SIGKILL if scenario == "kill" else signal.SIGTERM)
@@ -124,7 +116,7 @@ async def one_run(scenario: str) -> float:
             if time.monotonic() > deadline:
                 raise RuntimeError("bots did not recover")
             await asyncio.sleep(0.02)
-        back = [await video(b, deadline) for b in bots]
+        back = [await b.wait_video(deadline) for b in bots]
         return max(back) - started
     finally:
         await asyncio.gather(*(b.close() for b in bots), return_exceptions=True)

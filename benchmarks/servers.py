@@ -32,6 +32,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from signaling.lifecycle import stop_process  # stdlib only: loads no server module
+
 if TYPE_CHECKING:
     from aiohttp import web
 
@@ -199,13 +201,7 @@ class ServerProcess:
     def stop(self) -> int | None:
         """SIGTERM, then SIGKILL past `stop_timeout` s; close (and, when it is ours, remove)
         the log. Returns the exit status."""
-        if self.proc.poll() is None:
-            self.terminate()
-            try:
-                self.proc.wait(self.stop_timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc, self.stop_timeout)
         if not self._log.closed:
             self._log.close()
             if self._own_log:

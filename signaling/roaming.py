@@ -14,13 +14,13 @@ The browser client does the same (docs/protocol.md "Cluster").
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from signaling.client import SfuClient, SfuError
+from signaling.lifecycle import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +76,18 @@ class RoamingClient:
         self.client = await self._session(None, time.monotonic() + self._recover_within)
         self._task = asyncio.create_task(self._watch(), name=f"roaming-{self.name}")
         return self
+
+    async def wait_video(self, deadline: float) -> float:
+        """Wait until the current client receives a remote video frame, by `deadline`
+        (monotonic seconds); return when it came (the client's timeout error past the deadline)."""
+        client = self.client
+        if client is None:
+            raise RuntimeError(f"{self.name} has no client (not started, or could not rejoin)")
+        track = await client.wait_for_track(
+            kind="video", timeout=max(0.1, deadline - time.monotonic())
+        )
+        await track.wait_frames(1, timeout=max(0.1, deadline - time.monotonic()))
+        return time.monotonic()
 
     async def _session(self, first: str | None, deadline: float) -> SfuClient:
         old = self.client
@@ -150,10 +162,7 @@ class RoamingClient:
             return
         self._closed = True
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         if self.client is not None:
             await self.client.close()
         await asyncio.gather(*self._closing, return_exceptions=True)

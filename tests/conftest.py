@@ -3,11 +3,13 @@ in-process way to start one) and raw Socket.IO clients against it (`tests.client
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aioice.ice
 import pytest
+from aiortc import RTCPeerConnection
 
 from benchmarks.servers import RunningServer, running
 from sfu.config import SfuConfig
@@ -24,6 +26,16 @@ def loopback_ice(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
         aioice.ice, "get_host_addresses", lambda use_ipv4=True, use_ipv6=True: ["127.0.0.1"]
     )
+
+
+@pytest.fixture
+async def pcs() -> AsyncIterator[list[RTCPeerConnection]]:
+    """A list to put in-process aiortc peer connections in; closed after the test."""
+    made: list[RTCPeerConnection] = []
+    yield made
+    for pc in made:
+        async with asyncio.timeout(10):
+            await pc.close()
 
 
 @pytest.fixture

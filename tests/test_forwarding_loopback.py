@@ -9,22 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiortc import (
-    RTCConfiguration,
-    RTCPeerConnection,
-    RTCRtpReceiver,
-    RTCRtpSender,
-    RTCRtpTransceiver,
-)
-from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, VideoStreamTrack
+from aiortc import RTCPeerConnection, RTCRtpReceiver
+from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
 from av import VideoFrame
 
 from sfu.published_track import PublishedTrack
 from sfu.send_slot import SendSlot, SubscribedTrack
+from tests import loopback
+from tests.loopback import Consumer, negotiate, new_pc, prefer
 
 WAIT = 20.0
 
@@ -51,57 +46,12 @@ class PatternTrack(VideoStreamTrack):
         return frame
 
 
-def prefer(transceiver: RTCRtpTransceiver, mime: str) -> None:
-    caps = RTCRtpSender.getCapabilities(transceiver.kind)
-    transceiver.setCodecPreferences([c for c in caps.codecs if c.mimeType == mime])
-
-
-def new_pc() -> RTCPeerConnection:
-    return RTCPeerConnection(RTCConfiguration(iceServers=[]))
-
-
-async def negotiate(offerer: RTCPeerConnection, answerer: RTCPeerConnection) -> None:
-    await offerer.setLocalDescription(await offerer.createOffer())
-    await answerer.setRemoteDescription(offerer.localDescription)
-    await answerer.setLocalDescription(await answerer.createAnswer())
-    await offerer.setRemoteDescription(answerer.localDescription)
-
-
 def decoder_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.endswith("-decoder")]
 
 
-async def wait_until(pred: Any, timeout: float = WAIT) -> None:
-    async with asyncio.timeout(timeout):
-        while not pred():  # noqa: ASYNC110 - polling counters owned by aiortc tasks
-            await asyncio.sleep(0.02)
-
-
-class Consumer:
-    """Reads a subscriber-side track, counting decoded frames."""
-
-    def __init__(self, track: Any) -> None:
-        self.track = track
-        self.count = 0
-        self.last: Any = None
-        self.task = asyncio.ensure_future(self._run())
-
-    async def _run(self) -> None:
-        try:
-            while True:
-                self.last = await self.track.recv()
-                self.count += 1
-        except MediaStreamError:
-            pass
-
-
-@pytest.fixture
-async def pcs() -> AsyncIterator[list[RTCPeerConnection]]:
-    made: list[RTCPeerConnection] = []
-    yield made
-    for pc in made:
-        async with asyncio.timeout(10):
-            await pc.close()
+async def wait_until(pred: Any) -> None:
+    await loopback.wait_until(pred, WAIT)
 
 
 @pytest.mark.parametrize("mode", ["passthrough", "transcode"])

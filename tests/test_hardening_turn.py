@@ -18,6 +18,7 @@ from aiortc.rtcconfiguration import RTCIceTransportPolicy
 from sfu.turn import TurnCredentials, turn_credential, turn_username
 from signaling.client import SfuClient
 from signaling.config import ServerConfig
+from signaling.lifecycle import stop_process
 from tests.hardening_util import (
     hardening_config,
     media_client,
@@ -117,12 +118,7 @@ def coturn(tmp_path: Any) -> Iterator[int]:
         assert proc.poll() is None, log.read_text() if log.exists() else "coturn exited"
         yield port
     finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_process(proc)
 
 
 def selected_local_types(client: SfuClient) -> set[str]:

@@ -17,6 +17,7 @@ from signaling.cluster.config import ClusterConfig
 from signaling.cluster.directory import RoomDirectory
 from signaling.cluster.redis_link import LinkDown, RedisLink
 from signaling.cluster.registry import NodeRecord, NodeRegistry, NodeState
+from signaling.lifecycle import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -163,10 +164,7 @@ class ClusterNode:
             return
         self._closed = True
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         await self.chat.close()
         with contextlib.suppress(LinkDown):
             for room in self._held:

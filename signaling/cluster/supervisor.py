@@ -21,6 +21,8 @@ from types import FrameType
 
 import redis
 
+from signaling.lifecycle import stop_process
+
 logger = logging.getLogger(__name__)
 
 #: flags the supervisor sets per worker (dropped from the flags it passes on)
@@ -87,13 +89,8 @@ class PrivateRedis:
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        if proc is not None:
+            stop_process(proc)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

@@ -22,6 +22,8 @@ import aioice.ice
 import pytest
 import redis
 
+from signaling.lifecycle import stop_process
+
 SERVER = Path(sys.executable).parent / "sfu-server"
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
@@ -30,6 +32,20 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+async def failed_start(
+    *args: str, env: dict[str, str] | None = None
+) -> tuple[int | None, list[str]]:
+    """Run `sfu-server *args` until it exits (20 s at the most); its exit status and the
+    lines of its standard error."""
+    proc = await asyncio.create_subprocess_exec(
+        str(SERVER), *args,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, env=env,
+    )  # fmt: skip
+    async with asyncio.timeout(20):
+        _, err = await proc.communicate()
+    return proc.returncode, err.decode().strip().splitlines()
 
 
 class RedisProcess:
@@ -68,13 +84,8 @@ class RedisProcess:
                 time.sleep(0.05)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        if self.proc is not None:
+            stop_process(self.proc)
         self.proc = None
 
     def flush(self) -> None:

@@ -34,13 +34,9 @@ async def start_bots(
     return bots
 
 
-async def video_from_others(bot: RoamingClient, deadline: float) -> float:
-    """Wait for a remote video frame on the bot's current client; return when it came."""
-    client = bot.client
-    assert client is not None
-    track = await client.wait_for_track(kind="video", timeout=max(0.1, deadline - time.monotonic()))
-    await track.wait_frames(1, timeout=max(0.1, deadline - time.monotonic()))
-    return time.monotonic()
+async def video_everywhere(bots: list[RoamingClient], deadline: float) -> list[float]:
+    """Every bot receives a remote video frame by `deadline`; when each did."""
+    return [await bot.wait_video(deadline) for bot in bots]
 
 
 async def room_node(node: NodeProcess, room: str) -> str | None:
@@ -55,14 +51,12 @@ async def test_kill9_owner_bots_back_with_video(nodes: Nodes) -> None:
     try:
         assert {b.client.url for b in bots if b.client} == {n1.url}
         await bots[0].client.chat("before the crash")  # type: ignore[union-attr]
-        deadline = time.monotonic() + 10
-        for bot in bots:
-            await video_from_others(bot, deadline)
+        await video_everywhere(bots, time.monotonic() + 10)
         killed = time.monotonic()
         n1.proc.send_signal(signal.SIGKILL)
         deadline = killed + 10
         await wait_for(lambda: all(b.recoveries for b in bots), 10, "bots to rejoin")
-        back = [await video_from_others(b, deadline) for b in bots]
+        back = await video_everywhere(bots, deadline)
         print(f"\nkill -9 -> video again: {max(back) - killed:.2f} s")
         assert max(back) - killed < 10
         urls = {b.client.url for b in bots if b.client}
@@ -80,13 +74,11 @@ async def test_sigterm_drain_moves_everyone(nodes: Nodes) -> None:
     bots = await start_bots([n1, n2], everyone, "drain")
     try:
         await bots[1].client.chat("kept")  # type: ignore[union-attr]
-        deadline = time.monotonic() + 10
-        for bot in bots:
-            await video_from_others(bot, deadline)
+        await video_everywhere(bots, time.monotonic() + 10)
         started = time.monotonic()
         n1.proc.send_signal(signal.SIGTERM)
         await wait_for(lambda: all(b.recoveries for b in bots), 10, "bots to move")
-        back = [await video_from_others(b, started + 10) for b in bots]
+        back = await video_everywhere(bots, started + 10)
         print(f"\nSIGTERM -> video again on the new node: {max(back) - started:.2f} s")
         async with asyncio.timeout(15):
             code = await n1.proc.wait()
@@ -107,9 +99,7 @@ async def test_redis_restart_keeps_the_room(nodes: Nodes, redis_server: RedisPro
     bots = await start_bots([n1, n2], everyone, "keep")
     extra: list[SfuClient] = []
     try:
-        deadline = time.monotonic() + 10
-        for bot in bots:
-            await video_from_others(bot, deadline)
+        await video_everywhere(bots, time.monotonic() + 10)
         redis_server.stop()
         # Redis gone: the owner keeps serving its room, a room nobody holds is refused
         client = await SfuClient.connect(n2.url, decode=False, timeout=8)

@@ -13,7 +13,7 @@ import socketio
 from signaling.cli import ConfigError, parse_config
 from signaling.client import SfuClient
 from signaling.sources import PacedVideoTrack
-from tests.cluster.conftest import SERVER, Nodes, free_port, get_json
+from tests.cluster.conftest import Nodes, failed_start, free_port, get_json
 
 
 @pytest.mark.parametrize(
@@ -45,14 +45,10 @@ def test_cluster_flags_and_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def test_unreachable_redis_exits_2() -> None:
-    proc = await asyncio.create_subprocess_exec(
-        str(SERVER), "--port", str(free_port()), "--redis-url", f"redis://127.0.0.1:{free_port()}/0",
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    async with asyncio.timeout(20):
-        _, err = await proc.communicate()
-    assert proc.returncode == 2
-    lines = err.decode().strip().splitlines()
+    code, lines = await failed_start(
+        "--port", str(free_port()), "--redis-url", f"redis://127.0.0.1:{free_port()}/0"
+    )
+    assert code == 2
     assert len(lines) == 1 and "cannot reach Redis" in lines[0], lines
 
 

@@ -11,7 +11,7 @@ import time
 
 import aiohttp
 
-from tests.cluster.conftest import SERVER, free_port, get_json
+from tests.cluster.conftest import SERVER, failed_start, free_port, get_json
 
 
 def free_pair() -> int:
@@ -83,13 +83,8 @@ async def test_workers_supervise_and_stop() -> None:
 
 
 async def test_workers_without_redis_binary_exit_2() -> None:
-    proc = await asyncio.create_subprocess_exec(
-        str(SERVER), "--port", str(free_pair()), "--workers", "2",
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "PATH": "/nonexistent"},
-    )  # fmt: skip
-    async with asyncio.timeout(20):
-        _, err = await proc.communicate()
-    assert proc.returncode == 2
-    lines = err.decode().strip().splitlines()
+    code, lines = await failed_start(
+        "--port", str(free_pair()), "--workers", "2", env={**os.environ, "PATH": "/nonexistent"}
+    )
+    assert code == 2
     assert len(lines) == 1 and "redis-server" in lines[0], lines

@@ -1,4 +1,4 @@
-"""Fixtures of the browser end-to-end tests (``@pytest.mark.browser``).
+"""Fixtures of the browser end-to-end tests (each test here is marked ``browser``).
 
 Chromium gathers ICE candidates on every interface, so each scenario runs the server and
 the browser together in a fresh network namespace that has only ``lo``
@@ -19,6 +19,11 @@ from typing import Any
 import pytest
 
 from tests.e2e import harness
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Every test here is a browser test: marked ``browser`` in this one place."""
+    item.add_marker(pytest.mark.browser)
 
 
 @pytest.fixture(scope="session")

@@ -3,8 +3,10 @@ namespace, the server subprocess (``benchmarks.servers.ServerProcess``) and Chro
 flags.
 
 Used from two sides: by pytest (``conftest.py``, outside the namespace) to decide whether
-the tests can run and to start a scenario inside a namespace, and by the scenario scripts
-(inside the namespace) to start the server and the browser.
+the tests can run, to start a scenario inside a namespace and to assert on its result
+(``assert_scenario``), and by the scenario modules (inside the namespace, run as
+``python -m tests.e2e.scenario_x`` from the repository root) to start the server and the
+browser (``launch_chromium``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import socket
 import subprocess
 import sys
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -76,13 +78,16 @@ def missing_tools() -> list[str]:
 
 
 def run_scenario(script: str, out_dir: Path, timeout: float, *args: str) -> dict[str, Any]:
-    """Run ``tests/e2e/<script>`` inside a fresh loopback-only namespace and return the
-    JSON result it wrote (plus its exit status and output)."""
+    """Run the scenario ``tests/e2e/<script>`` (``scenario_x.py`` or ``scenario_x``) as the
+    module ``tests.e2e.scenario_x`` from the repository root, inside a fresh loopback-only
+    namespace, and return the JSON result it wrote (plus its exit status and output)."""
     result_file = out_dir / "result.json"
+    module = "tests.e2e." + script.removesuffix(".py")
     cmd = [
         str(NETNS),
         sys.executable,
-        str(HERE / script),
+        "-m",
+        module,
         "--out",
         str(result_file),
         "--artifacts",
@@ -147,6 +152,12 @@ def in_netns() -> bool:
     return names == ["lo"]
 
 
+def launch_chromium(pw: Any, args: Sequence[str] = CHROMIUM_ARGS) -> Any:
+    """Launch headless ``CHROMIUM`` with ``args`` (default ``CHROMIUM_ARGS``) from a
+    Playwright instance, sync or async (then await the result)."""
+    return pw.chromium.launch(executable_path=CHROMIUM, args=list(args), headless=True)
+
+
 def explain(result: dict[str, Any]) -> str:
     """A readable failure message: failed checks, then the scenario's own output."""
     lines = []
@@ -162,6 +173,34 @@ def explain(result: dict[str, Any]) -> str:
     lines.append("--- scenario stdout ---\n" + result.get("stdout", "")[-6000:])
     lines.append("--- scenario stderr ---\n" + result.get("stderr", "")[-6000:])
     return "\n".join(lines)
+
+
+def assert_scenario(
+    result: dict[str, Any],
+    expected_checks: Iterable[str] = (),
+    *,
+    screenshot: str | None = None,
+    screenshots: Iterable[str] = (),
+) -> None:
+    """The pytest side of a scenario: it passed (else ``explain``), it really ran every
+    expected step (a silently skipped step is a failure too), it ran inside the
+    loopback-only namespace, and it wrote its screenshots: ``screenshot`` describes the one
+    at ``info["screenshot"]`` (its path is printed first, pass or fail); ``screenshots``
+    names files in ``ARTIFACTS`` listed in ``info["screenshots"]``."""
+    info = result.get("info", {})
+    if screenshot is not None and info.get("screenshot"):
+        print(f"\nscreenshot of {screenshot}: {info['screenshot']}")
+    assert result.get("ok"), explain(result)
+    checks = result.get("checks", {})
+    for name in expected_checks:
+        assert name in checks, f"missing check {name!r}"
+    if screenshot is not None:
+        path = info.get("screenshot")
+        assert path and Path(path).is_file(), f"missing screenshot of {screenshot}"
+    shots = info.get("screenshots", {})
+    for name in screenshots:
+        assert name in shots and (ARTIFACTS / name).is_file(), f"missing screenshot {name}"
+    assert info.get("in_netns") is True
 
 
 class Scenario:
@@ -180,6 +219,13 @@ class Scenario:
         print(f"[{'PASS' if ok else 'FAIL'}] {name}: {json.dumps(detail)[:400]}", flush=True)
         return ok
 
+    def follow_console(self, page: Any, name: str) -> list[str]:
+        """Keep ``page``'s console lines and uncaught errors under ``console[name]``."""
+        log = self.console.setdefault(name, [])
+        page.on("console", lambda m: log.append(f"{m.type}: {m.text}"))
+        page.on("pageerror", lambda e: log.append(f"pageerror: {e}"))
+        return log
+
     def write(self, error: str | None = None) -> bool:
         ok = error is None and bool(self.checks) and all(c["ok"] for c in self.checks.values())
         result = {
@@ -195,12 +241,14 @@ class Scenario:
 
 
 def scenario_main(doc: str | None, run: Callable[[Scenario], None]) -> int:
-    """Command line of a scenario script: run it, write its JSON result, exit 0 if ok."""
+    """Command line of a scenario module: note whether it runs inside the loopback-only
+    namespace (``info["in_netns"]``), run it, write its JSON result, exit 0 if ok."""
     parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="JSON result file")
     parser.add_argument("--artifacts", type=Path, default=Path("test-artifacts"))
     args = parser.parse_args()
     sc = Scenario(args.out, args.artifacts)
+    sc.info["in_netns"] = in_netns()
     error = None
     try:
         run(sc)

@@ -10,7 +10,7 @@ the quality indicator on a constrained participant (Bob capped at 2 frames/s); d
 names; 390 / 1280 / 1920 px with 2, 4 and 8 participants; the chat length hint; leave.
 Writes a JSON result (``--out``) and PNGs to ``--artifacts``; exits 1 when a check failed.
 
-    tests/e2e/run_in_netns.sh .venv/bin/python tests/e2e/scenario_meeting.py --out r.json
+    tests/e2e/run_in_netns.sh .venv/bin/python -m tests.e2e.scenario_meeting --out r.json
 """
 
 from __future__ import annotations
@@ -20,19 +20,9 @@ import contextlib
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from tests.e2e.harness import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    Scenario,
-    in_netns,
-    scenario_main,
-    sfu_server,
-)
+from tests.e2e.harness import CHROMIUM_ARGS, Scenario, launch_chromium, scenario_main, sfu_server
 from tests.e2e.scenario_room import STATS_JS, frames_by_participant
 
 ROOM = "meeting"
@@ -134,7 +124,6 @@ async def run(sc: Scenario) -> None:
     from signaling.client import SfuClient
     from signaling.sources import PacedAudioTrack, PacedVideoTrack, encode_clip
 
-    sc.info["in_netns"] = in_netns()
     art = sc.artifacts
     art.mkdir(parents=True, exist_ok=True)
     shots: dict[str, str] = {}
@@ -156,9 +145,7 @@ async def run(sc: Scenario) -> None:
                 await bot.publish(video=PacedVideoTrack(clip), audio=PacedAudioTrack())
 
             async with async_playwright() as pw:
-                browser = await pw.chromium.launch(
-                    executable_path=CHROMIUM, args=ARGS, headless=True
-                )
+                browser = await launch_chromium(pw, ARGS)
                 pages: dict[str, Any] = {}
 
                 async def open_page(name: str, path: str) -> Any:
@@ -167,9 +154,7 @@ async def run(sc: Scenario) -> None:
                         ["camera", "microphone", "clipboard-read", "clipboard-write"], origin=url
                     )
                     page = await ctx.new_page()
-                    log = sc.console.setdefault(name, [])
-                    page.on("console", lambda m: log.append(f"{m.type}: {m.text}"))
-                    page.on("pageerror", lambda e: log.append(f"pageerror: {e}"))
+                    sc.follow_console(page, name)
                     await page.goto(url + path)
                     pages[name] = page
                     return page
@@ -238,6 +223,20 @@ async def run(sc: Scenario) -> None:
                     )
                     return ok
 
+                async def alice_keeps_decoding_bob() -> tuple[bool, list[Any]]:
+                    """Alice decodes more than 10 new frames of Bob within 15 s: whether
+                    she did, and Bob's decoded frames before and after."""
+                    f0 = frames_by_participant(await alice.evaluate(STATS_JS)).get(ids["Bob"], 0)
+                    ok, f1 = await poll(
+                        lambda: alice.evaluate(STATS_JS),
+                        lambda s: frames_by_participant(s).get(ids["Bob"], 0) > f0 + 10,
+                        15,
+                    )
+                    after = (
+                        frames_by_participant(f1).get(ids["Bob"], 0) if isinstance(f1, dict) else f1
+                    )
+                    return ok, [f0, after]
+
                 async def sizes(label: str, n: int) -> None:
                     for w, h in WIDTHS.items():
                         await alice.set_viewport_size({"width": w, "height": h})
@@ -251,16 +250,22 @@ async def run(sc: Scenario) -> None:
                     await alice.set_viewport_size({"width": 1920, "height": 1080})
                     await asyncio.sleep(0.8)
 
+                async def stage(n: int, decodes: str, covers: str, minimum: float) -> None:
+                    """n participants: Alice decodes the others, their videos cover
+                    ``minimum`` of 1920x1080, then the widths (``sizes``)."""
+                    sc.check(decodes, await decoding(alice, n - 1), None)
+                    await asyncio.sleep(1.0)
+                    cover = await alice.evaluate(COVER_JS)
+                    sc.check(covers, cover["total"] >= minimum, cover)
+                    await sizes(f"{n} participants", n)
+
                 # --- two participants at 1920x1080
-                sc.check("Alice decodes Bob", await decoding(alice, 1), None)
-                await asyncio.sleep(1.0)
-                cover = await alice.evaluate(COVER_JS)
-                sc.check(
+                await stage(
+                    2,
+                    "Alice decodes Bob",
                     "2 participants: the remote video covers >= 30 % of a 1920x1080 viewport",
-                    cover["total"] >= 0.30,
-                    cover,
+                    0.30,
                 )
-                await sizes("2 participants", 2)
 
                 # --- phone: chat reachable within one tap
                 await alice.set_viewport_size({"width": 390, "height": 844})
@@ -283,15 +288,12 @@ async def run(sc: Scenario) -> None:
                 # --- four participants
                 for i in (1, 2):
                     await add_bot(f"Bot {i}")
-                sc.check("Alice decodes 3 others", await decoding(alice, 3), None)
-                await asyncio.sleep(1.0)
-                cover = await alice.evaluate(COVER_JS)
-                sc.check(
+                await stage(
+                    4,
+                    "Alice decodes 3 others",
                     "4 participants: remote videos together cover >= 40 % of 1920x1080",
-                    cover["total"] >= 0.40,
-                    cover,
+                    0.40,
                 )
-                await sizes("4 participants", 4)
 
                 # --- pin Bob
                 tile = f'.tile[data-participant-id="{ids["Bob"]}"]'
@@ -331,12 +333,7 @@ async def run(sc: Scenario) -> None:
                     lambda c: c["live"] and c["senderTrack"] and c["button"] == "Stop camera",
                     10,
                 )
-                f0 = frames_by_participant(await alice.evaluate(STATS_JS)).get(ids["Bob"], 0)
-                ok2, _ = await poll(
-                    lambda: alice.evaluate(STATS_JS),
-                    lambda s: frames_by_participant(s).get(ids["Bob"], 0) > f0 + 10,
-                    15,
-                )
+                ok2, _ = await alice_keeps_decoding_bob()
                 sc.check(
                     "Start camera opens it again on the same sender and Alice decodes Bob",
                     ok and ok2 and cam["button"] == "Stop camera",
@@ -378,12 +375,7 @@ async def run(sc: Scenario) -> None:
                     "() => sfuApp.pc.getSenders().some("
                     "(s) => s.track && s.track.label === sfuApp.media.camera.label)"
                 )
-                f0 = frames_by_participant(await alice.evaluate(STATS_JS)).get(ids["Bob"], 0)
-                ok2, f1 = await poll(
-                    lambda: alice.evaluate(STATS_JS),
-                    lambda s: frames_by_participant(s).get(ids["Bob"], 0) > f0 + 10,
-                    15,
-                )
+                ok2, frames = await alice_keeps_decoding_bob()
                 sc.check(
                     "camera switch keeps the peer connection and Alice keeps decoding Bob",
                     ok and same_pc and sent and ok2,
@@ -392,12 +384,7 @@ async def run(sc: Scenario) -> None:
                         "after": after_label,
                         "same_pc": same_pc,
                         "sender_has_new_track": sent,
-                        "frames": [
-                            f0,
-                            frames_by_participant(f1).get(ids["Bob"], 0)
-                            if isinstance(f1, dict)
-                            else f1,
-                        ],
+                        "frames": frames,
                     },
                 )
 

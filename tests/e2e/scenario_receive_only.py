@@ -7,7 +7,7 @@ with ``NotAllowedError`` (what a user's "Block" gives). Checks that the page say
 camera was refused, stays in the room, decodes the publisher's video (``getStats``), that
 the publisher sees Dave join, and that the server holds no track published by Dave.
 
-    tests/e2e/run_in_netns.sh .venv/bin/python tests/e2e/scenario_receive_only.py --out r.json
+    tests/e2e/run_in_netns.sh .venv/bin/python -m tests.e2e.scenario_receive_only --out r.json
 """
 
 from __future__ import annotations
@@ -17,19 +17,9 @@ import json
 import sys
 import time
 import urllib.request
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from tests.e2e.harness import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    Scenario,
-    in_netns,
-    scenario_main,
-    sfu_server,
-)
+from tests.e2e.harness import Scenario, launch_chromium, scenario_main, sfu_server
 from tests.e2e.scenario_room import STATS_JS, frames_by_participant
 
 ROOM = "receive-only"
@@ -66,7 +56,6 @@ async def run(sc: Scenario) -> None:
     from signaling.client import SfuClient
     from signaling.sources import PacedVideoTrack, encode_clip
 
-    sc.info["in_netns"] = in_netns()
     server_log = sc.artifacts / "e2e-receive-only-server.log"
     policy = IcePolicy(["127.0.0.1"])
     policy.install()
@@ -81,15 +70,11 @@ async def run(sc: Scenario) -> None:
             await publisher.publish(video=PacedVideoTrack(clip))
             await publisher.wait_connected(timeout=20)
             async with async_playwright() as pw:
-                browser = await pw.chromium.launch(
-                    executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-                )
+                browser = await launch_chromium(pw)
                 context = await browser.new_context(viewport={"width": 1280, "height": 800})
                 await context.add_init_script(REFUSE_MEDIA_JS)
                 page = await context.new_page()
-                log = sc.console.setdefault("Dave", [])
-                page.on("console", lambda m: log.append(f"{m.type}: {m.text}"))
-                page.on("pageerror", lambda e: log.append(f"pageerror: {e}"))
+                sc.follow_console(page, "Dave")
                 await page.goto(f"{url}/room/{ROOM}?name=Dave")
 
                 joined = await publisher.wait_for_event(

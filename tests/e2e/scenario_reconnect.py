@@ -2,26 +2,15 @@
 then rejoin by themselves with new peer connections and see each other's video again.
 Run INSIDE a loopback-only network namespace (``test_browser_room.py`` does that).
 
-    tests/e2e/run_in_netns.sh .venv/bin/python tests/e2e/scenario_reconnect.py --out result.json
+    tests/e2e/run_in_netns.sh .venv/bin/python -m tests.e2e.scenario_reconnect --out result.json
 """
 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from tests.e2e.harness import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    Scenario,
-    free_port,
-    in_netns,
-    scenario_main,
-    sfu_server,
-)
+from tests.e2e.harness import Scenario, free_port, launch_chromium, scenario_main, sfu_server
 from tests.e2e.scenario_room import STATS_JS, frames_by_participant, poll
 
 STATE_JS = "() => window.sfuApp ? [sfuApp.client.state, sfuApp.client.id] : [null, null]"
@@ -44,12 +33,11 @@ def decoding_from_all_others(page: Any) -> bool:
 def run(sc: Scenario) -> None:
     from playwright.sync_api import sync_playwright
 
-    sc.info["in_netns"] = in_netns()
     log = sc.artifacts / "e2e-reconnect-server.log"
     log.unlink(missing_ok=True)
     port = free_port()
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        browser = launch_chromium(pw)
         pages = []
         with sfu_server(log, port=port) as url:
             for name in ("Dora", "Eve"):

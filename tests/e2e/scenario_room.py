@@ -8,7 +8,7 @@ the server's TrackInfo rows), remote ``<video>`` time advancing and not black, c
 leave. Writes a JSON result (``--out``) and a screenshot to ``--artifacts``; exits 1 when a
 check failed.
 
-    tests/e2e/run_in_netns.sh .venv/bin/python tests/e2e/scenario_room.py --out result.json
+    tests/e2e/run_in_netns.sh .venv/bin/python -m tests.e2e.scenario_room --out result.json
 """
 
 from __future__ import annotations
@@ -16,19 +16,9 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from tests.e2e.harness import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    Scenario,
-    in_netns,
-    scenario_main,
-    sfu_server,
-)
+from tests.e2e.harness import Scenario, launch_chromium, scenario_main, sfu_server
 
 ROOM = "e2e-room"
 NAMES = ("Alice", "Bob", "Carol")
@@ -162,12 +152,11 @@ def check_landing(sc: Scenario, browser: Any, url: str) -> None:
 def run(sc: Scenario) -> None:
     from playwright.sync_api import sync_playwright
 
-    sc.info["in_netns"] = in_netns()
     server_log = sc.artifacts / "e2e-server.log"
     sc.info["server_log"] = str(server_log)
     with sfu_server(server_log, "--log-level", "INFO") as url, sync_playwright() as pw:
         sc.info["url"] = url
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        browser = launch_chromium(pw)
         sc.info["browser_version"] = browser.version
         check_landing(sc, browser, url)
         pages = {}
@@ -175,9 +164,7 @@ def run(sc: Scenario) -> None:
             context = browser.new_context(viewport={"width": 1280, "height": 800})
             context.grant_permissions(["camera", "microphone"], origin=url)
             page = context.new_page()
-            log = sc.console.setdefault(name, [])
-            page.on("console", lambda m, log=log: log.append(f"{m.type}: {m.text}"))
-            page.on("pageerror", lambda e, log=log: log.append(f"pageerror: {e}"))
+            sc.follow_console(page, name)
             page.goto(f"{url}/room/{ROOM}?name={name}")
             pages[name] = page
             ok, state = poll(

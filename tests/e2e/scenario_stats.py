@@ -11,7 +11,7 @@ has one row per participant; checks ``#status`` shows no error; writes a screens
 ``--artifacts``/stats-dashboard.png and a JSON result (``--out``); exits 1 when a check
 failed.
 
-    tests/e2e/run_in_netns.sh .venv/bin/python tests/e2e/scenario_stats.py --out result.json
+    tests/e2e/run_in_netns.sh .venv/bin/python -m tests.e2e.scenario_stats --out result.json
 """
 
 from __future__ import annotations
@@ -22,19 +22,9 @@ import json
 import sys
 import time
 import urllib.request
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from tests.e2e.harness import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    Scenario,
-    in_netns,
-    scenario_main,
-    sfu_server,
-)
+from tests.e2e.harness import Scenario, launch_chromium, scenario_main, sfu_server
 
 ROOM = "stats-load"
 PUBLISHERS = 3
@@ -118,7 +108,6 @@ async def run(sc: Scenario) -> None:
 
     from sfu.ice_policy import IcePolicy
 
-    sc.info["in_netns"] = in_netns()
     server_log = sc.artifacts / "e2e-stats-server.log"
     sc.info["server_log"] = str(server_log)
     policy = IcePolicy(["127.0.0.1"])  # the clients' side of loopback-only ICE (aioice)
@@ -130,9 +119,7 @@ async def run(sc: Scenario) -> None:
             ids = await start_load(url, clients)
             sc.check("three publishers exchange video", len(ids) == PUBLISHERS, ids)
             async with async_playwright() as pw:
-                browser = await pw.chromium.launch(
-                    executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-                )
+                browser = await launch_chromium(pw)
                 sc.info["browser_version"] = browser.version
                 context = await browser.new_context(viewport={"width": 1280, "height": 900})
                 page = await context.new_page()

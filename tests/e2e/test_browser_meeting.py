@@ -8,14 +8,13 @@ See ``scenario_meeting.py`` for the steps.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.e2e.harness import explain
+from tests.e2e.harness import assert_scenario
 
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(360)]
+pytestmark = pytest.mark.timeout(360)  # the longest scenario (the default is 300 s)
 
 EXPECTED_CHECKS = [
     "a bad room URL shows a friendly HTML page (400)",
@@ -61,12 +60,4 @@ SCREENSHOTS = [f"meeting-{n}p-{w}.png" for n in (2, 4, 8) for w in (390, 1280, 1
 
 def test_meeting_room_page(run_in_netns: Callable[..., dict[str, Any]]) -> None:
     result = run_in_netns("scenario_meeting.py", timeout=330.0)
-    assert result.get("ok"), explain(result)
-    checks = result.get("checks", {})
-    for name in EXPECTED_CHECKS:
-        assert name in checks, f"missing check {name!r}"
-    shots = result.get("info", {}).get("screenshots", {})
-    artifacts = Path(__file__).resolve().parents[2] / "test-artifacts"
-    for name in SCREENSHOTS:
-        assert name in shots and (artifacts / name).is_file(), f"missing screenshot {name}"
-    assert result.get("info", {}).get("in_netns") is True
+    assert_scenario(result, EXPECTED_CHECKS, screenshots=SCREENSHOTS)

@@ -7,14 +7,9 @@ load the server (issue 5). See ``scenario_stats.py`` for the steps.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-import pytest
-
-from tests.e2e.harness import explain
-
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
+from tests.e2e.harness import assert_scenario
 
 EXPECTED_CHECKS = [
     "three publishers exchange video",
@@ -32,13 +27,4 @@ EXPECTED_CHECKS = [
 
 def test_stats_dashboard_plots_a_small_load(run_in_netns: Callable[..., dict[str, Any]]) -> None:
     result = run_in_netns("scenario_stats.py")
-    screenshot = result.get("info", {}).get("screenshot")
-    if screenshot:
-        print(f"\nscreenshot of the stats dashboard under load: {screenshot}")
-    assert result.get("ok"), explain(result)
-    checks = result.get("checks", {})
-    # the scenario really ran every step (a silently skipped step is a failure too)
-    for name in EXPECTED_CHECKS:
-        assert name in checks, f"missing check {name!r}"
-    assert screenshot and Path(screenshot).is_file()
-    assert result.get("info", {}).get("in_netns") is True
+    assert_scenario(result, EXPECTED_CHECKS, screenshot="the stats dashboard under load")

@@ -5,23 +5,10 @@ from __future__ import annotations
 from aiortc.rtp import RtpPacket
 
 from sfu.frame_assembler import MAX_PENDING_FRAMES, EncodedFrame, FrameAssembler
+from tests.unit.fakes import vp8
 
 KEY = b"\x10keyframe"  # VP8 payload header: bit0 == 0 -> keyframe
 DELTA = b"\x11delta"  # bit0 == 1 -> interframe
-
-
-def vp8(seq: int, ts: int, data: bytes, *, start: bool, marker: bool, ssrc: int = 1) -> RtpPacket:
-    descriptor = b"\x10" if start else b"\x00"
-    packet = RtpPacket(
-        payload_type=96,
-        marker=int(marker),
-        sequence_number=seq & 0xFFFF,
-        timestamp=ts & 0xFFFFFFFF,
-        ssrc=ssrc,
-        payload=descriptor + data,
-    )
-    packet._data = data  # type: ignore[attr-defined]
-    return packet
 
 
 def frame_packets(seq: int, ts: int, data: bytes, count: int = 1) -> list[RtpPacket]:

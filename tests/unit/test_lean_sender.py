@@ -10,18 +10,15 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import aioice.ice
 import pytest
 from aioice.ice import CandidatePair, StunProtocol
 from aioice.turn import TurnTransport
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCRtpTransceiver
+from aiortc import RTCPeerConnection, RTCRtpSender
 from aiortc.codecs.vpx import Vp8Encoder
-from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcdtlstransport import State
 from aiortc.rtp import RtpPacket
 
@@ -33,16 +30,17 @@ from sfu.compat.lean_sender import (
 )
 from sfu.compat.sender import install_sender_keyframe_hook, install_sender_nack_counter
 from signaling.sources import PacedAudioTrack, PacedVideoTrack, VideoClip, encode_clip
+from tests import loopback
+from tests.loopback import Consumer, negotiate, new_pc, prefer
 
 WAIT = 10.0
 
+# aioice gathers host candidates on 127.0.0.1 only
+pytestmark = pytest.mark.usefixtures("loopback_ice")
 
-@pytest.fixture(autouse=True)
-def loopback_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(
-        aioice.ice, "get_host_addresses", lambda use_ipv4=True, use_ipv6=True: ["127.0.0.1"]
-    )
-    yield
+
+async def wait_until(pred: Any) -> None:
+    await loopback.wait_until(pred, WAIT)
 
 
 @pytest.fixture(scope="module")
@@ -51,62 +49,15 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> VideoClip:
     return encode_clip(width=320, height=240, seconds=2.0, bitrate=300_000, cache_dir=cache)
 
 
-@pytest.fixture
-async def pcs() -> AsyncIterator[list[RTCPeerConnection]]:
-    made: list[RTCPeerConnection] = []
-    yield made
-    for pc in made:
-        async with asyncio.timeout(10):
-            await pc.close()
-
-
-def prefer_vp8(transceiver: RTCRtpTransceiver, rtx: bool) -> None:
-    mimes = {"video/VP8", "video/rtx"} if rtx else {"video/VP8"}
-    codecs = RTCRtpSender.getCapabilities("video").codecs
-    transceiver.setCodecPreferences([c for c in codecs if c.mimeType in mimes])
-
-
-async def negotiate(offerer: RTCPeerConnection, answerer: RTCPeerConnection) -> None:
-    await offerer.setLocalDescription(await offerer.createOffer())
-    await answerer.setRemoteDescription(offerer.localDescription)
-    await answerer.setLocalDescription(await answerer.createAnswer())
-    await offerer.setRemoteDescription(answerer.localDescription)
-
-
-async def wait_until(pred: Any, timeout: float = WAIT) -> None:
-    async with asyncio.timeout(timeout):
-        while not pred():  # noqa: ASYNC110 - polling counters owned by aiortc tasks
-            await asyncio.sleep(0.02)
-
-
-class Consumer:
-    """Reads the receiving side's track (stock aiortc: depacketize and decode)."""
-
-    def __init__(self, track: Any) -> None:
-        self.track = track
-        self.count = 0
-        self.last: Any = None
-        self.task = asyncio.ensure_future(self._run())
-
-    async def _run(self) -> None:
-        try:
-            while True:
-                self.last = await self.track.recv()
-                self.count += 1
-        except MediaStreamError:
-            pass
-
-
 class Link:
     """A sending pc with a lean sender, and a stock receiving pc that decodes."""
 
     def __init__(self, pcs: list[RTCPeerConnection], clip: VideoClip, rtx: bool) -> None:
-        self.tx = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        self.rx = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.tx, self.rx = new_pc(), new_pc()
         pcs.extend([self.tx, self.rx])
         self.source = PacedVideoTrack(clip)
         transceiver = self.tx.addTransceiver(self.source, direction="sendonly")
-        prefer_vp8(transceiver, rtx)
+        prefer(transceiver, "video/VP8", *(["video/rtx"] if rtx else []))
         self.sender = transceiver.sender
         self.lean: LeanSender = install_lean_sender(self.sender)
         self.keyframe_requests = 0
@@ -233,12 +184,10 @@ async def test_lean_sender_end_to_end(
 
 
 async def test_lean_sender_opus(pcs: list[RTCPeerConnection]) -> None:
-    tx = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    rx = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    tx, rx = new_pc(), new_pc()
     pcs.extend([tx, rx])
     transceiver = tx.addTransceiver(PacedAudioTrack(), direction="sendonly")
-    codecs = RTCRtpSender.getCapabilities("audio").codecs
-    transceiver.setCodecPreferences([c for c in codecs if c.mimeType == "audio/opus"])
+    prefer(transceiver, "audio/opus")
     lean = install_lean_sender(transceiver.sender)
     consumers: list[Consumer] = []
     rx.on("track", lambda track: consumers.append(Consumer(track)))

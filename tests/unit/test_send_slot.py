@@ -90,13 +90,22 @@ async def read(sub: SubscribedTrack, n: int) -> list[Any]:
         return [await sub.recv() for _ in range(n)]
 
 
+async def attach_and_read(
+    sub: SubscribedTrack, published: PublishedTrack, n: int
+) -> asyncio.Future[list[Any]]:
+    """Attach ``sub`` to ``published`` and start reading ``n`` packets: on return the read
+    waits for them."""
+    sub.attach(published)
+    pending = asyncio.ensure_future(read(sub, n))
+    await asyncio.sleep(0)
+    return pending
+
+
 async def test_reused_track_keeps_pts_monotonic_without_copies_in_steady_state() -> None:
     clock = FakeClock(10.0)
     first = PublishedTrack("video", clock=clock)
     sub = SubscribedTrack("video")
-    sub.attach(first)
-    pending = asyncio.ensure_future(read(sub, 3))
-    await asyncio.sleep(0)
+    pending = await attach_and_read(sub, first, 3)
     for i in range(3):
         first.push(ef(777 + 3000 * i, key=i == 0))
     packets = await pending
@@ -105,9 +114,7 @@ async def test_reused_track_keeps_pts_monotonic_without_copies_in_steady_state()
     # the next publisher of the slot starts later on the same clock: no copy, no offset
     clock.advance(5.0)
     second = PublishedTrack("video", clock=clock)
-    sub.attach(second)
-    pending = asyncio.ensure_future(read(sub, 2))
-    await asyncio.sleep(0)
+    pending = await attach_and_read(sub, second, 2)
     second.push(ef(5, key=True))
     second.push(ef(3005))
     packets = await pending
@@ -120,17 +127,13 @@ async def test_reused_track_offsets_only_when_pts_would_go_backwards() -> None:
     clock = FakeClock(10.0)
     first = PublishedTrack("video", clock=clock)
     sub = SubscribedTrack("video")
-    sub.attach(first)
-    pending = asyncio.ensure_future(read(sub, 2))
-    await asyncio.sleep(0)
+    pending = await attach_and_read(sub, first, 2)
     first.push(ef(0, key=True))
     first.push(ef(90000 * 20))  # the publisher's clock ran 20 s ahead of ours
     await pending
     first.close()
     second = PublishedTrack("video", clock=clock)
-    sub.attach(second)
-    pending = asyncio.ensure_future(read(sub, 2))
-    await asyncio.sleep(0)
+    pending = await attach_and_read(sub, second, 2)
     second.push(ef(0, key=True, data=b"k"))
     second.push(ef(3000, data=b"d"))
     packets = await pending
@@ -144,9 +147,7 @@ async def test_reused_track_offsets_only_when_pts_would_go_backwards() -> None:
 async def test_paused_published_track_is_dropped_by_every_reader() -> None:
     published = PublishedTrack("audio", clock=lambda: 0.0)
     sub = SubscribedTrack("audio")
-    sub.attach(published)
-    pending = asyncio.ensure_future(read(sub, 1))
-    await asyncio.sleep(0)
+    pending = await attach_and_read(sub, published, 1)
     published.push(ef(0, key=True, data=b"a"))
     [packet] = await pending
     assert bytes(packet) == b"a"
