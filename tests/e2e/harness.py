@@ -12,6 +12,7 @@ browser (``launch_chromium``).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import os
@@ -19,8 +20,9 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 import traceback
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +152,28 @@ def in_netns() -> bool:
     except OSError:
         return False
     return names == ["lo"]
+
+
+async def apoll(
+    fn: Callable[[], Awaitable[Any]],
+    pred: Callable[[Any], bool],
+    timeout: float,
+    every: float = 0.5,
+) -> tuple[bool, Any]:
+    """Await ``fn`` until ``pred`` holds or the deadline passes (an exception counts as
+    "not yet": a page mid-update); return (ok, last value). The async ``poll``."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        try:
+            last = await fn()
+            if pred(last):
+                return True, last
+        except Exception as exc:
+            last = {"exception": repr(exc)}
+        if time.monotonic() > deadline:
+            return False, last
+        await asyncio.sleep(every)
 
 
 def launch_chromium(pw: Any, args: Sequence[str] = CHROMIUM_ARGS) -> Any:

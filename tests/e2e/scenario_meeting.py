@@ -19,10 +19,16 @@ import asyncio
 import contextlib
 import sys
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-from tests.e2e.harness import CHROMIUM_ARGS, Scenario, launch_chromium, scenario_main, sfu_server
+from tests.e2e.harness import (
+    CHROMIUM_ARGS,
+    Scenario,
+    launch_chromium,
+    scenario_main,
+    sfu_server,
+)
+from tests.e2e.harness import apoll as poll
 from tests.e2e.scenario_room import STATS_JS, frames_by_participant
 
 ROOM = "meeting"
@@ -98,23 +104,6 @@ SHARE_JS = """
            sharing: t ? t.classList.contains("sharing") : null,
            large: t ? t.classList.contains("large") : null }; }
 """
-
-
-async def poll(
-    fn: Callable[[], Awaitable[Any]], pred: Callable[[Any], bool], timeout: float
-) -> tuple[bool, Any]:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        try:
-            last = await fn()
-            if pred(last):
-                return True, last
-        except Exception as exc:  # page mid-update: try again
-            last = {"exception": repr(exc)}
-        if time.monotonic() > deadline:
-            return False, last
-        await asyncio.sleep(0.5)
 
 
 async def run(sc: Scenario) -> None:

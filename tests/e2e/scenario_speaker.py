@@ -10,7 +10,7 @@ recording started through the admin API shows the indicator on every page, also 
 late joiner's (Carol); Alice stops it from her page's button and the indicator goes away
 everywhere. Writes a JSON result (``--out``) and PNGs to ``--artifacts``.
 
-    tests/e2e/run_in_netns.sh .venv/bin/python tests/e2e/scenario_speaker.py --out r.json
+    tests/e2e/run_in_netns.sh .venv/bin/python -m tests.e2e.scenario_speaker --out r.json
 """
 
 from __future__ import annotations
@@ -21,13 +21,9 @@ import json
 import sys
 import time
 import urllib.request
-from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from tests.e2e.harness import CHROMIUM, CHROMIUM_ARGS, Scenario, in_netns, scenario_main, sfu_server
+from tests.e2e.harness import Scenario, apoll, launch_chromium, scenario_main, sfu_server
 
 ROOM = "speakers"
 ADMIN = "e2e-admin-token"
@@ -51,23 +47,6 @@ REC_JS = """
 """
 
 
-async def poll(
-    fn: Callable[[], Awaitable[Any]], pred: Callable[[Any], bool], timeout: float
-) -> tuple[bool, Any]:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        try:
-            last = await fn()
-            if pred(last):
-                return True, last
-        except Exception as exc:  # page mid-update: try again
-            last = {"exception": repr(exc)}
-        if time.monotonic() > deadline:
-            return False, last
-        await asyncio.sleep(0.3)
-
-
 def admin(method: str, url: str) -> tuple[int, Any]:
     request = urllib.request.Request(url, method=method)
     request.add_header("Authorization", f"Bearer {ADMIN}")
@@ -84,7 +63,6 @@ async def run(sc: Scenario) -> None:
     from sfu.ice_policy import IcePolicy
     from signaling.client import PacedAudioTrack, PacedVideoTrack, SfuClient, encode_clip
 
-    sc.info["in_netns"] = in_netns()
     art = sc.artifacts
     art.mkdir(parents=True, exist_ok=True)
     shots: dict[str, str] = {}
@@ -105,9 +83,7 @@ async def run(sc: Scenario) -> None:
             sc.info["bot"] = bot.id
 
             async with async_playwright() as pw:
-                browser = await pw.chromium.launch(
-                    executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-                )
+                browser = await launch_chromium(pw)
                 pages: dict[str, Any] = {}
 
                 async def open_page(name: str) -> Any:
@@ -118,7 +94,7 @@ async def run(sc: Scenario) -> None:
                     page.on("console", lambda m: log.append(f"{m.type}: {m.text}"))
                     page.on("pageerror", lambda e: log.append(f"pageerror: {e}"))
                     await page.goto(f"{url}/room/{ROOM}?name={name}")
-                    ok, state = await poll(
+                    ok, state = await apoll(
                         lambda: page.evaluate("() => sfuApp.client.state"),
                         lambda s: s == "joined",
                         20,
@@ -139,7 +115,7 @@ async def run(sc: Scenario) -> None:
 
                 # --- the loud bot's tile is highlighted, with a moving level meter
                 for name, page in pages.items():
-                    ok, tile = await poll(
+                    ok, tile = await apoll(
                         lambda page=page: page.evaluate(TILE_JS, bot.id),
                         lambda t: bool(t) and t["speaking"] and t["level"] > 0.05,
                         30,
@@ -155,7 +131,7 @@ async def run(sc: Scenario) -> None:
                 wide = await alice.evaluate(TILE_JS, bot.id)
                 sc.check("1280 px, 3 tiles: a grid, nobody large", not wide["large"], wide)
                 await alice.set_viewport_size({"width": 390, "height": 844})
-                ok, narrow = await poll(
+                ok, narrow = await apoll(
                     lambda: alice.evaluate(TILE_JS, bot.id), lambda t: t["large"], 10
                 )
                 sc.check("390 px: the active speaker is the large tile", ok, narrow)
@@ -167,12 +143,12 @@ async def run(sc: Scenario) -> None:
                 status, body = await asyncio.to_thread(admin, "POST", base)
                 sc.check("admin API starts the recording", status == 200, body)
                 for name, page in pages.items():
-                    ok, rec = await poll(
+                    ok, rec = await apoll(
                         lambda page=page: page.evaluate(REC_JS), lambda r: r["shown"], 15
                     )
                     sc.check(f"{name}: the recording indicator appears", ok, rec)
                 carol = await open_page("Carol")
-                ok, rec = await poll(lambda: carol.evaluate(REC_JS), lambda r: r["shown"], 15)
+                ok, rec = await apoll(lambda: carol.evaluate(REC_JS), lambda r: r["shown"], 15)
                 sc.check("Carol (joined later) sees the recording indicator", ok, rec)
                 await shot(carol, "recording-1280", "Carol's page while the room is recorded")
                 await asyncio.sleep(2.0)
@@ -184,7 +160,7 @@ async def run(sc: Scenario) -> None:
                 )
                 await alice.click("#rec-btn")
                 for name, page in pages.items():
-                    ok, rec = await poll(
+                    ok, rec = await apoll(
                         lambda page=page: page.evaluate(REC_JS), lambda r: not r["shown"], 30
                     )
                     sc.check(f"{name}: the indicator goes away when it stops", ok, rec)
