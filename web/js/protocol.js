@@ -1031,11 +1031,9 @@ export class SfuClient extends EventTarget {
       if (joined.socket !== this._socket) this._discard(joined.socket);
       return;
     }
-    if (joined.socket !== this._socket) {
-      // followed `moved`: the session talks to the node that owns the room
-      this._socket = joined.socket;
-      session.socket = joined.socket;
-    }
+    // after following `moved`, the session talks to the node that owns the room
+    this._socket = joined.socket;
+    session.socket = joined.socket;
     this._install(session, joined.res, false);
   }
 
