@@ -537,6 +537,8 @@ export class SfuClient extends EventTarget {
     this._homeUrl = options.url;
     /** @type {string[]} public base URLs of the serving nodes (last join ack) */
     this._nodes = [];
+    /** @type {Set<string>} every node URL any join ack listed (the last list may be stale) */
+    this._known = new Set();
     /** @type {string | null} the node id of the last join ack */
     this._node = null;
     /** @type {string | null} the URL of the last `moved` this client followed */
@@ -1081,6 +1083,7 @@ export class SfuClient extends EventTarget {
     this._attempt = 0;
     this._id = String(res.id);
     if (Array.isArray(res.nodes)) this._nodes = res.nodes.filter((/** @type {unknown} */ u) => typeof u === "string");
+    for (const url of this._nodes) this._known.add(url);
     if (typeof res.node === "string") this._node = res.node;
     this._participants = new Map();
     for (const p of Array.isArray(res.participants) ? res.participants : []) this._participants.set(p.id, p);
@@ -1164,8 +1167,8 @@ export class SfuClient extends EventTarget {
   }
 
   /**
-   * Our node died (or refused us): try, in order, the last `moved` URL, the nodes of the last
-   * join ack, then the first URL (the page's origin); on each connect, join (following
+   * Our node died (or refused us): try, in order, the last `moved` URL, the nodes of the
+   * join acks, then the first URL (the page's origin); on each connect, join (following
    * `moved`) and publish. Rounds are `ROAM_DELAY_MS` apart, doubling to
    * `ROAM_DELAY_MAX_MS`, for `roamForMs`; then the client fails with `unreachable`.
    * @param {string} reason
@@ -1225,12 +1228,16 @@ export class SfuClient extends EventTarget {
     }
   }
 
-  /** @returns {(string | undefined)[]} nodes to try after ours died, in order, once each */
+  /**
+   * Nodes to try after ours died, in order, once each: the last `moved` URL, the last ack's
+   * nodes, nodes earlier acks listed (a node restarted since), then the first URL.
+   * @returns {(string | undefined)[]}
+   */
   _candidates() {
     /** @type {(string | undefined)[]} */
     const out = [];
     const seen = new Set();
-    for (const url of [this._movedUrl ?? null, ...this._nodes, this._homeUrl]) {
+    for (const url of [this._movedUrl ?? null, ...this._nodes, ...this._known, this._homeUrl]) {
       if (url === null) continue;
       const key = (url ?? "").replace(/\/+$/, "");
       if (seen.has(key)) continue;

@@ -265,3 +265,26 @@ test("a single server (no nodes in the ack) keeps socket.io's own reconnection",
   assert.equal(sockets.length, 1);
   await client.leave();
 });
+
+test("node died: a node an earlier ack listed is tried too (the last list may be stale)", async () => {
+  const C = "http://127.0.0.1:7003";
+  /** @type {Record<string, any>} */
+  const behaviour = {
+    [A]: { join: () => ({ ...joinOk("a"), nodes: [A, C] }) },
+    [B]: { join: () => ({ ...joinOk("b"), nodes: [B] }) },
+    [C]: "dead",
+  };
+  const { client, on, events } = cluster(behaviour);
+  await client.join("r1", "Bob");
+  on(A)[0].fire("error", { code: "moved", message: "draining", url: B });
+  await until(() => events.moved.length === 1);
+  assert.deepEqual(client.nodes, [B]);
+  // A finished draining, C came up, then B is killed
+  behaviour[A] = "dead";
+  behaviour[B] = "dead";
+  behaviour[C] = { join: () => ({ ...joinOk("c"), nodes: [C] }) };
+  on(B)[0].drop("transport close");
+  await until(() => client.state === "joined" && client.node === "c", 3000);
+  assert.equal(client.url, C);
+  await client.leave();
+});
