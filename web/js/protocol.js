@@ -545,6 +545,10 @@ export class SfuClient extends EventTarget {
     this._movedUrl = null;
     /** @type {SocketLike | null} the socket we are moving away from (planned drain) */
     this._moving = null;
+    /** @type {SocketLike | null} the socket of the installed join: its room events apply now */
+    this._joinedSocket = null;
+    /** @type {Map<SocketLike, (() => void)[]>} room events that came before our join was installed */
+    this._early = new Map();
     /** @type {WeakSet<SocketLike>} sockets we closed: their events are stale */
     this._discarded = new WeakSet();
     /** bumped to stop a running search for a node */
@@ -815,7 +819,22 @@ export class SfuClient extends EventTarget {
     if (this._token) opts.auth = { token: this._token };
     const socket = this._io(url, opts);
     const live = () => socket === this._socket && !this._discarded.has(socket);
-    const room = () => !this._discarded.has(socket) && socket !== this._moving;
+    /**
+     * A room event: applied at once on the socket of our installed join; kept for later on
+     * a socket whose join ack is still being handled (it may come in the same packet batch
+     * as the ack, before the ack's handling: the ack's participant list must not wipe it);
+     * dropped on a discarded socket or the one a move leaves.
+     * @param {() => void} fn
+     */
+    const room = (fn) => {
+      if (this._discarded.has(socket) || socket === this._moving) return;
+      if (socket === this._joinedSocket) fn();
+      else {
+        const list = this._early.get(socket) ?? [];
+        list.push(fn);
+        this._early.set(socket, list);
+      }
+    };
     socket.on("connect", () => {
       if (live()) this._onConnect();
     });
@@ -832,18 +851,16 @@ export class SfuClient extends EventTarget {
     socket.on("sdp", (/** @type {any} */ payload, /** @type {(r: object) => void} */ ack) =>
       this._onServerOffer(payload, ack, socket),
     );
-    socket.on("participant joined", (/** @type {Participant} */ p) => {
-      if (room()) this._onParticipant(p, "participant-joined");
-    });
-    socket.on("participant updated", (/** @type {Participant} */ p) => {
-      if (room()) this._onParticipant(p, "participant-updated");
-    });
-    socket.on("participant left", (/** @type {any} */ p) => {
-      // during a move the others leave the old node for the new one: nobody left
-      if (room()) this._onParticipantLeft(p);
-    });
+    socket.on("participant joined", (/** @type {Participant} */ p) =>
+      room(() => this._onParticipant(p, "participant-joined")),
+    );
+    socket.on("participant updated", (/** @type {Participant} */ p) =>
+      room(() => this._onParticipant(p, "participant-updated")),
+    );
+    // during a move the others leave the old node for the new one: nobody left
+    socket.on("participant left", (/** @type {any} */ p) => room(() => this._onParticipantLeft(p)));
     socket.on("chat message", (/** @type {ChatMessage} */ m) => {
-      if (!this._discarded.has(socket) && m && typeof m === "object") this._emit("chat", { message: m });
+      if (m && typeof m === "object") room(() => this._emit("chat", { message: m }));
     });
     socket.on("error", (/** @type {any} */ e) => {
       if (!live()) return;
@@ -864,6 +881,8 @@ export class SfuClient extends EventTarget {
   _discard(socket) {
     if (!socket) return;
     this._discarded.add(socket);
+    this._early.delete(socket);
+    if (socket === this._joinedSocket) this._joinedSocket = null;
     if (socket === this._socket) this._socket = null;
     try {
       socket.disconnect();
@@ -1004,6 +1023,8 @@ export class SfuClient extends EventTarget {
     this._closeSession(this._session);
     const session = this._newSession(this._socket);
     this._session = session;
+    this._joinedSocket = null;
+    if (this._socket) this._early.delete(this._socket);
     this._setState("joining");
     let joined;
     try {
@@ -1101,6 +1122,12 @@ export class SfuClient extends EventTarget {
       node: this._node,
     };
     this._emit("joined", detail);
+    // room events that came with the ack, before it was handled, apply now
+    const socket = session.socket;
+    this._joinedSocket = socket;
+    const early = socket ? (this._early.get(socket) ?? []) : [];
+    if (socket) this._early.delete(socket);
+    for (const fn of early) fn();
     const waiters = this._joinWaiters.splice(0);
     for (const w of waiters) w.resolve(detail);
     for (const kind of /** @type {const} */ (["audio", "video"])) {
@@ -1291,6 +1318,7 @@ export class SfuClient extends EventTarget {
    * @param {string} reason
    */
   _dropSession(reason) {
+    this._joinedSocket = null;
     this._closeSession(this._session);
     this._participants.clear();
     this._emit("reset", { reason });

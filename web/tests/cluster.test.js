@@ -288,3 +288,22 @@ test("node died: a node an earlier ack listed is tried too (the last list may be
   assert.equal(client.url, C);
   await client.leave();
 });
+
+test("a room event that arrives with the join ack, before it is handled, is kept (not wiped by the ack's list)", async () => {
+  const { client, on, events } = cluster({
+    [A]: { join: () => joinOk("a") },
+    [B]: { join: () => undefined }, // the test answers
+  });
+  await client.join("r1", "Bob");
+  on(A)[0].fire("error", { code: "moved", message: "draining", url: B });
+  await until(() => on(B).length === 1 && on(B)[0].pending.has("join"));
+  const b = on(B)[0];
+  const ack = /** @type {(r: any) => void} */ (b.pending.get("join")?.shift());
+  // one packet batch: the ack (nobody there yet), then Alice arriving from the old node
+  ack({ ...joinOk("b"), participants: [] });
+  b.fire("participant joined", { id: "b-alice", name: "Alice", audioMuted: false, videoMuted: false });
+  await until(() => events.moved.length === 1);
+  assert.deepEqual(client.participants.map((p) => p.id), ["b-alice"]);
+  assert.equal(events.joined.at(-1).participants.length, 0);
+  await client.leave();
+});
