@@ -1401,8 +1401,10 @@ export class SfuClient extends EventTarget {
    */
   _onParticipant(p, type) {
     if (!p || typeof p.id !== "string" || p.id === this._id) return;
+    // a "joined" for someone the join ack already listed (it came with the ack): an update
+    const known = this._participants.has(p.id);
     this._participants.set(p.id, p);
-    this._emit(type, { participant: p });
+    this._emit(known ? "participant-updated" : type, { participant: p });
   }
 
   /** @param {any} p */

@@ -90,7 +90,7 @@ function cluster(behaviour, options = {}) {
   });
   /** @type {Record<string, any[]>} */
   const events = {};
-  for (const type of ["state", "joined", "reset", "participant-left", "chat", "tracks", "error", "moving", "moved"]) {
+  for (const type of ["state", "joined", "reset", "participant-joined", "participant-updated", "participant-left", "chat", "tracks", "error", "moving", "moved"]) {
     events[type] = [];
     client.addEventListener(type, (e) => events[type].push(/** @type {CustomEvent} */ (e).detail));
   }
@@ -305,5 +305,10 @@ test("a room event that arrives with the join ack, before it is handled, is kept
   await until(() => events.moved.length === 1);
   assert.deepEqual(client.participants.map((p) => p.id), ["b-alice"]);
   assert.equal(events.joined.at(-1).participants.length, 0);
+  // the same arrival also in a later ack-listed form: an update, not a second "joined"
+  b.fire("participant joined", { id: "b-alice", name: "Alice", audioMuted: true, videoMuted: false });
+  assert.equal(client.participants[0].audioMuted, true);
+  assert.equal(events["participant-joined"].length, 1);
+  assert.equal(events["participant-updated"].length, 1);
   await client.leave();
 });
