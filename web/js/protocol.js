@@ -815,7 +815,8 @@ export class SfuClient extends EventTarget {
     /** @type {Record<string, unknown>} */
     const opts = reconnection
       ? { reconnection: true, reconnectionDelay: 500, reconnectionDelayMax: 5000 }
-      : { reconnection: false, timeout: this._connectTimeoutMs };
+      : // forceNew: never share a manager (socket.io's multiplexing) with a closed connection
+        { reconnection: false, timeout: this._connectTimeoutMs, forceNew: true };
     if (this._token) opts.auth = { token: this._token };
     const socket = this._io(url, opts);
     const live = () => socket === this._socket && !this._discarded.has(socket);
