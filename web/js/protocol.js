@@ -7,6 +7,10 @@
 // state); each join attempt gets a `PeerSession` (peer connection, negotiation queue,
 // held candidates, glare state, remote track labels, senders) that is thrown away on
 // leave, drop or rejoin, as Galene's `Stream` is per stream.
+//
+// Cluster (docs/protocol.md "Cluster", browser client): a `moved` join refusal is followed
+// to the owner's URL, a planned `moved` event moves make-before-break to the new node, and
+// after our node died the client looks for another one (`_roam`).
 
 /**
  * @typedef {{id: string, name: string, audioMuted: boolean, videoMuted: boolean}} Participant
@@ -479,7 +483,10 @@ export class PeerSession {
  *
  * Events (all `CustomEvent`, payload in `detail`):
  * - `state` `{state: ClientState, reason?: string}`
- * - `joined` `{id, room, participants: Participant[], chat: ChatMessage[], rejoin: boolean}`
+ * - `joined` `{id, room, participants: Participant[], chat: ChatMessage[], rejoin: boolean,
+ *   moved: boolean, node: string | null}` (moved: after a planned cluster move, no `reset` before)
+ * - `moving` `{url}` / `moved` `{url, node, ms}`: a planned cluster move started / is done
+ *   (the old node's connection is closed)
  * - `reset` `{reason}`: the connection dropped; every remote participant and track is gone
  * - `participant-joined` / `participant-updated` `{participant: Participant}`
  * - `participant-left` `{id, reason}`
