@@ -7,6 +7,10 @@
 // state); each join attempt gets a `PeerSession` (peer connection, negotiation queue,
 // held candidates, glare state, remote track labels, senders) that is thrown away on
 // leave, drop or rejoin, as Galene's `Stream` is per stream.
+//
+// Cluster (docs/protocol.md "Cluster", browser client): a `moved` join refusal is followed
+// to the owner's URL, a planned `moved` event moves make-before-break to the new node, and
+// after our node died the client looks for another one (`_roam`).
 
 /**
  * @typedef {{id: string, name: string, audioMuted: boolean, videoMuted: boolean}} Participant
@@ -39,7 +43,16 @@
  * @property {(fn: () => void, ms: number) => any} [setTimeout]
  * @property {(handle: any) => void} [clearTimeout]
  * @property {(...args: any[]) => void} [log]  Debug log (default: silent).
+ * @property {number} [connectTimeoutMs]  Cluster: how long a connection to a node may take (3 s).
+ * @property {number} [roamForMs]  Cluster: how long to look for a node after ours died (30 s).
+ * @property {() => number} [now]  Clock in ms (default Date.now).
  */
+
+/** Cluster: `moved` refusals a join follows in a row before it counts as a failure. */
+export const MAX_MOVES = 3;
+/** Cluster: back-off between rounds over the known nodes after ours died. */
+export const ROAM_DELAY_MS = 100;
+export const ROAM_DELAY_MAX_MS = 1000;
 
 export const ROOM_RE = /^[A-Za-z0-9_-]{1,64}$/;
 export const MAX_NAME = 64;
@@ -64,6 +77,8 @@ export class ProtocolError extends Error {
     super(message || code);
     this.name = "ProtocolError";
     this.code = code;
+    /** @type {string | undefined} cluster `moved`: the owner node's base URL */
+    this.url = undefined;
   }
 }
 
@@ -126,6 +141,8 @@ export class PeerSession {
   /** @param {SessionHooks} hooks */
   constructor(hooks) {
     this.hooks = hooks;
+    /** @type {SocketLike | null} the connection to the node this session joined */
+    this.socket = null;
     /** @type {RTCPeerConnection | null} created by `open` once the join is acknowledged */
     this.pc = null;
     /** true once retired or closed: every callback of this session is stale */
@@ -466,7 +483,10 @@ export class PeerSession {
  *
  * Events (all `CustomEvent`, payload in `detail`):
  * - `state` `{state: ClientState, reason?: string}`
- * - `joined` `{id, room, participants: Participant[], chat: ChatMessage[], rejoin: boolean}`
+ * - `joined` `{id, room, participants: Participant[], chat: ChatMessage[], rejoin: boolean,
+ *   moved: boolean, node: string | null}` (moved: after a planned cluster move, no `reset` before)
+ * - `moving` `{url}` / `moved` `{url, node, ms}`: a planned cluster move started / is done
+ *   (the old node's connection is closed)
  * - `reset` `{reason}`: the connection dropped; every remote participant and track is gone
  * - `participant-joined` / `participant-updated` `{participant: Participant}`
  * - `participant-left` `{id, reason}`
@@ -493,6 +513,9 @@ export class SfuClient extends EventTarget {
     this._setTimeout = options.setTimeout ?? ((fn, ms) => setTimeout(fn, ms));
     this._clearTimeout = options.clearTimeout ?? ((h) => clearTimeout(h));
     this._log = options.log ?? (() => {});
+    this._connectTimeoutMs = options.connectTimeoutMs ?? 3000;
+    this._roamForMs = options.roamForMs ?? 30000;
+    this._now = options.now ?? (() => Date.now());
 
     /** @type {SocketLike | null} */
     this._socket = null;
@@ -520,8 +543,29 @@ export class SfuClient extends EventTarget {
     this._muted = { audio: false, video: false };
     /** @type {any} */
     this._retryTimer = null;
-    /** @type {Set<(err: ProtocolError) => void>} pending acks, rejected on disconnect */
-    this._pending = new Set();
+    /** @type {Map<(err: ProtocolError) => void, SocketLike>} pending acks, rejected when their socket drops */
+    this._pending = new Map();
+    // cluster (docs/protocol.md "Cluster")
+    /** @type {string | undefined} the URL of the first connection (default: the page's origin) */
+    this._homeUrl = options.url;
+    /** @type {string[]} public base URLs of the serving nodes (last join ack) */
+    this._nodes = [];
+    /** @type {Set<string>} every node URL any join ack listed (the last list may be stale) */
+    this._known = new Set();
+    /** @type {string | null} the node id of the last join ack */
+    this._node = null;
+    /** @type {string | null} the URL of the last `moved` this client followed */
+    this._movedUrl = null;
+    /** @type {SocketLike | null} the socket we are moving away from (planned drain) */
+    this._moving = null;
+    /** @type {SocketLike | null} the socket of the installed join: its room events apply now */
+    this._joinedSocket = null;
+    /** @type {Map<SocketLike, (() => void)[]>} room events that came before our join was installed */
+    this._early = new Map();
+    /** @type {WeakSet<SocketLike>} sockets we closed: their events are stale */
+    this._discarded = new WeakSet();
+    /** bumped to stop a running search for a node */
+    this._roamToken = 0;
     /** @type {{resolve: (v: any) => void, reject: (e: any) => void}[]} */
     this._joinWaiters = [];
   }
@@ -566,6 +610,21 @@ export class SfuClient extends EventTarget {
   /** @returns {TrackInfo[]} the rows of the server's last offer (mid -> participant) */
   get trackInfos() {
     return [...(this._session?.trackInfos.values() ?? [])];
+  }
+
+  /** @returns {string[]} cluster: the public base URLs of the serving nodes (last join ack) */
+  get nodes() {
+    return [...this._nodes];
+  }
+
+  /** @returns {string | null} cluster: the id of the node we are joined on */
+  get node() {
+    return this._node;
+  }
+
+  /** @returns {string | undefined} the URL of the current connection (undefined: the page's origin) */
+  get url() {
+    return this._url;
   }
 
   /** @returns {{audio: boolean, video: boolean}} */
@@ -735,6 +794,7 @@ export class SfuClient extends EventTarget {
   /** Leave the room for good: no more rejoin attempts. */
   async leave() {
     this._wantJoined = false;
+    this._roamToken += 1;
     this._clearTimers();
     const wasJoined = this._state === "joined";
     const session = this._session;
@@ -761,23 +821,71 @@ export class SfuClient extends EventTarget {
       if (!this._socket.connected && !this._socket.active) this._socket.connect();
       return this._socket;
     }
+    const socket = this._openSocket(this._url, true);
+    this._socket = socket;
+    return socket;
+  }
+
+  /**
+   * A Socket.IO connection to `url` with every handler wired. Its events count only while
+   * it is ours: not discarded, and (room events) not the one a planned move leaves.
+   * @param {string | undefined} url
+   * @param {boolean} reconnection  socket.io's own reconnection (off for cluster nodes:
+   *   the client picks the next node itself)
+   * @returns {SocketLike}
+   */
+  _openSocket(url, reconnection) {
     if (typeof this._io !== "function") throw new Error("no socket.io client: pass options.io");
     /** @type {Record<string, unknown>} */
-    const opts = { reconnection: true, reconnectionDelay: 500, reconnectionDelayMax: 5000 };
+    const opts = reconnection
+      ? { reconnection: true, reconnectionDelay: 500, reconnectionDelayMax: 5000 }
+      : // forceNew: never share a manager (socket.io's multiplexing) with a closed connection
+        { reconnection: false, timeout: this._connectTimeoutMs, forceNew: true };
     if (this._token) opts.auth = { token: this._token };
-    const socket = this._io(this._url, opts);
-    this._socket = socket;
-    socket.on("connect", () => this._onConnect());
-    socket.on("disconnect", (/** @type {string} */ reason) => this._onDisconnect(reason));
-    socket.on("connect_error", (/** @type {any} */ err) => this._onConnectError(err));
+    const socket = this._io(url, opts);
+    const live = () => socket === this._socket && !this._discarded.has(socket);
+    /**
+     * A room event: applied at once on the socket of our installed join; kept for later on
+     * a socket whose join ack is still being handled (it may come in the same packet batch
+     * as the ack, before the ack's handling: the ack's participant list must not wipe it);
+     * dropped on a discarded socket or the one a move leaves.
+     * @param {() => void} fn
+     */
+    const room = (fn) => {
+      if (this._discarded.has(socket) || socket === this._moving) return;
+      if (socket === this._joinedSocket) fn();
+      else {
+        const list = this._early.get(socket) ?? [];
+        list.push(fn);
+        this._early.set(socket, list);
+      }
+    };
+    socket.on("connect", () => {
+      if (live()) this._onConnect();
+    });
+    socket.on("disconnect", (/** @type {string} */ reason) => {
+      for (const [fail, s] of [...this._pending]) {
+        if (s === socket) fail(new ProtocolError("disconnected", `connection lost (${reason})`));
+      }
+      // the node we are leaving may close us before the move is done: the move goes on
+      if (live() && socket !== this._moving) this._onDisconnect(reason);
+    });
+    socket.on("connect_error", (/** @type {any} */ err) => {
+      if (live()) this._onConnectError(err);
+    });
     socket.on("sdp", (/** @type {any} */ payload, /** @type {(r: object) => void} */ ack) =>
-      this._onServerOffer(payload, ack),
+      this._onServerOffer(payload, ack, socket),
     );
-    socket.on("participant joined", (/** @type {Participant} */ p) => this._onParticipant(p, "participant-joined"));
-    socket.on("participant updated", (/** @type {Participant} */ p) => this._onParticipant(p, "participant-updated"));
-    socket.on("participant left", (/** @type {any} */ p) => this._onParticipantLeft(p));
+    socket.on("participant joined", (/** @type {Participant} */ p) =>
+      room(() => this._onParticipant(p, "participant-joined")),
+    );
+    socket.on("participant updated", (/** @type {Participant} */ p) =>
+      room(() => this._onParticipant(p, "participant-updated")),
+    );
+    // during a move the others leave the old node for the new one: nobody left
+    socket.on("participant left", (/** @type {any} */ p) => room(() => this._onParticipantLeft(p)));
     socket.on("chat message", (/** @type {ChatMessage} */ m) => {
-      if (m && typeof m === "object") this._emit("chat", { message: m });
+      if (m && typeof m === "object") room(() => this._emit("chat", { message: m }));
     });
     socket.on("active speaker", (/** @type {any} */ p) => {
       if (!p || typeof p !== "object") return;
@@ -795,10 +903,65 @@ export class SfuClient extends EventTarget {
       this._emit("recording", { active: this.recording });
     });
     socket.on("error", (/** @type {any} */ e) => {
+      if (!live()) return;
       const code = typeof e?.code === "string" ? e.code : "server_error";
+      if (code === "moved" && typeof e?.url === "string" && e.url) {
+        this._moveTo(e.url);
+        return;
+      }
       this._emit("error", { code, message: String(e?.message ?? code), fatal: false });
     });
     return socket;
+  }
+
+  /**
+   * Close a socket for good; its late events are ignored.
+   * @param {SocketLike | null} socket
+   */
+  _discard(socket) {
+    if (!socket) return;
+    this._discarded.add(socket);
+    this._early.delete(socket);
+    if (socket === this._joinedSocket) this._joinedSocket = null;
+    if (socket === this._socket) this._socket = null;
+    try {
+      socket.disconnect();
+    } catch (err) {
+      this._log("disconnect", err);
+    }
+  }
+
+  /**
+   * Connect to a cluster node; resolves once connected, rejects (and discards the socket)
+   * when it refuses or does not answer within `connectTimeoutMs`.
+   * @param {string | undefined} url
+   * @returns {Promise<SocketLike>}
+   */
+  _connectTo(url) {
+    const socket = this._openSocket(url, false);
+    return new Promise((resolve, reject) => {
+      let done = false;
+      /** @param {Error | null} err */
+      const finish = (err) => {
+        if (done) return;
+        done = true;
+        this._clearTimeout(timer);
+        if (err) {
+          this._discard(socket);
+          reject(err);
+        } else resolve(socket);
+      };
+      const timer = this._setTimeout(
+        () => finish(new ProtocolError("unreachable", `no answer from ${url ?? "the page's server"}`)),
+        this._connectTimeoutMs,
+      );
+      socket.on("connect", () => finish(null));
+      socket.on("connect_error", (/** @type {any} */ err) =>
+        finish(new ProtocolError(err?.data?.code ?? "unreachable", String(err?.message ?? "cannot connect"))),
+      );
+      if (socket.connected) finish(null);
+      else if (!socket.active) socket.connect();
+    });
   }
 
   _onConnect() {
@@ -809,10 +972,15 @@ export class SfuClient extends EventTarget {
   /** @param {string} reason */
   _onDisconnect(reason) {
     this._log("socket disconnected", reason);
-    for (const reject of [...this._pending]) reject(new ProtocolError("disconnected", `connection lost (${reason})`));
     if (!this._wantJoined) return;
     this._dropSession(reason);
     this._setState("reconnecting", reason);
+    if (this._clustered()) {
+      // our node may be gone for good: look for one that serves the room
+      this._discard(this._socket);
+      this._roam(reason);
+      return;
+    }
     // socket.io reconnects by itself, except after a server-side disconnect
     if (reason === "io server disconnect") this._scheduleRetry(() => this._socket?.connect());
   }
@@ -838,8 +1006,19 @@ export class SfuClient extends EventTarget {
    * @returns {Promise<any>} the ack (ok: true); rejects with ProtocolError
    */
   _request(event, data, timeoutMs = this._ackTimeoutMs) {
+    return this._requestOn(this._socket, event, data, timeoutMs);
+  }
+
+  /**
+   * `_request` on a given socket (a session talks to the node it joined).
+   * @param {SocketLike | null} socket
+   * @param {string} event
+   * @param {object} data
+   * @param {number} [timeoutMs]
+   * @returns {Promise<any>}
+   */
+  _requestOn(socket, event, data, timeoutMs = this._ackTimeoutMs) {
     return new Promise((resolve, reject) => {
-      const socket = this._socket;
       if (!socket || !socket.connected) {
         reject(new ProtocolError("disconnected", "not connected to the server"));
         return;
@@ -857,7 +1036,7 @@ export class SfuClient extends EventTarget {
         () => fail(new ProtocolError("timeout", `no answer to '${event}' within ${timeoutMs} ms`)),
         timeoutMs,
       );
-      this._pending.add(fail);
+      this._pending.set(fail, socket);
       socket.emit(event, data, (/** @type {any} */ res) => {
         if (done) return;
         if (res && typeof res === "object" && res.ok === true) {
@@ -867,7 +1046,9 @@ export class SfuClient extends EventTarget {
           resolve(res);
         } else if (res && typeof res === "object" && res.ok === false) {
           const e = res.error ?? {};
-          fail(new ProtocolError(String(e.code ?? "internal_error"), String(e.message ?? "")));
+          const err = new ProtocolError(String(e.code ?? "internal_error"), String(e.message ?? ""));
+          if (typeof e.url === "string" && e.url) err.url = e.url;
+          fail(err);
         } else {
           fail(new ProtocolError("bad_response", `malformed ack to '${event}'`));
         }
@@ -880,12 +1061,14 @@ export class SfuClient extends EventTarget {
   async _doJoin() {
     this._clearTimers();
     this._closeSession(this._session);
-    const session = this._newSession();
+    const session = this._newSession(this._socket);
     this._session = session;
+    this._joinedSocket = null;
+    if (this._socket) this._early.delete(this._socket);
     this._setState("joining");
-    let res;
+    let joined;
     try {
-      res = await this._request("join", { room: this._room, name: this._name });
+      joined = await this._joinFollowing(this._socket, () => session === this._session && this._wantJoined);
     } catch (err) {
       if (session !== this._session || !this._wantJoined) return;
       const e = /** @type {ProtocolError} */ (err);
@@ -895,15 +1078,74 @@ export class SfuClient extends EventTarget {
         // a previous join of this connection went through after all: start afresh
         this._request("leave", {}).catch(() => {});
         this._scheduleRetry(() => this._doJoin());
+      } else if (this._clustered() && (e.code === "moved" || e.code === "unreachable" || !this._socket)) {
+        // too many hops, or the node we were sent to does not answer: look for another
+        this._closeSession(session);
+        this._discard(this._socket);
+        this._setState(this._joinedOnce ? "reconnecting" : "connecting", e.code);
+        this._roam(e.code);
       } else if (e.code !== "disconnected") {
         this._emit("error", { code: e.code, message: e.message, fatal: false });
         this._scheduleRetry(() => this._doJoin());
       }
       return;
     }
-    if (session !== this._session || !this._wantJoined) return;
+    if (session !== this._session || !this._wantJoined) {
+      if (joined.socket !== this._socket) this._discard(joined.socket);
+      return;
+    }
+    // after following `moved`, the session talks to the node that owns the room
+    this._socket = joined.socket;
+    session.socket = joined.socket;
+    this._install(session, joined.res, false);
+  }
+
+  /**
+   * Send `join` on `socket`; on a cluster `moved` refusal close it, connect to the owner's
+   * URL with the same auth and send the same `join` there (at most MAX_MOVES hops).
+   * @param {SocketLike | null} socket
+   * @param {() => boolean} [current]  false once the caller gave up (stop hopping)
+   * @returns {Promise<{socket: SocketLike, res: any}>} the socket that took the join and the ack
+   */
+  async _joinFollowing(socket, current = () => true) {
+    for (let hop = 0; ; hop++) {
+      try {
+        const res = await this._requestOn(socket, "join", { room: this._room, name: this._name });
+        return { socket: /** @type {SocketLike} */ (socket), res };
+      } catch (err) {
+        const e = /** @type {ProtocolError} */ (err);
+        if (e.code !== "moved" || !e.url || hop >= MAX_MOVES || !current()) {
+          if (socket && socket !== this._socket) this._discard(socket);
+          throw e;
+        }
+        this._log(`join moved to ${e.url}`);
+        this._movedUrl = e.url;
+        // the socket we leave is no longer ours: its disconnect is not a drop
+        const wasOurs = socket === this._socket;
+        this._discard(socket);
+        const next = await this._connectTo(e.url);
+        if (wasOurs && current()) {
+          this._socket = next;
+          this._url = e.url;
+        }
+        socket = next;
+      }
+    }
+  }
+
+  /**
+   * A join went through on `session.socket`: remember the cluster, open the peer connection
+   * and publish the local tracks.
+   * @param {PeerSession} session
+   * @param {any} res  the join ack
+   * @param {boolean} moved  a planned move (no reset, no "Reconnected")
+   */
+  _install(session, res, moved) {
     this._attempt = 0;
     this._id = String(res.id);
+    if (Array.isArray(res.nodes)) this._nodes = res.nodes.filter((/** @type {unknown} */ u) => typeof u === "string");
+    for (const url of this._nodes) this._known.add(url);
+    if (typeof res.node === "string") this._node = res.node;
     this._participants = new Map();
     for (const p of Array.isArray(res.participants) ? res.participants : []) this._participants.set(p.id, p);
     session.open(Array.isArray(res.iceServers) ? res.iceServers : []);
@@ -920,9 +1162,17 @@ export class SfuClient extends EventTarget {
       rejoin,
       recording: this.recording,
       canRecord: this.canRecord,
+      moved,
+      node: this._node,
     };
     this._emit("joined", detail);
     this._emit("recording", { active: this.recording });
+    // room events that came with the ack, before it was handled, apply now
+    const socket = session.socket;
+    this._joinedSocket = socket;
+    const early = socket ? (this._early.get(socket) ?? []) : [];
+    if (socket) this._early.delete(socket);
+    for (const fn of early) fn();
     const waiters = this._joinWaiters.splice(0);
     for (const w of waiters) w.resolve(detail);
     for (const kind of /** @type {const} */ (["audio", "video"])) {
@@ -932,15 +1182,161 @@ export class SfuClient extends EventTarget {
     if (this._local.length > 0 && session === this._session) session.renegotiate();
   }
 
-  /** @returns {PeerSession} a fresh session wired to this client */
-  _newSession() {
-    return new PeerSession({
+  /** @returns {boolean} whether we are in a cluster (the last join ack listed nodes, or we followed `moved`) */
+  _clustered() {
+    return this._nodes.length > 0 || this._movedUrl !== null;
+  }
+
+  /**
+   * Planned drain: our node said `moved`. Make before break: connect to `url`, join the
+   * same room as the same name, publish the same tracks on a new peer connection, and
+   * only then close the old socket and peer connection. No reset: tiles and chat stay.
+   * @param {string} url
+   */
+  async _moveTo(url) {
+    if (this._moving || !this._wantJoined || this._state !== "joined") return;
+    const oldSocket = this._socket;
+    const oldSession = this._session;
+    this._moving = oldSocket;
+    this._movedUrl = url;
+    const started = this._now();
+    this._emit("moving", { url });
+    const token = ++this._roamToken;
+    /** @type {PeerSession | null} */
+    let session = null;
+    try {
+      const joined = await this._joinFollowing(await this._connectTo(url), () => token === this._roamToken);
+      if (token !== this._roamToken || !this._wantJoined) {
+        this._discard(joined.socket);
+        return;
+      }
+      session = this._newSession(joined.socket);
+      // switch: from now on the new node is ours; the old session goes quiet
+      this._socket = joined.socket;
+      this._url = url;
+      this._session = session;
+      oldSession?.retire();
+      this._install(session, joined.res, true);
+      await session.queue; // our tracks are published (bounded by the step timeout)
+    } catch (err) {
+      this._log("move failed", err);
+      if (token !== this._roamToken || !this._wantJoined) return;
+      // the new node does not take us: fall back to looking for any node
+      this._moving = null;
+      if (this._session === session) this._closeSession(session);
+      oldSession?.close();
+      this._discard(oldSocket);
+      this._dropSession("moved");
+      this._setState("reconnecting", "moved");
+      this._roam("moved");
+      return;
+    } finally {
+      if (this._moving === oldSocket) this._moving = null;
+    }
+    oldSession?.close(); // no "tracks" event: the new session's tracks are the ones shown
+    this._discard(oldSocket);
+    this._emit("moved", { url, node: this._node, ms: this._now() - started });
+  }
+
+  /**
+   * Our node died (or refused us): try, in order, the last `moved` URL, the nodes of the
+   * join acks, then the first URL (the page's origin); on each connect, join (following
+   * `moved`) and publish. Rounds are `ROAM_DELAY_MS` apart, doubling to
+   * `ROAM_DELAY_MAX_MS`, for `roamForMs`; then the client fails with `unreachable`.
+   * @param {string} reason
+   */
+  async _roam(reason) {
+    const token = ++this._roamToken;
+    const deadline = this._now() + this._roamForMs;
+    let delay = ROAM_DELAY_MS;
+    const current = () => token === this._roamToken && this._wantJoined;
+    this._log("looking for a node:", reason);
+    while (current()) {
+      for (const url of this._candidates()) {
+        if (!current()) return;
+        const session = this._newSession(null);
+        try {
+          const socket = await this._connectTo(url);
+          session.socket = socket;
+          if (!current()) {
+            this._discard(socket);
+            return;
+          }
+          this._session = session;
+          this._setState("joining");
+          const joined = await this._joinFollowing(socket, current);
+          if (!current() || this._session !== session) {
+            this._discard(joined.socket);
+            return;
+          }
+          session.socket = joined.socket;
+          this._socket = joined.socket;
+          this._url = url;
+          this._install(session, joined.res, false);
+          return;
+        } catch (err) {
+          const e = /** @type {ProtocolError} */ (err);
+          this._log("node refused:", url, e.code);
+          if (this._session === session) this._session = null;
+          if (!current()) return;
+          if (FATAL_JOIN_CODES.has(e.code) && e.code !== "server_busy") {
+            this._fail(e);
+            return;
+          }
+          this._setState("reconnecting", e.code);
+        }
+      }
+      if (this._now() >= deadline) {
+        this._fail(new ProtocolError("unreachable", "no node of the cluster answers"));
+        return;
+      }
+      await new Promise((resolve) => {
+        this._retryTimer = this._setTimeout(() => {
+          this._retryTimer = null;
+          resolve(null);
+        }, delay);
+      });
+      delay = Math.min(delay * 2, ROAM_DELAY_MAX_MS);
+    }
+  }
+
+  /**
+   * Nodes to try after ours died, in order, once each: the last `moved` URL, the last ack's
+   * nodes, nodes earlier acks listed (a node restarted since), then the first URL.
+   * @returns {(string | undefined)[]}
+   */
+  _candidates() {
+    /** @type {(string | undefined)[]} */
+    const out = [];
+    const seen = new Set();
+    for (const url of [this._movedUrl ?? null, ...this._nodes, ...this._known, this._homeUrl]) {
+      if (url === null) continue;
+      const key = (url ?? "").replace(/\/+$/, "");
+      if (seen.has(key)) continue;
+      seen.add(key);
+      out.push(url);
+    }
+    return out;
+  }
+
+  /**
+   * @param {SocketLike | null} socket  the node this session talks to (`session.socket`)
+   * @returns {PeerSession} a fresh session wired to this client
+   */
+  _newSession(socket) {
+    /** @type {PeerSession} */
+    const session = new PeerSession({
       createPeerConnection: this._createPc,
       senderCaps: this._senderCaps,
       receiverCaps: this._receiverCaps,
-      request: (event, data, timeoutMs) => this._request(event, data, timeoutMs),
-      emit: (type, detail) => this._emit(type, detail),
-      rejoin: (reason) => this._rejoin(reason),
+      request: (event, data, timeoutMs) => this._requestOn(session.socket, event, data, timeoutMs),
+      // a session replaced by a move stays open a moment: its events are not ours any more
+      emit: (type, detail) => {
+        if (session === this._session) this._emit(type, detail);
+      },
+      rejoin: (reason) => {
+        if (session === this._session) this._rejoin(reason);
+      },
       localTracks: () => this._local,
       stepTimeoutMs: this._ackTimeoutMs * 2,
       reofferDelayMs: this._reofferDelayMs,
@@ -948,6 +1344,8 @@ export class SfuClient extends EventTarget {
       clearTimeout: this._clearTimeout,
       log: this._log,
     });
+    session.socket = socket;
+    return session;
   }
 
   /**
@@ -965,6 +1363,7 @@ export class SfuClient extends EventTarget {
    * @param {string} reason
    */
   _dropSession(reason) {
+    this._joinedSocket = null;
     this._closeSession(this._session);
     this._participants.clear();
     this._emit("reset", { reason });
@@ -1028,11 +1427,12 @@ export class SfuClient extends EventTarget {
    * A server `sdp` offer: the current session answers it in the ack.
    * @param {any} payload
    * @param {(reply: object) => void} ack
+   * @param {SocketLike} socket  the socket it came on
    */
-  _onServerOffer(payload, ack) {
+  _onServerOffer(payload, ack, socket) {
     const reply = typeof ack === "function" ? ack : () => {};
     const session = this._session;
-    if (!session?.pc) {
+    if (!session?.pc || session.socket !== socket) {
       reply({ ok: false, error: { code: "invalid_state", message: "no peer connection" } });
       return;
     }
@@ -1046,8 +1446,10 @@ export class SfuClient extends EventTarget {
    */
   _onParticipant(p, type) {
     if (!p || typeof p.id !== "string" || p.id === this._id) return;
+    // a "joined" for someone the join ack already listed (it came with the ack): an update
+    const known = this._participants.has(p.id);
     this._participants.set(p.id, p);
-    this._emit(type, { participant: p });
+    this._emit(known ? "participant-updated" : type, { participant: p });
   }
 
   /** @param {any} p */

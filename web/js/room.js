@@ -198,9 +198,11 @@ function forgetStaleLater() {
  * @template {keyof ClientEvents} K
  * @typedef {{
  *   state: {state: string, reason?: string},
- *   joined: {id: string, room: string, participants: import("./protocol.js").Participant[], chat: import("./protocol.js").ChatMessage[], rejoin: boolean, recording: boolean, canRecord: boolean},
+ *   joined: {id: string, room: string, participants: import("./protocol.js").Participant[], chat: import("./protocol.js").ChatMessage[], rejoin: boolean, recording: boolean, canRecord: boolean, moved: boolean},
  *   "active-speaker": {participantId: string | null, levels: Record<string, number>},
  *   recording: {active: boolean},
+ *   moving: {url: string},
+ *   moved: {url: string, node: string | null, ms: number},
  *   reset: {reason: string},
  *   "participant-joined": {participant: import("./protocol.js").Participant},
  *   "participant-updated": {participant: import("./protocol.js").Participant},
@@ -240,19 +242,33 @@ on("state", ({ state }) => {
   if (state === "joined") banner.clear("conn");
 });
 
-on("joined", ({ id, participants, chat: history, rejoin }) => {
+on("joined", ({ id, participants, chat: history, rejoin, moved }) => {
   selfId = id;
   goingAway = false;
   chat.selfId = id;
   tiles.setLocal(media.camera || media.mic ? media.stream() : null, id);
+  // a planned move (cluster): everyone has a new id on the new node; members are matched
+  // by name as they arrive (adopt), the others are forgotten after the grace period
+  if (moved) for (const m of members.values()) m.stale = true;
   for (const p of participants) adopt(p);
-  chat.addHistory(history);
-  if (rejoin) {
-    chat.notice("Reconnected");
-    forgetStaleLater();
-  }
+  chat.addHistory(history); // the new node's history: lines already shown are skipped
+  if (rejoin && !moved) chat.notice("Reconnected");
+  if (rejoin) forgetStaleLater();
   refreshMembers();
   quality.start();
+});
+
+// cluster: our node hands the room to another one (planned drain); nothing to do but say so
+on("moving", () => {
+  status.textContent = "moving…";
+  status.dataset.state = "moving";
+});
+
+on("moved", ({ url, ms }) => {
+  status.textContent = STATE_TEXT[client.state] ?? client.state;
+  status.dataset.state = client.state;
+  document.body.dataset.node = url;
+  if (debug) console.debug("[sfu] moved to", url, "in", ms, "ms");
 });
 
 on("reset", () => {
