@@ -89,6 +89,10 @@ class ClusterNode:
         #: public URLs of every node seen alive since start (Socket.IO origin check)
         self.known_urls: set[str] = {self.url}
         self._held: set[str] = set()  # rooms whose claim this node renews
+        #: rooms admitted (claimed) here that may not exist locally yet: the join that
+        #: claimed one creates the room after `admit()` returns, so a heartbeat in between
+        #: must keep (renew) that claim, not release it as "closed"
+        self._admitted: dict[str, float] = {}  # room -> when admitted (monotonic)
         self._pending: dict[str, dict[str, float]] = {}  # node id -> room -> until
         self._handed: dict[str, str] = {}  # room -> new owner's url (drain)
         self._split: set[str] = set()  # rooms another node claims too (warned once)
@@ -142,11 +146,20 @@ class ClusterNode:
         record = self.record()
         await self.registry.publish(record)
         local = set(record.rooms) - set(self._handed)
-        for room in self._held - local:  # closed since the last beat
+        now = time.monotonic()
+        grace = 2 * self.config.heartbeat_interval
+        self._admitted = {
+            room: at
+            for room, at in self._admitted.items()
+            if room not in local and room not in self._handed and now - at < grace
+        }
+        closed = self._held - local - set(self._admitted)  # closed since the last beat
+        for room in closed:
             with contextlib.suppress(LinkDown):
                 await self.directory.release(room, self.id)
-        self._held = local
-        lost = set(await self.directory.renew(self.id, sorted(local)))
+        # `admit()` may have added rooms during the awaits above: keep them
+        self._held = (self._held - closed) | local
+        lost = set(await self.directory.renew(self.id, sorted(self._held)))
         for room in lost - self._split:
             logger.warning("room %s is claimed by another node too (split after a fault)", room)
         self._split = lost
@@ -185,6 +198,7 @@ class ClusterNode:
         if room in local_rooms:
             self._held.add(room)
             return
+        self._admitted[room] = time.monotonic()
         try:
             candidate = self._pick(local_rooms)
             owner = await self.directory.claim(room, candidate.id)
@@ -195,6 +209,7 @@ class ClusterNode:
         if owner == self.id:
             self._held.add(room)
             return
+        self._admitted.pop(room, None)
         self._pending.setdefault(owner, {})[room] = time.monotonic() + 2 * (
             self.config.heartbeat_interval
         )

@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 
 from signaling.cluster.chat_store import ChatStore
+from signaling.cluster.config import ClusterConfig
 from signaling.cluster.directory import RoomDirectory
+from signaling.cluster.node import ClusterNode, LocalLoad
 from signaling.cluster.redis_link import LinkDown, RedisLink
 from signaling.cluster.registry import NodeRecord, NodeRegistry
 
@@ -63,3 +65,26 @@ async def test_link_down_is_one_exception() -> None:
         assert not link.up
     finally:
         await link.close()
+
+
+async def test_heartbeat_keeps_a_claim_whose_room_is_not_created_yet(redis_url: str) -> None:
+    """A join claims a room in `admit()` and creates it only afterwards: a heartbeat in
+    between must renew that claim, not release it as a closed room (two nodes then served
+    one room). Once the room exists and later closes, the claim is released."""
+    rooms: dict[str, int] = {}
+    config = ClusterConfig(redis_url=redis_url, node_id="n1", public_url="http://n1")
+    node = ClusterNode(config, lambda: LocalLoad(rooms=dict(rooms)), max_rooms=10)
+    await node.start()
+    try:
+        await node.admit("fresh", local_rooms=list(rooms))
+        assert await node.directory.owner("fresh") == "n1"
+        await node._beat()  # the room is not in the local load yet
+        assert await node.directory.owner("fresh") == "n1"
+        rooms["fresh"] = 1  # the join created it
+        await node._beat()
+        assert await node.directory.owner("fresh") == "n1"
+        del rooms["fresh"]  # its last participant left
+        await node._beat()
+        assert await node.directory.owner("fresh") is None
+    finally:
+        await node.close()

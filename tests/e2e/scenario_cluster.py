@@ -170,11 +170,6 @@ def run_pages(sc: Scenario, browser: Any, nodes: list[ServerProcess], redis_url:
         ok and sorted(a["nodes"]) == sorted([n1.url, n2.url]),
         a and a["nodes"],
     )
-    # Let node 1's next heartbeat pass first: a heartbeat that runs while a join claims a
-    # new room can release that fresh claim (signaling/cluster/node.py `_beat` reads the
-    # local rooms before `admit` adds the room to `_held`), and for up to one heartbeat
-    # another node may then claim the room too (a split). Server-side; reported.
-    time.sleep(2.5)
     # B joins from node 2's page: refused with `moved`, follows it to node 1
     page_b.fill("#name-input", "Bob")
     page_b.click("#name-form button[type=submit]")
