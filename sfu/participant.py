@@ -469,7 +469,11 @@ class Participant:
                 track = SubscribedTrack(pub.kind)
                 transceiver = pc.addTransceiver(track, direction="sendonly")
                 pin_codecs(transceiver)
-                slot = SendSlot(transceiver, track, self._slot_freed)
+                # lean only for encoded frames: a transcoding sender encodes av.Frames
+                lean = self._config.send_path == "lean" and self._config.forwarding == "passthrough"
+                slot = SendSlot(
+                    transceiver, track, self._slot_freed, send_path="lean" if lean else "stock"
+                )
                 self._slots.append(slot)
             slot.attach(pub)
             changed = True

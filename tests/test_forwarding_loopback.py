@@ -23,6 +23,7 @@ from aiortc import (
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamError, VideoStreamTrack
 from av import VideoFrame
 
+from sfu.config import SendPath
 from sfu.published_track import PublishedTrack
 from sfu.send_slot import SendSlot, SubscribedTrack
 
@@ -104,8 +105,13 @@ async def pcs() -> AsyncIterator[list[RTCPeerConnection]]:
             await pc.close()
 
 
-@pytest.mark.parametrize("mode", ["passthrough", "transcode"])
-async def test_forwarding_loopback(mode: str, pcs: list[RTCPeerConnection]) -> None:
+@pytest.mark.parametrize(
+    ("mode", "send_path"),
+    [("passthrough", "lean"), ("passthrough", "stock"), ("transcode", "stock")],
+)
+async def test_forwarding_loopback(
+    mode: str, send_path: SendPath, pcs: list[RTCPeerConnection]
+) -> None:
     threads_before = len(decoder_threads())
     publisher, server_in, server_out, subscriber = new_pc(), new_pc(), new_pc(), new_pc()
     pcs.extend([publisher, server_in, server_out, subscriber])
@@ -149,7 +155,7 @@ async def test_forwarding_loopback(mode: str, pcs: list[RTCPeerConnection]) -> N
         subscribed[kind] = track
         transceiver = server_out.addTransceiver(track, direction="sendonly")
         prefer(transceiver, "video/VP8" if kind == "video" else "audio/opus")
-        slots[kind] = SendSlot(transceiver, track, freed.append)
+        slots[kind] = SendSlot(transceiver, track, freed.append, send_path=send_path)
         slots[kind].attach(pub)
 
     first_keyframe: list[bool] = []
@@ -191,6 +197,14 @@ async def test_forwarding_loopback(mode: str, pcs: list[RTCPeerConnection]) -> N
         frames_in = video_pub.stats().frames
         assert frames_in >= subscribed["video"].stats().frames_out > 0
         assert audio_pub.stats().frames > 0
+        for slot in slots.values():
+            stats = slot.stats()
+            assert stats.send_path == send_path
+            if send_path == "lean":
+                # the subscriber decoded what the lean path sent straight to the ICE pair
+                assert slot.lean is not None and stats.packets_lean > 0
+            else:
+                assert slot.lean is None and stats.packets_lean == 0
     else:
         assert len(decoder_threads()) - threads_before == 4
 

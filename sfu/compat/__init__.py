@@ -2,7 +2,8 @@
 them at start-up and in the tests; the server refuses to start when any changed).
 
 Modules: `receiver` (frame tap), `sender` (PLI/FIR and NACK hooks), `relay` (MediaRelay
-proxies), `negotiation` (codec pinning, offers), `check` (the start-up check).
+proxies), `negotiation` (codec pinning, offers), `lean_sender` (the per-frame RTP send
+path of every passthrough send slot, `--send-path lean`), `check` (the start-up check).
 
 Stock aiortc decodes every received frame in a per-receiver decoder thread and re-encodes
 it once per sender. An SFU only needs to re-packetize: this package taps complete encoded
@@ -40,6 +41,10 @@ them and the server refuses to start when any is missing):
   has no rollback) and the module function `aiortc.rtcpeerconnection.
   add_transport_description` (a client builds an offer without applying it), and
   `RTCIceTransport._role_set` / `._connection.ice_controlling` (`claim_ice_controlling`).
+- The lean sender's internals (`RTCRtpSender._run_rtp`, its name-mangled history, counters
+  and events, `RTCDtlsTransport._tx_srtp` / `_state` / `_send_rtp`, aioice's nominated
+  pair and its datagram transport): listed in `sfu/compat/lean_sender.py`'s docstring and
+  verified by `check_lean_sender_internals()`, which `check_internals()` runs.
 - `RTCRtpTransceiver._codecs` / `._headerExtensions`, which `RTCPeerConnection.createOffer`
   resets to aiortc's defaults (`create_offer_keeping_negotiated` restores them).
 """

@@ -14,6 +14,8 @@ from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 
+from sfu.compat.lean_sender import check_lean_sender_internals
+
 AIORTC_VERSION = "1.16.0"
 
 _R = "_RTCRtpReceiver__"
@@ -100,4 +102,5 @@ def check_internals() -> list[str]:
         MediaRelay._MediaRelay__run_track,  # type: ignore[attr-defined]
         "proxy._queue.put_nowait(frame)",
     )
+    problems += check_lean_sender_internals()
     return problems
