@@ -145,6 +145,11 @@ async def test_forwarding_loopback(
         # frames flow before anyone subscribes (drained, bounded)
         await wait_until(lambda: hook.stats().frames >= 10)
         assert hook.stats().keyframes >= 1
+        # receive-side bandwidth estimation runs once per interval and REMB goes out
+        estimator = hook.estimator
+        assert estimator is not None
+        await wait_until(lambda: estimator.remb_sent >= 1)
+        assert estimator.packets > estimator.updates > 0
 
     # server_out -> subscriber, subscribing mid-stream
     subscribed: dict[str, SubscribedTrack] = {}
