@@ -38,6 +38,7 @@ from benchmarks.servers import ServerProcess
 from benchmarks.worker import ParticipantSpec, WorkerSpec, run_worker
 
 MODES = ("passthrough", "transcode")
+SUBSCRIBERS = ("light", "full")
 SERVER_START_TIMEOUT = 30.0
 SERVER_STOP_TIMEOUT = 15.0
 RESULT_TIMEOUT = 60.0
@@ -77,6 +78,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bitrate", type=int, default=600_000, help="VP8 clip bitrate, bit/s")
     p.add_argument("--audio", action="store_true", help="also publish Opus (48 kHz, 20 ms)")
     p.add_argument("--forwarding", choices=MODES, default="passthrough")
+    p.add_argument(
+        "--subscriber",
+        choices=SUBSCRIBERS,
+        default="light",
+        help="light (frames counted at the RTP layer: cheap clients, for sizing; the "
+        "default) or full (depacketized and assembled frames, as before)",
+    )
+    p.add_argument(
+        "--send-path",
+        choices=("lean", "stock"),
+        default=None,
+        help="the server's --send-path (default: the server's own default)",
+    )
     p.add_argument("--sweep", type=_int_list, default=None, help="room sizes, e.g. 2,4,8")
     p.add_argument(
         "--compare", type=_mode_list, default=None, help="modes, e.g. passthrough,transcode"
@@ -118,8 +132,11 @@ def _get_json(url: str, timeout: float = 3.0) -> Any:
         return json.loads(response.read())
 
 
-def start_server_process(mode: str, max_participants: int) -> ServerProcess:
+def start_server_process(
+    mode: str, max_participants: int, send_path: str | None = None
+) -> ServerProcess:
     """`sfu-server` for one run (not ready yet: call `wait_ready()`)."""
+    extra = ["--send-path", send_path] if send_path else []
     return ServerProcess(
         "--forwarding",
         mode,
@@ -127,6 +144,7 @@ def start_server_process(mode: str, max_participants: int) -> ServerProcess:
         str(max(2, max_participants)),
         "--log-level",
         "WARNING",
+        *extra,
         start_timeout=SERVER_START_TIMEOUT,
         stop_timeout=SERVER_STOP_TIMEOUT,
     )
@@ -194,7 +212,7 @@ def run_once(
     if args.url:
         url, server_pid = args.url.rstrip("/"), args.server_pid
     else:
-        server = start_server_process(mode, n)
+        server = start_server_process(mode, n, args.send_path)
         url, server_pid = server.url, server.pid
     ctx = mp.get_context("spawn")
     status: Any = ctx.Queue()
@@ -217,7 +235,15 @@ def run_once(
             )
         planned_end = start + total * args.join_interval + 60 + args.warmup + args.duration
         for plist in specs:
-            spec = WorkerSpec(url, plist, args.audio, args.bitrate, args.cache_dir, planned_end)
+            spec = WorkerSpec(
+                url,
+                plist,
+                args.audio,
+                args.bitrate,
+                args.cache_dir,
+                planned_end,
+                subscriber=args.subscriber,
+            )
             proc = ctx.Process(target=run_worker, args=(spec, status, results, stop), daemon=True)
             proc.start()
             procs.append(proc)
@@ -274,7 +300,7 @@ def run_once(
                 if not any(p.is_alive() for p in procs) and results.empty():
                     break
         progress.done()
-        return analyse_run(
+        result = analyse_run(
             mode=mode,
             participants=n,
             rooms=args.rooms,
@@ -292,6 +318,9 @@ def run_once(
             rss=(rss_max or None, rss_end),
             cache_dir=args.cache_dir,
         )
+        result["subscriber"] = args.subscriber
+        result["sendPath"] = args.send_path or "default"
+        return result
     finally:
         stop.set()
         for proc in procs:

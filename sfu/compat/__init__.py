@@ -4,7 +4,8 @@ them at start-up and in the tests; the server refuses to start when any changed)
 Modules: `receiver` (frame tap), `sender` (PLI/FIR and NACK hooks), `relay` (MediaRelay
 proxies), `negotiation` (codec pinning, offers), `lean_sender` (the per-frame RTP send
 path of every passthrough send slot, `--send-path lean`), `remb` (receive-side bandwidth
-estimation once per feedback interval), `check` (the start-up check).
+estimation once per feedback interval), `light_receiver` (frames and bytes counted at the
+RTP layer, for light benchmark subscribers), `check` (the start-up check).
 
 Stock aiortc decodes every received frame in a per-receiver decoder thread and re-encodes
 it once per sender. An SFU only needs to re-packetize: this package taps complete encoded
@@ -48,6 +49,9 @@ them and the server refuses to start when any is missing):
   verified by `check_lean_sender_internals()`, which `check_internals()` runs.
 - `RTCRtpReceiver.__remote_bitrate_estimator` and how `_handle_rtp_packet` calls its
   `add()` (listed in `sfu/compat/remb.py`, verified by `check_remb_internals()`).
+- The light receiver's (`_handle_rtp_packet` replaced per instance, `__remote_streams`,
+  `__nack_generator`, `__rtcp_ssrc`, `_send_rtcp_nack`, `_send_rtcp`): listed in
+  `sfu/compat/light_receiver.py`, verified by `check_light_receiver_internals()`.
 - `RTCRtpTransceiver._codecs` / `._headerExtensions`, which `RTCPeerConnection.createOffer`
   resets to aiortc's defaults (`create_offer_keeping_negotiated` restores them).
 """
