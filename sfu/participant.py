@@ -379,6 +379,7 @@ class Participant:
             try:
                 await self._settle()
                 await self._sync_once()
+                await asyncio.sleep(0)  # a retry never starves the loop
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -406,7 +407,9 @@ class Participant:
                 return
             pc = self._ensure_pc()
             if pc.signalingState != "stable":
-                self._sync_wanted = True
+                # retried after the negotiation in progress; a closed peer connection never
+                # becomes stable again (its owner reaps it): retrying it would spin forever
+                self._sync_wanted = pc.signalingState != "closed"
                 return
             if not self._apply_subscriptions(pc) and self._remote_set:
                 return
