@@ -3,9 +3,10 @@
 Starts `sfu-server` as a subprocess (`benchmarks.servers.ServerProcess`; or targets
 `--url`), runs N participants per room in worker processes (one per core), each publishing
 a pre-encoded, paced 640x480 30 fps VP8 stream (optionally Opus) and receiving everyone
-else's without decoding, then reports server CPU and memory, per-stream fps and loss,
-end-to-end latency, join latency, CPU per forwarded packet, the clients' own CPU, and what
-a mesh would cost each browser instead.
+else's without decoding (`--subscriber light`, the default: frames counted at the RTP
+layer; `full`: depacketized and assembled frames, see `benchmarks.peer`), then reports
+server CPU and memory, per-stream fps and loss, end-to-end latency, join latency, CPU per
+forwarded packet, the clients' own CPU, and what a mesh would cost each browser instead.
 
     sfu-bench --participants 8 --duration 10 --warmup 3
     sfu-bench --sweep 2,4,8,12,16 --json out.json --plot out.png
