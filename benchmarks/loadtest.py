@@ -3,9 +3,10 @@
 Starts `sfu-server` as a subprocess (`benchmarks.servers.ServerProcess`; or targets
 `--url`), runs N participants per room in worker processes (one per core), each publishing
 a pre-encoded, paced 640x480 30 fps VP8 stream (optionally Opus) and receiving everyone
-else's without decoding, then reports server CPU and memory, per-stream fps and loss,
-end-to-end latency, join latency, CPU per forwarded packet, the clients' own CPU, and what
-a mesh would cost each browser instead.
+else's without decoding (`--subscriber light`, the default: frames counted at the RTP
+layer; `full`: depacketized and assembled frames, see `benchmarks.peer`), then reports
+server CPU and memory, per-stream fps and loss, end-to-end latency, join latency, CPU per
+forwarded packet, the clients' own CPU, and what a mesh would cost each browser instead.
 
     sfu-bench --participants 8 --duration 10 --warmup 3
     sfu-bench --sweep 2,4,8,12,16 --json out.json --plot out.png
@@ -39,6 +40,7 @@ from benchmarks.servers import ServerProcess
 from benchmarks.worker import ParticipantSpec, WorkerSpec, run_worker
 
 MODES = ("passthrough", "transcode")
+SUBSCRIBERS = ("light", "full")
 SERVER_START_TIMEOUT = 30.0
 SERVER_STOP_TIMEOUT = 15.0
 RESULT_TIMEOUT = 60.0
@@ -78,6 +80,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bitrate", type=int, default=600_000, help="VP8 clip bitrate, bit/s")
     p.add_argument("--audio", action="store_true", help="also publish Opus (48 kHz, 20 ms)")
     p.add_argument("--forwarding", choices=MODES, default="passthrough")
+    p.add_argument(
+        "--subscriber",
+        choices=SUBSCRIBERS,
+        default="light",
+        help="light (frames counted at the RTP layer: cheap clients, for sizing; the "
+        "default) or full (depacketized and assembled frames, as before)",
+    )
+    p.add_argument(
+        "--send-path",
+        choices=("lean", "stock"),
+        default=None,
+        help="the server's --send-path (default: the server's own default)",
+    )
     p.add_argument("--sweep", type=_int_list, default=None, help="room sizes, e.g. 2,4,8")
     p.add_argument(
         "--compare", type=_mode_list, default=None, help="modes, e.g. passthrough,transcode"
@@ -135,11 +150,17 @@ def _get_json(url: str, timeout: float = 3.0) -> Any:
 
 
 def start_server_process(
-    mode: str, max_participants: int, workers: int = 1, record_dir: Path | None = None
+    mode: str,
+    max_participants: int,
+    workers: int = 1,
+    record_dir: Path | None = None,
+    send_path: str | None = None,
 ) -> ServerProcess:
     """`sfu-server` for one run, `workers` node processes under one supervisor when more
-    than 1, recording into `record_dir` when given (not ready yet: call `wait_ready()`)."""
+    than 1, recording into `record_dir` when given, with `--send-path send_path` when given
+    (not ready yet: call `wait_ready()`)."""
     extra = ["--record-dir", str(record_dir)] if record_dir is not None else []
+    extra += ["--send-path", send_path] if send_path else []
     return ServerProcess(
         "--forwarding",
         mode,
@@ -231,7 +252,7 @@ def run_once(
     if args.url:
         url, server_pid = args.url.rstrip("/"), args.server_pid
     else:
-        server = start_server_process(mode, n, args.server_workers, args.record)
+        server = start_server_process(mode, n, args.server_workers, args.record, args.send_path)
         url = server.url
         # with --server-workers the PID is the supervisor's: CPU comes per node instead
         server_pid = server.pid if args.server_workers == 1 else None
@@ -258,7 +279,15 @@ def run_once(
             )
         planned_end = start + total * args.join_interval + 60 + args.warmup + args.duration
         for plist in specs:
-            spec = WorkerSpec(url, plist, args.audio, args.bitrate, args.cache_dir, planned_end)
+            spec = WorkerSpec(
+                url,
+                plist,
+                args.audio,
+                args.bitrate,
+                args.cache_dir,
+                planned_end,
+                subscriber=args.subscriber,
+            )
             proc = ctx.Process(target=run_worker, args=(spec, status, results, stop), daemon=True)
             proc.start()
             procs.append(proc)
@@ -346,6 +375,8 @@ def run_once(
             result["nodes"] = nodes
         if args.record is not None:
             result["recording"] = recording.summarise(recorded)
+        result["subscriber"] = args.subscriber
+        result["sendPath"] = args.send_path or "default"
         return result
     finally:
         stop.set()

@@ -1,9 +1,14 @@
 """One synthetic participant: publishes paced pre-encoded tracks, receives everyone else's
 tracks WITHOUT decoding, and records what it sent and received (for `metrics`).
 
-Signaling and media: `signaling.client.SfuClient(decode=False)`, so every receiver has
-`sfu.compat.receiver.install_receiver_sink` installed: complete encoded frames arrive as
-`EncodedFrame`s and no decoder thread ever starts. Frames out:
+Signaling and media: `signaling.client.SfuClient`, never decoding. A "full" subscriber
+(`receive="frames"`) has `sfu.compat.receiver.install_receiver_sink` on every receiver:
+packets are depayloaded and complete encoded frames assembled (`EncodedFrame`). A "light"
+subscriber (`receive="light"`, `sfu.compat.light_receiver`) counts frames and bytes at the
+RTP layer after SRTP (`LightFrame`: RTP timestamp at the marker bit), still answering with
+RTCP receiver reports, NACKs and REMB: it costs the load generator far less, so that a room
+of 16-20 on a small box measures the server rather than its clients. Both record the RTP
+timestamp and arrival of every frame, so latency is measured the same way in both modes. Frames out:
 `signaling.client.PacedVideoTrack` / `PacedAudioTrack`, wrapped in `StampedVideoTrack`,
 which adds the pts watermark of `benchmarks.metrics` and logs each frame's send time.
 """
@@ -22,12 +27,16 @@ import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from benchmarks.metrics import watermark
+from sfu.compat.light_receiver import LightFrame
 from sfu.frame_assembler import EncodedFrame
 from signaling.client import PacedAudioTrack, PacedVideoTrack, RemoteTrack, SfuClient
 
 logger = logging.getLogger(__name__)
 
 ACK_TIMEOUT = 20.0
+
+#: sfu-bench's subscriber modes and the `SfuClient(receive=...)` each uses.
+SUBSCRIBER_MODES = {"light": "light", "full": "frames"}
 
 
 class StampedVideoTrack(MediaStreamTrack):
@@ -111,11 +120,21 @@ class ReceivedStream:
 
 
 class BenchParticipant:
-    """One synthetic participant over `signaling.client.SfuClient` (decode=False): records
-    every received encoded frame per `RemoteTrack` (arrival on `time.monotonic()`).
-    `close()` is idempotent."""
+    """One synthetic participant over `signaling.client.SfuClient` (never decoding; a "full"
+    or "light" subscriber, see the module doc): records every received frame per
+    `RemoteTrack` (arrival on `time.monotonic()`). `close()` is idempotent."""
 
-    def __init__(self, url: str, room: str, name: str, timeout: float = ACK_TIMEOUT) -> None:
+    def __init__(
+        self,
+        url: str,
+        room: str,
+        name: str,
+        timeout: float = ACK_TIMEOUT,
+        subscriber: str = "full",
+    ) -> None:
+        if subscriber not in SUBSCRIBER_MODES:
+            raise ValueError(f"subscriber must be one of {', '.join(SUBSCRIBER_MODES)}")
+        self.subscriber = subscriber
         self.url = url
         self.room = room
         self.name = name
@@ -129,7 +148,12 @@ class BenchParticipant:
         self._closed = False
 
     async def join(self) -> None:
-        self.client = await SfuClient.connect(self.url, decode=False, timeout=self.timeout)
+        self.client = await SfuClient.connect(
+            self.url,
+            decode=False,
+            receive=SUBSCRIBER_MODES[self.subscriber],
+            timeout=self.timeout,
+        )
         self.client.on("frame", self._on_frame)
         result = await self.client.join(self.room, self.name)
         self.id = result.id
@@ -144,7 +168,11 @@ class BenchParticipant:
 
     def _on_frame(self, remote: RemoteTrack, frame: Any) -> None:
         now = time.monotonic()
-        if not isinstance(frame, EncodedFrame):
+        if isinstance(frame, LightFrame):
+            size = frame.size
+        elif isinstance(frame, EncodedFrame):
+            size = len(frame.data)
+        else:
             return
         key = id(remote)
         stream = self.streams.get(key)
@@ -154,7 +182,7 @@ class BenchParticipant:
             )
         stream.rtp.append(frame.timestamp)
         stream.arrivals.append(now)
-        stream.bytes += len(frame.data)
+        stream.bytes += size
         if remote.kind == "video":
             if frame.keyframe:
                 stream.keyframes += 1

@@ -12,6 +12,7 @@ from typing import Any
 COLUMNS: list[tuple[str, str]] = [
     ("mode", "mode"),
     ("N", "participants"),
+    ("subs", "subscriber"),
     ("streams", "server.forwardedStreams"),
     ("srv cores", "server.cpuCores"),
     ("srv MB", "server.rssMB"),

@@ -43,6 +43,8 @@ class WorkerSpec:
     planned_end: float  # time.monotonic(); a safety net, the parent sets `stop` first
     fps: int = 30
     extra: dict[str, Any] = field(default_factory=dict)
+    #: "light" or "full" (`benchmarks.peer.SUBSCRIBER_MODES`)
+    subscriber: str = "full"
 
 
 def run_worker(spec: WorkerSpec, status: Any, results: Any, stop: Any) -> None:
@@ -76,7 +78,7 @@ async def _run(spec: WorkerSpec, status: Any, stop: Any) -> dict[str, Any]:
     peers: list[tuple[ParticipantSpec, BenchParticipant, dict[str, Any]]] = []
 
     async def one(p: ParticipantSpec) -> None:
-        peer = BenchParticipant(spec.url, p.room, p.name)
+        peer = BenchParticipant(spec.url, p.room, p.name, subscriber=spec.subscriber)
         info: dict[str, Any] = {"ok": False, "error": None, "video": None, "audio": None}
         peers.append((p, peer, info))
         delay = p.join_at - time.monotonic()

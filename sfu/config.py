@@ -8,6 +8,10 @@ from typing import Literal
 
 ForwardingMode = Literal["passthrough", "transcode"]
 FORWARDING_MODES: tuple[ForwardingMode, ...] = ("passthrough", "transcode")
+SendPath = Literal["lean", "stock"]
+#: "lean": `sfu.compat.lean_sender` (per frame, straight to the selected ICE pair);
+#: "stock": aiortc's per-packet sender loop. Only passthrough slots use the lean path.
+SEND_PATHS: tuple[SendPath, ...] = ("lean", "stock")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +42,7 @@ class SfuConfig:
     ice_addresses: tuple[str, ...] = ()
     ice_servers: tuple[IceServer, ...] = ()
     forwarding: ForwardingMode = "passthrough"
+    send_path: SendPath = "lean"
     max_participants: int = 16
     max_rooms: int = 100
     chat_history: int = 100
@@ -56,6 +61,8 @@ class SfuConfig:
     def __post_init__(self) -> None:
         if self.forwarding not in FORWARDING_MODES:
             raise ValueError(f"forwarding must be one of {', '.join(FORWARDING_MODES)}")
+        if self.send_path not in SEND_PATHS:
+            raise ValueError(f"send_path must be one of {', '.join(SEND_PATHS)}")
         if not 1 <= self.max_participants <= 1000:
             raise ValueError("max_participants must be between 1 and 1000")
         if not 1 <= self.max_rooms <= 100000:

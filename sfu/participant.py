@@ -400,6 +400,8 @@ class Participant:
                     # deferred (not stable yet): retry later; looping at once never yields
                     # and blocks the event loop (seen: a drained node deaf to SIGTERM)
                     await asyncio.sleep(0.05)
+                else:
+                    await asyncio.sleep(0)  # a retry never starves the loop
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -427,7 +429,9 @@ class Participant:
                 return
             pc = self._ensure_pc()
             if pc.signalingState != "stable":
-                self._sync_wanted = True
+                # retried after the negotiation in progress; a closed peer connection never
+                # becomes stable again (its owner reaps it): retrying it would spin forever
+                self._sync_wanted = pc.signalingState != "closed"
                 return
             if not self._apply_subscriptions(pc) and self._remote_set:
                 return
@@ -503,7 +507,11 @@ class Participant:
                 track = SubscribedTrack(pub.kind)
                 transceiver = pc.addTransceiver(track, direction="sendonly")
                 pin_codecs(transceiver)
-                slot = SendSlot(transceiver, track, self._slot_freed)
+                # lean only for encoded frames: a transcoding sender encodes av.Frames
+                lean = self._config.send_path == "lean" and self._config.forwarding == "passthrough"
+                slot = SendSlot(
+                    transceiver, track, self._slot_freed, send_path="lean" if lean else "stock"
+                )
                 self._slots.append(slot)
             slot.attach(pub)
             changed = True

@@ -15,10 +15,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import av
-from aiortc import RTCRtpTransceiver
+from aiortc import RTCRtpSender, RTCRtpTransceiver
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from sfu.compat.lean_sender import LeanSender, install_lean_sender
 from sfu.compat.sender import install_sender_keyframe_hook, install_sender_nack_counter
+from sfu.config import SendPath
 from sfu.published_track import FRAME_TICKS, PublishedTrack
 
 PROXY_QUEUE_LIMIT = 32
@@ -45,6 +47,15 @@ class SendSlotStats:
     plis: int
     #: packets the subscriber NACKed on this slot's sender (slot lifetime)
     nacks: int
+    #: "lean" when the slot's sender runs `sfu.compat.lean_sender`, else "stock"
+    send_path: str = "stock"
+    #: lean sender counters (slot lifetime; 0 on the stock path): packets sent straight to
+    #: the selected ICE pair, packets sent through aiortc's DTLS transport (before DTLS
+    #: connected), frames sent in one GSO system call, NACKs answered from the history
+    packets_lean: int = 0
+    packets_stock: int = 0
+    gso_batches: int = 0
+    retransmits: int = 0
 
 
 class SubscribedTrack(MediaStreamTrack):
@@ -215,6 +226,11 @@ class SendSlot:
     When the published track it carries closes, the slot releases itself at once and calls
     `on_published_closed(slot)` (its owner then renegotiates). `release()` keeps the
     transceiver for reuse (inactive); `close()` (idempotent) also ends the track.
+
+    With `send_path="lean"` the sender gets the lean RTP loop (`install_lean_sender`) at
+    once: build the slot right after `addTransceiver`, before the negotiation that starts
+    the sender. A reused slot keeps its sender and so its send path. (Test fakes that are
+    not an `RTCRtpSender` keep the stock path.)
     """
 
     def __init__(
@@ -222,9 +238,13 @@ class SendSlot:
         transceiver: RTCRtpTransceiver,
         track: SubscribedTrack,
         on_published_closed: Callable[[SendSlot], None] | None = None,
+        send_path: SendPath = "stock",
     ) -> None:
         self.transceiver = transceiver
         self.track = track
+        self.lean: LeanSender | None = None
+        if send_path == "lean" and isinstance(transceiver.sender, RTCRtpSender):
+            self.lean = install_lean_sender(transceiver.sender)
         self.plis = 0
         self.nacks = 0
         self._on_published_closed = on_published_closed
@@ -275,4 +295,16 @@ class SendSlot:
         self.track.stop()
 
     def stats(self) -> SendSlotStats:
-        return SendSlotStats(track=self.track.stats(), plis=self.plis, nacks=self.nacks)
+        lean = self.lean
+        if lean is None:
+            return SendSlotStats(track=self.track.stats(), plis=self.plis, nacks=self.nacks)
+        return SendSlotStats(
+            track=self.track.stats(),
+            plis=self.plis,
+            nacks=self.nacks,
+            send_path="lean",
+            packets_lean=lean.packets_lean,
+            packets_stock=lean.packets_stock,
+            gso_batches=lean.gso_batches,
+            retransmits=lean.history.retransmits,
+        )

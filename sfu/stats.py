@@ -319,4 +319,9 @@ class StatsSampler:
             "plis": stats.plis,
             "packetsLost": lost,
             "rtt": rtt,
+            "sendPath": stats.send_path,
+            "packetsLean": stats.packets_lean,
+            "packetsStock": stats.packets_stock,
+            "gsoBatches": stats.gso_batches,
+            "retransmits": stats.retransmits,
         }

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from sfu.config import FORWARDING_MODES, IceServer, SfuConfig
+from sfu.config import FORWARDING_MODES, SEND_PATHS, IceServer, SfuConfig
 from sfu.errors import SfuError
 from sfu.ice_policy import validate_addresses
 from signaling.app import create_app
@@ -63,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="STUN/TURN URL given to clients and used by the server (repeatable)",
     )
     p.add_argument("--forwarding", choices=FORWARDING_MODES, default=None)
+    p.add_argument(
+        "--send-path",
+        default=None,
+        help="lean (per-frame RTP send path, the default) or stock (aiortc's sender loop)",
+    )
     p.add_argument("--max-participants", type=int, default=None)
     p.add_argument("--max-rooms", type=int, default=None)
     p.add_argument("--admin-token", default=_env("admin-token"))
@@ -191,6 +196,9 @@ def parse_config(argv: Sequence[str] | None = None) -> ServerConfig:
     forwarding = args.forwarding or _env("forwarding") or "passthrough"
     if forwarding not in FORWARDING_MODES:
         raise ConfigError(f"--forwarding must be one of {', '.join(FORWARDING_MODES)}")
+    send_path = (args.send_path or _env("send-path") or "lean").lower()
+    if send_path not in SEND_PATHS:
+        raise ConfigError(f"--send-path must be one of {', '.join(SEND_PATHS)}")
     log_level = (args.log_level or _env("log-level") or "INFO").upper()
     if log_level not in LOG_LEVELS:
         raise ConfigError(f"--log-level must be one of {', '.join(LOG_LEVELS)}")
@@ -235,6 +243,7 @@ def parse_config(argv: Sequence[str] | None = None) -> ServerConfig:
             ice_addresses=ice_addresses,
             ice_servers=tuple(ice_servers),
             forwarding=forwarding,
+            send_path=send_path,
             max_participants=_int(args.max_participants, "max-participants", 16, 1, 1000),
             max_rooms=_int(args.max_rooms, "max-rooms", 100, 1, 100000),
             record_dir=record_dir,

@@ -58,6 +58,8 @@ def test_quick_mode_json(tmp_path: Path) -> None:
     assert set(doc["summary"]) >= {"cpuRatioTranscodeOverPassthrough", "passthrough"}
     [run] = doc["runs"]
     assert run["mode"] == "passthrough"
+    # light subscribers by default: frames counted at the RTP layer, latency still measured
+    assert run["subscriber"] == "light"
     assert run["participants"] == 3 and run["workerErrors"] == []
     # a join may fail on a loaded box; it is then reported, and the rest stays consistent
     joined = run["joined"]

@@ -16,6 +16,7 @@ from aiortc import RTCPeerConnection, RTCRtpReceiver
 from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
 from av import VideoFrame
 
+from sfu.config import SendPath
 from sfu.published_track import PublishedTrack
 from sfu.send_slot import SendSlot, SubscribedTrack
 from tests import loopback
@@ -54,8 +55,13 @@ async def wait_until(pred: Any) -> None:
     await loopback.wait_until(pred, WAIT)
 
 
-@pytest.mark.parametrize("mode", ["passthrough", "transcode"])
-async def test_forwarding_loopback(mode: str, pcs: list[RTCPeerConnection]) -> None:
+@pytest.mark.parametrize(
+    ("mode", "send_path"),
+    [("passthrough", "lean"), ("passthrough", "stock"), ("transcode", "stock")],
+)
+async def test_forwarding_loopback(
+    mode: str, send_path: SendPath, pcs: list[RTCPeerConnection]
+) -> None:
     threads_before = len(decoder_threads())
     publisher, server_in, server_out, subscriber = new_pc(), new_pc(), new_pc(), new_pc()
     pcs.extend([publisher, server_in, server_out, subscriber])
@@ -89,6 +95,11 @@ async def test_forwarding_loopback(mode: str, pcs: list[RTCPeerConnection]) -> N
         # frames flow before anyone subscribes (drained, bounded)
         await wait_until(lambda: hook.stats().frames >= 10)
         assert hook.stats().keyframes >= 1
+        # receive-side bandwidth estimation runs once per interval and REMB goes out
+        estimator = hook.estimator
+        assert estimator is not None
+        await wait_until(lambda: estimator.remb_sent >= 1)
+        assert estimator.packets > estimator.updates > 0
 
     # server_out -> subscriber, subscribing mid-stream
     subscribed: dict[str, SubscribedTrack] = {}
@@ -99,7 +110,7 @@ async def test_forwarding_loopback(mode: str, pcs: list[RTCPeerConnection]) -> N
         subscribed[kind] = track
         transceiver = server_out.addTransceiver(track, direction="sendonly")
         prefer(transceiver, "video/VP8" if kind == "video" else "audio/opus")
-        slots[kind] = SendSlot(transceiver, track, freed.append)
+        slots[kind] = SendSlot(transceiver, track, freed.append, send_path=send_path)
         slots[kind].attach(pub)
 
     first_keyframe: list[bool] = []
@@ -141,6 +152,14 @@ async def test_forwarding_loopback(mode: str, pcs: list[RTCPeerConnection]) -> N
         frames_in = video_pub.stats().frames
         assert frames_in >= subscribed["video"].stats().frames_out > 0
         assert audio_pub.stats().frames > 0
+        for slot in slots.values():
+            stats = slot.stats()
+            assert stats.send_path == send_path
+            if send_path == "lean":
+                # the subscriber decoded what the lean path sent straight to the ICE pair
+                assert slot.lean is not None and stats.packets_lean > 0
+            else:
+                assert slot.lean is None and stats.packets_lean == 0
     else:
         assert len(decoder_threads()) - threads_before == 4
 

@@ -116,6 +116,11 @@ async def test_api_stats_tree_and_bitrates(
         assert abs(sub["bitrateOut"] - expected) <= 0.25 * expected, (sub, expected)
         assert sub["framesOut"] > 50 and sub["packetsOut"] > 50
         assert sub["drops"] == 0
+        # the default send path is the lean one: (nearly) every packet went straight out
+        assert sub["sendPath"] == "lean"
+        assert sub["packetsLean"] > 0.9 * sub["packetsOut"], sub
+        assert sub["packetsLean"] + sub["packetsStock"] == sub["packetsOut"], sub
+        assert sub["gsoBatches"] >= 0 and sub["retransmits"] >= 0
 
 
 async def test_metrics_counters_grow(

@@ -2,9 +2,12 @@
 them at start-up and in the tests; the server refuses to start when any changed).
 
 Modules: `receiver` (frame tap), `sender` (PLI/FIR and NACK hooks), `relay` (MediaRelay
-proxies), `negotiation` (codec pinning, offers), `rtp_guard` (malformed datagrams are
-counted and dropped; its internals are listed in its own docstring), `lean_sender` (a
-per-frame send path; likewise), `check` (the start-up check).
+proxies), `negotiation` (codec pinning, offers), `lean_sender` (the per-frame RTP send
+path of every passthrough send slot, `--send-path lean`), `remb` (receive-side bandwidth
+estimation once per feedback interval), `light_receiver` (frames and bytes counted at the
+RTP layer, for light benchmark subscribers), `rtp_guard` (malformed datagrams are counted
+and dropped), `check` (the start-up check). The modules added after the first five list
+their internals in their own docstrings.
 
 Stock aiortc decodes every received frame in a per-receiver decoder thread and re-encodes
 it once per sender. An SFU only needs to re-packetize: this package taps complete encoded
@@ -48,6 +51,15 @@ them and the server refuses to start when any is missing):
   has no rollback) and the module function `aiortc.rtcpeerconnection.
   add_transport_description` (a client builds an offer without applying it), and
   `RTCIceTransport._role_set` / `._connection.ice_controlling` (`claim_ice_controlling`).
+- The lean sender's internals (`RTCRtpSender._run_rtp`, its name-mangled history, counters
+  and events, `RTCDtlsTransport._tx_srtp` / `_state` / `_send_rtp`, aioice's nominated
+  pair and its datagram transport): listed in `sfu/compat/lean_sender.py`'s docstring and
+  verified by `check_lean_sender_internals()`, which `check_internals()` runs.
+- `RTCRtpReceiver.__remote_bitrate_estimator` and how `_handle_rtp_packet` calls its
+  `add()` (listed in `sfu/compat/remb.py`, verified by `check_remb_internals()`).
+- The light receiver's (`_handle_rtp_packet` replaced per instance, `__remote_streams`,
+  `__nack_generator`, `__rtcp_ssrc`, `_send_rtcp_nack`, `_send_rtcp`): listed in
+  `sfu/compat/light_receiver.py`, verified by `check_light_receiver_internals()`.
 - `RTCRtpTransceiver._codecs` / `._headerExtensions`, which `RTCPeerConnection.createOffer`
   resets to aiortc's defaults (`create_offer_keeping_negotiated` restores them).
 """

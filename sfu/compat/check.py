@@ -14,6 +14,9 @@ from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 
+from sfu.compat.lean_sender import check_lean_sender_internals
+from sfu.compat.light_receiver import check_light_receiver_internals
+from sfu.compat.remb import check_remb_internals
 from sfu.compat.rtp_guard import check_rtp_guard_internals
 
 AIORTC_VERSION = "1.16.0"
@@ -74,6 +77,8 @@ def check_internals() -> list[str]:
                 problems.append(f"RTCRtpReceiver.{_R}{name}")
         if "_track" not in attrs:
             problems.append("RTCRtpReceiver._track")
+        problems += check_remb_internals(receiver)
+        problems += check_light_receiver_internals(receiver)
         proxy = RelayStreamTrack(MediaRelay(), AudioStreamTrack(), buffered=True)
         if not isinstance(getattr(proxy, "_queue", None), asyncio.Queue):
             problems.append("RelayStreamTrack._queue")
@@ -117,5 +122,6 @@ def check_internals() -> list[str]:
         MediaRelay._MediaRelay__run_track,  # type: ignore[attr-defined]
         "proxy._queue.put_nowait(frame)",
     )
+    problems += check_lean_sender_internals()
     problems += check_rtp_guard_internals()
     return problems

@@ -60,6 +60,7 @@ import random
 import socket
 import struct
 import sys
+import time
 import traceback
 from collections.abc import Callable
 from types import SimpleNamespace
@@ -68,9 +69,8 @@ from typing import Any
 import av
 from aioice.ice import CandidatePair, Connection, StunProtocol
 from aioice.turn import TurnTransport
-from aiortc import clock
 from aiortc.codecs import get_encoder
-from aiortc.mediastreams import MediaStreamError, convert_timebase
+from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcdtlstransport import RTCDtlsTransport, State
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtpsender import RTCRtpSender, random_sequence_number
@@ -94,6 +94,27 @@ _U16 = struct.Struct("=H")
 UDP_SEGMENT = getattr(socket, "UDP_SEGMENT", 103)
 GSO_MAX_SEGMENTS = 64
 GSO_MAX_BYTES = 65_000
+
+#: Seconds from the NTP epoch (1900) to the Unix epoch (1970).
+NTP_UNIX_OFFSET = 2_208_988_800
+
+
+def ntp_now() -> int:
+    """The 64-bit NTP time now, in the format of `aiortc.clock.current_ntp_time()` (whole
+    microseconds), from one `time.time_ns()` instead of two `datetime` computations."""
+    seconds, micros = divmod(time.time_ns() // 1000, 1_000_000)
+    return ((seconds + NTP_UNIX_OFFSET) << 32) | ((micros << 32) // 1_000_000)
+
+
+def rtp_ticks(pts: int, time_base: fractions.Fraction | None, clock_rate: int) -> int:
+    """`convert_timebase(pts, time_base, 1 / clock_rate)` without building `Fraction`s
+    (integer arithmetic; truncates toward zero like aiortc's)."""
+    if time_base is None:
+        return pts
+    value = pts * time_base.numerator * clock_rate
+    den = time_base.denominator
+    return value // den if value >= 0 else -(-value // den)
+
 
 #: A test hook: called with each outgoing (first-transmission) RTP sequence number; True
 #: drops that datagram (it is still recorded in the history, so a NACK recovers it).
@@ -319,7 +340,7 @@ class LeanSender:
         timestamp_origin = random32()
         picture_id = random.randint(0, (1 << 15) - 1)
         encoder = None
-        time_base = fractions.Fraction(1, codec.clockRate)
+        clock_rate = codec.clockRate
 
         while True:
             track = s.track
@@ -342,10 +363,10 @@ class LeanSender:
             if mime == "video/vp8":
                 payloads = vp8_payloads(memoryview(data), picture_id)
                 picture_id = (picture_id + 1) & 0x7FFF
-                timestamp = convert_timebase(pts, data.time_base, time_base)
+                timestamp = rtp_ticks(pts, data.time_base, clock_rate)
             elif mime == "audio/opus":
                 payloads = [bytes(data)]
-                timestamp = convert_timebase(pts, data.time_base, time_base)
+                timestamp = rtp_ticks(pts, data.time_base, clock_rate)
             else:
                 if encoder is None:
                     encoder = get_encoder(codec)
@@ -354,7 +375,7 @@ class LeanSender:
                 continue
 
             timestamp = (timestamp_origin + timestamp) & 0xFFFFFFFF
-            ntp = clock.current_ntp_time()
+            ntp = ntp_now()
             tail = template.frame_tail(timestamp, (ntp >> 14) & 0x00FFFFFF)
             last = len(payloads) - 1
             octets = 0
@@ -365,6 +386,7 @@ class LeanSender:
                 protect = dtls._tx_srtp.protect
                 drop = self.drop_hook
                 datagrams: list[bytes] = []
+                sent_bytes = 0
                 for i, payload in enumerate(payloads):
                     packet = (
                         pack_first(first_byte, marker_pt if i == last else pt, sequence_number)
@@ -375,11 +397,12 @@ class LeanSender:
                     if drop is not None and drop(sequence_number):
                         self.packets_dropped += 1
                     else:
-                        datagrams.append(protect(packet))
+                        datagram = protect(packet)
+                        datagrams.append(datagram)
+                        sent_bytes += len(datagram)
                     octets += len(payload)
                     sequence_number = (sequence_number + 1) & 0xFFFF
                 self._send_datagrams(transport, addr, datagrams)
-                sent_bytes = sum(len(d) for d in datagrams)
                 setattr(dtls, _D + "tx_bytes", getattr(dtls, _D + "tx_bytes") + sent_bytes)
                 setattr(dtls, _D + "tx_packets", getattr(dtls, _D + "tx_packets") + len(datagrams))
                 self.packets_lean += len(datagrams)

@@ -11,6 +11,7 @@ from typing import Any
 
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 
+from sfu.compat.remb import IntervalBitrateEstimator, install_interval_estimator
 from sfu.frame_assembler import AssemblerStats, FrameAssembler, FrameSink, discard_frame
 
 logger = logging.getLogger(__name__)
@@ -28,6 +29,8 @@ class ReceiverHook:
         self.kind = kind
         self.assembler = assembler
         self.on_end: Callable[[], None] | None = None
+        #: the per-interval REMB estimator (video), see `sfu.compat.remb`
+        self.estimator: IntervalBitrateEstimator | None = None
         self.ended = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -91,12 +94,15 @@ def install_receiver_sink(
     stopped, transport disconnected or RTCP BYE). Without `on_keyframe_needed` the
     assembler's PLI flag makes aiortc send a PLI at once; with it, the flag goes to the
     callback instead (the SFU throttles and counts its upstream requests in one place).
+    A video receiver's REMB estimator is replaced by a per-interval one
+    (`sfu.compat.remb.install_interval_estimator`): REMB is still sent to the publisher.
     """
     if getattr(receiver, _R + "started", False):
         raise RuntimeError("install_receiver_sink: the receiver already started")
     assembler = FrameAssembler(kind, on_frame, on_keyframe_needed=on_keyframe_needed)
     hook = ReceiverHook(receiver, kind, assembler)
     hook.on_end = on_end
+    hook.estimator = install_interval_estimator(receiver)
     setattr(receiver, _R + "jitter_buffer", assembler)
 
     async def receive(parameters: Any) -> None:

@@ -24,6 +24,8 @@ from signaling.client.connection import (
     MAX_GLARE_RETRIES,
     MAX_KEPT_ENDED_TRACKS,
     MAX_QUEUED_TRACKS,
+    RECEIVE_MODES,
+    ReceiveMode,
     SfuClient,
 )
 from signaling.client.sources import *  # noqa: F403
@@ -37,7 +39,9 @@ __all__ = [
     "MAX_GLARE_RETRIES",
     "MAX_KEPT_ENDED_TRACKS",
     "MAX_QUEUED_TRACKS",
+    "RECEIVE_MODES",
     "Kind",
+    "ReceiveMode",
     "RemoteTrack",
     "SfuClient",
     "Source",

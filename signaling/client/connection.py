@@ -24,7 +24,12 @@ Receiving: every remote track is drained by the client at all times. `decode=Tru
 stock aiortc decoding (frames are `av.VideoFrame` / `av.AudioFrame`); `decode=False`
 installs `sfu.compat.receiver.install_receiver_sink` on each receiver, so frames are
 `sfu.frame_assembler.EncodedFrame` (codec bytes, RTP timestamp, keyframe flag) and nothing is
-decoded. A `RemoteTrack` names who sent what (`participant_id`, `kind`, `source`, `mid`)
+decoded. `receive="light"` (implies no decoding) installs
+`sfu.compat.light_receiver.install_light_receiver` instead: frames are counted at the RTP
+layer after SRTP and arrive as `LightFrame`s (SSRC, RTP timestamp, keyframe flag, size,
+no codec bytes); RTCP receiver reports, NACKs and REMB are still sent.
+
+A `RemoteTrack` names who sent what (`participant_id`, `kind`, `source`, `mid`)
 and counts frames; a new `RemoteTrack` is made whenever the server (re)assigns a `mid` to
 another publisher (the server reuses transceivers of departed publishers).
 
@@ -48,7 +53,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import socketio
 from aiortc import (
@@ -64,6 +69,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcconfiguration import RTCBundlePolicy, RTCIceTransportPolicy
 
 from sfu.compat import negotiation
+from sfu.compat.light_receiver import LightFrame, LightReceiverHook, install_light_receiver
 from sfu.compat.receiver import ReceiverHook, install_receiver_sink
 from sfu.compat.sender import install_sender_audio_level, install_sender_keyframe_hook
 from sfu.frame_assembler import EncodedFrame
@@ -107,6 +113,10 @@ MAX_KEPT_ENDED_TRACKS = 64
 
 Callback = Callable[..., Any]
 
+#: How a client receives remote tracks (see the module doc).
+ReceiveMode = Literal["decode", "frames", "light"]
+RECEIVE_MODES: tuple[ReceiveMode, ...] = ("decode", "frames", "light")
+
 
 @dataclass(slots=True)
 class _Receiving:
@@ -114,7 +124,7 @@ class _Receiving:
     and the `RemoteTrack` currently labelled on it."""
 
     transceiver: RTCRtpTransceiver
-    hook: ReceiverHook | None = None
+    hook: ReceiverHook | LightReceiverHook | None = None
     task: asyncio.Task[None] | None = None
     current: RemoteTrack | None = None
 
@@ -142,6 +152,7 @@ class SfuClient:
         self,
         *,
         decode: bool = True,
+        receive: ReceiveMode | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         token: str | None = None,
         headers: dict[str, str] | None = None,
@@ -149,7 +160,12 @@ class SfuClient:
         ice_servers: list[RTCIceServer] | None = None,
         relay_only: bool = False,
     ) -> None:
-        self.decode = decode
+        #: "decode" (stock aiortc decoding), "frames" (encoded frames, no decoding) or
+        #: "light" (counted at the RTP layer); None: "decode" or "frames" after `decode`
+        self.receive: ReceiveMode = receive or ("decode" if decode else "frames")
+        if self.receive not in RECEIVE_MODES:
+            raise ValueError(f"receive must be one of {', '.join(RECEIVE_MODES)}")
+        self.decode = self.receive == "decode"
         self.timeout = timeout
         #: join token sent in the Socket.IO `auth` payload; extra handshake headers
         self.token = token
@@ -814,6 +830,13 @@ class SfuClient:
         self._receiving[mid] = receiving
         if self.decode:
             receiving.task = asyncio.ensure_future(self._drain(receiving, track))
+        elif self.receive == "light":
+            receiving.hook = install_light_receiver(
+                transceiver.receiver,
+                track.kind,
+                lambda frame: self._on_light(receiving, frame),
+                on_end=lambda: self._on_receiver_end(receiving),
+            )
         else:
             receiving.hook = install_receiver_sink(
                 transceiver.receiver,
@@ -858,6 +881,15 @@ class SfuClient:
             self.unlabelled_frames += 1
             return
         remote._deliver(frame, len(frame.data), frame.keyframe)
+        self._notify()
+        self._fire_frame(remote, frame)
+
+    def _on_light(self, receiving: _Receiving, frame: LightFrame) -> None:
+        remote = receiving.current
+        if remote is None:
+            self.unlabelled_frames += 1
+            return
+        remote._deliver(frame, frame.size, frame.keyframe)
         self._notify()
         self._fire_frame(remote, frame)
 

@@ -49,3 +49,24 @@ def test_new_event_loop_kinds() -> None:
             assert loop.run_until_complete(asyncio.sleep(0, "ok")) == "ok"
         finally:
             loop.close()
+
+
+def test_send_path_flag_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SFU_SEND_PATH", raising=False)
+    assert cli.parse_config([]).sfu.send_path == "lean"
+    assert cli.parse_config(["--send-path", "stock"]).sfu.send_path == "stock"
+    monkeypatch.setenv("SFU_SEND_PATH", "stock")
+    assert cli.parse_config([]).sfu.send_path == "stock"
+    assert cli.parse_config(["--send-path", "lean"]).sfu.send_path == "lean"
+
+
+def test_bad_send_path_is_a_one_line_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SFU_SEND_PATH", "fast")
+    with pytest.raises(SystemExit) as exc:
+        cli.main([])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "--send-path must be one of lean, stock" in err

@@ -221,3 +221,25 @@ async def test_turn_relayed_pair_goes_lean_without_gso() -> None:
     assert selected == (turn, ("192.0.2.1", 3478))
     lean._send_datagrams(turn, ("192.0.2.1", 3478), [b"a" * 20, b"b" * 20, b"c" * 5])
     assert lean.gso_batches == 0
+
+
+def test_ntp_now_and_rtp_ticks_match_aiortc() -> None:
+    from fractions import Fraction
+
+    from aiortc.clock import current_ntp_time
+    from aiortc.mediastreams import convert_timebase
+
+    from sfu.compat.lean_sender import ntp_now, rtp_ticks
+
+    before, ours, after = current_ntp_time(), ntp_now(), current_ntp_time()
+    assert before - (1 << 22) <= ours <= after + (1 << 22)  # within ~1 ms
+    for pts in (0, 1, 2999, 3000, 123_456_789, -1, -3001):
+        for base, rate in (
+            (Fraction(1, 90000), 90000),
+            (Fraction(1, 1000), 90000),
+            (Fraction(1, 48000), 48000),
+            (Fraction(1, 30), 90000),
+            (Fraction(1, 7), 90000),
+        ):
+            assert rtp_ticks(pts, base, rate) == convert_timebase(pts, base, Fraction(1, rate))
+    assert rtp_ticks(5, None, 90000) == 5

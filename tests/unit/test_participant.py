@@ -229,3 +229,37 @@ async def test_close_is_idempotent_and_closes_everything_it_owns() -> None:
     assert p.published == {} and p.send_slots() == []
     with pytest.raises(SfuError):
         await p.handle_offer(sdp("video"), {})
+
+
+async def test_sync_on_a_closed_peer_connection_ends_instead_of_spinning() -> None:
+    """aiortc closes a peer connection by itself (client close_notify, consent expiry):
+    a pending sync must end, not retry forever without yielding (which kept a server from
+    ever seeing its SIGTERM or reaping the participant)."""
+    publisher = Harness("a")
+    await publisher.participant.handle_offer(sdp("video", "audio"), {})
+    subscriber = Harness("b", publications=publisher.participant.live_publications)
+    b = subscriber.participant
+    b.schedule_sync()
+    await wait_until(lambda: len(subscriber.signaler.requests) == 1)
+    await wait_until(lambda: subscriber.pc.signalingState == "stable")
+    subscriber.pc.signalingState = "closed"
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(ticker())
+    try:
+        b.schedule_sync()
+        sync = b._sync_task
+        assert sync is not None
+        async with asyncio.timeout(2):
+            await sync
+        assert ticks > 0
+    finally:
+        task.cancel()
+    await b.close()
+    await publisher.participant.close()
