@@ -19,7 +19,8 @@ def cluster_stats(url: str, timeout: float = 3.0) -> dict[str, Any] | None:
     try:
         with urllib.request.urlopen(url + "/api/stats?scope=cluster", timeout=timeout) as r:
             data: dict[str, Any] = json.loads(r.read())
-            return data
+            # a server older than cluster mode ignores `scope` and sends its own snapshot
+            return data if "nodes" in data else None
     except urllib.error.HTTPError as exc:
         if exc.code == 404:
             return None
