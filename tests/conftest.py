@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 from typing import Any
 
 import aioice.ice
@@ -13,6 +14,8 @@ from aiortc import RTCPeerConnection
 
 from benchmarks.servers import RunningServer, running
 from sfu.config import SfuConfig
+from sfu.ice_policy import IcePolicy
+from signaling.client import SfuClient
 from signaling.config import ServerConfig
 from tests.clients import EventClient, client_factory
 
@@ -53,3 +56,16 @@ async def server(sfu_config: SfuConfig) -> AsyncIterator[RunningServer]:
 async def clients(server: RunningServer) -> AsyncIterator[Callable[[], Any]]:
     async with client_factory(lambda: EventClient().connect(server.url)) as make:
         yield make
+
+
+@pytest.fixture
+async def make_client() -> AsyncIterator[Callable[..., Any]]:
+    """`await make_client(url, **options)`: an `SfuClient` (20 s waits) with loopback-only
+    ICE on the client side; every client made is closed at the end of the test."""
+    policy = IcePolicy(["127.0.0.1"])
+    policy.install()
+    try:
+        async with client_factory(partial(SfuClient.connect, timeout=20.0)) as make:
+            yield make
+    finally:
+        policy.uninstall()

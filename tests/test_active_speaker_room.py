@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from functools import partial
 from typing import Any
 
 import aiohttp
@@ -14,10 +13,8 @@ import pytest
 
 from benchmarks.servers import RunningServer, running
 from sfu.config import SfuConfig
-from sfu.ice_policy import IcePolicy
 from signaling.client import PacedAudioTrack, SfuClient
 from signaling.config import ServerConfig
-from tests.clients import client_factory
 
 WAIT = 20.0
 SILENT = 127
@@ -28,17 +25,6 @@ async def server() -> AsyncIterator[RunningServer]:
     config = SfuConfig(ice_addresses=("127.0.0.1",), negotiation_timeout=10.0)
     async with running(ServerConfig(sfu=config)) as running_server:
         yield running_server
-
-
-@pytest.fixture
-async def make_client() -> AsyncIterator[Callable[..., Any]]:
-    policy = IcePolicy(["127.0.0.1"])
-    policy.install()
-    try:
-        async with client_factory(partial(SfuClient.connect, timeout=WAIT)) as make:
-            yield make
-    finally:
-        policy.uninstall()
 
 
 async def bot(

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator, Callable
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,6 @@ import pytest
 
 from benchmarks.servers import RunningServer, running
 from sfu.config import ForwardingMode, SfuConfig
-from sfu.ice_policy import IcePolicy
 from signaling.client import (
     PacedAudioTrack,
     PacedVideoTrack,
@@ -25,7 +23,6 @@ from signaling.client import (
     marker_from_frame,
 )
 from signaling.config import ServerConfig
-from tests.clients import client_factory
 
 WAIT = 20.0
 
@@ -70,17 +67,6 @@ async def media_server(request: pytest.FixtureRequest) -> AsyncIterator[RunningS
 async def passthrough_server() -> AsyncIterator[RunningServer]:
     async for server in serve("passthrough"):
         yield server
-
-
-@pytest.fixture
-async def make_client() -> AsyncIterator[Callable[..., Any]]:
-    policy = IcePolicy(["127.0.0.1"])  # the clients' side of loopback-only ICE
-    policy.install()
-    try:
-        async with client_factory(partial(SfuClient.connect, timeout=WAIT)) as make:
-            yield make
-    finally:
-        policy.uninstall()
 
 
 async def join_and_publish(

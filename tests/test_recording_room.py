@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
-from functools import partial
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,27 +16,14 @@ import pytest
 
 from benchmarks.servers import running
 from sfu.config import SfuConfig
-from sfu.ice_policy import IcePolicy
 from sfu.recorder import ParticipantRecorder
 from signaling.auth import mint_token
 from signaling.client import PacedAudioTrack, PacedVideoTrack, SfuClient, SfuError, encode_clip
 from signaling.config import ServerConfig
-from tests.clients import client_factory
 
 WAIT = 20.0
 ADMIN = "admin-token-for-tests"
 SECRET = "test-secret-0123456789abcdef0123456789"
-
-
-@pytest.fixture
-async def make_client() -> AsyncIterator[Callable[..., Any]]:
-    policy = IcePolicy(["127.0.0.1"])
-    policy.install()
-    try:
-        async with client_factory(partial(SfuClient.connect, timeout=WAIT)) as make:
-            yield make
-    finally:
-        policy.uninstall()
 
 
 def server_config(record_dir: Path | None, **extra: Any) -> ServerConfig:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 from types import SimpleNamespace
-from typing import Any
 
 import aiortc
 from aiortc.contrib.media import MediaRelay, RelayStreamTrack
@@ -14,6 +12,7 @@ from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 
+from sfu.compat.introspect import source_has
 from sfu.compat.lean_sender import check_lean_sender_internals
 from sfu.compat.light_receiver import check_light_receiver_internals
 from sfu.compat.remb import check_remb_internals
@@ -22,14 +21,6 @@ from sfu.compat.rtp_guard import check_rtp_guard_internals
 AIORTC_VERSION = "1.16.0"
 
 _R = "_RTCRtpReceiver__"
-
-
-def _source_has(obj: Any, *needles: str) -> list[str]:
-    try:
-        source = inspect.getsource(obj)
-    except (OSError, TypeError):
-        return [f"{obj.__qualname__} (source unavailable)"]
-    return [f"{obj.__qualname__}: {n!r}" for n in needles if n not in source]
 
 
 def check_internals() -> list[str]:
@@ -91,14 +82,14 @@ def check_internals() -> list[str]:
             problems.append("RelayStreamTrack._frame")
     except Exception as exc:  # a changed constructor is a changed internal
         problems.append(f"constructing RTCRtpReceiver/RelayStreamTrack: {exc!r}")
-    problems += _source_has(
+    problems += source_has(
         RTCRtpReceiver._handle_rtp_packet,
         "packet._data =",
         "self.__jitter_buffer.add(packet)",
         "await self._send_rtcp_pli(packet.ssrc)",
         "encoded_frame is not None and self.__decoder_thread",
     )
-    problems += _source_has(
+    problems += source_has(
         RTCRtpReceiver.receive,
         "self.__codecs[codec.payloadType] = codec",
         "self.__rtx_ssrc[encoding.rtx.ssrc] = encoding.ssrc",
@@ -106,19 +97,19 @@ def check_internals() -> list[str]:
         "self.__rtcp_task = asyncio.ensure_future(self._run_rtcp())",
         "self.__started = True",
     )
-    problems += _source_has(RTCRtpReceiver._handle_rtcp_packet, "self.__stop_decoder()")
-    problems += _source_has(RTCRtpSender._handle_rtcp_packet, "self._send_keyframe()")
-    problems += _source_has(
+    problems += source_has(RTCRtpReceiver._handle_rtcp_packet, "self.__stop_decoder()")
+    problems += source_has(RTCRtpSender._handle_rtcp_packet, "self._send_keyframe()")
+    problems += source_has(
         RTCRtpSender._next_encoded_frame,
         "self.__encoder.pack(data)",
         "return RTCEncodedFrame(payloads, timestamp, audio_level)",
     )
-    problems += _source_has(
+    problems += source_has(
         RTCRtpSender._run_rtp,
         "enc_frame = await self._next_encoded_frame(codec)",
         "packet.extensions.audio_level = (False, -enc_frame.audio_level)",
     )
-    problems += _source_has(
+    problems += source_has(
         MediaRelay._MediaRelay__run_track,  # type: ignore[attr-defined]
         "proxy._queue.put_nowait(frame)",
     )

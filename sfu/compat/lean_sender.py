@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import asyncio
 import fractions
-import inspect
 import logging
 import os
 import random
@@ -76,6 +75,8 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcrtpsender import RTCRtpSender, random_sequence_number
 from aiortc.rtp import RTP_HISTORY_SIZE, HeaderExtensionsMap, RtpPacket
 from aiortc.utils import random32
+
+from sfu.compat.introspect import source_has
 
 logger = logging.getLogger(__name__)
 
@@ -439,14 +440,6 @@ def install_lean_sender(sender: RTCRtpSender) -> LeanSender:
     return lean
 
 
-def _source_has(obj: Any, *needles: str) -> list[str]:
-    try:
-        source = inspect.getsource(obj)
-    except (OSError, TypeError):
-        return [f"{getattr(obj, '__qualname__', obj)} (source unavailable)"]
-    return [f"{obj.__qualname__}: {n!r}" for n in needles if n not in source]
-
-
 def _probe_sender() -> RTCRtpSender:
     """An unstarted sender to inspect; its constructor needs an event loop, so make a
     temporary one when called outside a running loop (e.g. a synchronous check)."""
@@ -504,46 +497,46 @@ def check_lean_sender_internals() -> list[str]:
                 problems.append(f"RTCRtpSender.{name}")
     except Exception as exc:  # a changed constructor is a changed internal
         problems.append(f"constructing RTCRtpSender: {exc!r}")
-    problems += _source_has(
+    problems += source_has(
         RTCRtpSender.send,
         "self.__mid = parameters.muxId",
         "self.__rtp_header_extensions_map.configure(parameters)",
         "asyncio.ensure_future(self._run_rtp(parameters.codecs[0]))",
     )
-    problems += _source_has(
+    problems += source_has(
         RTCRtpSender.stop, "self.__rtp_started.wait()", "self.__rtp_exited.wait()"
     )
-    problems += _source_has(
+    problems += source_has(
         RTCRtpSender._retransmit,
         "self.__rtp_history.get(sequence_number % RTP_HISTORY_SIZE)",
         "packet.sequence_number == sequence_number",
     )
-    problems += _source_has(
+    problems += source_has(
         RTCRtpSender._run_rtcp,
         "self.__ntp_timestamp",
         "self.__rtp_timestamp",
         "self.__packet_count",
         "self.__octet_count",
     )
-    problems += _source_has(RTCRtpSender._handle_rtcp_packet, "await self._retransmit(seq)")
-    problems += _source_has(
+    problems += source_has(RTCRtpSender._handle_rtcp_packet, "await self._retransmit(seq)")
+    problems += source_has(
         RTCDtlsTransport.__init__,
         "self._tx_srtp",
         "self.__tx_bytes = 0",
         "self.__tx_packets = 0",
     )
-    problems += _source_has(RTCDtlsTransport._setup_srtp, "allow_repeat_tx = True")
-    problems += _source_has(
+    problems += source_has(RTCDtlsTransport._setup_srtp, "allow_repeat_tx = True")
+    problems += source_has(
         RTCDtlsTransport._send_rtp, "self._state != State.CONNECTED", "self._tx_srtp.protect("
     )
-    problems += _source_has(Connection.send, "self.sendto(data, 1)")
-    problems += _source_has(
+    problems += source_has(Connection.send, "self.sendto(data, 1)")
+    problems += source_has(
         Connection.sendto,
         "self._nominated.get(component)",
         "active_pair.protocol.send_data(data, active_pair.remote_addr)",
     )
-    problems += _source_has(StunProtocol.send_data, "self.transport.sendto(data, addr)")
-    problems += _source_has(CandidatePair.__init__, "self.protocol = protocol")
+    problems += source_has(StunProtocol.send_data, "self.transport.sendto(data, addr)")
+    problems += source_has(CandidatePair.__init__, "self.protocol = protocol")
     if not isinstance(getattr(CandidatePair, "remote_addr", None), property):
         problems.append("CandidatePair.remote_addr")
     return problems

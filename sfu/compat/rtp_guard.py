@@ -42,6 +42,8 @@ from aiortc import RTCDtlsTransport, RTCPeerConnection
 from aiortc.rtcdtlstransport import RtpRouter
 from aiortc.rtp import RtcpPacket, RtpPacket
 
+from sfu.compat.introspect import source_has
+
 logger = logging.getLogger(__name__)
 
 MalformedKind = Literal["rtp", "rtcp", "srtp", "datagram"]
@@ -212,14 +214,6 @@ def guard_peer_connection(
     return [guard_dtls_transport(t, on_malformed) for t in transports.values()]
 
 
-def _source_has(obj: Any, *needles: str) -> list[str]:
-    try:
-        source = inspect.getsource(obj)
-    except (OSError, TypeError):
-        return [f"{getattr(obj, '__qualname__', obj)} (source unavailable)"]
-    return [f"{obj.__qualname__}: {n!r}" for n in needles if n not in source]
-
-
 def check_rtp_guard_internals() -> list[str]:
     """Return the aiortc internals the guard relies on that are missing or changed; empty
     when all are present (same contract as `check.check_internals`)."""
@@ -244,12 +238,12 @@ def check_rtp_guard_internals() -> list[str]:
     for attr in ("_rtp_header_extensions_map", "_rtp_router", "_rx_srtp", "__rx_packets"):
         if f"self.{attr} =" not in init_source and f"self.{attr}:" not in init_source:
             problems.append(f"RTCDtlsTransport.{attr}")
-    problems += _source_has(
+    problems += source_has(
         RTCDtlsTransport._RTCDtlsTransport__run,  # type: ignore[attr-defined]
         "await self._recv_next()",
         "except ConnectionError",
     )
-    problems += _source_has(
+    problems += source_has(
         RTCDtlsTransport._recv_next,
         "self._rx_srtp.unprotect_rtcp(data)",
         "self._rx_srtp.unprotect(data)",
@@ -258,13 +252,13 @@ def check_rtp_guard_internals() -> list[str]:
         "except pylibsrtp.Error",
         "self.__rx_packets += 1\n\n        first_byte = data[0]",
     )
-    problems += _source_has(
+    problems += source_has(
         RTCDtlsTransport._handle_rtp_data,
         "RtpPacket.parse(data, self._rtp_header_extensions_map)",
         "self._rtp_router.route_rtp(packet)",
         "await receiver._handle_rtp_packet(packet, arrival_time_ms=arrival_time_ms)",
     )
-    problems += _source_has(
+    problems += source_has(
         RTCDtlsTransport._handle_rtcp_data,
         "RtcpPacket.parse(data)",
         "self._rtp_router.route_rtcp(packet)",
