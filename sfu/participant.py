@@ -400,8 +400,6 @@ class Participant:
                     # deferred (not stable yet): retry later; looping at once never yields
                     # and blocks the event loop (seen: a drained node deaf to SIGTERM)
                     await asyncio.sleep(0.05)
-                else:
-                    await asyncio.sleep(0)  # a retry never starves the loop
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

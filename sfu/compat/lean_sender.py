@@ -381,6 +381,17 @@ class LeanSender:
             last = len(payloads) - 1
             octets = 0
             dtls: Any = s.transport
+            packets: list[tuple[int, bytes]] = []
+            for i, payload in enumerate(payloads):
+                packet = (
+                    pack_first(first_byte, marker_pt if i == last else pt, sequence_number)
+                    + tail
+                    + payload
+                )
+                history[sequence_number % RTP_HISTORY_SIZE] = packet
+                packets.append((sequence_number, packet))
+                octets += len(payload)
+                sequence_number = (sequence_number + 1) & 0xFFFF
             direct = self._selected_pair(dtls)
             if direct is not None:
                 transport, addr = direct
@@ -388,36 +399,20 @@ class LeanSender:
                 drop = self.drop_hook
                 datagrams: list[bytes] = []
                 sent_bytes = 0
-                for i, payload in enumerate(payloads):
-                    packet = (
-                        pack_first(first_byte, marker_pt if i == last else pt, sequence_number)
-                        + tail
-                        + payload
-                    )
-                    history[sequence_number % RTP_HISTORY_SIZE] = packet
-                    if drop is not None and drop(sequence_number):
+                for seq, packet in packets:
+                    if drop is not None and drop(seq):
                         self.packets_dropped += 1
-                    else:
-                        datagram = protect(packet)
-                        datagrams.append(datagram)
-                        sent_bytes += len(datagram)
-                    octets += len(payload)
-                    sequence_number = (sequence_number + 1) & 0xFFFF
+                        continue
+                    datagram = protect(packet)
+                    datagrams.append(datagram)
+                    sent_bytes += len(datagram)
                 self._send_datagrams(transport, addr, datagrams)
                 setattr(dtls, _D + "tx_bytes", getattr(dtls, _D + "tx_bytes") + sent_bytes)
                 setattr(dtls, _D + "tx_packets", getattr(dtls, _D + "tx_packets") + len(datagrams))
                 self.packets_lean += len(datagrams)
             else:
-                for i, payload in enumerate(payloads):
-                    packet = (
-                        pack_first(first_byte, marker_pt if i == last else pt, sequence_number)
-                        + tail
-                        + payload
-                    )
-                    history[sequence_number % RTP_HISTORY_SIZE] = packet
+                for _, packet in packets:
                     await dtls._send_rtp(packet)
-                    octets += len(payload)
-                    sequence_number = (sequence_number + 1) & 0xFFFF
                 self.packets_stock += len(payloads)
 
             self.frames += 1

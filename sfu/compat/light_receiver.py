@@ -24,7 +24,6 @@ of `aiortc.rtcrtpreceiver.StreamStatistics`, read by `_run_rtcp`), `__nack_gener
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtpreceiver import RTCRtpReceiver, StreamStatistics
 from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtpPacket, pack_remb_fci, unwrap_rtx
 
-from sfu.compat.receiver import _R, _receive_without_decoder
+from sfu.compat.receiver import _R, _receive_without_decoder, end_remote_track
 from sfu.compat.remb import IntervalBitrateEstimator, install_interval_estimator
 
 
@@ -164,9 +163,7 @@ class LightReceiverHook:
         if self.ended:
             return
         self.ended = True
-        queue = getattr(getattr(self.receiver, "_track", None), "_queue", None)
-        if isinstance(queue, asyncio.Queue):
-            queue.put_nowait(None)
+        end_remote_track(self.receiver)
         callback = self.on_end
         if callback is not None and not self._closed:
             callback()

@@ -61,10 +61,7 @@ class ReceiverHook:
         if self.ended:
             return
         self.ended = True
-        track = getattr(self.receiver, "_track", None)
-        queue = getattr(track, "_queue", None)
-        if isinstance(queue, asyncio.Queue):
-            queue.put_nowait(None)
+        end_remote_track(self.receiver)
         callback = self.on_end
         if callback is not None and not self._closed:
             callback()
@@ -78,6 +75,14 @@ class ReceiverHook:
         self.on_end = None
         for task in list(self._tasks):
             task.cancel()
+
+
+def end_remote_track(receiver: RTCRtpReceiver) -> None:
+    """End the receiver's `RemoteStreamTrack` (None into its `_queue`), as the stock
+    `__stop_decoder` does through the decoder thread that passthrough never starts."""
+    queue = getattr(getattr(receiver, "_track", None), "_queue", None)
+    if isinstance(queue, asyncio.Queue):
+        queue.put_nowait(None)
 
 
 def install_receiver_sink(
