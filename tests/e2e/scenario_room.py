@@ -85,6 +85,26 @@ VIDEO_JS = """
 }
 """
 
+WIDEST_ELEMENTS_JS = """
+() => {
+  // how far the page scrolls sideways, and the elements that reach past the viewport
+  const limit = document.documentElement.clientWidth;
+  const widest = [];
+  for (const el of document.querySelectorAll("body *")) {
+    const r = el.getBoundingClientRect();
+    if (r.width > 0 && r.right > limit + 1) {
+      const cls = String(el.className);
+      widest.push({tag: el.tagName, id: el.id, cls, right: Math.round(r.right)});
+    }
+  }
+  widest.sort((a, b) => b.right - a.right);
+  return {
+    overflow: document.documentElement.scrollWidth - window.innerWidth,
+    widest: widest.slice(0, 5),
+  };
+}
+"""
+
 TILE_ATTRS_JS = """
 (pid) => {
   const tile = document.querySelector(`.tile[data-participant-id="${pid}"]`);
@@ -257,12 +277,16 @@ def run(sc: Scenario) -> None:
         narrow = pages["Bob"]
         narrow.set_viewport_size({"width": 390, "height": 844})
         phone = sc.artifacts / "room-phone-width.png"
+        # the tile layout follows a ResizeObserver: let two frames settle before measuring
+        narrow.evaluate(
+            "() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))"
+        )
         narrow.screenshot(path=str(phone), full_page=True)
-        overflow = narrow.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
+        layout = narrow.evaluate(WIDEST_ELEMENTS_JS)
         sc.check(
             "phone-width layout has no horizontal overflow",
-            overflow <= 1,
-            {"overflow_px": overflow, "path": str(phone)},
+            layout["overflow"] <= 1,
+            {"overflow_px": layout["overflow"], "widest": layout["widest"], "path": str(phone)},
         )
         narrow.set_viewport_size({"width": 1280, "height": 800})
 
