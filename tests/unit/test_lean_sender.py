@@ -243,3 +243,69 @@ def test_ntp_now_and_rtp_ticks_match_aiortc() -> None:
         ):
             assert rtp_ticks(pts, base, rate) == convert_timebase(pts, base, Fraction(1, rate))
     assert rtp_ticks(5, None, 90000) == 5
+
+
+@pytest.mark.parametrize("with_abs", [True, False], ids=["abs-send-time", "no-extension"])
+def test_tail_packer_matches_frame_tail(with_abs: bool) -> None:
+    """The loop's one-pack frame tail is byte-identical to `_HeaderTemplate.frame_tail`
+    (and so to aiortc's `RtpPacket.serialize`)."""
+    from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
+    from aiortc.rtp import HeaderExtensionsMap
+
+    from sfu.compat.lean_sender import _HeaderTemplate
+
+    ext_map = HeaderExtensionsMap()
+    if with_abs:
+        ext_map.configure(
+            RTCRtpParameters(
+                headerExtensions=[
+                    RTCRtpHeaderExtensionParameters(
+                        id=1, uri="urn:ietf:params:rtp-hdrext:sdes:mid"
+                    ),
+                    RTCRtpHeaderExtensionParameters(
+                        id=3, uri="http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+                    ),
+                ]
+            )
+        )
+    template = _HeaderTemplate(96, 0x12345678, "0" if with_abs else None, ext_map)
+    assert (template.abs_offset is not None) is with_abs
+    pack = template.tail_packer()
+    for timestamp, abs_send_time in ((0, 0), (0xFFFFFFFF, 0xFFFFFF), (123456, 0x0A0B0C)):
+        tail = pack(timestamp, abs_send_time)
+        assert tail == template.frame_tail(timestamp, abs_send_time)
+        packet = RtpPacket(payload_type=96, ssrc=0x12345678, timestamp=timestamp)
+        packet.extensions.mid = "0" if with_abs else None
+        packet.extensions.abs_send_time = abs_send_time if with_abs else None
+        assert packet.serialize(ext_map)[4:] == tail
+
+
+async def test_route_is_revalidated_by_identity() -> None:
+    """The loop's cached route to the selected pair: a new nominated pair or a closing
+    transport is seen (the loop re-checks exactly these fields per frame)."""
+    sender = RTCRtpSender("video", SimpleNamespace(state="new"))  # type: ignore[arg-type]
+    lean = LeanSender(sender)
+    closing = [False]
+    transport = SimpleNamespace(sendto=lambda data, addr: None, is_closing=lambda: closing[0])
+    protocol = StunProtocol(receiver=None)  # type: ignore[arg-type]
+    protocol.transport = transport  # type: ignore[assignment]
+    pair = CandidatePair(protocol, SimpleNamespace(_network_host="192.0.2.1", port=3478))  # type: ignore[arg-type]
+    nominated = {1: pair}
+    dtls = SimpleNamespace(
+        _state=State.CONNECTED,
+        transport=SimpleNamespace(_connection=SimpleNamespace(_nominated=nominated)),
+    )
+    route = lean._route(dtls)
+    assert route is not None
+    assert route.addr == ("192.0.2.1", 3478) and route.gso and route.dtls is dtls
+    assert route.nominated.get(1) is route.pair and not route.is_closing()
+    other = CandidatePair(protocol, SimpleNamespace(_network_host="192.0.2.2", port=3478))  # type: ignore[arg-type]
+    nominated[1] = other
+    assert route.nominated.get(1) is not route.pair  # the loop takes a new route
+    new_route = lean._route(dtls)
+    assert new_route is not None and new_route.addr == ("192.0.2.2", 3478)
+    closing[0] = True
+    assert new_route.is_closing() and lean._route(dtls) is None
+    dtls._state = State.CLOSED
+    closing[0] = False
+    assert lean._route(dtls) is None
