@@ -259,11 +259,12 @@ async def _receive(path: str, packets: int) -> dict[str, Any]:
 
     hook: Any
     if path == "lean":
-        from sfu.compat.lean_receiver import install_lean_receiver_sink
-
-        hook = install_lean_receiver_sink(receiver, "video", on_frame)
+        hook = install_receiver_sink(receiver, "video", on_frame, receive_path="lean")
     else:
-        hook = install_receiver_sink(receiver, "video", on_frame)
+        try:
+            hook = install_receiver_sink(receiver, "video", on_frame, receive_path="stock")
+        except TypeError:  # a checkout before the lean receive path
+            hook = install_receiver_sink(receiver, "video", on_frame)
     vp8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
     rtx = RTCRtpCodecParameters(
         mimeType="video/rtx", clockRate=90000, payloadType=97, parameters={"apt": 96}
@@ -305,6 +306,7 @@ async def _receive(path: str, packets: int) -> dict[str, Any]:
         "cpu_s": round(cpu1 - cpu0, 4),
         "us_per_packet": round((cpu1 - cpu0) / len(parsed) * 1e6, 3),
         "stats": repr(hook.stats()),
+        "lean": repr(hook.lean.stats()) if getattr(hook, "lean", None) is not None else None,
     }
 
 

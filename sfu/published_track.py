@@ -18,6 +18,7 @@ from aiortc.rtcrtpreceiver import RTCRtpReceiver
 
 from sfu.compat.receiver import ReceiverHook, install_receiver_sink
 from sfu.compat.relay import bound_relay_proxy, end_relay_proxy
+from sfu.config import ReceivePath
 from sfu.frame_assembler import AssemblerStats, EncodedFrame
 from sfu.keyframe_throttle import KEYFRAME_INTERVAL, CallLater, KeyframeThrottle, ThrottleStats
 from sfu.wire import Kind, Source
@@ -146,10 +147,12 @@ class PublishedTrack(MediaStreamTrack):
         key: str = "",
         clock: Callable[[], float] | None = None,
         call_later: CallLater | None = None,
+        receive_path: ReceivePath = "lean",
     ) -> PublishedTrack:
         """Publish the receiver's encoded frames; no decoder thread ever runs for it.
 
         Call at the peer connection's "track" event, before the receiver starts.
+        `receive_path`: who handles each RTP packet (`sfu.config.RECEIVE_PATHS`).
         """
         track = cls(
             kind, source, publisher_id=publisher_id, key=key, clock=clock, call_later=call_later
@@ -160,6 +163,7 @@ class PublishedTrack(MediaStreamTrack):
             track.push,
             on_end=track.source_ended,
             on_keyframe_needed=track.request_keyframe,
+            receive_path=receive_path,
         )
         track.hook = hook
         track._request_pli = hook.request_keyframe

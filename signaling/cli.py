@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from sfu.config import FORWARDING_MODES, SEND_PATHS, IceServer, SfuConfig
+from sfu.config import FORWARDING_MODES, RECEIVE_PATHS, SEND_PATHS, IceServer, SfuConfig
 from sfu.errors import SfuError
 from sfu.ice_policy import validate_addresses
 from signaling.app import create_app
@@ -67,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--send-path",
         default=None,
         help="lean (per-frame RTP send path, the default) or stock (aiortc's sender loop)",
+    )
+    p.add_argument(
+        "--receive-path",
+        default=None,
+        help="lean (lean per-packet RTP handler, the default) or stock (aiortc's handler)",
     )
     p.add_argument("--max-participants", type=int, default=None)
     p.add_argument("--max-rooms", type=int, default=None)
@@ -199,6 +204,9 @@ def parse_config(argv: Sequence[str] | None = None) -> ServerConfig:
     send_path = (args.send_path or _env("send-path") or "lean").lower()
     if send_path not in SEND_PATHS:
         raise ConfigError(f"--send-path must be one of {', '.join(SEND_PATHS)}")
+    receive_path = (args.receive_path or _env("receive-path") or "lean").lower()
+    if receive_path not in RECEIVE_PATHS:
+        raise ConfigError(f"--receive-path must be one of {', '.join(RECEIVE_PATHS)}")
     log_level = (args.log_level or _env("log-level") or "INFO").upper()
     if log_level not in LOG_LEVELS:
         raise ConfigError(f"--log-level must be one of {', '.join(LOG_LEVELS)}")
@@ -244,6 +252,7 @@ def parse_config(argv: Sequence[str] | None = None) -> ServerConfig:
             ice_servers=tuple(ice_servers),
             forwarding=forwarding,
             send_path=send_path,
+            receive_path=receive_path,
             max_participants=_int(args.max_participants, "max-participants", 16, 1, 1000),
             max_rooms=_int(args.max_rooms, "max-rooms", 100, 1, 100000),
             record_dir=record_dir,

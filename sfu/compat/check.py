@@ -13,6 +13,7 @@ from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 
 from sfu.compat.introspect import source_has
+from sfu.compat.lean_receiver import check_lean_receiver_internals
 from sfu.compat.lean_sender import check_lean_sender_internals
 from sfu.compat.light_receiver import check_light_receiver_internals
 from sfu.compat.remb import check_remb_internals
@@ -70,6 +71,7 @@ def check_internals() -> list[str]:
             problems.append("RTCRtpReceiver._track")
         problems += check_remb_internals(receiver)
         problems += check_light_receiver_internals(receiver)
+        problems += check_lean_receiver_internals(receiver)
         proxy = RelayStreamTrack(MediaRelay(), AudioStreamTrack(), buffered=True)
         if not isinstance(getattr(proxy, "_queue", None), asyncio.Queue):
             problems.append("RelayStreamTrack._queue")
