@@ -52,7 +52,7 @@ def _new_loop() -> asyncio.AbstractEventLoop:
 # ---------------------------------------------------------------- send
 
 
-async def _send(senders: int, frames: int, warmup: int) -> dict[str, Any]:
+async def _send(senders: int, frames: int, warmup: int, feed_mode: str) -> dict[str, Any]:
     import av
     import pylibsrtp
     from aioice.candidate import Candidate
@@ -96,7 +96,13 @@ async def _send(senders: int, frames: int, warmup: int) -> dict[str, Any]:
             ),
         ],
     )
-    tracks: list[QueueTrack] = []
+    published: Any = None
+    if feed_mode == "relay":
+        from sfu.published_track import PublishedTrack
+
+        published = PublishedTrack("video")
+        published.drain_always()
+    tracks: list[Any] = []
     leans: list[Any] = []
     tasks: list[asyncio.Task[None]] = []
     for i in range(senders):
@@ -120,8 +126,15 @@ async def _send(senders: int, frames: int, warmup: int) -> dict[str, Any]:
             _RTCDtlsTransport__tx_bytes=0,
             _RTCDtlsTransport__tx_packets=0,
         )
-        track = QueueTrack()
-        sender = RTCRtpSender(track, dtls)  # type: ignore[arg-type]
+        track: Any
+        if published is not None:
+            from sfu.send_slot import SubscribedTrack
+
+            track = SubscribedTrack("video")
+            track.attach(published)
+        else:
+            track = QueueTrack()
+        sender = RTCRtpSender(track, dtls)
         s: Any = sender
         s._RTCRtpSender__mid = str(i)
         s._RTCRtpSender__rtp_header_extensions_map.configure(params)
@@ -137,6 +150,17 @@ async def _send(senders: int, frames: int, warmup: int) -> dict[str, Any]:
         nonlocal n
         for _ in range(count):
             item = clip.packets[n % len(clip.packets)]
+            if published is not None:
+                from sfu.frame_assembler import EncodedFrame
+
+                target = sum(lean.frames for lean in leans) + len(leans)
+                published.push(EncodedFrame(item.data, n * 3000, item.keyframe, 1234))
+                n += 1
+                for _ in range(100):
+                    await asyncio.sleep(0)
+                    if sum(lean.frames for lean in leans) >= target:
+                        break
+                continue
             packet = av.Packet(item.data)
             packet.pts = n * 3000
             packet.dts = n * 3000
@@ -162,6 +186,7 @@ async def _send(senders: int, frames: int, warmup: int) -> dict[str, Any]:
     sink.close()
     return {
         "senders": senders,
+        "feed": feed_mode,
         "frames": frames,
         "packets": packets,
         "gso_batches": sum(lean.gso_batches for lean in leans),
@@ -317,7 +342,9 @@ def _worker(args: argparse.Namespace) -> None:
     loop = _new_loop()
     try:
         if args.what == "send":
-            result = loop.run_until_complete(_send(args.senders, args.frames, args.warmup))
+            result = loop.run_until_complete(
+                _send(args.senders, args.frames, args.warmup, args.feed)
+            )
         else:
             result = loop.run_until_complete(_receive(args.paths[0], args.packets))
     finally:
@@ -329,6 +356,7 @@ def _run_one(args: argparse.Namespace, python_path: str, path: str) -> dict[str,
     cmd = [sys.executable, os.path.abspath(__file__), args.what, "--worker"]
     cmd += ["--senders", str(args.senders), "--frames", str(args.frames)]
     cmd += ["--warmup", str(args.warmup), "--packets", str(args.packets), "--paths", path]
+    cmd += ["--feed", args.feed]
     env = dict(os.environ, PYTHONPATH=python_path)
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False, env=env)
     if out.returncode != 0:
@@ -343,6 +371,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--senders", type=int, default=11)
     p.add_argument("--frames", type=int, default=3000, help="frames measured (send)")
     p.add_argument("--warmup", type=int, default=60)
+    p.add_argument(
+        "--feed",
+        choices=("relay", "queue"),
+        default="relay",
+        help="send: frames through a PublishedTrack's relay and SubscribedTracks, as the "
+        "server does (relay), or one plain asyncio queue per sender (queue)",
+    )
     p.add_argument("--packets", type=int, default=20000, help="packets handled (receive)")
     p.add_argument("--paths", type=lambda v: v.split(","), default=["stock", "lean"])
     p.add_argument("--python-path", type=lambda v: v.split(","), default=None)
