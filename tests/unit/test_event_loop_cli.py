@@ -91,3 +91,17 @@ def test_bad_receive_path_is_a_one_line_error(
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "--receive-path must be one of lean, stock" in err
+
+
+def test_tune_garbage_collector() -> None:
+    import gc
+
+    threshold = gc.get_threshold()
+    try:
+        cli.tune_garbage_collector()
+        assert gc.get_threshold()[0] >= cli.GC_GEN0_THRESHOLD
+        assert gc.get_threshold()[1:] == threshold[1:]
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
