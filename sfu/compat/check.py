@@ -12,6 +12,7 @@ from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 
+from sfu.compat.fast_queue import check_fast_queue_internals
 from sfu.compat.introspect import source_has
 from sfu.compat.lean_receiver import check_lean_receiver_internals
 from sfu.compat.lean_sender import check_lean_sender_internals
@@ -117,4 +118,5 @@ def check_internals() -> list[str]:
     )
     problems += check_lean_sender_internals()
     problems += check_rtp_guard_internals()
+    problems += check_fast_queue_internals()
     return problems

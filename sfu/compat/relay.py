@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Any
 
 from aiortc.contrib.media import RelayStreamTrack
 
+from sfu.compat.fast_queue import FastQueue
 
-class _DropOldestQueue(asyncio.Queue[Any]):
+
+class _DropOldestQueue(FastQueue[Any]):
     """A bounded queue whose `put_nowait` drops the oldest item instead of raising.
 
     None (MediaRelay's end marker) is never dropped: once queued, later items are ignored.
