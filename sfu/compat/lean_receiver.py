@@ -61,6 +61,8 @@ _R = "_RTCRtpReceiver__"
 
 #: How often (ms of arrival time) a source's `getSynchronizationSources` time is refreshed.
 ACTIVE_SOURCE_REFRESH_MS = 1000
+#: SSRCs whose last refresh is remembered (more: the memory starts over).
+MAX_TRACKED_SOURCES = 64
 
 # what a payload type's codec is, for the per-packet dispatch
 _MEDIA_VP8, _MEDIA_OTHER, _RTX = 0, 1, 2
@@ -184,6 +186,8 @@ class LeanReceiver:
         # active sources, refreshed once per second per SSRC
         last = self._active_ms.get(ssrc)
         if last is None or arrival_time_ms - last >= ACTIVE_SOURCE_REFRESH_MS:
+            if last is None and len(self._active_ms) >= MAX_TRACKED_SOURCES:
+                self._active_ms.clear()
             self._active_ms[ssrc] = arrival_time_ms
             active: dict[int, datetime.datetime] = rd[_R + "active_ssrc"]
             active[ssrc] = clock.current_datetime()
