@@ -64,8 +64,9 @@ ACTIVE_SOURCE_REFRESH_MS = 1000
 #: SSRCs whose last refresh is remembered (more: the memory starts over).
 MAX_TRACKED_SOURCES = 64
 
-# what a payload type's codec is, for the per-packet dispatch
-_MEDIA_VP8, _MEDIA_OTHER, _RTX = 0, 1, 2
+# what a payload type's codec is, for the per-packet dispatch: VP8 (descriptor skipped
+# here), a codec aiortc depayloads (H264), one whose payload is the data (Opus), RTX
+_MEDIA_VP8, _MEDIA_DEPAYLOAD, _MEDIA_OTHER, _RTX = 0, 1, 2, 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +117,14 @@ def vp8_descriptor_size(payload: bytes) -> int:
     return pos
 
 
+def _media_kind(codec: RTCRtpCodecParameters) -> int:
+    """How a media codec's payload becomes `packet._data` (as `aiortc.codecs.depayload`)."""
+    name = codec.name
+    if name == "VP8":
+        return _MEDIA_VP8
+    return _MEDIA_DEPAYLOAD if name == "H264" else _MEDIA_OTHER
+
+
 class LeanReceiver:
     """The lean `_handle_rtp_packet` of one receiver (module docstring). Owns only its
     counters and small caches; the receiver, its statistics, NACK generator, estimator and
@@ -143,12 +152,7 @@ class LeanReceiver:
         )
 
     def _classify(self, payload_type: int, codec: RTCRtpCodecParameters) -> int:
-        if is_rtx(codec):
-            what = _RTX
-        elif codec.name == "VP8":
-            what = _MEDIA_VP8
-        else:
-            what = _MEDIA_OTHER
+        what = _RTX if is_rtx(codec) else _media_kind(codec)
         self._dispatch[payload_type] = (codec, what)
         return what
 
@@ -220,7 +224,7 @@ class LeanReceiver:
             packet = unwrap_rtx(packet, payload_type=apt, ssrc=original_ssrc)
             self.rtx += 1
             codec = codecs[apt]
-            what = _MEDIA_VP8 if codec.name == "VP8" else _MEDIA_OTHER
+            what = _media_kind(codec)
 
         # NACKs for missing packets (video)
         nack: NackGenerator | None = rd[_R + "nack_generator"]
@@ -248,7 +252,7 @@ class LeanReceiver:
             except ValueError:
                 self.malformed += 1
                 return
-        elif codec.name in ("H264",):
+        elif what == _MEDIA_DEPAYLOAD:
             try:
                 packet._data = depayload(codec, payload)  # type: ignore[attr-defined]
             except ValueError:
@@ -332,7 +336,11 @@ def check_lean_receiver_internals(probe: RTCRtpReceiver) -> list[str]:
     )
     problems += source_has(NackGenerator.truncate, "for seq in list(self.missing):")
     problems += source_has(
-        depayload, 'codec.name == "VP8"', "vp8_depayload(payload)", "return payload"
+        depayload,
+        'codec.name == "VP8"',
+        "vp8_depayload(payload)",
+        'codec.name == "H264"',
+        "return payload",
     )
     problems += source_has(
         VpxPayloadDescriptor.parse,
