@@ -183,6 +183,9 @@ async def _send(senders: int, frames: int, warmup: int, feed_mode: str) -> dict[
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+    if published is not None:
+        published.close()
+        await asyncio.sleep(0)
     sink.close()
     return {
         "senders": senders,

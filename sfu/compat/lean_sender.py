@@ -138,23 +138,54 @@ def vp8_payloads(frame: memoryview | bytes, picture_id: int) -> list[bytes]:
     ]
 
 
+#: One frame in the history: (header tail, first sequence number, packet count, the
+#: frame's data and its VP8 picture id, or its payloads and -1). Every packet of the frame
+#: points at the same record: the history holds no per-packet copy of the media.
+FrameRecord = tuple[bytes, int, int, Any, int]
+
+
 class RawHistory:
-    """The retransmission history: unprotected RTP bytes by `seq % RTP_HISTORY_SIZE`.
+    """The retransmission history, by `seq % RTP_HISTORY_SIZE`: per packet either its
+    unprotected RTP bytes or the `FrameRecord` of its frame (what the lean loop stores:
+    the shared frame data the relay handed every subscriber, not a 1.3 kB copy per packet
+    and subscriber, which kept megabytes of cold memory in the send path).
 
     Stands in for `RTCRtpSender.__rtp_history` (a dict of `RtpPacket`): aiortc's
-    `_retransmit` only calls `.get(key)`, so the packet is parsed only when a NACK asks for it.
+    `_retransmit` only calls `.get(key)`, so a packet is rebuilt and parsed only when a
+    NACK asks for it (byte-identical to what was sent).
     """
 
-    __slots__ = ("_extensions_map", "raw", "retransmits")
+    __slots__ = ("_extensions_map", "first_byte", "payload_type", "raw", "retransmits")
 
     def __init__(self, extensions_map: HeaderExtensionsMap) -> None:
         self._extensions_map = extensions_map
-        self.raw: list[bytes | None] = [None] * RTP_HISTORY_SIZE
+        self.raw: list[bytes | FrameRecord | None] = [None] * RTP_HISTORY_SIZE
         self.retransmits = 0
+        #: the first header byte and payload type of the sender's packets (set by the loop)
+        self.first_byte = 0x80
+        self.payload_type = 0
+
+    def packet_bytes(self, key: int) -> bytes | None:
+        """The unprotected bytes of the latest packet stored under `key`, or None."""
+        entry = self.raw[key % RTP_HISTORY_SIZE]
+        if entry is None or isinstance(entry, bytes):
+            return entry
+        tail, first_seq, count, frame, picture_id = entry
+        last = (first_seq + count - 1) & 0xFFFF
+        seq = (last - ((last - key) % RTP_HISTORY_SIZE)) & 0xFFFF
+        index = (seq - first_seq) & 0xFFFF
+        payloads = vp8_payloads(frame, picture_id) if picture_id >= 0 else frame
+        pt = self.payload_type | (0x80 if index == count - 1 else 0)
+        return bytes(_FIRST_WORD.pack(self.first_byte, pt, seq) + tail + payloads[index])
+
+    def packets(self) -> list[bytes]:
+        """Every stored packet's unprotected bytes (tests, diagnostics)."""
+        out = [self.packet_bytes(key) for key in range(RTP_HISTORY_SIZE)]
+        return [p for p in out if p is not None]
 
     def get(self, key: int, default: RtpPacket | None = None) -> RtpPacket | None:
         """The packet stored under `key` (parsed with the sender's extension map)."""
-        data = self.raw[key % RTP_HISTORY_SIZE]
+        data = self.packet_bytes(key)
         if data is None:
             return default
         self.retransmits += 1
@@ -426,6 +457,7 @@ class LeanSender:
         pack_first = _FIRST_WORD.pack
         frame_tail = template.tail_packer()
         history = self.history.raw
+        self.history.first_byte, self.history.payload_type = first_byte, pt
         sequence_number = random_sequence_number()
         timestamp_origin = random32()
         picture_id = random.randint(0, (1 << 15) - 1)
@@ -466,10 +498,13 @@ class LeanSender:
                 continue
             if is_vp8 or is_opus:
                 if is_vp8:
-                    payloads = vp8_payloads(memoryview(data), picture_id)
+                    frame: Any = memoryview(data)
+                    payloads = vp8_payloads(frame, picture_id)
+                    frame_picture_id = picture_id
                     picture_id = (picture_id + 1) & 0x7FFF
                 else:
-                    payloads = [bytes(data)]
+                    frame = payloads = [bytes(data)]
+                    frame_picture_id = -1
                 # rtp_ticks() inlined, with the SFU's own time base (1 / clock rate) as is
                 time_base = data.time_base
                 if time_base is None or (
@@ -482,6 +517,7 @@ class LeanSender:
                 if encoder is None:
                     encoder = get_encoder(codec)
                 payloads, timestamp = encoder.pack(data)
+                frame, frame_picture_id = payloads, -1
             if not payloads:
                 continue
 
@@ -491,6 +527,7 @@ class LeanSender:
             ntp = ((seconds + NTP_UNIX_OFFSET) << 32) | ((micros << 32) // 1_000_000)
             tail = frame_tail(timestamp, (ntp >> 14) & 0x00FFFFFF)
             count = len(payloads)
+            record = (tail, sequence_number, count, frame, frame_picture_id)
             dtls: Any = sd[k_transport]
             if (
                 route is None
@@ -508,13 +545,11 @@ class LeanSender:
                 append = datagrams.append
                 seq = sequence_number
                 for payload in payloads[:-1]:
-                    packet = pack_first(first_byte, pt, seq) + tail + payload
-                    history[seq % RTP_HISTORY_SIZE] = packet
-                    append(protect(packet))
+                    history[seq % RTP_HISTORY_SIZE] = record
+                    append(protect(pack_first(first_byte, pt, seq) + tail + payload))
                     seq = (seq + 1) & 0xFFFF
-                packet = pack_first(first_byte, marker_pt, seq) + tail + payloads[-1]
-                history[seq % RTP_HISTORY_SIZE] = packet
-                append(protect(packet))
+                history[seq % RTP_HISTORY_SIZE] = record
+                append(protect(pack_first(first_byte, marker_pt, seq) + tail + payloads[-1]))
                 sequence_number = (seq + 1) & 0xFFFF
                 if count == 1 or not (
                     self.gso
@@ -537,7 +572,7 @@ class LeanSender:
                         + tail
                         + payload
                     )
-                    history[sequence_number % RTP_HISTORY_SIZE] = packet
+                    history[sequence_number % RTP_HISTORY_SIZE] = record
                     packets.append((sequence_number, packet))
                     sequence_number = (sequence_number + 1) & 0xFFFF
                 await self._send_slow(dtls, route, packets, drop)

@@ -117,7 +117,7 @@ async def test_lean_sender_end_to_end(
     # the history holds aiortc-format packets: parse + serialize is the identity, the
     # negotiated extensions are there, the payload is aiortc's VP8 packetization
     ext_map = link.sender._RTCRtpSender__rtp_header_extensions_map  # type: ignore[attr-defined]
-    stored = [raw for raw in lean.history.raw if raw is not None]
+    stored = lean.history.packets()
     assert stored
     mid = next(t.mid for t in link.tx.getTransceivers())
     for raw in stored[:50]:
@@ -198,7 +198,7 @@ async def test_lean_sender_opus(pcs: list[RTCPeerConnection]) -> None:
     assert frame.sample_rate == 48000 and frame.samples == 960
     assert lean.packets_lean >= 25 and lean.gso_batches == 0  # one packet per frame
     ext_map = transceiver.sender._RTCRtpSender__rtp_header_extensions_map  # type: ignore[attr-defined]
-    raw = next(r for r in lean.history.raw if r is not None)
+    raw = lean.history.packets()[0]
     packet = RtpPacket.parse(raw, ext_map)
     assert packet.payload in {p.data for p in transceiver.sender.track.clip.packets}
 
@@ -309,3 +309,37 @@ async def test_route_is_revalidated_by_identity() -> None:
     dtls._state = State.CLOSED
     closing[0] = False
     assert lean._route(dtls) is None
+
+
+@pytest.mark.parametrize(("first_seq", "size"), [(100, 7000), (65530, 7000), (65500, 200_000)])
+def test_history_rebuilds_packets_from_frame_records(first_seq: int, size: int) -> None:
+    """The history keeps one record per frame; any stored packet is rebuilt byte-identical
+    to what was sent (marker on the last packet, sequence wrap, frames of more than
+    RTP_HISTORY_SIZE packets: the latest packet of each slot)."""
+    from aiortc.rtp import RTP_HISTORY_SIZE, HeaderExtensionsMap
+
+    from sfu.compat.lean_sender import RawHistory
+
+    history = RawHistory(HeaderExtensionsMap())
+    history.first_byte, history.payload_type = 0x80, 96
+    frame = os.urandom(size)
+    payloads = vp8_payloads(frame, 1234)
+    tail = b"TAILBYTES0123456"
+    record = (tail, first_seq, len(payloads), memoryview(frame), 1234)
+    sent = {}
+    for i, payload in enumerate(payloads):
+        seq = (first_seq + i) & 0xFFFF
+        marker = 0x80 if i == len(payloads) - 1 else 0
+        sent[seq] = bytes([0x80, 96 | marker]) + seq.to_bytes(2, "big") + tail + payload
+        history.raw[seq % RTP_HISTORY_SIZE] = record
+    latest = list(sent)[-RTP_HISTORY_SIZE:]
+    for seq in latest:
+        assert history.packet_bytes(seq % RTP_HISTORY_SIZE) == sent[seq]
+        packet = history.get(seq % RTP_HISTORY_SIZE)
+        assert packet is not None and packet.sequence_number == seq
+        assert packet.marker == int(seq == latest[-1])
+    assert history.retransmits == len(latest)
+    assert sorted(history.packets()) == sorted(sent[s] for s in latest)
+    # an Opus-like record keeps its payloads
+    history.raw[5] = (tail, 5, 1, [b"opus"], -1)
+    assert history.packet_bytes(5) == bytes([0x80, 0x80 | 96, 0, 5]) + tail + b"opus"
