@@ -20,8 +20,9 @@ RTCP stays aiortc's: the sender's `_run_rtcp` sends SR/SDES from the counters th
 keeps up to date, and `_handle_rtcp_packet` handles receiver reports (RTT), REMB, PLI/FIR
 (`_send_keyframe`, which `sender.install_sender_keyframe_hook` replaces) and NACK through
 aiortc's own `_retransmit` (RTX when negotiated). The retransmission history is replaced
-by `RawHistory`: it keeps the unprotected bytes of each packet and parses the one asked
-for into an `RtpPacket` on demand, which is all `_retransmit` does with it.
+by `RawHistory`: it keeps one record per frame (the header tail and the frame data the
+relay shares between subscribers, no copy per packet) and rebuilds the packet asked for,
+byte-identical, into an `RtpPacket` on demand, which is all `_retransmit` does with it.
 
 aiortc / aioice private internals relied upon (pinned: aiortc==1.16.0, aioice==0.13.0;
 `check_lean_sender_internals()` verifies them):
