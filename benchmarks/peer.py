@@ -48,6 +48,8 @@ class StampedVideoTrack(MediaStreamTrack):
     def __init__(self, inner: PacedVideoTrack) -> None:
         super().__init__()
         self.inner = inner
+        #: the clip's temporal layers (3: the client sends the VP8 layer descriptor)
+        self.temporal_layers = inner.temporal_layers
         self.pts = array("q")
         self.times = array("d")
         self._n = 0
