@@ -105,6 +105,8 @@ class ReceivedStream:
     publisher: str | None
     rtp: array[int] = field(default_factory=lambda: array("q"))
     arrivals: array[float] = field(default_factory=lambda: array("d"))
+    #: light subscribers: the SSRC's unrecovered packet losses so far, at each frame
+    lost: array[int] = field(default_factory=lambda: array("q"))
     bytes: int = 0
     keyframes: int = 0
 
@@ -116,6 +118,7 @@ class ReceivedStream:
             "publisher": self.publisher,
             "rtp": self.rtp.tolist(),
             "arrivals": self.arrivals.tolist(),
+            "lost": self.lost.tolist(),
             "bytes": self.bytes,
             "keyframes": self.keyframes,
         }
@@ -170,8 +173,10 @@ class BenchParticipant:
 
     def _on_frame(self, remote: RemoteTrack, frame: Any) -> None:
         now = time.monotonic()
+        lost = -1
         if isinstance(frame, LightFrame):
             size = frame.size
+            lost = frame.lost
         elif isinstance(frame, EncodedFrame):
             size = len(frame.data)
         else:
@@ -184,6 +189,8 @@ class BenchParticipant:
             )
         stream.rtp.append(frame.timestamp)
         stream.arrivals.append(now)
+        if lost >= 0:
+            stream.lost.append(lost)
         stream.bytes += size
         if remote.kind == "video":
             if frame.keyframe:
