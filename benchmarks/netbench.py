@@ -522,6 +522,15 @@ def analyse_network(
     publisher_fps = {
         p["name"]: sum(1 for t in p.get("videoTimes", []) if w0 <= t <= w1) / span for p in people
     }
+    chromium = [
+        {"name": m.name, **_chromium_figures(m.result or {}, names)}
+        for m in members
+        if m.kind == "chromium"
+    ]
+    for c in chromium:  # what Chromium encoded over the window is what it sent
+        encoded = [o.get("framesEncoded") for o in c.get("outbound", [])]
+        if encoded and encoded[0] is not None and c.get("seconds"):
+            publisher_fps[c["name"]] = encoded[0] / c["seconds"]
     rows: list[dict[str, Any]] = []
     everyone = [m.name for m in members]
     for p in people:
@@ -558,11 +567,6 @@ def analyse_network(
         for g in GROUPS
         if any(g in r["groups"] for r in rows)
     }
-    chromium = [
-        {"name": m.name, **_chromium_figures(m.result or {}, names)}
-        for m in members
-        if m.kind == "chromium"
-    ]
     return {
         "condition": asdict(condition),
         "window": round(span, 2),
