@@ -31,6 +31,7 @@ queue. Needs root, iproute2 and nftables (`benchmarks.netem.NetemUnavailable` ot
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import itertools
 import json
@@ -387,15 +388,49 @@ def _server_summary(snapshot: Any) -> Any:
 # ---------------------------------------------------------------------- analysis
 
 
+def complete_arrivals(
+    arrivals: Sequence[float], seqs: Sequence[int], holes: Sequence[int]
+) -> list[float]:
+    """Arrival times of the frames none of whose packets is in `holes` (a frame spans the
+    sequence numbers after the previous frame's last packet up to its own last one; the
+    first frame counts as complete). Needs one `seqs` entry per arrival."""
+    out: list[float] = []
+    previous: int | None = None
+    for arrival, seq in zip(arrivals, seqs, strict=True):
+        low = previous if previous is not None and previous < seq else seq - 1
+        # any hole h with low < h <= seq?
+        index = bisect.bisect_right(holes, low)
+        if previous is None or index >= len(holes) or holes[index] > seq:
+            out.append(arrival)
+        previous = seq if previous is None else max(previous, seq)
+    return out
+
+
+def _freezes(arrivals: Sequence[float], window: tuple[float, float]) -> list[float]:
+    w0, w1 = window
+    edges = [w0, *(a for a in arrivals if w0 <= a <= w1), w1]
+    return [b - a for a, b in itertools.pairwise(edges) if b - a > FREEZE_GAP]
+
+
 def stream_figures(
-    arrivals: Sequence[float], lost: Sequence[int], window: tuple[float, float]
+    arrivals: Sequence[float],
+    lost: Sequence[int],
+    window: tuple[float, float],
+    seqs: Sequence[int] = (),
+    holes: Sequence[int] = (),
 ) -> dict[str, Any]:
-    """fps, freezes and unrecovered loss of one received stream over `window`."""
+    """fps, freezes and unrecovered loss of one received stream over `window`.
+
+    `fps` counts every frame whose last packet arrived; with `seqs` (light subscribers)
+    `completeFps` counts only frames none of whose packets was lost for good, and the
+    freezes are the gaps between complete frames (else between received frames)."""
     w0, w1 = window
     span = max(w1 - w0, 1e-9)
     inside = [a for a in arrivals if w0 <= a <= w1]
-    edges = [w0, *inside, w1]
-    gaps = [b - a for a, b in itertools.pairwise(edges) if b - a > FREEZE_GAP]
+    known = bool(seqs) and len(seqs) == len(arrivals)
+    complete = complete_arrivals(arrivals, seqs, holes) if known else None
+    complete_inside = [a for a in complete if w0 <= a <= w1] if complete is not None else None
+    gaps = _freezes(complete if complete is not None else arrivals, window)
     lost_in = None
     if lost and len(lost) == len(arrivals):
         before = [n for a, n in zip(arrivals, lost, strict=True) if a < w0]
@@ -405,6 +440,10 @@ def stream_figures(
     return {
         "frames": len(inside),
         "fps": round(len(inside) / span, 2),
+        "completeFps": (
+            round(len(complete_inside) / span, 2) if complete_inside is not None else None
+        ),
+        "freezesOf": "complete" if complete is not None else "received",
         "freezes": len(gaps),
         "freezeSeconds": round(sum(gaps), 3),
         "maxFreeze": round(max(gaps), 3) if gaps else 0.0,
@@ -422,6 +461,7 @@ def _group_of(subscriber: str, publisher: str | None, constrained: str | None) -
 
 def _summary(rows: list[dict[str, Any]], span: float) -> dict[str, Any]:
     fps = [r["fps"] for r in rows]
+    complete = [r["completeFps"] for r in rows if r.get("completeFps") is not None]
     freezes = sum(r["freezes"] for r in rows)
     lost = [r["lostPackets"] for r in rows if r["lostPackets"] is not None]
     ratio = [r["fps"] / r["publisherFps"] for r in rows if r.get("publisherFps")]
@@ -429,6 +469,8 @@ def _summary(rows: list[dict[str, Any]], span: float) -> dict[str, Any]:
         "streams": len(rows),
         "fpsMean": round(statistics.fmean(fps), 2) if fps else None,
         "fpsMin": round(min(fps), 2) if fps else None,
+        "completeFpsMean": round(statistics.fmean(complete), 2) if complete else None,
+        "completeFpsMin": round(min(complete), 2) if complete else None,
         "fpsOfSent": round(statistics.fmean(ratio), 3) if ratio else None,
         "freezes": freezes,
         "freezesPerMinute": round(freezes / (len(rows) * span / 60), 2) if rows else None,
@@ -540,7 +582,9 @@ def analyse_network(
                 continue
             publisher = names.get(str(s.get("publisher")), str(s.get("publisher")))
             seen.add(publisher)
-            figures = stream_figures(s["arrivals"], s.get("lost", []), window)
+            figures = stream_figures(
+                s["arrivals"], s.get("lost", []), window, s.get("seqs", []), s.get("holes", [])
+            )
             rows.append(
                 {
                     "subscriber": p["name"],
@@ -592,7 +636,8 @@ def _fmt(value: Any, digits: int = 2) -> str:
 
 def markdown_table(results: Sequence[dict[str, Any]]) -> str:
     """The bots' table: one row per condition and stream group; ``x base`` is the group's
-    mean fps over the unimpaired run's (when the results include one)."""
+    mean fps of complete frames (else of received frames) over the unimpaired run's
+    (when the results include one); freezes are gaps between complete frames."""
     base = next(
         (
             r
@@ -601,22 +646,25 @@ def markdown_table(results: Sequence[dict[str, Any]]) -> str:
         ),
         None,
     )
-    base_fps = (base or {}).get("groups", {}).get("all", {}).get("fpsMean")
+    base_all = (base or {}).get("groups", {}).get("all", {})
+    base_fps = base_all.get("completeFpsMean") or base_all.get("fpsMean")
     lines = [
-        "| condition | streams of | n | fps mean | fps min | x base | freezes | per min "
-        "| freeze s | max freeze s | lost pkts |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| condition | streams of | n | fps mean | fps min | complete fps mean | complete fps "
+        "min | x base | freezes | per min | freeze s | max freeze s | lost pkts |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         name = r.get("condition", {}).get("name", "?")
         if "groups" not in r:
-            lines.append(f"| {name} | error: {str(r.get('error'))[:80]} |||||||||")
+            lines.append(f"| {name} | error: {str(r.get('error'))[:80]} |||||||||||")
             continue
         for group, g in r["groups"].items():
-            ratio = g["fpsMean"] / base_fps if base_fps and g["fpsMean"] is not None else None
+            fps = g["completeFpsMean"] if g["completeFpsMean"] is not None else g["fpsMean"]
+            ratio = fps / base_fps if base_fps and fps is not None else None
             lines.append(
                 f"| {name} | {group} | {g['streams']} | {_fmt(g['fpsMean'])} "
-                f"| {_fmt(g['fpsMin'])} | {_fmt(ratio)} | {g['freezes']} "
+                f"| {_fmt(g['fpsMin'])} | {_fmt(g['completeFpsMean'])} "
+                f"| {_fmt(g['completeFpsMin'])} | {_fmt(ratio)} | {g['freezes']} "
                 f"| {_fmt(g['freezesPerMinute'])} | {_fmt(g['freezeSeconds'])} "
                 f"| {_fmt(g['maxFreeze'])} | {_fmt(g['lostPackets'])} |"
             )

@@ -125,6 +125,7 @@ async def run_participants(spec: WorkerSpec, status: Any, stop: Any) -> dict[str
     stopped_at = time.monotonic()
     out: list[dict[str, Any]] = []
     for p, peer, info in peers:
+        peer.collect_holes()
         video: StampedVideoTrack | None = info["video"]
         audio: CountingAudioTrack | None = info["audio"]
         out.append(

@@ -44,6 +44,17 @@ def test_stream_figures_fps_freezes_and_loss() -> None:
     assert figures["lostPackets"] == 4  # 9 at the end minus 5 before the window
 
 
+def test_complete_frames_exclude_those_with_a_packet_lost_for_good() -> None:
+    arrivals = [1.0, 2.0, 3.0, 4.0, 5.0]
+    seqs = [10, 13, 16, 19, 22]  # three packets per frame
+    holes = [15, 20]  # in the third and the fifth frame
+    assert netbench.complete_arrivals(arrivals, seqs, holes) == [1.0, 2.0, 4.0]
+    figures = stream_figures(arrivals, [0] * 5, (0.5, 5.5), seqs, holes)
+    assert (figures["fps"], figures["completeFps"]) == (1.0, 0.6)
+    assert figures["freezesOf"] == "complete"
+    assert figures["maxFreeze"] == pytest.approx(2.0)  # 2.0 -> 4.0, complete frames
+
+
 def test_a_stream_never_received_is_one_long_freeze() -> None:
     figures = stream_figures([], [], (0.0, 8.0))
     assert (figures["fps"], figures["freezes"], figures["maxFreeze"]) == (0.0, 1, 8.0)
@@ -152,6 +163,7 @@ def test_room_of_three_with_a_slow_downlink(netem_available: None, tmp_path: Pat
         if "constrained" not in stream["groups"]:
             assert stream["fps"] > 0, stream
             assert stream["lostPackets"] is not None
+            assert stream["completeFps"] is not None
     # the shaper held p0's downlink to its rate (plus a loose allowance for the burst)
     c0_down = result["links"]["c0"]["downlink"]
     assert c0_down["bytes"] * 8 / 1000 / result["window"] < 2 * 300, c0_down

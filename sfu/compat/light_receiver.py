@@ -51,6 +51,8 @@ class LightFrame:
     size: int
     #: packets of this SSRC never received so far (retransmissions fill holes)
     lost: int = 0
+    #: extended sequence number of the frame's last packet (`SequenceLoss.add`; -1: unknown)
+    seq: int = -1
 
 
 LightFrameSink = Callable[[LightFrame], None]
@@ -146,7 +148,7 @@ class LightReceiverHook:
         loss = self.loss.get(ssrc)
         if loss is None:
             loss = self.loss[ssrc] = SequenceLoss()
-        loss.add(packet.sequence_number)
+        extended = loss.add(packet.sequence_number)
         size = len(packet.payload)
         self.packets += 1
         self.bytes += size
@@ -167,7 +169,7 @@ class LightReceiverHook:
                 self.keyframes += 1
             sink = self.on_frame
             if sink is not None:
-                sink(LightFrame(ssrc, timestamp, keyframe, state[1], loss.lost))
+                sink(LightFrame(ssrc, timestamp, keyframe, state[1], loss.lost, extended))
 
     def _stream_ended(self) -> None:
         """Replacement of the receiver's `__stop_decoder`: end its track, notify once."""
@@ -183,6 +185,13 @@ class LightReceiverHook:
         self._closed = True
         self.on_frame = None
         self.on_end = None
+
+
+def light_receiver_hook(receiver: RTCRtpReceiver) -> LightReceiverHook | None:
+    """The `LightReceiverHook` `install_light_receiver` put on `receiver`, or None."""
+    handler = vars(receiver).get("_handle_rtp_packet")
+    owner = getattr(handler, "__self__", None)
+    return owner if isinstance(owner, LightReceiverHook) else None
 
 
 def install_light_receiver(

@@ -28,6 +28,12 @@ def test_holes_count_until_filled() -> None:
     assert loss.lost == 1
 
 
+def test_holes_and_extended_numbers() -> None:
+    loss = SequenceLoss()
+    assert [loss.add(s) for s in (65534, 65535, 2, 1)] == [65534, 65535, 65538, 65537]
+    assert loss.holes() == [65536]
+
+
 def test_wraparound() -> None:
     loss = feed(SequenceLoss(), [65533, 65534, 1, 2])  # 65535 and 0 missing
     assert loss.lost == 2
@@ -41,6 +47,8 @@ def test_old_holes_become_final_and_memory_stays_bounded() -> None:
     feed(loss, seqs)
     assert loss.lost == 2 * HORIZON - 1  # 10, 20, ..., 19990 (the first packet is 1)
     assert len(loss._missing) <= HORIZON + 10
+    holes = loss.holes()
+    assert len(holes) == loss.lost and holes[:2] == [10, 20]
 
 
 def test_a_jump_is_a_restart_not_a_loss() -> None:
