@@ -635,9 +635,10 @@ def _fmt(value: Any, digits: int = 2) -> str:
 
 
 def markdown_table(results: Sequence[dict[str, Any]]) -> str:
-    """The bots' table: one row per condition and stream group; ``x base`` is the group's
-    mean fps of complete frames (else of received frames) over the unimpaired run's
-    (when the results include one); freezes are gaps between complete frames."""
+    """The bots' table: one row per condition and stream group; ``x base`` is the mean,
+    over the group's streams, of each stream's fps of complete frames (else of received
+    frames) over the same (subscriber, publisher) stream's in the unimpaired run (when the
+    results include one); freezes are gaps between complete frames."""
     base = next(
         (
             r
@@ -646,8 +647,9 @@ def markdown_table(results: Sequence[dict[str, Any]]) -> str:
         ),
         None,
     )
-    base_all = (base or {}).get("groups", {}).get("all", {})
-    base_fps = base_all.get("completeFpsMean") or base_all.get("fpsMean")
+    base_fps = {
+        (s["subscriber"], s["publisher"]): _stream_fps(s) for s in (base or {}).get("streams", [])
+    }
     lines = [
         "| condition | streams of | n | fps mean | fps min | complete fps mean | complete fps "
         "min | x base | freezes | per min | freeze s | max freeze s | lost pkts |",
@@ -659,8 +661,13 @@ def markdown_table(results: Sequence[dict[str, Any]]) -> str:
             lines.append(f"| {name} | error: {str(r.get('error'))[:80]} |||||||||||")
             continue
         for group, g in r["groups"].items():
-            fps = g["completeFpsMean"] if g["completeFpsMean"] is not None else g["fpsMean"]
-            ratio = fps / base_fps if base_fps and fps is not None else None
+            ratios = [
+                _stream_fps(s) / base
+                for s in r["streams"]
+                if group in s["groups"]
+                and (base := base_fps.get((s["subscriber"], s["publisher"])))
+            ]
+            ratio = statistics.fmean(ratios) if ratios else None
             lines.append(
                 f"| {name} | {group} | {g['streams']} | {_fmt(g['fpsMean'])} "
                 f"| {_fmt(g['fpsMin'])} | {_fmt(g['completeFpsMean'])} "
@@ -669,6 +676,11 @@ def markdown_table(results: Sequence[dict[str, Any]]) -> str:
                 f"| {_fmt(g['maxFreeze'])} | {_fmt(g['lostPackets'])} |"
             )
     return "\n".join(lines)
+
+
+def _stream_fps(stream: dict[str, Any]) -> float:
+    complete = stream.get("completeFps")
+    return float(complete if complete is not None else stream["fps"])
 
 
 def chromium_table(results: Sequence[dict[str, Any]]) -> str:
@@ -826,8 +838,15 @@ def _write_markdown(
         "",
         markdown_table([r for r in results if not r.get("chromiumRun")]),
     ]
-    chromium_rows = chromium_table([r for r in results if r.get("chromiumRun")])
+    with_chromium = [r for r in results if r.get("chromiumRun")]
+    chromium_rows = chromium_table(with_chromium)
     if chromium_rows:
         text += ["", "Chromium (p0), its own getStats over the window:", "", chromium_rows]
+        text += [
+            "",
+            "The bots of the Chromium runs (p0 = Chromium, 20 fps camera):",
+            "",
+            markdown_table(with_chromium),
+        ]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(text) + "\n")
