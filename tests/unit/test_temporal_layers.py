@@ -24,7 +24,13 @@ from aiortc.rtp import RtpPacket
 from sfu.compat.lean_sender import LeanSender, install_lean_sender, vp8_payloads
 from sfu.layers import FrameLayer
 from signaling.client.sources import _clip_memo
-from signaling.sources import L1T3_PATTERN, PacedVideoTrack, VideoClip, encode_clip
+from signaling.sources import (
+    L1T3_PATTERN,
+    PacedVideoTrack,
+    VideoClip,
+    encode_clip,
+    marker_from_frame,
+)
 from tests import loopback
 from tests.loopback import Consumer, negotiate, new_pc, prefer
 
@@ -210,3 +216,26 @@ async def test_lean_sender_writes_layer_descriptors(
         assert after.tl0picidx == (before.tl0picidx + step) & 0xFF
         assert after.picture_id == (before.picture_id + 1) & 0x7FFF  # type: ignore[operator]
     source.stop()
+
+
+# ---------------------------------------------------------------- through the server
+
+
+async def test_client_publishes_layers_through_the_server(
+    server: Any, make_client: Any, layered: VideoClip
+) -> None:
+    """`SfuClient.publish` of an L1T3 track sends it with the layer descriptor (lean
+    sender, `temporal_layers=True`); a subscriber decodes it, marker and all."""
+    publisher = await make_client(server.url, decode=False)
+    await publisher.join("layers", "pub")
+    await publisher.publish(video=PacedVideoTrack(layered))
+    pc = publisher.pc
+    assert pc is not None
+    senders = [t.sender for t in pc.getTransceivers() if t.sender.track is not None]
+    lean = [getattr(s._run_rtp, "__self__", None) for s in senders]
+    assert any(isinstance(x, LeanSender) and x.temporal_layers for x in lean), lean
+    viewer = await make_client(server.url, decode=True)
+    await viewer.join("layers", "viewer")
+    remote = await viewer.wait_for_track(participant_id=publisher.id, kind="video", timeout=WAIT)
+    await remote.wait_frames(10, timeout=WAIT)
+    assert marker_from_frame(remote.last_frame) == layered.marker
