@@ -169,3 +169,11 @@ def test_room_of_three_with_a_slow_downlink(netem_available: None, tmp_path: Pat
     assert c0_down["bytes"] * 8 / 1000 / result["window"] < 2 * 300, c0_down
     assert result["server"] is not None and result["server"]["rooms"]
     assert "| p0 down 300 | constrained | 2 |" in netbench.markdown_table([result])
+
+
+def test_network_option_without_root_says_so(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert loadtest.main(["--net-loss", "5", "--quiet"]) == 2
+    assert "needs: root" in capsys.readouterr().err
