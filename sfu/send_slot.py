@@ -185,7 +185,7 @@ class SubscribedTrack(MediaStreamTrack):
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            if self.waiting_keyframe and asked is not published:
+            if self.waiting_keyframe and asked is not published and not self.viewer_paused:
                 asked = published
                 published.request_keyframe()
             try:

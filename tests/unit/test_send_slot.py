@@ -287,3 +287,25 @@ async def test_viewer_pause_is_video_only_and_a_new_subscription_starts_unpaused
     first.close()
     second.close()
     sub.stop()
+
+
+async def test_a_video_paused_before_its_first_keyframe_asks_for_none_until_resumed() -> None:
+    asked: list[int] = []
+    published = PublishedTrack(
+        "video", request_pli=lambda: asked.append(1) or True, keyframe_interval=0, clock=lambda: 0.0
+    )
+    sub = SubscribedTrack("video")
+    sub.attach(published)
+    sub.set_viewer_paused(True)
+    pending = asyncio.ensure_future(read(sub, 1))
+    published.push(ef(0, data=b"d0"))
+    published.push(ef(3000, key=True, data=b"k0"))
+    await asyncio.sleep(0.01)
+    assert not pending.done() and asked == [] and sub.stats().viewer_dropped == 2
+    sub.set_viewer_paused(False)
+    assert asked
+    published.push(ef(6000, key=True, data=b"k1"))
+    [packet] = await pending
+    assert bytes(packet) == b"k1"
+    published.close()
+    sub.stop()
