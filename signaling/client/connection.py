@@ -73,7 +73,7 @@ from sfu.compat.light_receiver import LightFrame, LightReceiverHook, install_lig
 from sfu.compat.receiver import ReceiverHook, install_receiver_sink
 from sfu.compat.sender import install_sender_audio_level, install_sender_keyframe_hook
 from sfu.frame_assembler import EncodedFrame
-from sfu.wire import PREFERRED_CODECS, SERVER_EVENTS, Kind, Source
+from sfu.wire import PREFERRED_CODECS, SERVER_EVENTS, VIDEO_STATES, Kind, Source
 from signaling.client.tracks import DEFAULT_TIMEOUT, RemoteTrack
 from signaling.client.wire import (
     ChatMessage,
@@ -141,9 +141,9 @@ class SfuClient:
     `SfuError`, `"active speaker"` -> `(id or None, levels)`, `"recording"` -> `active`,
     `"video state"` -> `(id, source, state, layer or None)`, `"track"` -> `RemoteTrack`,
     `"frame"` -> `(RemoteTrack, frame)` (sync callbacks only, called on every frame),
-    `"disconnect"` -> no argument. Every server event
-    is also recorded in `events` and can be awaited with `wait_for_event()`; new remote
-    tracks go to the `remote_tracks` queue and the `tracks_by_mid` / `all_tracks` views.
+    `"disconnect"` -> no argument. Every server event is also recorded in `events` and can
+    be awaited with `wait_for_event()`; new remote tracks go to the `remote_tracks` queue
+    and the `tracks_by_mid` / `all_tracks` views.
     Both are bounded for long-lived clients in churning rooms: `remote_tracks` keeps the
     newest `MAX_QUEUED_TRACKS` unread tracks, `all_tracks` every live track and the newest
     `MAX_KEPT_ENDED_TRACKS` ended ones (the frames of dropped ones stay in `frames`).
@@ -781,6 +781,8 @@ class SfuClient:
             d = wire_object(data, "video state")
             key = (str(d["participantId"]), str(d["source"]))
             state = str(d["state"])
+            if state not in VIDEO_STATES:
+                raise ValueError(f"unknown video state {state!r}")
             layer = d.get("layer")
             self.video_states[key] = state
             self._fire(name, key[0], key[1], state, layer if isinstance(layer, int) else None)
