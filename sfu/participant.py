@@ -68,6 +68,7 @@ class Participant:
         peer_connection: PeerConnectionFactory = RTCPeerConnection,
         malformed_total: Counter[str] | None = None,
         level_sink: Callable[[str, int, bool], None] | None = None,
+        notify: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
         self.can_publish = can_publish
         #: malformed datagrams dropped on this participant's transports, by kind
@@ -76,6 +77,10 @@ class Participant:
         self._malformed_total = malformed_total
         #: gets (participant id, -dBov, voice) for each audio frame it publishes
         self._level_sink = level_sink
+        #: sends one server event to this participant (`video state`); None: not sent
+        self._notify = notify
+        #: the last `video state` told per slot (absent: "active")
+        self._video_states: dict[SendSlot, str] = {}
         self._peer_connection = peer_connection
         self.id = participant_id
         self.name = name
@@ -374,6 +379,51 @@ class Participant:
                 pub.paused = muted
         return before != muted
 
+    # ------------------------------------------------------------------ viewer pause
+
+    def set_viewer_paused(self, publisher_id: str, source: str, paused: bool) -> None:
+        """Stop (True) or resume (False) forwarding to us the `source` video of
+        `publisher_id` (we do not show it); `not_found` when no slot carries it."""
+        slots = [s for s in self._slots if s.published is not None and s.kind == "video"]
+        from_publisher = [
+            s for s in slots if s.published and s.published.publisher_id == publisher_id
+        ]
+        slot = next(
+            (s for s in from_publisher if s.published and s.published.source == source), None
+        )
+        if slot is None:
+            if not from_publisher:
+                raise SfuError(
+                    "not_found", f"you receive no video from participant {publisher_id!r}"
+                )
+            raise SfuError("not_found", f"participant {publisher_id} sends you no {source} video")
+        slot.set_viewer_paused(paused)
+
+    def _video_state(self, slot: SendSlot, state: str) -> None:
+        """A slot's video forwarding state changed: tell this participant (`video state`),
+        once per change. Viewer pause wins over the link state."""
+        pub = slot.published
+        if pub is None:
+            return
+        if slot.track.viewer_paused:
+            state = "paused-viewer"
+        if self._video_states.get(slot, "active") == state:
+            return
+        self._video_states[slot] = state
+        notify = self._notify
+        if notify is None:
+            return
+        layer = getattr(slot.track, "max_tid", None) if state == "active" else None
+        notify(
+            "video state",
+            {
+                "participantId": pub.publisher_id,
+                "source": pub.source,
+                "state": state,
+                "layer": layer,
+            },
+        )
+
     # ------------------------------------------------------------------ server offers
 
     def schedule_sync(self) -> None:
@@ -510,7 +560,9 @@ class Participant:
                 slot = SendSlot(
                     transceiver, track, self._slot_freed, send_path="lean" if lean else "stock"
                 )
+                slot.on_video_state = lambda state, slot=slot: self._video_state(slot, state)
                 self._slots.append(slot)
+            self._video_states.pop(slot, None)  # a new subscription starts active
             slot.attach(pub)
             changed = True
         return changed
@@ -540,6 +592,7 @@ class Participant:
         for slot in self._slots:
             slot.close()
         self._slots.clear()
+        self._video_states.clear()
         pc, self._pc = self._pc, None
         if pc is not None:
             try:

@@ -38,6 +38,8 @@ class SubscribedTrackStats:
     #: packets copied to offset their pts (a reused slot whose new publisher's pts would go
     #: backwards); 0 in steady state
     copied: int
+    #: of `dropped`: video items dropped because the viewer paused this video
+    viewer_dropped: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +73,10 @@ class SubscribedTrack(MediaStreamTrack):
     pts offset (counted as `copied`). While the published track is paused, items are
     dropped. Transcode (decoded frames): no gate, no offset.
 
+    Viewer pause (`set_viewer_paused`, video only): while the subscriber does not show
+    this video every item is dropped (counted as `viewer_dropped`); on resume the gate
+    waits for a keyframe and asks the published track for one. A new `attach()` resumes.
+
     `attach()` switches to a published track, `detach()` leaves it (the sender then waits),
     `stop()` (idempotent) ends the track: a pending `recv()` raises `MediaStreamError`.
     """
@@ -90,6 +96,8 @@ class SubscribedTrack(MediaStreamTrack):
         self._offset: int | None = None
         self._sent = False
         self.waiting_keyframe = False
+        #: the subscriber does not show this video: drop it (`set_viewer_paused`)
+        self.viewer_paused = False
         self.last_pts = base_pts
         self._reset_counters()
 
@@ -99,6 +107,7 @@ class SubscribedTrack(MediaStreamTrack):
         self.dropped = 0
         self.keyframes_waited = 0
         self.copied = 0
+        self.viewer_dropped = 0
 
     # ------------------------------------------------------------------ switching
 
@@ -116,6 +125,7 @@ class SubscribedTrack(MediaStreamTrack):
             self._floor = self.last_pts + FRAME_TICKS.get(self.kind, 3000)
         self._offset = None
         self.waiting_keyframe = False
+        self.viewer_paused = False
         self._wait_for_keyframe()
         self._wake.set()
 
@@ -139,6 +149,22 @@ class SubscribedTrack(MediaStreamTrack):
 
     # ------------------------------------------------------------------ gating
 
+    def set_viewer_paused(self, paused: bool) -> bool:
+        """The subscriber stops (True) or resumes (False) receiving this video; True when
+        the state changed. Resuming waits for a keyframe and asks the published track
+        (which throttles) for one. Video only: `ValueError` for audio, which never pauses."""
+        if self.kind != "video":
+            raise ValueError("only a video track can be paused by its viewer")
+        if paused == self.viewer_paused:
+            return False
+        self.viewer_paused = paused
+        if not paused:
+            self._wait_for_keyframe()
+            published = self.published
+            if published is not None and self.waiting_keyframe:
+                published.request_keyframe()
+        return True
+
     def _wait_for_keyframe(self) -> None:
         if self._gate and not self.waiting_keyframe:
             self.waiting_keyframe = True
@@ -159,7 +185,7 @@ class SubscribedTrack(MediaStreamTrack):
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            if self.waiting_keyframe and asked is not published:
+            if self.waiting_keyframe and asked is not published and not self.viewer_paused:
                 asked = published
                 published.request_keyframe()
             try:
@@ -172,6 +198,10 @@ class SubscribedTrack(MediaStreamTrack):
                 continue  # switched while waiting
             if published.paused:
                 self.dropped += 1
+                continue
+            if self.viewer_paused:
+                self.dropped += 1
+                self.viewer_dropped += 1
                 continue
             if self.waiting_keyframe:
                 if not item.is_keyframe:
@@ -212,6 +242,7 @@ class SubscribedTrack(MediaStreamTrack):
             dropped=self.dropped,
             keyframes_waited=self.keyframes_waited,
             copied=self.copied,
+            viewer_dropped=self.viewer_dropped,
         )
 
     def stop(self) -> None:
@@ -231,6 +262,10 @@ class SendSlot:
     once: build the slot right after `addTransceiver`, before the negotiation that starts
     the sender. A reused slot keeps its sender and so its send path. (Test fakes that are
     not an `RTCRtpSender` keep the stock path.)
+
+    `on_video_state` (set by the owner) is called with the slot's new forwarding state of
+    its video: "active", "paused-link" (the link cannot carry it) or "paused-viewer"
+    (`set_viewer_paused`).
     """
 
     def __init__(
@@ -249,6 +284,8 @@ class SendSlot:
         self.nacks = 0
         self._on_published_closed = on_published_closed
         self._keyframe_hook = False
+        #: called with "active" | "paused-link" | "paused-viewer" when the state changes
+        self.on_video_state: Callable[[str], None] | None = None
         track.on_published_closed = self._published_closed
         install_sender_nack_counter(transceiver.sender, self._count_nack)
 
@@ -268,6 +305,25 @@ class SendSlot:
             # transcode: the sender's encoder answers PLI/FIR itself
             install_sender_keyframe_hook(self.transceiver.sender, self._on_keyframe_request)
             self._keyframe_hook = True
+
+    def set_viewer_paused(self, paused: bool) -> bool:
+        """Stop (True) or resume (False) forwarding this slot's video because the
+        subscriber does not show it; reports the new state to `on_video_state`. True when
+        the state changed; `ValueError` for an audio slot."""
+        if not self.track.set_viewer_paused(paused):
+            return False
+        callback = self.on_video_state
+        if callback is not None:
+            callback(self.video_state())
+        return True
+
+    def video_state(self) -> str:
+        """The video's forwarding state: paused-viewer, paused-link (`link_paused`) or active."""
+        if self.track.viewer_paused:
+            return "paused-viewer"
+        if getattr(self.track, "link_paused", False):
+            return "paused-link"
+        return "active"
 
     def _on_keyframe_request(self) -> None:
         self.plis += 1

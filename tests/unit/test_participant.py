@@ -32,6 +32,8 @@ class Harness:
         self.failed: list[str] = []
         self.published_calls = 0
         self.pcs: list[FakePeerConnection] = []
+        #: server events the participant sent through `notify` (event, payload)
+        self.notified: list[tuple[str, dict[str, Any]]] = []
         config = SfuConfig(negotiation_timeout=2.0, initial_offer_grace=0.01, forwarding=forwarding)
         self.participant = Participant(
             pid,
@@ -43,6 +45,7 @@ class Harness:
             on_failed=lambda p, reason: self.failed.append(reason),
             can_publish=can_publish,
             peer_connection=self._make_pc,  # type: ignore[arg-type]
+            notify=lambda event, payload: self.notified.append((event, payload)),
         )
 
     def _published(self) -> None:
@@ -261,5 +264,47 @@ async def test_sync_on_a_closed_peer_connection_ends_instead_of_spinning() -> No
         assert ticks > 0
     finally:
         task.cancel()
+    await b.close()
+    await publisher.participant.close()
+
+
+async def test_viewer_pause_finds_the_slot_and_tells_the_subscriber_its_state() -> None:
+    publisher = Harness("a")
+    await publisher.participant.handle_offer(sdp("video", "audio"), {})
+    subscriber = Harness("b", publications=publisher.participant.live_publications)
+    b = subscriber.participant
+    b.schedule_sync()
+    await wait_until(lambda: bool(subscriber.pcs) and subscriber.pc.signalingState == "stable")
+    video = next(s for s in b.send_slots() if s.kind == "video")
+    audio = next(s for s in b.send_slots() if s.kind == "audio")
+
+    b.set_viewer_paused("a", "camera", True)
+    assert video.track.viewer_paused and not audio.track.viewer_paused
+    b.set_viewer_paused("a", "camera", True)  # unchanged: no second event
+    assert subscriber.notified == [
+        (
+            "video state",
+            {"participantId": "a", "source": "camera", "state": "paused-viewer", "layer": None},
+        )
+    ]
+    b.set_viewer_paused("a", "camera", False)
+    assert not video.track.viewer_paused
+    event, payload = subscriber.notified[-1]
+    assert (event, payload["state"], len(subscriber.notified)) == ("video state", "active", 2)
+    # a link state change (LAYERS) while the viewer pauses reports the viewer's pause
+    b.set_viewer_paused("a", "camera", True)
+    assert video.on_video_state is not None
+    video.on_video_state("active")
+    assert len(subscriber.notified) == 3
+    video.on_video_state("paused-link")
+    assert len(subscriber.notified) == 3
+
+    with pytest.raises(SfuError) as unknown:
+        b.set_viewer_paused("zz", "camera", True)
+    assert unknown.value.code == "not_found" and "'zz'" in unknown.value.message
+    with pytest.raises(SfuError) as no_screen:
+        b.set_viewer_paused("a", "screen", True)
+    assert no_screen.value.code == "not_found" and "screen" in no_screen.value.message
+    assert video.track.viewer_paused  # refusals changed nothing
     await b.close()
     await publisher.participant.close()
