@@ -20,6 +20,7 @@ from sfu.compat.receiver import ReceiverHook, install_receiver_sink
 from sfu.compat.relay import bound_relay_proxy, end_relay_proxy
 from sfu.frame_assembler import AssemblerStats, EncodedFrame
 from sfu.keyframe_throttle import KEYFRAME_INTERVAL, CallLater, KeyframeThrottle, ThrottleStats
+from sfu.layers import FrameLayer, LayerMeter
 from sfu.wire import Kind, Source
 
 if TYPE_CHECKING:
@@ -68,6 +69,10 @@ class PublishedTrack(MediaStreamTrack):
     packets). `push()` never blocks: while paused frames are dropped; on overflow a video
     frame is dropped; in both cases video resumes at a keyframe (audio drops its oldest).
     Transcode: the relay's source is aiortc's decoded track; this track's queue stays empty.
+
+    Each packet of a frame with a VP8 temporal layer id carries `packet.opaque =
+    FrameLayer(tid, sync)` (None otherwise). The track measures what its publisher sends
+    (paused or not): `bitrate()` and `layer_bitrates()` over the last second.
 
     Every upstream keyframe request (new subscriber, a subscriber gated to a keyframe, a
     subscriber's PLI/FIR, the assembler's loss, a drop here, a resume) goes through ONE
@@ -122,6 +127,7 @@ class PublishedTrack(MediaStreamTrack):
         self._pts: int | None = None
         self._drain: MediaStreamTrack | None = None
         self._drain_task: asyncio.Task[None] | None = None
+        self._meter = LayerMeter(self._clock)
         # counters
         self.frames = 0
         self.keyframes = 0
@@ -239,6 +245,8 @@ class PublishedTrack(MediaStreamTrack):
         self._advance_pts(frame)
         self.frames += 1
         self.bytes += len(frame.data)
+        tid = frame.tid
+        self._meter.add(len(frame.data), tid)
         if frame.keyframe:
             self.keyframes += 1
         level = frame.audio_level
@@ -271,6 +279,8 @@ class PublishedTrack(MediaStreamTrack):
         packet.dts = self._pts
         packet.time_base = self.time_base
         packet.is_keyframe = frame.keyframe
+        if tid is not None:
+            packet.opaque = FrameLayer.for_packet(tid, frame.layer_sync)
         queue.put_nowait(packet)
 
     def _advance_pts(self, frame: EncodedFrame) -> None:
@@ -307,6 +317,18 @@ class PublishedTrack(MediaStreamTrack):
         while not queue.empty():
             queue.get_nowait()
         queue.put_nowait(None)
+
+    # ------------------------------------------------------------------ rates
+
+    def bitrate(self) -> int:
+        """What the publisher sent over the last second, in bps (paused or not)."""
+        return self._meter.bitrate()
+
+    def layer_bitrates(self) -> tuple[int, ...]:
+        """Cumulative bps of temporal layers `(TID<=0, TID<=1, ...)` over the last second,
+        up to the highest TID seen; empty when no frame carried a TID (untagged video,
+        audio)."""
+        return self._meter.layer_bitrates()
 
     # ------------------------------------------------------------------ keyframes
 
