@@ -208,15 +208,20 @@ class PublishedTrack(MediaStreamTrack):
     # ------------------------------------------------------------------ subscribers
 
     def subscribe(
-        self, subscriber: SubscribedTrack, maxsize: int, on_drop: Callable[[], None]
+        self,
+        subscriber: SubscribedTrack,
+        maxsize: int,
+        on_drop: Callable[[], None],
+        on_layer_drop: Callable[[int], None] | None = None,
     ) -> MediaStreamTrack:
-        """A bounded relay proxy for `subscriber` (`on_drop` counts its overflow drops).
+        """A bounded relay proxy for `subscriber`: on overflow it drops the highest
+        temporal layer first (`on_layer_drop(tid)`), else the oldest item (`on_drop()`).
 
         The subscriber is referenced weakly, only to tell it when this track closes."""
         if self.closed:
             raise RuntimeError("published track is closed")
         proxy = self.relay.subscribe(self._relay_source, buffered=True)
-        bound_relay_proxy(proxy, maxsize, on_drop)
+        bound_relay_proxy(proxy, maxsize, on_drop, on_layer_drop)
         self._subscribers.add(subscriber)
         return proxy
 
