@@ -135,7 +135,8 @@ class SubscriberAllocator:
                     continue
                 step = rates[level] - (rates[level - 1] if level else 0)
                 need: float = step
-                if _tid(level, len(rates) - 1) > self._levels.get(track, PAUSED):
+                # a track never allocated yet counts as running: no margin, no hold
+                if _tid(level, len(rates) - 1) > self._levels.get(track, MAX_TID):
                     if now - self._down_at.get(track, -1e18) < self._up_hold:
                         continue
                     need = step + rates[level] * (self._up_margin - 1)

@@ -56,12 +56,15 @@ def frame_layer(packet: Any) -> FrameLayer | None:
 
 class LayerMeter:
     """Measures one published track's bitrate over the last `window` seconds: in total
-    and cumulatively per temporal layer. Owns a bounded deque of (time, bytes, layer) per
-    frame in the window; nothing to close.
+    and cumulatively per temporal layer. Owns a bounded deque of (time, bytes, layer,
+    keyframe) per frame in the window; nothing to close.
 
-    `add(size, tid)` per frame (tid None: untagged). `bitrate()` is the total in bps;
-    `layer_bitrates()` is `(bps of TID<=0, TID<=1, ...)` up to the highest TID seen in the
-    window, empty when no frame in the window carried a TID. `clock` gives monotonic
+    `add(size, tid, keyframe)` per frame (tid None: untagged). `bitrate()` is the total in
+    bps; `layer_bitrates()` is `(bps of TID<=0, TID<=1, ...)` up to the highest TID seen
+    in the window, empty when no frame in the window carried a TID. Keyframes are left out
+    of the layer rates: they are occasional (asked for by a new or recovering subscriber),
+    and counting one would make the subscriptions at their base-layer limit pause for a
+    second (and then ask for another keyframe to resume). `clock` gives monotonic
     seconds."""
 
     def __init__(self, clock: Callable[[], float], window: float = RATE_WINDOW) -> None:
@@ -69,17 +72,24 @@ class LayerMeter:
             raise ValueError("window must be positive")
         self._clock = clock
         self._window = window
-        self._frames: deque[tuple[float, int, int]] = deque()
+        self._frames: deque[tuple[float, int, int, bool]] = deque()
+        #: bytes per layer slot (untagged last), keyframes included / left out
         self._bytes = [0] * (_UNTAGGED + 1)
+        self._delta_bytes = [0] * (_UNTAGGED + 1)
+        #: frames per layer slot
+        self._count = [0] * (_UNTAGGED + 1)
         self._start: float | None = None
 
-    def add(self, size: int, tid: int | None) -> None:
+    def add(self, size: int, tid: int | None, keyframe: bool = False) -> None:
         now = self._clock()
         if self._start is None:
             self._start = now
         slot = _UNTAGGED if tid is None else (tid if tid <= MAX_TID else MAX_TID)
-        self._frames.append((now, size, slot))
+        self._frames.append((now, size, slot, keyframe))
         self._bytes[slot] += size
+        self._count[slot] += 1
+        if not keyframe:
+            self._delta_bytes[slot] += size
         self._trim(now)
 
     def _trim(self, now: float) -> None:
@@ -88,8 +98,11 @@ class LayerMeter:
         sums = self._bytes
         # bounded: each frame is appended once and popped at most once
         while frames and frames[0][0] <= horizon:
-            _, size, slot = frames.popleft()
+            _, size, slot, keyframe = frames.popleft()
             sums[slot] -= size
+            self._count[slot] -= 1
+            if not keyframe:
+                self._delta_bytes[slot] -= size
 
     def _span(self, now: float) -> float:
         start = self._start if self._start is not None else now
@@ -103,11 +116,12 @@ class LayerMeter:
     def layer_bitrates(self) -> tuple[int, ...]:
         now = self._clock()
         self._trim(now)
-        sums = self._bytes
-        top = max((slot for slot in range(MAX_TID + 1) if sums[slot]), default=None)
+        count = self._count
+        top = max((slot for slot in range(MAX_TID + 1) if count[slot]), default=None)
         if top is None:
             return ()
         span = self._span(now)
+        sums = self._delta_bytes
         rates = []
         total = 0
         for slot in range(top + 1):

@@ -251,7 +251,7 @@ class PublishedTrack(MediaStreamTrack):
         self.frames += 1
         self.bytes += len(frame.data)
         tid = frame.tid
-        self._meter.add(len(frame.data), tid)
+        self._meter.add(len(frame.data), tid, frame.keyframe)
         if frame.keyframe:
             self.keyframes += 1
         level = frame.audio_level
@@ -331,8 +331,8 @@ class PublishedTrack(MediaStreamTrack):
 
     def layer_bitrates(self) -> tuple[int, ...]:
         """Cumulative bps of temporal layers `(TID<=0, TID<=1, ...)` over the last second,
-        up to the highest TID seen; empty when no frame carried a TID (untagged video,
-        audio)."""
+        keyframes left out, up to the highest TID seen; empty when no frame carried a TID
+        (untagged video, audio)."""
         return self._meter.layer_bitrates()
 
     # ------------------------------------------------------------------ keyframes

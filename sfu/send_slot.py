@@ -152,7 +152,7 @@ class SubscribedTrack(MediaStreamTrack):
         self.link_paused = False
         self.max_tid = self._target
         self._update_filter()
-        if self._allocator is not None:
+        if self._allocator is not None and self.kind == "video":
             self._allocator.add(self)
         if self._sent:
             self._floor = self.last_pts + FRAME_TICKS.get(self.kind, 3000)

@@ -190,3 +190,17 @@ def test_layer_meter_start_span_and_window() -> None:
     assert meter.layer_bitrates() == () and meter.bitrate() == 0
     with pytest.raises(ValueError, match="window"):
         LayerMeter(clock, window=0)
+
+
+def test_layer_meter_leaves_keyframes_out_of_the_layer_rates() -> None:
+    clock = FakeClock(0.0)
+    meter = LayerMeter(clock, window=1.0)
+    meter.add(10_000, 0, keyframe=True)  # a keyframe alone: layers seen, no delta rate
+    assert meter.layer_bitrates() == (0,) and meter.bitrate() == 320_000
+    clock.advance(0.5)
+    meter.add(500, 0)
+    meter.add(250, 1)
+    assert meter.layer_bitrates() == (8000, 12000)
+    assert meter.bitrate() == (10_000 + 750) * 8 * 2
+    clock.advance(0.75)  # the keyframe left the window
+    assert meter.layer_bitrates() == (4000, 6000) and meter.bitrate() == 6000

@@ -270,8 +270,10 @@ async def test_downlink_budget_hook_shares_one_allocator_between_video_slots() -
     await first.participant.handle_offer(sdp("video", "audio"), {})
     second = Harness("c")
     await second.participant.handle_offer(sdp("video"), {})
-    publications = first.participant.live_publications
-    subscriber = Harness("b", publications=lambda: publications())
+    publishers = [first.participant]
+    subscriber = Harness(
+        "b", publications=lambda: [p for who in publishers for p in who.live_publications()]
+    )
     b = subscriber.participant
     assert b.downlink_budget is None and b.allocator is None
     b.schedule_sync()
@@ -284,12 +286,7 @@ async def test_downlink_budget_hook_shares_one_allocator_between_video_slots() -
     audio = [t for _, t in b.subscriptions() if t.kind == "audio"]
     assert allocator.tracks == video and all(t.allocator is None for t in audio)
     # a later video slot joins it when it is created
-    publications = lambda: (
-        first.participant.live_publications()
-        + (  # noqa: E731
-            second.participant.live_publications()
-        )
-    )
+    publishers.append(second.participant)
     b.schedule_sync()
     await wait_until(lambda: len(b.subscriptions()) == 3)
     video = [t for _, t in b.subscriptions() if t.kind == "video"]
