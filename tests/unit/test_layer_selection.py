@@ -257,3 +257,80 @@ async def test_send_slot_reports_link_pause_states_and_stats() -> None:
     stats = slot.stats().track
     assert (stats.max_tid, stats.link_paused, stats.layer_drops) == (1, False, 0)
     slot.close()
+
+
+async def test_rtp_to_subscriber_path_with_a_budget() -> None:
+    """Hand-built L1T3 RTP packets through the receiver hook's assembler, the published
+    track and a budgeted subscription: the TID parsed from the descriptor drives the
+    selection, and the resume from link pause reaches the publisher as a PLI."""
+    from tests.unit.fakes import FakeReceiver
+    from tests.unit.test_layers import descriptor, rtp
+
+    clock = FakeClock(100.0)
+    receiver = FakeReceiver()
+    published = PublishedTrack.passthrough(
+        receiver,  # type: ignore[arg-type]
+        "video",
+        "camera",
+        clock=clock,
+        call_later=clock.call_later,
+    )
+    assert published.hook is not None
+    assembler = published.hook.assembler
+    current: list[int | None] = [None]
+    sub = SubscribedTrack("video")
+    sub.set_allocator(SubscriberAllocator(lambda: current[0], clock=clock))
+    sub.attach(published)
+    out: list[bytes] = []
+
+    async def reader() -> None:
+        while True:
+            out.append(bytes(await sub.recv()))
+
+    task = asyncio.ensure_future(reader())
+    seq = 0
+
+    async def send(i: int, key: bool = False) -> None:
+        nonlocal seq
+        tid, sync = PATTERN[i % 8]
+        desc = descriptor(tid=tid, sync=sync and not key, picture_id=i & 0x7FFF, tl0picidx=i // 4)
+        header = b"\x10" if key else b"\x11"  # VP8 payload header: P bit
+        data = header + b"%d:" % i + b"." * SIZES[tid]
+        for part in range(2):  # two packets per frame
+            chunk = data[: len(data) // 2] if part == 0 else data[len(data) // 2 :]
+            d = desc if part == 0 else bytes([desc[0] & ~0x10]) + desc[1:]
+            assembler.add(rtp(seq, 3000 * i, d, chunk, marker=part == 1))
+            seq += 1
+        for _ in range(10):
+            await asyncio.sleep(0)
+        clock.advance(STEP)
+
+    def forwarded(since: int) -> list[int]:
+        return [n for n in (int(d[1:].split(b":")[0]) for d in out) if n >= since]
+
+    await send(0, key=True)
+    for i in range(1, 40):
+        await send(i)
+    assert forwarded(0) == list(range(40))
+    current[0] = budget(250_000)  # TL0 only (192k)
+    for i in range(40, 72):
+        await send(i)
+    assert sub.max_tid == 0 and forwarded(56) == [56, 60, 64, 68]
+    plis = len(receiver.plis)
+    current[0] = budget(100_000)  # not even TL0: link pause
+    for i in range(72, 96):
+        await send(i)
+    assert sub.link_paused and forwarded(88) == []
+    current[0] = budget(1_000_000)
+    clock.advance(3.0)
+    for i in range(96, 104):
+        await send(i)
+    assert not sub.link_paused and sub.waiting_keyframe and forwarded(96) == []
+    assert len(receiver.plis) > plis  # the resume asked the publisher for a keyframe
+    await send(104, key=True)
+    for i in range(105, 112):
+        await send(i)
+    assert forwarded(104) == list(range(104, 112))  # from the keyframe, every layer
+    task.cancel()
+    sub.stop()
+    published.close()
