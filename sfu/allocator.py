@@ -71,6 +71,7 @@ class SubscriberAllocator:
         self._down_at: dict[SubscribedTrack, float] = {}
         self._next = clock()
         self.allocations = 0
+        self._warned = False
         #: the budget used by the last allocation (None: unlimited)
         self.last_budget: int | None = None
 
@@ -110,7 +111,7 @@ class SubscriberAllocator:
             now = self._clock()
         self._next = now + self._interval
         self.allocations += 1
-        budget = self.budget()
+        budget = self._read_budget()
         self.last_budget = budget
         tracks = [
             t for t in self._tracks if t.published is not None and t.published.mode == "passthrough"
@@ -148,6 +149,25 @@ class SubscriberAllocator:
             self._apply(
                 track, level if level == PAUSED else _tid(level, len(costs[track]) - 1), now
             )
+
+    def _read_budget(self) -> int | None:
+        """The budget, or None (unlimited) when the callable fails or returns anything but
+        a non-negative number: this runs inside a sender's read, which must not fail."""
+        try:
+            budget: object = self.budget()
+        except Exception:
+            if not self._warned:
+                logger.exception("allocator: the budget callable failed; unlimited")
+                self._warned = True
+            return None
+        if budget is None:
+            return None
+        if isinstance(budget, bool) or not isinstance(budget, int | float) or budget < 0:
+            if not self._warned:
+                logger.warning("allocator: bad budget %r; unlimited", budget)
+                self._warned = True
+            return None
+        return int(budget)
 
     def _apply(self, track: SubscribedTrack, tid: int, now: float) -> None:
         before = self._levels.get(track)

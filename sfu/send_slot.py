@@ -10,6 +10,7 @@ when a publisher leaves and reused for the next one without renegotiating new m-
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,8 @@ from sfu.published_track import FRAME_TICKS, PublishedTrack
 
 if TYPE_CHECKING:
     from sfu.allocator import SubscriberAllocator
+
+logger = logging.getLogger(__name__)
 
 PROXY_QUEUE_LIMIT = 32
 
@@ -252,7 +255,10 @@ class SubscribedTrack(MediaStreamTrack):
     def _notify(self, state: str) -> None:
         callback = self.on_video_state
         if callback is not None:
-            callback(state)
+            try:
+                callback(state)
+            except Exception:  # runs inside a sender's read, which must not fail
+                logger.exception("on_video_state(%r) failed", state)
 
     def _admit(self, item: Any) -> bool:
         """Layer selection for one relayed frame (only while `_filter`)."""

@@ -213,3 +213,21 @@ def test_a_track_without_published_is_skipped() -> None:
 def test_bad_parameters_are_refused(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="allocator"):
         SubscriberAllocator(lambda: None, **kwargs)
+
+
+@pytest.mark.parametrize("bad", [-1, "300k", True, RuntimeError("estimator broke")])
+def test_a_bad_or_failing_budget_counts_as_unlimited(bad: object) -> None:
+    a = FakeTrack()
+
+    def budget() -> int | None:
+        if isinstance(bad, Exception):
+            raise bad
+        return bad  # type: ignore[return-value]
+
+    clock = FakeClock()
+    allocator = SubscriberAllocator(budget, clock=clock)
+    allocator.add(cast(SubscribedTrack, a))
+    allocator.refresh()
+    clock.advance(0.5)
+    allocator.refresh()  # warned once, still no failure
+    assert a.targets == [MAX_TID, MAX_TID] and allocator.last_budget is None

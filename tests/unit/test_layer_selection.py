@@ -334,3 +334,17 @@ async def test_rtp_to_subscriber_path_with_a_budget() -> None:
     task.cancel()
     sub.stop()
     published.close()
+
+
+async def test_a_failing_video_state_callback_does_not_break_the_track() -> None:
+    sub = SubscribedTrack("video")
+
+    def broken(state: str) -> None:
+        raise RuntimeError(state)
+
+    sub.on_video_state = broken
+    sub.set_target(None)
+    assert sub.link_paused
+    sub.set_target(0)
+    assert not sub.link_paused and sub.max_tid == 0
+    sub.stop()
