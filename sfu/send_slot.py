@@ -13,20 +13,18 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import av
 from aiortc import RTCRtpSender, RTCRtpTransceiver
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from sfu.allocator import SubscriberAllocator
 from sfu.compat.lean_sender import LeanSender, install_lean_sender
 from sfu.compat.sender import install_sender_keyframe_hook, install_sender_nack_counter
 from sfu.config import SendPath
 from sfu.layers import MAX_TID
 from sfu.published_track import FRAME_TICKS, PublishedTrack
-
-if TYPE_CHECKING:
-    from sfu.allocator import SubscriberAllocator
 
 logger = logging.getLogger(__name__)
 
@@ -209,6 +207,17 @@ class SubscribedTrack(MediaStreamTrack):
     @property
     def allocator(self) -> SubscriberAllocator | None:
         return self._allocator
+
+    @property
+    def budget(self) -> Callable[[], int | None] | None:
+        """The downlink budget this track's allocator shares (None: every layer)."""
+        return self._allocator.budget if self._allocator is not None else None
+
+    @budget.setter
+    def budget(self, budget: Callable[[], int | None] | None) -> None:
+        """A budget for this track alone (its own allocator); a participant shares one
+        allocator between its video slots instead (`Participant.downlink_budget`)."""
+        self.set_allocator(None if budget is None else SubscriberAllocator(budget))
 
     def set_allocator(self, allocator: SubscriberAllocator | None) -> None:
         """Share the subscriber's budget through `allocator` (None: forward every layer)."""

@@ -348,3 +348,18 @@ async def test_a_failing_video_state_callback_does_not_break_the_track() -> None
     sub.set_target(0)
     assert not sub.link_paused and sub.max_tid == 0
     sub.stop()
+
+
+async def test_budget_on_one_track_gives_it_its_own_allocator() -> None:
+    sub = SubscribedTrack("video")
+    assert sub.budget is None and sub.allocator is None
+
+    def budget() -> int | None:
+        return 123
+
+    sub.budget = budget
+    assert sub.budget is budget and sub.allocator is not None
+    assert sub.allocator.tracks == [sub]
+    sub.budget = None
+    assert sub.allocator is None and sub.budget is None
+    sub.stop()
