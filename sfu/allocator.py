@@ -18,6 +18,9 @@ logger = logging.getLogger(__name__)
 
 #: bps kept for the subscriber's audio (Opus with DTX: the few who speak) before video.
 AUDIO_RESERVE = 50_000
+#: The layer rates count encoded bytes; the downlink carries RTP, SRTP, UDP and IP headers
+#: too (about 60 bytes per packet of at most about 1200): the budget is divided by this.
+PACKET_OVERHEAD = 1.05
 #: Seconds between two allocations.
 ALLOCATION_INTERVAL = 0.5
 #: A subscription moves up a layer (or resumes from link pause) only when the budget left
@@ -36,7 +39,8 @@ class SubscriberAllocator:
 
     `budget()` is the subscriber's downlink estimate in bps (None: unknown = unlimited).
     Every `interval` (checked by `refresh()`, which the tracks call per frame: one clock
-    read when nothing is due) it takes `audio_reserve` off the budget, then gives the
+    read when nothing is due) it takes `audio_reserve` off the budget and divides the rest
+    by `PACKET_OVERHEAD` (headers), then gives the
     base layer to each subscription in turn (those already running first, then in the
     order they were added), then the next layer to each, and so on. A subscription whose
     base layer does not fit is paused. Moving down happens at once; moving up (or resuming)
@@ -127,7 +131,7 @@ class SubscriberAllocator:
             costs[track] = published.layer_bitrates() or (published.bitrate(),)
         # those already running keep their place before those paused; then the add order
         order = sorted(tracks, key=lambda t: self._levels.get(t, 0) == PAUSED)
-        left = budget - self._audio_reserve
+        left = (budget - self._audio_reserve) / PACKET_OVERHEAD
         levels = dict.fromkeys(order, PAUSED)
         for level in range(MAX_TID + 1):
             for track in order:
