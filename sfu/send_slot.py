@@ -29,6 +29,10 @@ from sfu.published_track import FRAME_TICKS, PublishedTrack
 logger = logging.getLogger(__name__)
 
 PROXY_QUEUE_LIMIT = 32
+#: Frames a subscription waits to move up a temporal layer for a layer-sync frame before it
+#: asks for a keyframe (through the throttle): a publisher that writes no Y bits. Chromium
+#: writes a sync frame per layer every 8 frames.
+UP_WAIT_FRAMES = 90
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,14 +90,15 @@ class SubscribedTrack(MediaStreamTrack):
     Temporal layers (passthrough video): with a `SubscriberAllocator` (`set_allocator`),
     the allocator sets the target layer (`set_target`); the track forwards frames whose
     `FrameLayer.tid <= max_tid`, moves `max_tid` down at once and up only at a keyframe or
-    at a layer-sync frame of the next layer (its references are then all forwarded).
-    Untagged frames pass. A target of None is a link pause: video stops (`link_paused`)
-    until the allocator gives a layer again, then resumes at a keyframe (asked through the
-    published track's throttle). `on_video_state` hears "paused-link" / "active". A relay
-    queue overflow that drops a frame of layer k (the queue drops the highest layer
-    first) lowers `max_tid` below k until the next sync frame; one of the base layer or
-    untagged gates to a keyframe. Without an allocator and with every layer forwarded, the
-    per-frame cost is one attribute read.
+    at a layer-sync frame of the next layer (its references are then all forwarded); after
+    `UP_WAIT_FRAMES` frames without one it asks for a keyframe. Untagged frames pass. A
+    target of None is a link pause: video stops (`link_paused`) until the allocator gives
+    a layer again, then resumes at a keyframe (asked through the published track's
+    throttle). `on_video_state` hears "paused-link" / "active". A relay queue overflow
+    that drops a frame of layer k (the queue drops the highest layer first) lowers
+    `max_tid` below k until the next sync frame; one of the base layer or untagged gates
+    to a keyframe. Without an allocator and with every layer forwarded, the per-frame
+    cost is one attribute read.
 
     `attach()` switches to a published track, `detach()` leaves it (the sender then waits),
     `stop()` (idempotent) ends the track: a pending `recv()` raises `MediaStreamError`.
@@ -125,6 +130,7 @@ class SubscribedTrack(MediaStreamTrack):
         self._allocator: SubscriberAllocator | None = None
         #: True when layer selection must look at each frame (see `_update_filter`)
         self._filter = False
+        self._up_wait = 0
         self._reset_counters()
 
     def _reset_counters(self) -> None:
@@ -284,12 +290,18 @@ class SubscribedTrack(MediaStreamTrack):
             return True  # untagged video: all or nothing
         tid: int = layer.tid
         if self._target > max_tid:
-            if item.is_keyframe:
-                max_tid = self.max_tid = self._target
-            elif layer.sync and tid == max_tid + 1:
-                max_tid = self.max_tid = tid
-            if max_tid >= MAX_TID:
-                self._update_filter()
+            if item.is_keyframe or (layer.sync and tid == max_tid + 1):
+                max_tid = self.max_tid = self._target if item.is_keyframe else tid
+                self._up_wait = 0
+                if max_tid >= MAX_TID:
+                    self._update_filter()
+            else:
+                self._up_wait += 1
+                if self._up_wait >= UP_WAIT_FRAMES:
+                    self._up_wait = 0
+                    published = self.published
+                    if published is not None:
+                        published.request_keyframe()
         return tid <= max_tid
 
     # ------------------------------------------------------------------ the sender's read

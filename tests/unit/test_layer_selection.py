@@ -57,6 +57,7 @@ class Room:
         self.sub.attach(self.published)
         self.out: list[bytes] = []
         self.index = 0
+        self.pattern = PATTERN
         self._reader = asyncio.ensure_future(self._read())
 
     def _pli(self) -> bool:
@@ -74,8 +75,8 @@ class Room:
         start = len(self.out)
         for _ in range(count):
             i = self.index
-            tid, sync = PATTERN[i % len(PATTERN)]
-            key = key_at is not None and i % len(PATTERN) == key_at
+            tid, sync = self.pattern[i % len(self.pattern)]
+            key = key_at is not None and i % len(self.pattern) == key_at
             if key:
                 key_at = None
             name = f"{i}:{tid}{'k' if key else ''}".encode()
@@ -363,3 +364,24 @@ async def test_budget_on_one_track_gives_it_its_own_allocator() -> None:
     sub.budget = None
     assert sub.allocator is None and sub.budget is None
     sub.stop()
+
+
+async def test_without_sync_frames_moving_up_asks_for_a_keyframe() -> None:
+    from sfu.send_slot import UP_WAIT_FRAMES
+
+    room = Room(None)
+    await room.frames(40, key_at=0)
+    room.budget = budget(250_000)
+    await room.frames(16)
+    assert room.sub.max_tid == 0
+    plis = room.plis
+    room.pattern = [(tid, False) for tid, _ in PATTERN]  # a publisher writing no Y bit
+    room.budget = budget(2_000_000)
+    room.clock.advance(3.0)
+    await room.frames(UP_WAIT_FRAMES // 2)
+    assert room.sub.max_tid == 0 and room.plis == plis  # waits for a sync frame
+    await room.frames(UP_WAIT_FRAMES)
+    assert room.sub.max_tid == 0 and room.plis == plis + 1  # then asks, once
+    names = await room.frames(8, key_at=room.index % 8)
+    assert room.sub.max_tid == MAX_TID and tids(names[1:]) == {0, 1, 2}
+    await room.close()
