@@ -20,7 +20,7 @@ from sfu.compat.receiver import ReceiverHook, install_receiver_sink
 from sfu.compat.relay import bound_relay_proxy, end_relay_proxy
 from sfu.frame_assembler import AssemblerStats, EncodedFrame
 from sfu.keyframe_throttle import KEYFRAME_INTERVAL, CallLater, KeyframeThrottle, ThrottleStats
-from sfu.layers import FrameLayer, LayerMeter
+from sfu.layers import MAX_TID, FrameLayer, LayerMeter
 from sfu.wire import Kind, Source
 
 if TYPE_CHECKING:
@@ -32,6 +32,7 @@ CLOCK_RATES = {"video": 90000, "audio": 48000}
 #: Nominal frame duration (RTP ticks) used to keep pts monotonic across discontinuities.
 FRAME_TICKS = {"video": 3000, "audio": 960}
 QUEUE_LIMIT = 64
+NO_CUT = MAX_TID + 1
 
 Mode = Literal["passthrough", "transcode"]
 
@@ -68,6 +69,8 @@ class PublishedTrack(MediaStreamTrack):
     send slot reused for a later publisher keeps increasing timestamps without rewriting
     packets). `push()` never blocks: while paused frames are dropped; on overflow a video
     frame is dropped; in both cases video resumes at a keyframe (audio drops its oldest).
+    An overflow that drops a frame above the base layer only stops that layer (and those
+    above) until its next layer-sync frame.
     Transcode: the relay's source is aiortc's decoded track; this track's queue stays empty.
 
     Each packet of a frame with a VP8 temporal layer id carries `packet.opaque =
@@ -122,6 +125,8 @@ class PublishedTrack(MediaStreamTrack):
         self._ended = False
         self._paused = False
         self._need_keyframe = False
+        #: frames of this temporal layer and above are dropped (after an overflow drop)
+        self._layer_cut = NO_CUT
         self._ssrc: int | None = None
         self._last_ts = 0
         self._pts: int | None = None
@@ -271,8 +276,15 @@ class PublishedTrack(MediaStreamTrack):
                     self.request_keyframe()
                     return
                 self._need_keyframe = False
+                self._layer_cut = NO_CUT
+            if self._layer_cut < NO_CUT and tid is not None and not self._pass_cut(frame, tid):
+                self.drops += 1
+                return
             if queue.qsize() >= self._maxsize:
                 self.drops += 1
+                if tid:  # a frame above the base layer: that layer stops until its sync
+                    self._layer_cut = min(self._layer_cut, tid)
+                    return
                 self._need_keyframe = True
                 self.request_keyframe()
                 return
@@ -287,6 +299,20 @@ class PublishedTrack(MediaStreamTrack):
         if tid is not None:
             packet.opaque = FrameLayer.for_packet(tid, frame.layer_sync)
         queue.put_nowait(packet)
+
+    def _pass_cut(self, frame: EncodedFrame, tid: int) -> bool:
+        """After a queue overflow dropped a frame of layer `_layer_cut`: drop that layer and
+        those above until a keyframe or that layer's next sync frame."""
+        if frame.keyframe:
+            self._layer_cut = NO_CUT
+            return True
+        cut = self._layer_cut
+        if tid < cut:
+            return True
+        if tid == cut and frame.layer_sync:
+            self._layer_cut = cut + 1 if cut < MAX_TID else NO_CUT
+            return True
+        return False
 
     def _advance_pts(self, frame: EncodedFrame) -> None:
         ts = frame.timestamp

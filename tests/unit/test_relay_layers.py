@@ -166,3 +166,36 @@ async def test_subscription_waits_for_a_keyframe_when_a_base_layer_frame_goes() 
     assert sub.stats().dropped == 3 and asked  # 1 overflow + 2 deltas behind the gate
     sub.stop()
     published.close()
+
+
+async def test_published_queue_overflow_above_the_base_layer_cuts_only_that_layer() -> None:
+    clock = FakeClock()
+    asked: list[int] = []
+    published = PublishedTrack(
+        "video",
+        maxsize=3,
+        request_pli=lambda: asked.append(1) or True,
+        clock=clock,
+        call_later=clock.call_later,
+    )
+    for i in range(3):
+        published.push(frame(i, key=i == 0))
+    published.push(frame(3))  # TL2 into a full queue: dropped, TL2 stops
+    out: list[Any] = []
+    async with asyncio.timeout(5):
+        out += [await published.recv() for _ in range(3)]
+        for i in range(4, 12):
+            published.push(frame(i))
+            if not published._queue.empty():
+                out.append(await published.recv())
+    # 5 and 7 (TL2 before the next TL2 sync frame, 9) are dropped; nothing waits for a
+    # keyframe and none is asked for
+    assert [bytes(p).decode() for p in out] == ["0", "1", "2", "4", "6", "8", "9", "10", "11"]
+    assert published.stats().drops == 3 and asked == []
+    # a base-layer frame into a full queue: wait for a keyframe, as before
+    for i in range(12, 16):
+        published.push(frame(i))  # 12 (TL0), 13 (TL2), 14 (TL1) fill it; 15 (TL2) is cut
+    published.push(frame(16))  # TL0: the keyframe wait
+    published.push(frame(17))
+    assert asked == [1] and published.stats().drops == 6
+    published.close()
