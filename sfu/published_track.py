@@ -283,7 +283,7 @@ class PublishedTrack(MediaStreamTrack):
             if queue.qsize() >= self._maxsize:
                 self.drops += 1
                 if tid:  # a frame above the base layer: that layer stops until its sync
-                    self._layer_cut = min(self._layer_cut, tid)
+                    self._layer_cut = min(self._layer_cut, tid, MAX_TID)
                     return
                 self._need_keyframe = True
                 self.request_keyframe()
