@@ -21,6 +21,7 @@ from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcconfiguration import RTCBundlePolicy
 from aiortc.sdp import candidate_from_sdp
 
+from sfu.allocator import SubscriberAllocator
 from sfu.compat.negotiation import create_offer_keeping_negotiated, pin_negotiated_codecs
 from sfu.compat.rtp_guard import guard_peer_connection
 from sfu.config import SfuConfig
@@ -111,6 +112,8 @@ class Participant:
         self._state_changed = asyncio.Event()
         self._closed = False
         self.negotiation_failures = 0
+        self._downlink_budget: Callable[[], int | None] | None = None
+        self._allocator: SubscriberAllocator | None = None
 
     # ------------------------------------------------------------------ info
 
@@ -160,6 +163,28 @@ class Participant:
     def subscriptions(self) -> list[tuple[PublishedTrack, SubscribedTrack]]:
         """(published track, the slot's track) for every slot currently sending."""
         return [(s.published, s.track) for s in self._slots if s.published is not None]
+
+    # ------------------------------------------------------------------ downlink budget
+
+    @property
+    def downlink_budget(self) -> Callable[[], int | None] | None:
+        """The bps this participant's downlink can take (None from the callable: unknown);
+        None: no budget, every video layer is forwarded."""
+        return self._downlink_budget
+
+    @downlink_budget.setter
+    def downlink_budget(self, budget: Callable[[], int | None] | None) -> None:
+        """Share `budget` between this participant's video send slots (a new
+        `SubscriberAllocator`; the current and future slots use it)."""
+        self._downlink_budget = budget
+        self._allocator = None if budget is None else SubscriberAllocator(budget)
+        for slot in self._slots:
+            if slot.kind == "video":
+                slot.track.set_allocator(self._allocator)
+
+    @property
+    def allocator(self) -> SubscriberAllocator | None:
+        return self._allocator
 
     # ------------------------------------------------------------------ peer connection
 
@@ -561,6 +586,8 @@ class Participant:
                     transceiver, track, self._slot_freed, send_path="lean" if lean else "stock"
                 )
                 slot.on_video_state = lambda state, slot=slot: self._video_state(slot, state)
+                if self._allocator is not None and pub.kind == "video":
+                    track.set_allocator(self._allocator)
                 self._slots.append(slot)
             self._video_states.pop(slot, None)  # a new subscription starts active
             slot.attach(pub)

@@ -308,3 +308,39 @@ async def test_viewer_pause_finds_the_slot_and_tells_the_subscriber_its_state() 
     assert video.track.viewer_paused  # refusals changed nothing
     await b.close()
     await publisher.participant.close()
+
+
+async def test_downlink_budget_hook_shares_one_allocator_between_video_slots() -> None:
+    first = Harness("a")
+    await first.participant.handle_offer(sdp("video", "audio"), {})
+    second = Harness("c")
+    await second.participant.handle_offer(sdp("video"), {})
+    publishers = [first.participant]
+    subscriber = Harness(
+        "b", publications=lambda: [p for who in publishers for p in who.live_publications()]
+    )
+    b = subscriber.participant
+    assert b.downlink_budget is None and b.allocator is None
+    b.schedule_sync()
+    await wait_until(lambda: len(b.subscriptions()) == 2)
+    # set after the slots exist: the existing video slot joins the allocator
+    b.downlink_budget = lambda: 300_000
+    allocator = b.allocator
+    assert allocator is not None and allocator.budget() == 300_000
+    video = [t for _, t in b.subscriptions() if t.kind == "video"]
+    audio = [t for _, t in b.subscriptions() if t.kind == "audio"]
+    assert allocator.tracks == video and all(t.allocator is None for t in audio)
+    # a later video slot joins it when it is created
+    publishers.append(second.participant)
+    b.schedule_sync()
+    await wait_until(lambda: len(b.subscriptions()) == 3)
+    video = [t for _, t in b.subscriptions() if t.kind == "video"]
+    assert len(video) == 2 and allocator.tracks == video
+    assert all(t.allocator is allocator for t in video)
+    # removed: every layer again, no allocator
+    b.downlink_budget = None
+    assert b.allocator is None and all(t.allocator is None for t in video)
+    assert allocator.tracks == []
+    await b.close()
+    await first.participant.close()
+    await second.participant.close()
