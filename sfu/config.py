@@ -48,6 +48,9 @@ class SfuConfig:
     chat_history: int = 100
     chat_burst: int = 5
     chat_per_second: float = 2.0
+    #: `video pause` rate limit per participant (a hidden page pauses every tile at once)
+    video_pause_burst: int = 64
+    video_pause_per_second: float = 10.0
     negotiation_timeout: float = 15.0
     initial_offer_grace: float = 1.5
     pc_close_timeout: float = 5.0

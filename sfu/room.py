@@ -91,6 +91,7 @@ class Room:
             peer_connection=self._peer_connection,
             malformed_total=self.malformed,
             level_sink=self._report_level,
+            notify=lambda event, payload: self._broadcast(event, payload, [pid]),
         )
         if self._speaker_task is None:
             self._speaker_task = asyncio.create_task(

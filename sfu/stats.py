@@ -314,6 +314,8 @@ class StatsSampler:
             "bytesOut": nbytes,
             "drops": stats.track.dropped,
             "keyframesWaited": stats.track.keyframes_waited,
+            "viewerPaused": slot.track.viewer_paused,
+            "viewerDropped": stats.track.viewer_dropped,
             "copied": stats.track.copied,
             "nacks": stats.nacks,
             "plis": stats.plis,

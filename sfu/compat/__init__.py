@@ -44,6 +44,8 @@ them and the server refuses to start when any is missing):
 - `aiortc.contrib.media.RelayStreamTrack._queue` / `._buffered`: `MediaRelay` feeds a
   buffered proxy with `proxy._queue.put_nowait(item)`, and None marks the end; an
   unbuffered proxy gets `_frame` and `_new_frame_event` instead (`end_relay_proxy`).
+  The bounded queue (`_DropOldestQueue`) also removes a queued frame of the highest
+  temporal layer from `asyncio.Queue._queue` (the stdlib's deque) on overflow.
 - `RTCRtpReceiver.__codecs` again, read-only, for the negotiated codec in stats.
 - `RTCRtpTransceiver._codecs` (narrowed by `pin_negotiated_codecs`: aiortc negotiates the
   first answer's codecs before the `track` event), `_set_mid`, `_set_mline_index`,

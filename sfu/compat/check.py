@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from types import SimpleNamespace
 
 import aiortc
@@ -73,6 +74,8 @@ def check_internals() -> list[str]:
         proxy = RelayStreamTrack(MediaRelay(), AudioStreamTrack(), buffered=True)
         if not isinstance(getattr(proxy, "_queue", None), asyncio.Queue):
             problems.append("RelayStreamTrack._queue")
+        if not isinstance(getattr(asyncio.Queue(), "_queue", None), deque):
+            problems.append("asyncio.Queue._queue (a deque)")
         if getattr(proxy, "_buffered", None) is not True:
             problems.append("RelayStreamTrack._buffered")
         proxy = RelayStreamTrack(MediaRelay(), AudioStreamTrack(), buffered=False)

@@ -74,7 +74,7 @@ from sfu.compat.light_receiver import LightFrame, LightReceiverHook, install_lig
 from sfu.compat.receiver import ReceiverHook, install_receiver_sink
 from sfu.compat.sender import install_sender_audio_level, install_sender_keyframe_hook
 from sfu.frame_assembler import EncodedFrame
-from sfu.wire import PREFERRED_CODECS, SERVER_EVENTS, Kind, Source
+from sfu.wire import PREFERRED_CODECS, SERVER_EVENTS, VIDEO_STATES, Kind, Source
 from signaling.client.tracks import DEFAULT_TIMEOUT, RemoteTrack
 from signaling.client.wire import (
     ChatMessage,
@@ -140,10 +140,11 @@ class SfuClient:
     functions) get: `"participant joined"` / `"participant updated"` -> `Participant`,
     `"participant left"` -> `(id, reason)`, `"chat message"` -> `ChatMessage`, `"error"` ->
     `SfuError`, `"active speaker"` -> `(id or None, levels)`, `"recording"` -> `active`,
-    `"track"` -> `RemoteTrack`, `"frame"` -> `(RemoteTrack, frame)` (sync
-    callbacks only, called on every frame), `"disconnect"` -> no argument. Every server event
-    is also recorded in `events` and can be awaited with `wait_for_event()`; new remote
-    tracks go to the `remote_tracks` queue and the `tracks_by_mid` / `all_tracks` views.
+    `"video state"` -> `(id, source, state, layer or None)`, `"track"` -> `RemoteTrack`,
+    `"frame"` -> `(RemoteTrack, frame)` (sync callbacks only, called on every frame),
+    `"disconnect"` -> no argument. Every server event is also recorded in `events` and can
+    be awaited with `wait_for_event()`; new remote tracks go to the `remote_tracks` queue
+    and the `tracks_by_mid` / `all_tracks` views.
     Both are bounded for long-lived clients in churning rooms: `remote_tracks` keeps the
     newest `MAX_QUEUED_TRACKS` unread tracks, `all_tracks` every live track and the newest
     `MAX_KEPT_ENDED_TRACKS` ended ones (the frames of dropped ones stay in `frames`).
@@ -190,6 +191,9 @@ class SfuClient:
         #: the room's active speaker and levels (last `active speaker` event)
         self.active_speaker: str | None = None
         self.speaker_levels: dict[str, float] = {}
+        #: the server's forwarding state of each remote video we receive, by (participant
+        #: id, source), from `video state` events (absent: "active")
+        self.video_states: dict[tuple[str, str], str] = {}
         self.chat_history: list[ChatMessage] = []
         self.events: list[ServerEvent] = []
         self.errors: list[SfuError] = []
@@ -547,6 +551,14 @@ class SfuClient:
         """Tell the server to stop (or resume) forwarding our `kind` tracks."""
         await self.request("mute", {"kind": kind, "muted": muted})
 
+    async def pause_video(self, participant_id: str, source: Source, paused: bool) -> None:
+        """Tell the server we do not show (True) or show again (False) the `source`
+        ("camera" or "screen") video of `participant_id`: it stops forwarding it, and
+        resumes with a keyframe. The server confirms with a `video state` event."""
+        await self.request(
+            "video pause", {"participantId": participant_id, "source": source, "paused": paused}
+        )
+
     async def set_recording(self, active: bool) -> dict[str, Any]:
         """Start (True) or stop the room's recording; return the server's `recording`
         object (`unauthorized` without the token's canRecord grant)."""
@@ -770,6 +782,15 @@ class SfuClient:
             d = wire_object(data, "recording")
             self.recording = d.get("active") is True
             self._fire(name, self.recording)
+        elif name == "video state":
+            d = wire_object(data, "video state")
+            key = (str(d["participantId"]), str(d["source"]))
+            state = str(d["state"])
+            if state not in VIDEO_STATES:
+                raise ValueError(f"unknown video state {state!r}")
+            layer = d.get("layer")
+            self.video_states[key] = state
+            self._fire(name, key[0], key[1], state, layer if isinstance(layer, int) else None)
         elif name == "error":
             error = error_event(data)
             self.errors.append(error)

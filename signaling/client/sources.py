@@ -92,8 +92,6 @@ MAX_LAG = 0.2
 L1T3_PATTERN: tuple[tuple[int, bool], ...] = ((0, False), (2, True), (1, True), (2, False))
 #: Share of the clip's bitrate for TID <= 0, <= 1, <= 2 (libwebrtc's 3-layer split).
 _L1T3_RATE_SHARE = (0.4, 0.6, 1.0)
-#: Shared `FrameLayer` instances (no allocation per frame), by (tid, sync).
-_FRAME_LAYERS = {(tid, sync): FrameLayer(tid, sync) for tid in range(3) for sync in (False, True)}
 
 
 def vp8_is_keyframe(data: bytes) -> bool:
@@ -583,7 +581,9 @@ class _PacedTrack(MediaStreamTrack):
         packet.time_base = self._time_base
         packet.is_keyframe = item.keyframe
         if item.tid is not None:
-            packet.opaque = _FRAME_LAYERS[item.tid, item.sync]
+            # one instance per packet: PyAV drops a shared opaque from every packet
+            # holding it when any of them is freed (see sfu.layers.FrameLayer)
+            packet.opaque = FrameLayer.for_packet(item.tid, item.sync)
         self.frames_sent += 1
         self.bytes_sent += len(item.data)
         self._sent(pts, index)

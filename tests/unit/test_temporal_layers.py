@@ -176,7 +176,7 @@ async def test_paced_track_puts_the_layer_on_opaque(layered: VideoClip) -> None:
     assert all(isinstance(o, FrameLayer) for o in seen)
     layers = [(o.tid, o.sync) for o in seen if isinstance(o, FrameLayer)]
     assert layers == [*L1T3_PATTERN, L1T3_PATTERN[0]]
-    assert seen[0] is seen[4]  # shared instances
+    assert seen[0] == seen[4] and seen[0] is not seen[4]  # one instance per packet
 
 
 # ---------------------------------------------------------------- over a peer connection
