@@ -11,7 +11,8 @@ and random loss per direction. ``target="all"`` impairs every client's link;
 instead (`benchmarks.net_chromium`, its own `getStats()` at both ends of the window).
 
 Per received video stream (`analyse_network`), over the measurement window: frames per
-second, freezes (gaps between frames longer than `FREEZE_GAP` = 0.5 s, the window's ends
+second (received: the last packet arrived; complete: no packet lost for good), freezes
+(gaps between complete frames longer than `FREEZE_GAP` = 0.5 s, the window's ends
 included; a stream never received is one freeze as long as the window), their total and
 longest length, and unrecovered packet loss (RTP sequence holes no retransmission filled,
 `sfu.rtp_loss.SequenceLoss` in the light receiver). Streams are grouped as
