@@ -45,6 +45,8 @@ class WorkerSpec:
     extra: dict[str, Any] = field(default_factory=dict)
     #: "light" or "full" (`benchmarks.peer.SUBSCRIBER_MODES`)
     subscriber: str = "full"
+    #: temporal layers of the published VP8 clip: 1, or 3 (L1T3)
+    layers: int = 1
 
 
 def run_worker(spec: WorkerSpec, status: Any, results: Any, stop: Any) -> None:
@@ -56,13 +58,16 @@ def run_worker(spec: WorkerSpec, status: Any, results: Any, stop: Any) -> None:
 
     IcePolicy(["127.0.0.1"]).install()
     try:
-        out = asyncio.run(_run(spec, status, stop))
+        out = asyncio.run(run_participants(spec, status, stop))
     except BaseException:  # report, never hang the parent
         out = {"pid": os.getpid(), "error": traceback.format_exc(), "participants": []}
     results.put(out)
 
 
-async def _run(spec: WorkerSpec, status: Any, stop: Any) -> dict[str, Any]:
+async def run_participants(spec: WorkerSpec, status: Any, stop: Any) -> dict[str, Any]:
+    """Run `spec`'s participants on this loop until `stop.is_set()` (polled; bounded by
+    `spec.planned_end` + `STOP_GRACE`); `status.put(("joined", name, ok, error))` per join.
+    Returns the raw result dict (see the module doc)."""
     from signaling.client import (
         PacedAudioTrack,
         PacedVideoTrack,
@@ -71,7 +76,12 @@ async def _run(spec: WorkerSpec, status: Any, stop: Any) -> dict[str, Any]:
     )
 
     clips = {
-        p.marker: encode_clip(marker=p.marker, bitrate=spec.bitrate, cache_dir=spec.cache_dir)
+        p.marker: encode_clip(
+            marker=p.marker,
+            bitrate=spec.bitrate,
+            cache_dir=spec.cache_dir,
+            temporal_layers=spec.layers,
+        )
         for p in spec.participants
     }
     audio_clip = encode_audio_clip() if spec.audio else None
@@ -115,6 +125,7 @@ async def _run(spec: WorkerSpec, status: Any, stop: Any) -> dict[str, Any]:
     stopped_at = time.monotonic()
     out: list[dict[str, Any]] = []
     for p, peer, info in peers:
+        peer.collect_holes()
         video: StampedVideoTrack | None = info["video"]
         audio: CountingAudioTrack | None = info["audio"]
         out.append(

@@ -69,6 +69,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcconfiguration import RTCBundlePolicy, RTCIceTransportPolicy
 
 from sfu.compat import negotiation
+from sfu.compat.lean_sender import install_lean_sender
 from sfu.compat.light_receiver import LightFrame, LightReceiverHook, install_light_receiver
 from sfu.compat.receiver import ReceiverHook, install_receiver_sink
 from sfu.compat.sender import install_sender_audio_level, install_sender_keyframe_hook
@@ -410,7 +411,9 @@ class SfuClient:
     ) -> None:
         """Send `video` (VP8) and/or `audio` (Opus) on new send-only transceivers and
         negotiate. A video track with a `request_keyframe()` method (e.g.
-        `PacedVideoTrack`) gets the server's PLI/FIR through it."""
+        `PacedVideoTrack`) gets the server's PLI/FIR through it. A video track whose
+        `temporal_layers` attribute is above 1 (a `PacedVideoTrack` of an L1T3 clip) is
+        sent by `sfu.compat.lean_sender` with the VP8 temporal-layer descriptor fields."""
         if video is not None and video.kind != "video":
             raise ValueError("video must be a video track")
         if audio is not None and audio.kind != "audio":
@@ -424,6 +427,8 @@ class SfuClient:
                     continue
                 transceiver = pc.addTransceiver(track, direction="sendonly")
                 prefer_codecs(transceiver)
+                if track.kind == "video" and getattr(track, "temporal_layers", 1) > 1:
+                    install_lean_sender(transceiver.sender, temporal_layers=True)
                 request_keyframe = getattr(track, "request_keyframe", None)
                 if track.kind == "video" and callable(request_keyframe):
                     install_sender_keyframe_hook(transceiver.sender, request_keyframe)

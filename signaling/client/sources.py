@@ -6,7 +6,11 @@ keeps timestamps increasing. So:
 
 - `encode_clip()` encodes a short VP8 clip ONCE with PyAV and caches it as a file (default
   `~/.cache/sfu-relay/`, or `$SFU_CACHE_DIR`, or the `cache_dir` argument), keyed by every
-  parameter. Each clip carries a *marker* (0-255) drawn into its pictures, so whoever decodes
+  parameter. With `temporal_layers=3` the clip has three temporal layers (L1T3, libvpx's
+  0,2,1,2 pattern, see `L1T3_PATTERN`): each `ClipPacket` knows its `tid` and layer-sync
+  flag, and `PacedVideoTrack` hands them on as `packet.opaque = FrameLayer(tid, sync)` for
+  the client's sender to write into the VP8 payload descriptor.
+  Each clip carries a *marker* (0-255) drawn into its pictures, so whoever decodes
   the video can tell which publisher it came from (`marker_from_frame`), and its encoded
   frames are distinct per marker, so a passthrough receiver can identify publisher and frame
   from the bytes alone (`VideoClip.locate`).
@@ -45,10 +49,13 @@ import av
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack, VideoStreamTrack
 
+from sfu.layers import FrameLayer
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "AUDIO_CLOCK_RATE",
+    "L1T3_PATTERN",
     "VIDEO_CLOCK_RATE",
     "AudioClip",
     "ClipPacket",
@@ -75,6 +82,16 @@ _MAGIC = b"SFUCLIP1"
 _MARKER_CELLS = 8
 #: Lateness beyond which a paced track stops trying to catch up (no bursts after a stall).
 MAX_LAG = 0.2
+
+#: L1T3 as libvpx encodes it with FFmpeg's `ts_layering_mode=3`: (tid, layer sync) of the
+#: frames of each 4-frame period. Buffers: TL0 refers to and updates LAST only; the first
+#: TL2 frame refers to LAST only and updates nothing; TL1 refers to LAST and updates GOLDEN
+#: only; the second TL2 frame refers to GOLDEN only and updates nothing. So TL2 frames are
+#: never references, TL1 frames only for TL2, and the frames that refer to TL0 alone are
+#: layer-sync points (the payload descriptor's Y bit).
+L1T3_PATTERN: tuple[tuple[int, bool], ...] = ((0, False), (2, True), (1, True), (2, False))
+#: Share of the clip's bitrate for TID <= 0, <= 1, <= 2 (libwebrtc's 3-layer split).
+_L1T3_RATE_SHARE = (0.4, 0.6, 1.0)
 
 
 def vp8_is_keyframe(data: bytes) -> bool:
@@ -157,10 +174,13 @@ def marker_from_frame(frame: av.VideoFrame) -> int | None:
 
 @dataclass(frozen=True, slots=True)
 class ClipPacket:
-    """One encoded frame of a clip."""
+    """One encoded frame of a clip: its VP8 temporal layer `tid` (None in a clip without
+    temporal layers) and whether it is a layer-sync frame (refers to TID 0 frames only)."""
 
     data: bytes
     keyframe: bool
+    tid: int | None = None
+    sync: bool = False
 
 
 @dataclass(frozen=True)
@@ -175,6 +195,8 @@ class VideoClip:
     marker: int
     packets: tuple[ClipPacket, ...]
     path: Path | None = None
+    #: 1 (no temporal layers) or 3 (L1T3: every packet has a `tid`)
+    temporal_layers: int = 1
     _index: dict[bytes, int] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -235,11 +257,14 @@ def clip_path(
     gop: int | None = None,
     marker: int = 0,
     cache_dir: str | os.PathLike[str] | None = None,
+    temporal_layers: int = 1,
 ) -> Path:
     """Where `encode_clip` with these parameters caches its clip."""
     frames = max(1, round(seconds * fps))
     gop_frames = _gop_for(fps, gop)
-    return _clip_file(width, height, fps, frames, bitrate, gop_frames, marker, cache_dir)
+    return _clip_file(
+        width, height, fps, frames, bitrate, gop_frames, marker, cache_dir, temporal_layers
+    )
 
 
 def _clip_file(
@@ -251,10 +276,12 @@ def _clip_file(
     gop_frames: int,
     marker: int,
     cache_dir: str | os.PathLike[str] | None,
+    temporal_layers: int = 1,
 ) -> Path:
+    layers = f"-l{temporal_layers}" if temporal_layers > 1 else ""
     name = (
         f"vp8-v{CLIP_FORMAT_VERSION}-{width}x{height}-{fps}fps-{frames}f-"
-        f"{bitrate // 1000}k-gop{gop_frames}-m{marker}.clip"
+        f"{bitrate // 1000}k-gop{gop_frames}-m{marker}{layers}.clip"
     )
     return resolve_cache_dir(cache_dir) / name
 
@@ -273,12 +300,15 @@ def encode_clip(
     gop: int | None = None,
     marker: int = 0,
     cache_dir: str | os.PathLike[str] | None = None,
+    temporal_layers: int = 1,
 ) -> VideoClip:
     """Return the VP8 clip for these parameters, encoding it on first use.
 
     The clip is `round(seconds * fps)` frames of `width` x `height` (even numbers) with a
     keyframe every `gop` frames (default: every 2 s, and frame 0 always) at about `bitrate`
-    bits per second, showing `marker`. It is cached in a file (see `clip_path`) written
+    bits per second, showing `marker`. `temporal_layers=3` encodes L1T3 (`L1T3_PATTERN`;
+    `gop` must then be a multiple of 4 so that every keyframe is a TID 0 frame), 1 none.
+    It is cached in a file (see `clip_path`) written
     atomically, so concurrent processes may race safely, and memoised in the process.
     Blocking (about 5 ms per 640x480 frame on first use): call it before the event loop
     gets busy, or through `asyncio.to_thread`.
@@ -291,8 +321,14 @@ def encode_clip(
     gop_frames = _gop_for(fps, gop)
     if gop_frames < 1:
         raise ValueError("gop must be at least 1")
+    if temporal_layers not in (1, 3):
+        raise ValueError(f"temporal_layers must be 1 or 3, got {temporal_layers!r}")
+    if temporal_layers > 1 and gop_frames % len(L1T3_PATTERN):
+        raise ValueError(f"with temporal layers the gop must be a multiple of 4, got {gop_frames}")
     frames = max(1, round(seconds * fps))
-    path = _clip_file(width, height, fps, frames, bitrate, gop_frames, marker, cache_dir)
+    path = _clip_file(
+        width, height, fps, frames, bitrate, gop_frames, marker, cache_dir, temporal_layers
+    )
     with _clip_lock:
         memo = _clip_memo.get(path)
         if memo is not None:
@@ -303,9 +339,13 @@ def encode_clip(
                 packets = _read_clip(path)
             except (OSError, ValueError) as exc:
                 logger.warning("ignoring unreadable clip cache %s: %s", path, exc)
+        if packets is not None and temporal_layers > 1 and any(p.tid is None for p in packets):
+            packets = None  # a cache file without layer ids: encode again
         if packets is None or len(packets) != frames:
             started = time.monotonic()
-            packets = _encode_vp8(width, height, fps, frames, bitrate, gop_frames, marker)
+            packets = _encode_vp8(
+                width, height, fps, frames, bitrate, gop_frames, marker, temporal_layers
+            )
             _write_clip(path, packets, {"width": width, "height": height, "fps": fps})
             logger.info(
                 "encoded %d-frame clip %s in %.1f s",
@@ -313,13 +353,35 @@ def encode_clip(
                 path.name,
                 time.monotonic() - started,
             )
-        clip = VideoClip(width, height, fps, bitrate, gop_frames, marker, tuple(packets), path)
+        clip = VideoClip(
+            width, height, fps, bitrate, gop_frames, marker, tuple(packets), path, temporal_layers
+        )
         _clip_memo[path] = clip
         return clip
 
 
+def _l1t3_parameters(bitrate: int) -> str:
+    """FFmpeg libvpx `ts-parameters` for L1T3 at `bitrate` bit/s (per-layer targets are
+    cumulative, in kbit/s). `ts_layering_mode=3` (last: it overrides the rest) makes FFmpeg
+    set libvpx's per-frame reference and update flags; without it every frame would
+    still update LAST, i.e. be a reference."""
+    targets = ",".join(str(max(1, round(bitrate * s / 1000))) for s in _L1T3_RATE_SHARE)
+    ids = ",".join(str(tid) for tid, _ in L1T3_PATTERN)
+    return (
+        f"ts_number_layers=3:ts_target_bitrate={targets}:ts_rate_decimator=4,2,1:"
+        f"ts_periodicity={len(L1T3_PATTERN)}:ts_layer_id={ids}:ts_layering_mode=3"
+    )
+
+
 def _encode_vp8(
-    width: int, height: int, fps: int, frames: int, bitrate: int, gop: int, marker: int
+    width: int,
+    height: int,
+    fps: int,
+    frames: int,
+    bitrate: int,
+    gop: int,
+    marker: int,
+    temporal_layers: int = 1,
 ) -> list[ClipPacket]:
     codec = av.CodecContext.create("libvpx", "w")
     codec.width = width
@@ -337,6 +399,15 @@ def _encode_vp8(
         "lag-in-frames": "0",
         "keyint_min": str(gop),  # no extra keyframes on "scene cuts"
     }
+    if temporal_layers > 1:
+        # error resilience: no frame carries entropy-context updates over to the next
+        # (VP8's refresh_entropy_probs), so dropping upper-layer frames leaves the others
+        # decodable bit for bit
+        codec.options = {
+            **codec.options,
+            "ts-parameters": _l1t3_parameters(bitrate),
+            "error-resilient": "default",
+        }
     out: list[bytes] = []
     for i in range(frames):
         picture = av.VideoFrame.from_ndarray(
@@ -349,7 +420,14 @@ def _encode_vp8(
     out.extend(bytes(p) for p in codec.encode(None))
     if len(out) != frames:
         raise RuntimeError(f"VP8 encoder produced {len(out)} packets for {frames} frames")
-    return [ClipPacket(data, vp8_is_keyframe(data)) for data in out]
+    if temporal_layers == 1:
+        return [ClipPacket(data, vp8_is_keyframe(data)) for data in out]
+    period = len(L1T3_PATTERN)
+    clip = []
+    for i, data in enumerate(out):
+        tid, sync = L1T3_PATTERN[i % period]
+        clip.append(ClipPacket(data, vp8_is_keyframe(data), tid, sync))
+    return clip
 
 
 def _write_clip(path: Path, packets: list[ClipPacket], meta: dict[str, Any]) -> None:
@@ -360,13 +438,20 @@ def _write_clip(path: Path, packets: list[ClipPacket], meta: dict[str, Any]) -> 
         with os.fdopen(fd, "wb") as f:
             f.write(_MAGIC + struct.pack(">I", len(header)) + header)
             for p in packets:
-                f.write(struct.pack(">BI", 1 if p.keyframe else 0, len(p.data)))
+                f.write(struct.pack(">BI", _packet_flags(p), len(p.data)))
                 f.write(p.data)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _packet_flags(packet: ClipPacket) -> int:
+    """A clip file's flag byte: bit 0 keyframe, bit 1 layer sync, bits 2-7 tid + 1 (0:
+    no tid; a file written before temporal layers reads as such)."""
+    tid = 0 if packet.tid is None else packet.tid + 1
+    return (tid << 2) | (2 if packet.sync else 0) | (1 if packet.keyframe else 0)
 
 
 def _read_clip(path: Path) -> list[ClipPacket]:
@@ -386,7 +471,8 @@ def _read_clip(path: Path) -> list[ClipPacket]:
         if len(data) != size:
             raise ValueError("truncated clip")
         pos += size
-        packets.append(ClipPacket(data, bool(flags & 1)))
+        tid = (flags >> 2) - 1 if flags >> 2 else None
+        packets.append(ClipPacket(data, bool(flags & 1), tid, bool(flags & 2)))
     if len(packets) != header.get("count"):
         raise ValueError("packet count mismatch")
     return packets
@@ -494,6 +580,10 @@ class _PacedTrack(MediaStreamTrack):
         packet.dts = pts
         packet.time_base = self._time_base
         packet.is_keyframe = item.keyframe
+        if item.tid is not None:
+            # one instance per packet: PyAV drops a shared opaque from every packet
+            # holding it when any of them is freed (see sfu.layers.FrameLayer)
+            packet.opaque = FrameLayer.for_packet(item.tid, item.sync)
         self.frames_sent += 1
         self.bytes_sent += len(item.data)
         self._sent(pts, index)
@@ -535,6 +625,8 @@ class PacedVideoTrack(_PacedTrack):
         super().__init__(clip.packets, 1.0 / clip.fps, VIDEO_CLOCK_RATE)
         self.clip = clip
         self.marker = clip.marker
+        #: 3 when the clip has temporal layers (its packets carry `FrameLayer` opaques)
+        self.temporal_layers = clip.temporal_layers
         self.record_send_times = record_send_times
         self.max_records = max_records
         self.send_times: OrderedDict[int, float] = OrderedDict()
