@@ -24,6 +24,7 @@ from aiortc.sdp import candidate_from_sdp
 from sfu.compat.negotiation import create_offer_keeping_negotiated, pin_negotiated_codecs
 from sfu.compat.rtp_guard import guard_peer_connection
 from sfu.config import SfuConfig
+from sfu.downlink import DownlinkEstimate
 from sfu.errors import SfuError
 from sfu.published_track import PublishedTrack
 from sfu.sdp_check import check_offer
@@ -47,7 +48,8 @@ def pin_codecs(transceiver: RTCRtpTransceiver) -> None:
 
 class Participant:
     """Owns ONE `RTCPeerConnection`, its negotiation lock, its `PublishedTrack`s and the
-    `SendSlot`s that carry other participants' tracks to it.
+    `SendSlot`s that carry other participants' tracks to it, and the `DownlinkEstimate` of
+    its peer connection's downlink (`downlink`), fed by all its send slots.
 
     `close()` is idempotent: it stops the negotiation task, closes every track it publishes
     (whose subscribers' slots release themselves at once and renegotiate), closes its send
@@ -106,6 +108,8 @@ class Participant:
         self._state_changed = asyncio.Event()
         self._closed = False
         self.negotiation_failures = 0
+        #: what this participant's downlink can take, from its feedback on our streams
+        self.downlink = DownlinkEstimate()
 
     # ------------------------------------------------------------------ info
 
@@ -508,7 +512,11 @@ class Participant:
                 # lean only for encoded frames: a transcoding sender encodes av.Frames
                 lean = self._config.send_path == "lean" and self._config.forwarding == "passthrough"
                 slot = SendSlot(
-                    transceiver, track, self._slot_freed, send_path="lean" if lean else "stock"
+                    transceiver,
+                    track,
+                    self._slot_freed,
+                    send_path="lean" if lean else "stock",
+                    downlink=self.downlink,
                 )
                 self._slots.append(slot)
             slot.attach(pub)

@@ -19,8 +19,14 @@ from aiortc import RTCRtpSender, RTCRtpTransceiver
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from sfu.compat.lean_sender import LeanSender, install_lean_sender
-from sfu.compat.sender import install_sender_keyframe_hook, install_sender_nack_counter
+from sfu.compat.sender import (
+    install_sender_feedback,
+    install_sender_keyframe_hook,
+    install_sender_nack_counter,
+    sender_octets,
+)
 from sfu.config import SendPath
+from sfu.downlink import DownlinkEstimate
 from sfu.published_track import FRAME_TICKS, PublishedTrack
 
 PROXY_QUEUE_LIMIT = 32
@@ -56,6 +62,12 @@ class SendSlotStats:
     packets_stock: int = 0
     gso_batches: int = 0
     retransmits: int = 0
+    #: the subscriber's last receiver-report loss fraction for this slot's stream (0..1),
+    #: None before its first report
+    loss: float | None = None
+    #: receiver-report blocks and REMBs the subscriber sent about this slot's stream
+    reports: int = 0
+    rembs: int = 0
 
 
 class SubscribedTrack(MediaStreamTrack):
@@ -222,6 +234,9 @@ class SubscribedTrack(MediaStreamTrack):
 class SendSlot:
     """One server transceiver sending some remote participant's track to this one. Owns
     its `SubscribedTrack` (the only owner) and counts the subscriber's PLIs and NACKs.
+    With a `downlink` (the subscriber's `DownlinkEstimate`, shared by its slots), the
+    subscriber's NACKs, REMBs and receiver reports about this slot's stream, and the
+    payload bytes sent (read at each report), feed it.
 
     When the published track it carries closes, the slot releases itself at once and calls
     `on_published_closed(slot)` (its owner then renegotiates). `release()` keeps the
@@ -239,6 +254,7 @@ class SendSlot:
         track: SubscribedTrack,
         on_published_closed: Callable[[SendSlot], None] | None = None,
         send_path: SendPath = "stock",
+        downlink: DownlinkEstimate | None = None,
     ) -> None:
         self.transceiver = transceiver
         self.track = track
@@ -251,6 +267,12 @@ class SendSlot:
         self._keyframe_hook = False
         track.on_published_closed = self._published_closed
         install_sender_nack_counter(transceiver.sender, self._count_nack)
+        self.downlink = downlink
+        self.fraction_lost: int | None = None
+        self.reports = self.rembs = 0
+        self._octets = 0
+        if downlink is not None and isinstance(transceiver.sender, RTCRtpSender):
+            install_sender_feedback(transceiver.sender, self.on_remb, self.on_report)
 
     @property
     def kind(self) -> str:
@@ -277,6 +299,29 @@ class SendSlot:
 
     def _count_nack(self) -> None:
         self.nacks += 1
+        downlink = self.downlink
+        if downlink is not None:
+            downlink.on_nack(1)
+
+    def on_remb(self, bitrate: int, ssrcs: list[int]) -> None:
+        """The subscriber's REMB naming this slot's stream (from the sender hook)."""
+        self.rembs += 1
+        if self.downlink is not None:
+            self.downlink.on_remb(bitrate, ssrcs)
+
+    def on_report(self, fraction_lost: int, highest_sequence: int, ssrc: int) -> None:
+        """A receiver-report block about this slot's stream (from the sender hook): the
+        payload bytes sent since the previous one, then the report, go to the estimate."""
+        self.reports += 1
+        self.fraction_lost = fraction_lost
+        downlink = self.downlink
+        if downlink is None:
+            return
+        octets = sender_octets(self.transceiver.sender)
+        sent, self._octets = octets - self._octets, octets
+        if sent > 0:
+            downlink.on_sent(sent)
+        downlink.on_receiver_report(fraction_lost, highest_sequence, ssrc)
 
     def _published_closed(self) -> None:
         self.release()
@@ -296,8 +341,17 @@ class SendSlot:
 
     def stats(self) -> SendSlotStats:
         lean = self.lean
+        fraction = self.fraction_lost
+        loss = None if fraction is None else fraction / 256
         if lean is None:
-            return SendSlotStats(track=self.track.stats(), plis=self.plis, nacks=self.nacks)
+            return SendSlotStats(
+                track=self.track.stats(),
+                plis=self.plis,
+                nacks=self.nacks,
+                loss=loss,
+                reports=self.reports,
+                rembs=self.rembs,
+            )
         return SendSlotStats(
             track=self.track.stats(),
             plis=self.plis,
@@ -307,4 +361,7 @@ class SendSlot:
             packets_stock=lean.packets_stock,
             gso_batches=lean.gso_batches,
             retransmits=lean.history.retransmits,
+            loss=loss,
+            reports=self.reports,
+            rembs=self.rembs,
         )

@@ -50,7 +50,7 @@ def test_heavy_loss_cuts_from_the_rate_sent() -> None:
     # 600 kbps sent, half lost: 600k * (1 - 0.5/2)
     assert rate == pytest.approx(450_000, rel=0.01)
     again = link.round(450_000, 0.3)
-    assert again is not None and again < rate
+    assert again is not None and rate is not None and again < rate
     assert link.estimate.stats().decreases == 2
 
 
