@@ -64,6 +64,27 @@ class SfuCollector(Collector):
                 "Keyframe requests sent to publishers",
                 totals.keyframe_requests,
             ),
+            ("sfu_nacks_sent", "NACK packets sent to publishers", totals.nacks_sent),
+            (
+                "sfu_rtx_received",
+                "RTX retransmissions received from publishers",
+                totals.rtx_received,
+            ),
+            (
+                "sfu_frames_lost",
+                "Published frames given up on (loss not recovered in time)",
+                totals.frames_lost,
+            ),
+            (
+                "sfu_nacks_received",
+                "Packets subscribers asked to be retransmitted (NACK)",
+                totals.nacks_received,
+            ),
+            (
+                "sfu_retransmits_sent",
+                "Retransmissions sent to subscribers from the history (lean send path)",
+                totals.retransmits_sent,
+            ),
             (
                 "sfu_negotiation_failures",
                 "Participants removed after a failed negotiation",

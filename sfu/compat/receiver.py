@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 from aiortc.rtcrtpreceiver import RTCRtpReceiver, StreamStatistics
@@ -22,6 +23,18 @@ from sfu.frame_assembler import AssemblerStats, FrameAssembler, FrameSink, disca
 logger = logging.getLogger(__name__)
 
 _R = "_RTCRtpReceiver__"
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryStats:
+    """Loss recovery towards the publisher of one receiver."""
+
+    #: NACK packets sent to the publisher
+    nacks_sent: int
+    #: sequence numbers those NACKs listed (repeats counted again)
+    nacked_packets: int
+    #: RTX retransmissions received
+    rtx_received: int
 
 
 class ReceiverHook:
@@ -47,6 +60,10 @@ class ReceiverHook:
     def stats(self) -> AssemblerStats:
         """The assembler's counters (packets, frames, losses, keyframes needed...)."""
         return self.assembler.stats()
+
+    def recovery(self) -> RecoveryStats:
+        """NACKs sent and retransmissions received so far."""
+        return RecoveryStats(self.nacks_sent, self.nacked_packets, self.rtx_received())
 
     def rtx_received(self) -> int:
         """RTX retransmissions received from the publisher so far (the packets aiortc's
