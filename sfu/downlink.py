@@ -60,6 +60,9 @@ REMB_TIMEOUT = 10.0
 DEFAULT_REPORT_PACKETS = 50
 #: A report covering more packets than this (a sequence jump) counts as this many.
 MAX_REPORT_PACKETS = 10_000
+#: `bitrate()` recomputes at most this often (s) unless feedback changed it: it may be read
+#: per forwarded frame.
+RECHECK = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +117,8 @@ class DownlinkEstimate:
         self.bytes_sent = 0
         self.decreases = 0
         self.increases = 0
+        self._value: int | None = None
+        self._value_until = float("-inf")
 
     # ------------------------------------------------------------------ inputs
 
@@ -133,6 +138,7 @@ class DownlinkEstimate:
         self._rembs.append((key, min(bps, MAX_DOWNLINK_BITRATE), now))
         self.rembs += 1
         self._last_feedback = now
+        self._value_until = float("-inf")
 
     def on_receiver_report(
         self, fraction_lost: int, highest_sequence: int | None = None, ssrc: int = 0
@@ -211,11 +217,13 @@ class DownlinkEstimate:
                 base = min(rate, sent) if sent > 0 else rate
             self._loss_rate = max(float(MIN_DOWNLINK_BITRATE), base * (1 - loss / 2))
             self.decreases += 1
+            self._value_until = float("-inf")
         elif loss < LOW_LOSS and rate is not None:
             grown = min(rate * INCREASE, max(rate, HEADROOM * sent), float(MAX_DOWNLINK_BITRATE))
             if grown > rate:
                 self._loss_rate = grown
                 self.increases += 1
+                self._value_until = float("-inf")
 
     def _expire(self, now: float) -> None:
         last = self._last_feedback
@@ -227,6 +235,7 @@ class DownlinkEstimate:
             self._round_packets = self._round_lost = 0.0
             self._round_sent = 0
             self._last_feedback = None
+            self._value_until = float("-inf")
 
     def _remb_total(self, now: float) -> int | None:
         values = [bps for _, bps, at in self._rembs if now - at <= REMB_TIMEOUT]
@@ -236,8 +245,16 @@ class DownlinkEstimate:
 
     def bitrate(self) -> int | None:
         """The bits per second this subscriber's downlink can take (all its streams);
-        None = unknown (no feedback yet, or none for a while): do not limit."""
+        None = unknown (no feedback yet, or none for a while): do not limit. Cheap: the
+        value is recomputed when feedback changed it, else at most every `RECHECK` s."""
         now = self._clock()
+        if now < self._value_until:
+            return self._value
+        self._value = self._compute(now)
+        self._value_until = now + RECHECK
+        return self._value
+
+    def _compute(self, now: float) -> int | None:
         self._expire(now)
         remb = self._remb_total(now)
         rate = self._loss_rate

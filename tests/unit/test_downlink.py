@@ -198,3 +198,24 @@ def test_bad_sequence_is_refused() -> None:
     with pytest.raises(ValueError):
         estimate.on_receiver_report(0, -5)
     assert estimate.reports == 0
+
+
+def test_bitrate_is_cached_between_changes() -> None:
+    clock = FakeClock()
+    estimate = DownlinkEstimate(clock=clock)
+    calls = 0
+    compute = estimate._compute
+
+    def counting(now: float) -> int | None:
+        nonlocal calls
+        calls += 1
+        return compute(now)
+
+    estimate._compute = counting  # type: ignore[method-assign]
+    for _ in range(100):
+        assert estimate.bitrate() is None
+    assert calls == 1
+    estimate.on_remb(500_000, [1])  # feedback invalidates at once
+    assert estimate.bitrate() == 500_000 and calls == 2
+    clock.advance(REMB_TIMEOUT + 1)  # expiry is noticed within RECHECK
+    assert estimate.bitrate() is None and calls == 3
