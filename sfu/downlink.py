@@ -14,9 +14,15 @@ subscriber's REMB (its delay-based estimate). Differences from Galene, on purpos
   10 %). So 5 % random loss on the link never ratchets the rate down by a noisy report,
   while a congested link (tens of percent loss) is cut at once.
 - A cut starts from the lower of the current estimate and what was actually sent during
-  the round (payload bits), so the first cut of a congested link lands near its capacity.
+  the round (payload bits), and never goes below 90 % of what got through (sent x (1 -
+  loss)): on a congested link (queue overflow) that is its capacity, so an estimate does
+  not collapse while the sender has not adapted yet.
 - Growth is not tied to the actual rate reaching 3/4 of the estimate (layer steps can be
-  larger than that); instead the estimate never grows past twice the actual rate.
+  larger than that, and a paused video sends nothing); instead a clean round grows the
+  rate up to twice the rate actually sent or up to the REMB, whichever is higher (without
+  a REMB, without bound: a sender that then sends more probes the link), and twice as
+  fast while it is below half the REMB (the receiver's delay-based estimate says there
+  is room: a subscriber recovers in seconds, not tens of seconds).
 - REMB values are kept per SSRC set: a browser's REMB covers all its streams (one set,
   replaced by each new REMB that shares an SSRC), aiortc sends one per receiver (disjoint
   sets, summed).
@@ -41,9 +47,13 @@ MAX_DOWNLINK_BITRATE = 1 << 30
 #: Loss fraction above which (significantly) the rate is cut; below LOW it grows.
 HIGH_LOSS = 0.10
 LOW_LOSS = 0.02
-#: Growth per clean round (Galene: 269/256).
+#: A cut never goes below this share of the round's goodput (sent x (1 - loss)).
+GOODPUT_SHARE = 0.9
+#: Growth per clean round (Galene: 269/256), and while below half the REMB.
 INCREASE = 1.05
-#: The estimate never grows past this multiple of the rate actually sent.
+FAST_INCREASE = 1.10
+#: With a REMB, a clean round grows the rate up to the REMB or this multiple of the rate
+#: actually sent, whichever is higher.
 HEADROOM = 2.0
 #: A round lasts at least this long (s) and covers at least this many packets, unless it
 #: reaches MAX_ROUND seconds first.
@@ -92,14 +102,23 @@ class DownlinkEstimate:
 
     Fed by the subscriber's send slots: `on_remb`, `on_receiver_report` (per report block
     about one of our SSRCs), `on_nack` and `on_sent` (payload bytes sent). Read with
-    `bitrate()` and `stats()`. Bad input raises ValueError and changes nothing."""
+    `bitrate()` and `stats()`. Bad input raises ValueError and changes nothing.
+
+    `sent_bytes`, when given, returns the payload bytes sent so far to this subscriber
+    (monotonic; its owner sums its senders' counters): read when a round starts and ends,
+    it measures the rate sent over exactly the round (reports of different streams arrive
+    at different times, so per-report pushes through `on_sent` are lumpier); bytes pushed
+    through `on_sent` are added to it."""
 
     def __init__(
         self,
         clock: Callable[[], float] = time.monotonic,
         feedback_timeout: float = FEEDBACK_TIMEOUT,
+        sent_bytes: Callable[[], int] | None = None,
     ) -> None:
         self._clock = clock
+        self._sent_bytes = sent_bytes
+        self._polled = 0
         self._feedback_timeout = feedback_timeout
         self._loss_rate: float | None = None
         self._rembs: list[tuple[frozenset[int], int, float]] = []
@@ -174,6 +193,7 @@ class DownlinkEstimate:
         self._last_feedback = now
         if self._round_start is None:
             self._round_start = now
+            self._polled = self._poll()
         self._round_packets += packets
         self._round_lost += packets * fraction_lost / 256
         elapsed = now - self._round_start
@@ -197,9 +217,15 @@ class DownlinkEstimate:
 
     # ------------------------------------------------------------------ the model
 
+    def _poll(self) -> int:
+        source = self._sent_bytes
+        return source() if source is not None else 0
+
     def _evaluate(self, now: float, elapsed: float) -> None:
         n, lost = self._round_packets, self._round_lost
-        sent = self._round_sent * 8 / elapsed if elapsed > 0 else 0.0
+        polled, self._polled = self._polled, self._poll()
+        nbytes = self._round_sent + max(0, self._polled - polled)
+        sent = nbytes * 8 / elapsed if elapsed > 0 else 0.0
         self._round_start = now
         self._round_packets = self._round_lost = 0.0
         self._round_sent = 0
@@ -215,11 +241,15 @@ class DownlinkEstimate:
                 base = sent if sent > 0 else float(self._remb_total(now) or MAX_DOWNLINK_BITRATE)
             else:
                 base = min(rate, sent) if sent > 0 else rate
-            self._loss_rate = max(float(MIN_DOWNLINK_BITRATE), base * (1 - loss / 2))
+            cut = min(base, max(base * (1 - loss / 2), GOODPUT_SHARE * sent * (1 - loss)))
+            self._loss_rate = max(float(MIN_DOWNLINK_BITRATE), cut)
             self.decreases += 1
             self._value_until = float("-inf")
         elif loss < LOW_LOSS and rate is not None:
-            grown = min(rate * INCREASE, max(rate, HEADROOM * sent), float(MAX_DOWNLINK_BITRATE))
+            remb = self._remb_total(now)
+            limit = float(MAX_DOWNLINK_BITRATE) if remb is None else max(HEADROOM * sent, remb)
+            step = FAST_INCREASE if remb is not None and rate < remb / 2 else INCREASE
+            grown = min(rate * step, max(rate, limit), float(MAX_DOWNLINK_BITRATE))
             if grown > rate:
                 self._loss_rate = grown
                 self.increases += 1

@@ -109,7 +109,7 @@ class Participant:
         self._closed = False
         self.negotiation_failures = 0
         #: what this participant's downlink can take, from its feedback on our streams
-        self.downlink = DownlinkEstimate()
+        self.downlink = DownlinkEstimate(sent_bytes=self._octets_sent)
 
     # ------------------------------------------------------------------ info
 
@@ -152,6 +152,10 @@ class Participant:
 
     def send_slots(self) -> list[SendSlot]:
         return list(self._slots)
+
+    def _octets_sent(self) -> int:
+        """Payload bytes sent to this participant so far, over all its send slots."""
+        return sum(slot.octets_sent() for slot in self._slots)
 
     def connection_state(self) -> str:
         return "new" if self._pc is None else str(self._pc.connectionState)

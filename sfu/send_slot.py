@@ -235,8 +235,8 @@ class SendSlot:
     """One server transceiver sending some remote participant's track to this one. Owns
     its `SubscribedTrack` (the only owner) and counts the subscriber's PLIs and NACKs.
     With a `downlink` (the subscriber's `DownlinkEstimate`, shared by its slots), the
-    subscriber's NACKs, REMBs and receiver reports about this slot's stream, and the
-    payload bytes sent (read at each report), feed it.
+    subscriber's NACKs, REMBs and receiver reports about this slot's stream feed it; its
+    owner sums `octets_sent()` over its slots for the estimate's `sent_bytes`.
 
     When the published track it carries closes, the slot releases itself at once and calls
     `on_published_closed(slot)` (its owner then renegotiates). `release()` keeps the
@@ -270,7 +270,6 @@ class SendSlot:
         self.downlink = downlink
         self.fraction_lost: int | None = None
         self.reports = self.rembs = 0
-        self._octets = 0
         if downlink is not None and isinstance(transceiver.sender, RTCRtpSender):
             install_sender_feedback(transceiver.sender, self.on_remb, self.on_report)
 
@@ -310,18 +309,15 @@ class SendSlot:
             self.downlink.on_remb(bitrate, ssrcs)
 
     def on_report(self, fraction_lost: int, highest_sequence: int, ssrc: int) -> None:
-        """A receiver-report block about this slot's stream (from the sender hook): the
-        payload bytes sent since the previous one, then the report, go to the estimate."""
+        """A receiver-report block about this slot's stream (from the sender hook)."""
         self.reports += 1
         self.fraction_lost = fraction_lost
-        downlink = self.downlink
-        if downlink is None:
-            return
-        octets = sender_octets(self.transceiver.sender)
-        sent, self._octets = octets - self._octets, octets
-        if sent > 0:
-            downlink.on_sent(sent)
-        downlink.on_receiver_report(fraction_lost, highest_sequence, ssrc)
+        if self.downlink is not None:
+            self.downlink.on_receiver_report(fraction_lost, highest_sequence, ssrc)
+
+    def octets_sent(self) -> int:
+        """Payload bytes this slot's sender has sent (its lifetime; read, not counted)."""
+        return sender_octets(self.transceiver.sender)
 
     def _published_closed(self) -> None:
         self.release()

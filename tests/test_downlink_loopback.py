@@ -69,11 +69,13 @@ async def test_feedback_reaches_the_estimate_and_a_cap_reaches_the_publisher(
         await negotiate(publisher, server_in)
     [pub] = published
 
-    downlink = DownlinkEstimate()
+    slots: list[SendSlot] = []
+    downlink = DownlinkEstimate(sent_bytes=lambda: sum(s.octets_sent() for s in slots))
     track = SubscribedTrack("video")
     transceiver = server_out.addTransceiver(track, direction="sendonly")
     prefer(transceiver, "video/VP8")
     slot = SendSlot(transceiver, track, send_path="lean", downlink=downlink)
+    slots.append(slot)
     slot.attach(pub)
     consumers: list[Consumer] = []
     subscriber.on("track", lambda t: consumers.append(Consumer(t)))
@@ -82,12 +84,14 @@ async def test_feedback_reaches_the_estimate_and_a_cap_reaches_the_publisher(
     await wait_until(lambda: bool(consumers) and consumers[0].count >= 10)
 
     # the subscriber's receiver reports (and, once its rate control runs, REMB) arrive
-    await wait_until(lambda: downlink.reports >= 2 and downlink.rembs >= 1)
+    await wait_until(
+        lambda: downlink.reports >= 3 and downlink.rembs >= 1 and downlink.stats().loss is not None
+    )
     stats = downlink.stats()
     assert slot.stats().reports >= 2 and slot.stats().rembs >= 1
     assert stats.loss == 0.0 or stats.loss is None  # loopback: nothing lost
     assert stats.remb is not None and stats.remb > 0
-    assert downlink.bytes_sent > 0  # the payload sent, read at each report
+    assert stats.sent_bitrate > 0  # the payload sent over the round, read from the sender
     assert stats.bitrate == stats.remb  # no loss: the REMB alone limits it
 
     # cap the publisher: the REMB the server sends it drops to the cap

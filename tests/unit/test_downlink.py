@@ -54,6 +54,15 @@ def test_heavy_loss_cuts_from_the_rate_sent() -> None:
     assert link.estimate.stats().decreases == 2
 
 
+def test_a_cut_stops_at_the_goodput_of_a_congested_link() -> None:
+    link = Link()
+    rates = [link.round(640_000, 0.55) for _ in range(10)]  # the sender has not adapted
+    # 640 kbps into a ~290 kbps link: 55 % lost; never below 90 % of what got through
+    last = rates[-1]
+    assert last == pytest.approx(0.9 * 640_000 * 0.45, rel=0.02)
+    assert last is not None and all(r is not None and r >= last for r in rates)
+
+
 def test_moderate_random_loss_does_not_cut() -> None:
     link = Link()
     for loss in (0.05, 0.08, 0.11, 0.06, 0.04):
@@ -83,14 +92,34 @@ def test_increase_when_clean_and_recovery() -> None:
     assert link.estimate.stats().increases >= 20
 
 
-def test_increase_bounded_by_what_is_sent() -> None:
+def test_increase_bounded_by_the_remb_or_what_is_sent() -> None:
     link = Link()
     low = link.round(600_000, 0.5)
     assert low is not None
-    rate = None
     for _ in range(50):
-        rate = link.round(100_000, 0.0)  # sending far less than the estimate
-    assert rate == low  # 2 x 100 kbps < 450 kbps: no growth without probing
+        link.estimate.on_remb(400_000, [1])  # a receiver sends REMB about every second
+        link.round(100_000, 0.0)  # sending far less than the estimate
+    # the loss-based rate is not above max(REMB, 2 x 100 kbps) = REMB: no growth
+    assert link.estimate.stats().loss_bitrate == low
+    for _ in range(50):
+        link.estimate.on_remb(900_000, [1])
+        link.round(100_000, 0.0)
+    assert link.estimate.stats().loss_bitrate == 900_000  # up to the REMB, not past it
+
+
+def test_recovery_from_a_paused_video_is_fast_below_the_remb() -> None:
+    link = Link()
+    for _ in range(5):
+        link.round(600_000, 0.8)  # a congested link: cut towards the goodput
+    low = link.estimate.stats().loss_bitrate
+    assert low is not None and low < 150_000
+    rounds = 0
+    while (link.estimate.bitrate() or 0) < 300_000 and rounds < 100:
+        link.estimate.on_remb(320_000, [1])  # the receiver's delay-based estimate
+        link.round(40_000, 0.0)  # video paused: only audio flows, nothing lost
+        rounds += 1
+    # 10 % per round below half the REMB, 5 % above: about 16 rounds, not 20+
+    assert rounds < 20
 
 
 def test_hold_between_thresholds() -> None:

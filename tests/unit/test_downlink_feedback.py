@@ -90,9 +90,11 @@ async def test_a_failing_feedback_callback_does_not_break_rtcp_handling() -> Non
 
 async def test_send_slots_feed_their_participants_shared_estimate() -> None:
     clock = FakeClock()
-    downlink = DownlinkEstimate(clock=clock)
+    slots: list[SendSlot] = []
+    # what the participant gives its estimate: the payload bytes of all its slots
+    downlink = DownlinkEstimate(clock=clock, sent_bytes=lambda: sum(s.octets_sent() for s in slots))
     senders = [_sender(), _sender()]
-    slots = [
+    slots += [
         SendSlot(
             SimpleNamespace(sender=s, direction="inactive", mid=str(i)),  # type: ignore[arg-type]
             SubscribedTrack("video"),
@@ -106,16 +108,19 @@ async def test_send_slots_feed_their_participants_shared_estimate() -> None:
     for s in senders:
         # what the RTP loop counts: 75 kB of payload per stream this second
         setattr(s, "_RTCRtpSender__octet_count", 75_000)  # noqa: B010
+    for s in senders:
         await s._handle_rtcp_packet(RtcpRrPacket(ssrc=9, reports=[_report(s._ssrc, 128, 200)]))
     await senders[0]._handle_rtcp_packet(_remb(2_000_000, [s._ssrc for s in senders]))
     await senders[1]._handle_rtcp_packet(_remb(2_000_000, [s._ssrc for s in senders]))
     await senders[0]._retransmit(5)  # a NACKed packet (not in the history: nothing sent)
     stats = downlink.stats()
     assert stats.reports == 4 and stats.nacks == 1
+    assert stats.sent_bitrate == 1_200_000  # 150 kB over the 1 s round
+    # the round ended at the first stream's report: 100 packets, half lost
     assert stats.loss is not None and abs(stats.loss - 0.5) < 0.01
-    assert stats.bitrate is not None and stats.bitrate < 2_000_000  # cut by the loss
+    assert stats.bitrate is not None and stats.bitrate < 1_200_000  # cut by the loss
     assert stats.remb is not None and abs(stats.remb - 2_000_000) < 2000  # one set, not summed
-    assert downlink.bytes_sent == 150_000
+    assert [slot.octets_sent() for slot in slots] == [75_000, 75_000]
     slot_stats = slots[0].stats()
     assert (slot_stats.loss, slot_stats.reports, slot_stats.rembs, slot_stats.nacks) == (
         0.5,
