@@ -6,13 +6,16 @@ subscriber recovers or leaves (Galene's `maxUpBitrate`, Janus' REMB cap).
 The share of a subscriber's downlink one video may use is its estimate
 (`DownlinkEstimate.bitrate()`, None = unlimited) less `AUDIO_RESERVE` per audio stream it
 receives, split evenly between the videos it receives. A video is capped when the lowest
-share among its subscribers is below its base-layer bitrate (`layer_bitrates()[0]` when
-the track measures layers, else its whole bitrate); the cap is that share times the
-track's total/base ratio at the moment it was capped (the encoder scales all its layers,
-so the base then fits), never below `MIN_PUBLISHER_BITRATE`. While capped the track's own
-bitrate shrinks, so the cap is lifted only when the lowest share reaches `RELEASE` times
-the base-layer bitrate measured before the cap, or when no subscriber has a known
-estimate any more. A cap moves only when it changes by more than `CHANGE_STEP`.
+share among its subscribers is clearly below its base-layer bitrate (`layer_bitrates()[0]`
+when the track measures layers, else its whole bitrate): under `CAP_BELOW` times it, as a
+receiver's REMB follows the incoming rate and dips below it now and then without any
+congestion (aiortc's rate control cuts to 0.85 x incoming on one overuse). The cap is
+that share times the track's total/base ratio at the moment it was capped (the encoder
+scales all its layers, so the base then fits), never below `MIN_PUBLISHER_BITRATE`.
+While capped the track's own bitrate shrinks, so the cap is lifted only when the lowest
+share reaches `RELEASE` times the base-layer bitrate measured before the cap, or when no
+subscriber has a known estimate any more. A cap moves only when it changes by more than
+`CHANGE_STEP`.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ logger = logging.getLogger(__name__)
 
 #: Seconds between two evaluations of the room.
 CAP_INTERVAL = 1.0
+#: A video is capped when the slowest share is below this fraction of its base layer.
+CAP_BELOW = 0.7
 #: Bits per second set aside for each audio stream a subscriber receives.
 AUDIO_RESERVE = 40_000
 #: A cap is lifted when the slowest share reaches this multiple of the uncapped base layer.
@@ -153,7 +158,7 @@ class PublisherCapPolicy:
             if per_video is not None and (slowest is None or per_video < slowest[0]):
                 slowest = (per_video, subscriber.id)
         if state.cap is None:
-            if slowest is None or base <= 0 or slowest[0] >= base:
+            if slowest is None or base <= 0 or slowest[0] >= CAP_BELOW * base:
                 return
             state.ratio = max(1.0, total / base)
             state.base = base

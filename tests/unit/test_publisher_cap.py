@@ -9,7 +9,7 @@ import pytest
 
 from sfu.compat.remb import MIN_PUBLISHER_BITRATE, IntervalBitrateEstimator
 from sfu.published_track import PublishedTrack
-from sfu.publisher_cap import AUDIO_RESERVE, PublisherCapPolicy
+from sfu.publisher_cap import AUDIO_RESERVE, CAP_BELOW, PublisherCapPolicy
 from tests.unit.fakes import FakeClock
 from tests.unit.test_remb import feed
 
@@ -83,9 +83,12 @@ def test_no_cap_while_estimates_are_unknown_or_fit() -> None:
 def test_slow_subscriber_caps_so_the_base_layer_fits_then_recovers() -> None:
     people, video, policy, _ = room()
     bob = people[1]
-    bob.downlink.value = 300_000  # share for the one video: 300k - 40k audio = 260k < 350k
+    bob.downlink.value = 330_000  # share for the one video: 330k - 40k audio = 290k
     policy.update()
-    share = 300_000 - AUDIO_RESERVE
+    assert video.caps == [] and CAP_BELOW * 350_000 < 290_000  # not clearly short of it
+    bob.downlink.value = 270_000  # 230k: under 0.7 x 350k
+    policy.update()
+    share = 270_000 - AUDIO_RESERVE
     assert video.bitrate_cap == round(share * 700_000 / 350_000)
     assert policy.caps() == {"a/0": video.bitrate_cap}
     # capped, the publisher sends less: its layers shrink, the cap holds
@@ -93,7 +96,7 @@ def test_slow_subscriber_caps_so_the_base_layer_fits_then_recovers() -> None:
     policy.update()
     assert video.bitrate_cap == round(share * 2)
     # a small change of the estimate does not move the cap; a large one does
-    bob.downlink.value = 310_000
+    bob.downlink.value = 280_000
     policy.update()
     assert len(video.caps) == 1
     bob.downlink.value = 200_000
