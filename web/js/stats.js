@@ -91,7 +91,11 @@ function render(data) {
       const tr = document.createElement("tr");
       tr.dataset.participantId = p.id;
       const pubs = p.published
-        .map((/** @type {any} */ t) => `${t.kind}: ${(t.bitrateIn / 1000).toFixed(0)} / ${t.fps}`)
+        .map((/** @type {any} */ t) => {
+          // a publisher cap: the server's REMB asks this publisher to send at most that
+          const cap = t.bitrateCap != null ? ` (capped at ${kbps(t.bitrateCap)})` : "";
+          return `${t.kind}: ${(t.bitrateIn / 1000).toFixed(0)} / ${t.fps}${cap}`;
+        })
         .join(", ");
       const out = p.subscriptions.reduce((/** @type {number} */ s, /** @type {any} */ t) => s + t.bitrateOut, 0);
       tr.append(
