@@ -149,6 +149,8 @@ async def test_metrics_counters_grow(
     assert value(second, "sfu_participants") == 2
     assert value(second, "sfu_published_tracks") == 2
     assert value(second, "sfu_forwarded_streams") == 2
+    assert value(second, "sfu_publisher_caps") >= 0
+    assert 0 <= value(second, "sfu_limited_downlinks") <= 2
     for counter in ("sfu_packets_forwarded", "sfu_bytes_forwarded", "sfu_frames_forwarded"):
         assert value(second, counter) > value(first, counter) > 0, counter
     joins = {s.labels["outcome"]: s.value for s in second["sfu_joins"].samples}
