@@ -382,6 +382,11 @@ class StatsSampler:
             "packetsStock": stats.packets_stock,
             "gsoBatches": stats.gso_batches,
             "retransmits": stats.retransmits,
+            # NACKed packets no longer in the send history: unrecoverable for the subscriber
+            # (lean send path; None on the stock one, which does not count its answers)
+            "nacksUnanswered": (
+                max(0, stats.nacks - stats.retransmits) if stats.send_path == "lean" else None
+            ),
             "lossFraction": None if stats.loss is None else round(stats.loss, 4),
             "receiverReports": stats.reports,
             "rembs": stats.rembs,

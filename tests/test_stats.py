@@ -123,6 +123,7 @@ async def test_api_stats_tree_and_bitrates(
         assert sub["gsoBatches"] >= 0 and sub["retransmits"] >= 0
         # loss recovery and the downlink estimate: the bot's receiver reports reach it
         assert sub["receiverReports"] > 0, sub
+        assert sub["nacksUnanswered"] == max(0, sub["nacks"] - sub["retransmits"])
         assert sub["lossFraction"] is not None and sub["lossFraction"] < 0.05, sub
         assert sub["linkPaused"] is False and "maxTid" in sub and "downlinkEstimate" in sub
         downlink = by_id[other]["downlink"]
