@@ -13,8 +13,9 @@ congestion (aiortc's rate control cuts to 0.85 x incoming on one overuse). The c
 that share times the track's total/base ratio at the moment it was capped (the encoder
 scales all its layers, so the base then fits), never below `MIN_PUBLISHER_BITRATE`.
 While capped the track's own bitrate shrinks, so the cap is lifted only when the lowest
-share reaches `RELEASE` times the base-layer bitrate measured before the cap, or when no
-subscriber has a known estimate any more. A cap moves only when it changes by more than
+share reaches `RELEASE` times the base-layer bitrate measured before the cap (and the
+cap has held for `MIN_HOLD` seconds: no flapping), or at once when no subscriber has a
+known estimate any more (the slow one left). A cap moves only when it changes by more than
 `CHANGE_STEP`.
 """
 
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: A cap is held at least this many seconds before a recovered subscriber lifts it.
+MIN_HOLD = 10.0
 #: Seconds between two evaluations of the room.
 CAP_INTERVAL = 1.0
 #: A video is capped when the slowest share is below this fraction of its base layer.
@@ -64,6 +67,8 @@ class CapState:
     cap: int | None = None
     #: the subscriber whose share set it
     subscriber: str | None = None
+    #: when the cap was set (monotonic seconds)
+    since: float = 0.0
     #: (monotonic time, bytes) of the last measurement of the track's byte counter
     measured_at: float | None = None
     measured_bytes: int = 0
@@ -163,9 +168,12 @@ class PublisherCapPolicy:
             state.ratio = max(1.0, total / base)
             state.base = base
             state.subscriber = slowest[1]
+            state.since = now
             self._set(pub, state, round(slowest[0] * state.ratio))
             return
-        if slowest is None or slowest[0] >= RELEASE * state.base:
+        if slowest is None or (
+            slowest[0] >= RELEASE * state.base and now - state.since >= MIN_HOLD
+        ):
             state.subscriber = None
             self._set(pub, state, None)
             return

@@ -9,7 +9,7 @@ import pytest
 
 from sfu.compat.remb import MIN_PUBLISHER_BITRATE, IntervalBitrateEstimator
 from sfu.published_track import PublishedTrack
-from sfu.publisher_cap import AUDIO_RESERVE, CAP_BELOW, PublisherCapPolicy
+from sfu.publisher_cap import AUDIO_RESERVE, CAP_BELOW, MIN_HOLD, PublisherCapPolicy
 from tests.unit.fakes import FakeClock
 from tests.unit.test_remb import feed
 
@@ -81,7 +81,7 @@ def test_no_cap_while_estimates_are_unknown_or_fit() -> None:
 
 
 def test_slow_subscriber_caps_so_the_base_layer_fits_then_recovers() -> None:
-    people, video, policy, _ = room()
+    people, video, policy, clock = room()
     bob = people[1]
     bob.downlink.value = 330_000  # share for the one video: 330k - 40k audio = 290k
     policy.update()
@@ -102,8 +102,11 @@ def test_slow_subscriber_caps_so_the_base_layer_fits_then_recovers() -> None:
     bob.downlink.value = 200_000
     policy.update()
     assert video.bitrate_cap == round((200_000 - AUDIO_RESERVE) * 2)
-    # bob recovers: well above the uncapped base layer
+    # bob recovers: well above the uncapped base layer; the cap held long enough goes
     bob.downlink.value = 800_000
+    policy.update()
+    assert video.bitrate_cap is not None  # held MIN_HOLD s: no flapping
+    clock.advance(MIN_HOLD)
     policy.update()
     assert video.bitrate_cap is None and policy.caps() == {}
 
