@@ -29,6 +29,14 @@ UP_MARGIN = 1.25
 #: Seconds after a subscription moved down (or paused) before it may move up again.
 UP_HOLD = 3.0
 
+#: A link-paused subscription probes (resumes its base layer whatever the budget says, for
+#: `PROBE_TIME` s) after this long paused: a receive-side estimate cannot rise over a link
+#: that carries no video. Each probe that ends in a pause again doubles the wait, up to
+#: `MAX_PROBE_WAIT`; a pause after a longer run starts over.
+PROBE_WAIT = 4.0
+MAX_PROBE_WAIT = 32.0
+PROBE_TIME = 3.0
+
 #: The allocated "tid" of a subscription whose base layer does not fit.
 PAUSED = -1
 
@@ -44,9 +52,13 @@ class SubscriberAllocator:
     base layer to each subscription in turn (those already running first, then in the
     order they were added), then the next layer to each, and so on. A subscription whose
     base layer does not fit is paused. Moving down happens at once; moving up (or resuming)
-    needs `up_margin` headroom and `up_hold` seconds since the last move down, so the
-    choice does not flap. A track's published layer rates (`PublishedTrack.layer_bitrates`,
-    or its total `bitrate()` when untagged) are the costs.
+    needs `up_margin` headroom and `up_hold` seconds since the last move down (doubled, up
+    to `MAX_PROBE_WAIT`, each time a move up is followed within 2 x `PROBE_TIME` by a move
+    down on a lower budget), so the choice does not flap. A subscription paused for `PROBE_WAIT`
+    s (doubling after each probe that fails) probes: it gets its base layer for
+    `PROBE_TIME` s whatever the budget, so that the estimate can see whether the link
+    carries it now. A track's published layer rates (`PublishedTrack.layer_bitrates`, or
+    its total `bitrate()` when untagged) are the costs.
 
     Tracks of transcoding published tracks or without one are left alone. `add()` /
     `remove()` manage the set; nothing to close (the participant drops it).
@@ -73,6 +85,14 @@ class SubscriberAllocator:
         self._tracks: list[SubscribedTrack] = []
         self._levels: dict[SubscribedTrack, int] = {}
         self._down_at: dict[SubscribedTrack, float] = {}
+        self._paused_at: dict[SubscribedTrack, float] = {}
+        #: when each track last moved up, and the budget then
+        self._up_at: dict[SubscribedTrack, tuple[float, int | None]] = {}
+        self._hold: dict[SubscribedTrack, float] = {}
+        self._probe_wait: dict[SubscribedTrack, float] = {}
+        self._probe_start: dict[SubscribedTrack, float] = {}
+        #: probes started (a paused subscription resumed to test the link)
+        self.probes = 0
         self._next = clock()
         self.allocations = 0
         self._warned = False
@@ -96,6 +116,11 @@ class SubscriberAllocator:
             self._tracks.remove(track)
             self._levels.pop(track, None)
             self._down_at.pop(track, None)
+            self._paused_at.pop(track, None)
+            self._up_at.pop(track, None)
+            self._hold.pop(track, None)
+            self._probe_wait.pop(track, None)
+            self._probe_start.pop(track, None)
             self._next = self._clock()
 
     def level(self, track: SubscribedTrack) -> int | None:
@@ -142,10 +167,11 @@ class SubscriberAllocator:
                 need: float = step
                 # a track never allocated yet counts as running: no margin, no hold
                 if _tid(level, len(rates) - 1) > self._levels.get(track, MAX_TID):
-                    if now - self._down_at.get(track, -1e18) < self._up_hold:
+                    hold = self._hold.get(track, self._up_hold)
+                    if now - self._down_at.get(track, -1e18) < hold:
                         continue
                     need = step + rates[level] * (self._up_margin - 1)
-                if need <= left:
+                if need <= left or (level == 0 and self._probing(track, now)):
                     levels[track] = level
                     left -= step
         for track in order:
@@ -173,11 +199,46 @@ class SubscriberAllocator:
             return None
         return int(budget)
 
+    def _probing(self, track: SubscribedTrack, now: float) -> bool:
+        """True when `track` gets its base layer as a probe: it is probing now, or it has
+        been paused long enough to start one (which this starts)."""
+        start = self._probe_start.get(track)
+        if start is not None and now - start < PROBE_TIME:
+            return True
+        paused_at = self._paused_at.get(track)
+        if self._levels.get(track) != PAUSED or paused_at is None:
+            return False
+        if now - paused_at < self._probe_wait.get(track, PROBE_WAIT):
+            return False
+        self._probe_start[track] = now
+        self.probes += 1
+        return True
+
     def _apply(self, track: SubscribedTrack, tid: int, now: float) -> None:
         before = self._levels.get(track)
         self._levels[track] = tid
         if before is not None and tid < before:
             self._down_at[track] = now
+            # a move down soon after a move up, because the budget fell: that layer did not
+            # fit the link; wait longer
+            up = self._up_at.get(track)
+            hold = self._hold.get(track, self._up_hold)
+            budget = self.last_budget
+            failed = (
+                up is not None
+                and now - up[0] < 2 * PROBE_TIME
+                and budget is not None
+                and (up[1] is None or budget < up[1])
+            )
+            self._hold[track] = min(2 * hold, MAX_PROBE_WAIT) if failed else self._up_hold
+        elif before is not None and tid > before:
+            self._up_at[track] = (now, self.last_budget)
+        if tid == PAUSED and before != PAUSED:
+            self._paused_at[track] = now
+            start = self._probe_start.pop(track, None)
+            failed = start is not None and now - start < 2 * PROBE_TIME
+            wait = self._probe_wait.get(track, PROBE_WAIT)
+            self._probe_wait[track] = min(2 * wait, MAX_PROBE_WAIT) if failed else PROBE_WAIT
         track.set_target(None if tid == PAUSED else tid)
 
 

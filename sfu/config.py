@@ -43,6 +43,9 @@ class SfuConfig:
     ice_servers: tuple[IceServer, ...] = ()
     forwarding: ForwardingMode = "passthrough"
     send_path: SendPath = "lean"
+    #: each subscriber's downlink estimate picks the temporal layers of its videos and
+    #: pauses a video whose base layer does not fit (`--downlink-adaptation`)
+    adapt_downlink: bool = True
     max_participants: int = 16
     max_rooms: int = 100
     chat_history: int = 100

@@ -25,6 +25,7 @@ from sfu.allocator import SubscriberAllocator
 from sfu.compat.negotiation import create_offer_keeping_negotiated, pin_negotiated_codecs
 from sfu.compat.rtp_guard import guard_peer_connection
 from sfu.config import SfuConfig
+from sfu.downlink import DownlinkEstimate
 from sfu.errors import SfuError
 from sfu.published_track import PublishedTrack
 from sfu.sdp_check import check_offer
@@ -48,7 +49,8 @@ def pin_codecs(transceiver: RTCRtpTransceiver) -> None:
 
 class Participant:
     """Owns ONE `RTCPeerConnection`, its negotiation lock, its `PublishedTrack`s and the
-    `SendSlot`s that carry other participants' tracks to it.
+    `SendSlot`s that carry other participants' tracks to it, and the `DownlinkEstimate` of
+    its peer connection's downlink (`downlink`), fed by all its send slots.
 
     `close()` is idempotent: it stops the negotiation task, closes every track it publishes
     (whose subscribers' slots release themselves at once and renegotiate), closes its send
@@ -114,6 +116,11 @@ class Participant:
         self.negotiation_failures = 0
         self._downlink_budget: Callable[[], int | None] | None = None
         self._allocator: SubscriberAllocator | None = None
+        #: what this participant's downlink can take, from its feedback on our streams
+        self.downlink = DownlinkEstimate(sent_bytes=self._octets_sent)
+        if config.adapt_downlink:
+            # the estimate drives the layers, and the link pause, of this subscriber's videos
+            self.downlink_budget = self.downlink.bitrate
 
     # ------------------------------------------------------------------ info
 
@@ -156,6 +163,10 @@ class Participant:
 
     def send_slots(self) -> list[SendSlot]:
         return list(self._slots)
+
+    def _octets_sent(self) -> int:
+        """Payload bytes sent to this participant so far, over all its send slots."""
+        return sum(slot.octets_sent() for slot in self._slots)
 
     def connection_state(self) -> str:
         return "new" if self._pc is None else str(self._pc.connectionState)
@@ -583,7 +594,11 @@ class Participant:
                 # lean only for encoded frames: a transcoding sender encodes av.Frames
                 lean = self._config.send_path == "lean" and self._config.forwarding == "passthrough"
                 slot = SendSlot(
-                    transceiver, track, self._slot_freed, send_path="lean" if lean else "stock"
+                    transceiver,
+                    track,
+                    self._slot_freed,
+                    send_path="lean" if lean else "stock",
+                    downlink=self.downlink,
                 )
                 slot.on_video_state = lambda state, slot=slot: self._video_state(slot, state)
                 if self._allocator is not None and pub.kind == "video":

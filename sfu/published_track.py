@@ -18,6 +18,7 @@ from aiortc.rtcrtpreceiver import RTCRtpReceiver
 
 from sfu.compat.receiver import ReceiverHook, install_receiver_sink
 from sfu.compat.relay import bound_relay_proxy, end_relay_proxy
+from sfu.compat.remb import MIN_PUBLISHER_BITRATE
 from sfu.frame_assembler import AssemblerStats, EncodedFrame
 from sfu.keyframe_throttle import KEYFRAME_INTERVAL, CallLater, KeyframeThrottle, ThrottleStats
 from sfu.layers import MAX_TID, FrameLayer, LayerMeter
@@ -140,6 +141,8 @@ class PublishedTrack(MediaStreamTrack):
         self.drops = 0
         #: the last RFC 6464 level (-dBov, 127 = silence) of an audio frame, None before
         self.audio_level: int | None = None
+        #: the publisher cap (bps) the server's REMB holds this video to; None: no cap
+        self.bitrate_cap: int | None = None
         #: called with (publisher_id, -dBov, voice) per audio frame carrying a level while
         #: not paused (the room's active-speaker detector); None: nobody listens
         self.level_sink: Callable[[str, int, bool], None] | None = None
@@ -388,6 +391,25 @@ class PublishedTrack(MediaStreamTrack):
         if not value and self._video:
             self._need_keyframe = True
             self.request_keyframe()
+
+    # ------------------------------------------------------------------ publisher cap
+
+    def cap_bitrate(self, bps: int | None) -> None:
+        """Ask the publisher to send at most `bps` (floored at `MIN_PUBLISHER_BITRATE`)
+        through the REMB the server's receiver sends it; None lifts the cap. Only a
+        passthrough video (whose receiver sends REMB) is affected; bad input raises
+        ValueError and changes nothing."""
+        if bps is not None and (isinstance(bps, bool) or not isinstance(bps, int) or bps <= 0):
+            raise ValueError(f"a bitrate cap must be a positive int or None, got {bps!r}")
+        cap = None if bps is None else max(bps, MIN_PUBLISHER_BITRATE)
+        estimator = self.hook.estimator if self.hook is not None else None
+        if estimator is not None:
+            estimator.set_cap(cap)
+        if cap != self.bitrate_cap:
+            logger.info(
+                "%s %s of %s: publisher cap %s", self.kind, self.key, self.publisher_id, cap
+            )
+        self.bitrate_cap = cap
 
     # ------------------------------------------------------------------ stats / close
 

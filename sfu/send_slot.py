@@ -21,8 +21,14 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from sfu.allocator import SubscriberAllocator
 from sfu.compat.lean_sender import LeanSender, install_lean_sender
-from sfu.compat.sender import install_sender_keyframe_hook, install_sender_nack_counter
+from sfu.compat.sender import (
+    install_sender_feedback,
+    install_sender_keyframe_hook,
+    install_sender_nack_counter,
+    sender_octets,
+)
 from sfu.config import SendPath
+from sfu.downlink import DownlinkEstimate
 from sfu.layers import MAX_TID
 from sfu.published_track import FRAME_TICKS, PublishedTrack
 
@@ -74,6 +80,12 @@ class SendSlotStats:
     packets_stock: int = 0
     gso_batches: int = 0
     retransmits: int = 0
+    #: the subscriber's last receiver-report loss fraction for this slot's stream (0..1),
+    #: None before its first report
+    loss: float | None = None
+    #: receiver-report blocks and REMBs the subscriber sent about this slot's stream
+    reports: int = 0
+    rembs: int = 0
 
 
 class SubscribedTrack(MediaStreamTrack):
@@ -416,6 +428,9 @@ class SubscribedTrack(MediaStreamTrack):
 class SendSlot:
     """One server transceiver sending some remote participant's track to this one. Owns
     its `SubscribedTrack` (the only owner) and counts the subscriber's PLIs and NACKs.
+    With a `downlink` (the subscriber's `DownlinkEstimate`, shared by its slots), the
+    subscriber's NACKs, REMBs and receiver reports about this slot's stream feed it; its
+    owner sums `octets_sent()` over its slots for the estimate's `sent_bytes`.
 
     When the published track it carries closes, the slot releases itself at once and calls
     `on_published_closed(slot)` (its owner then renegotiates). `on_video_state(state)`, when
@@ -439,6 +454,7 @@ class SendSlot:
         track: SubscribedTrack,
         on_published_closed: Callable[[SendSlot], None] | None = None,
         send_path: SendPath = "stock",
+        downlink: DownlinkEstimate | None = None,
     ) -> None:
         self.transceiver = transceiver
         self.track = track
@@ -454,6 +470,11 @@ class SendSlot:
         track.on_published_closed = self._published_closed
         track.on_video_state = self._video_state
         install_sender_nack_counter(transceiver.sender, self._count_nack)
+        self.downlink = downlink
+        self.fraction_lost: int | None = None
+        self.reports = self.rembs = 0
+        if downlink is not None and isinstance(transceiver.sender, RTCRtpSender):
+            install_sender_feedback(transceiver.sender, self.on_remb, self.on_report)
 
     @property
     def kind(self) -> str:
@@ -504,6 +525,26 @@ class SendSlot:
 
     def _count_nack(self) -> None:
         self.nacks += 1
+        downlink = self.downlink
+        if downlink is not None:
+            downlink.on_nack(1)
+
+    def on_remb(self, bitrate: int, ssrcs: list[int]) -> None:
+        """The subscriber's REMB naming this slot's stream (from the sender hook)."""
+        self.rembs += 1
+        if self.downlink is not None:
+            self.downlink.on_remb(bitrate, ssrcs)
+
+    def on_report(self, fraction_lost: int, highest_sequence: int, ssrc: int) -> None:
+        """A receiver-report block about this slot's stream (from the sender hook)."""
+        self.reports += 1
+        self.fraction_lost = fraction_lost
+        if self.downlink is not None:
+            self.downlink.on_receiver_report(fraction_lost, highest_sequence, ssrc)
+
+    def octets_sent(self) -> int:
+        """Payload bytes this slot's sender has sent (its lifetime; read, not counted)."""
+        return sender_octets(self.transceiver.sender)
 
     def _published_closed(self) -> None:
         self.release()
@@ -523,8 +564,17 @@ class SendSlot:
 
     def stats(self) -> SendSlotStats:
         lean = self.lean
+        fraction = self.fraction_lost
+        loss = None if fraction is None else fraction / 256
         if lean is None:
-            return SendSlotStats(track=self.track.stats(), plis=self.plis, nacks=self.nacks)
+            return SendSlotStats(
+                track=self.track.stats(),
+                plis=self.plis,
+                nacks=self.nacks,
+                loss=loss,
+                reports=self.reports,
+                rembs=self.rembs,
+            )
         return SendSlotStats(
             track=self.track.stats(),
             plis=self.plis,
@@ -534,4 +584,7 @@ class SendSlot:
             packets_stock=lean.packets_stock,
             gso_batches=lean.gso_batches,
             retransmits=lean.history.retransmits,
+            loss=loss,
+            reports=self.reports,
+            rembs=self.rembs,
         )

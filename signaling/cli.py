@@ -68,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="lean (per-frame RTP send path, the default) or stock (aiortc's sender loop)",
     )
+    p.add_argument(
+        "--downlink-adaptation",
+        default=None,
+        help="on (default: each subscriber's downlink estimate picks the temporal layers of"
+        " its videos and pauses a video that does not fit) or off (forward everything)",
+    )
     p.add_argument("--max-participants", type=int, default=None)
     p.add_argument("--max-rooms", type=int, default=None)
     p.add_argument("--admin-token", default=_env("admin-token"))
@@ -199,6 +205,9 @@ def parse_config(argv: Sequence[str] | None = None) -> ServerConfig:
     send_path = (args.send_path or _env("send-path") or "lean").lower()
     if send_path not in SEND_PATHS:
         raise ConfigError(f"--send-path must be one of {', '.join(SEND_PATHS)}")
+    adaptation = (args.downlink_adaptation or _env("downlink-adaptation") or "on").lower()
+    if adaptation not in ("on", "off"):
+        raise ConfigError("--downlink-adaptation must be on or off")
     log_level = (args.log_level or _env("log-level") or "INFO").upper()
     if log_level not in LOG_LEVELS:
         raise ConfigError(f"--log-level must be one of {', '.join(LOG_LEVELS)}")
@@ -244,6 +253,7 @@ def parse_config(argv: Sequence[str] | None = None) -> ServerConfig:
             ice_servers=tuple(ice_servers),
             forwarding=forwarding,
             send_path=send_path,
+            adapt_downlink=adaptation == "on",
             max_participants=_int(args.max_participants, "max-participants", 16, 1, 1000),
             max_rooms=_int(args.max_rooms, "max-rooms", 100, 1, 100000),
             record_dir=record_dir,

@@ -62,6 +62,11 @@ them and the server refuses to start when any is missing):
 - The light receiver's (`_handle_rtp_packet` replaced per instance, `__remote_streams`,
   `__nack_generator`, `__rtcp_ssrc`, `_send_rtcp_nack`, `_send_rtcp`): listed in
   `sfu/compat/light_receiver.py`, verified by `check_light_receiver_internals()`.
+- The downlink feedback hook (`RTCRtpSender._handle_rtcp_packet` wrapped per instance, its
+  `_ssrc`, `__octet_count`, and the DTLS transport's RTCP routing) and the receiver's
+  loss-recovery counters (`_send_rtcp_nack` wrapped per instance, `__remote_streams` read
+  for the RTX SSRCs): listed in `sfu/compat/sender.py` and `sfu/compat/receiver.py`,
+  verified by `check_sender_internals()` and `check_receiver_internals()`.
 - `RTCRtpTransceiver._codecs` / `._headerExtensions`, which `RTCPeerConnection.createOffer`
   resets to aiortc's defaults (`create_offer_keeping_negotiated` restores them).
 """

@@ -14,10 +14,12 @@ from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 
 from sfu.compat.introspect import source_has
-from sfu.compat.lean_sender import check_lean_sender_internals
+from sfu.compat.lean_sender import _probe_sender, check_lean_sender_internals
 from sfu.compat.light_receiver import check_light_receiver_internals
+from sfu.compat.receiver import check_receiver_internals
 from sfu.compat.remb import check_remb_internals
 from sfu.compat.rtp_guard import check_rtp_guard_internals
+from sfu.compat.sender import check_sender_internals
 
 AIORTC_VERSION = "1.16.0"
 
@@ -71,6 +73,8 @@ def check_internals() -> list[str]:
             problems.append("RTCRtpReceiver._track")
         problems += check_remb_internals(receiver)
         problems += check_light_receiver_internals(receiver)
+        problems += check_receiver_internals(receiver)
+        problems += check_sender_internals(_probe_sender())
         proxy = RelayStreamTrack(MediaRelay(), AudioStreamTrack(), buffered=True)
         if not isinstance(getattr(proxy, "_queue", None), asyncio.Queue):
             problems.append("RelayStreamTrack._queue")

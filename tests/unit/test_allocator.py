@@ -135,6 +135,10 @@ def test_link_pause_when_the_base_layer_does_not_fit_and_hysteresis_on_resume() 
     assert (a.target, b.target) == (None, None)  # moved down 0.5 s ago: hold
     clock.advance(3.0)
     allocator.refresh()
+    # both had moved up less than 2 s before the budget fell: their holds doubled (6 s)
+    assert (a.target, b.target) == (None, None)
+    clock.advance(3.0)
+    allocator.refresh()
     assert (a.target, b.target) == (MAX_TID, MAX_TID)
 
 
@@ -232,3 +236,40 @@ def test_a_bad_or_failing_budget_counts_as_unlimited(bad: object) -> None:
     clock.advance(0.5)
     allocator.refresh()  # warned once, still no failure
     assert a.targets == [MAX_TID, MAX_TID] and allocator.last_budget is None
+
+
+def test_a_paused_subscription_probes_with_a_growing_wait() -> None:
+    a = FakeTrack()
+    allocator, budget, clock = make(video(100 * K), a)
+    allocator.refresh()
+    assert a.target is None  # 200k base layer, 100k budget: paused
+    waits = []
+    for _ in range(3):
+        # paused until the probe: the budget still says no
+        paused_for = 0.0
+        while a.target is None:
+            clock.advance(0.5)
+            paused_for += 0.5
+            allocator.refresh()
+            assert paused_for < 60
+        waits.append(paused_for)
+        assert a.target == 0  # the probe: base layer only, whatever the budget
+        clock.advance(0.5)
+        allocator.refresh()
+        assert a.target == 0  # held for the probe's time
+        clock.advance(3.0)
+        allocator.refresh()
+        assert a.target is None  # the estimate did not rise: paused again
+    assert waits[0] < waits[1] < waits[2]  # each failed probe doubles the wait
+    assert allocator.probes == 3
+    # a probe that the link carries: the estimate rises, the track stays and moves up
+    while a.target is None:
+        clock.advance(0.5)
+        allocator.refresh()
+    budget.bps = video(600 * K)
+    clock.advance(3.5)
+    allocator.refresh()
+    assert a.target is not None and a.target >= 0
+    clock.advance(10.0)
+    allocator.refresh()
+    assert a.target == MAX_TID

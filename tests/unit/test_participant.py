@@ -27,6 +27,7 @@ class Harness:
         reply: Any = answer_reply,
         can_publish: bool = True,
         forwarding: Any = "passthrough",
+        adapt_downlink: bool = False,
     ) -> None:
         self.signaler = FakeSignaler(reply)
         self.failed: list[str] = []
@@ -34,7 +35,12 @@ class Harness:
         self.pcs: list[FakePeerConnection] = []
         #: server events the participant sent through `notify` (event, payload)
         self.notified: list[tuple[str, dict[str, Any]]] = []
-        config = SfuConfig(negotiation_timeout=2.0, initial_offer_grace=0.01, forwarding=forwarding)
+        config = SfuConfig(
+            negotiation_timeout=2.0,
+            initial_offer_grace=0.01,
+            forwarding=forwarding,
+            adapt_downlink=adapt_downlink,
+        )
         self.participant = Participant(
             pid,
             pid.upper(),
@@ -344,3 +350,11 @@ async def test_downlink_budget_hook_shares_one_allocator_between_video_slots() -
     await b.close()
     await first.participant.close()
     await second.participant.close()
+
+
+def test_downlink_adaptation_makes_the_estimate_the_budget() -> None:
+    adapting = Harness("a", adapt_downlink=True).participant
+    assert adapting.downlink_budget == adapting.downlink.bitrate
+    assert adapting.allocator is not None
+    fixed = Harness("b", adapt_downlink=False).participant
+    assert fixed.downlink_budget is None and fixed.allocator is None
