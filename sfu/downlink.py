@@ -77,6 +77,11 @@ REMB_TIMEOUT = 10.0
 DEFAULT_REPORT_PACKETS = 50
 #: A report covering more packets than this (a sequence jump) counts as this many.
 MAX_REPORT_PACKETS = 10_000
+#: On a limited downlink, retransmissions get at most this share of the estimate, in a
+#: bucket of this many seconds; a NACKed packet counts as this many bytes.
+RETRANSMISSION_SHARE = 0.15
+RETRANSMISSION_BURST = 0.5
+RETRANSMISSION_SIZE = 1200
 #: `bitrate()` recomputes at most this often (s) unless feedback changed it: it may be read
 #: per forwarded frame.
 RECHECK = 0.25
@@ -102,6 +107,8 @@ class DownlinkStats:
     #: rounds that cut / raised the loss-based rate
     decreases: int
     increases: int
+    #: NACKed packets not resent (the limited downlink had no room for them)
+    retransmissions_refused: int = 0
 
 
 class DownlinkEstimate:
@@ -140,6 +147,10 @@ class DownlinkEstimate:
         self.reports = 0
         self.rembs = 0
         self.nacks = 0
+        #: NACKed packets not resent: no room on a limited downlink
+        self.retransmissions_refused = 0
+        self._resend_tokens = 0.0
+        self._resend_at = self._clock()
         self.bytes_sent = 0
         self.decreases = 0
         self.increases = 0
@@ -214,6 +225,28 @@ class DownlinkEstimate:
         if isinstance(count, bool) or not isinstance(count, int) or count < 0:
             raise ValueError(f"NACK count must be a non-negative int, got {count!r}")
         self.nacks += count
+
+    def allow_retransmission(self, size: int = RETRANSMISSION_SIZE) -> bool:
+        """May one NACKed packet (about `size` bytes) be sent again? Always while the
+        downlink is unlimited; on a limited one, retransmissions get at most
+        `RETRANSMISSION_SHARE` of the estimate (a token bucket of half a second): on a
+        congested link, resending every lost packet only adds to the congestion."""
+        rate = self.bitrate()
+        if rate is None:
+            return True
+        now = self._clock()
+        share = RETRANSMISSION_SHARE * rate / 8
+        tokens = min(
+            share * RETRANSMISSION_BURST,
+            self._resend_tokens + share * max(0.0, now - self._resend_at),
+        )
+        self._resend_at = now
+        if tokens >= size:
+            self._resend_tokens = tokens - size
+            return True
+        self._resend_tokens = tokens
+        self.retransmissions_refused += 1
+        return False
 
     def on_sent(self, nbytes: int) -> None:
         """`nbytes` more payload bytes sent to this subscriber (any stream)."""
@@ -312,6 +345,7 @@ class DownlinkEstimate:
             reports=self.reports,
             rembs=self.rembs,
             nacks=self.nacks,
+            retransmissions_refused=self.retransmissions_refused,
             decreases=self.decreases,
             increases=self.increases,
         )

@@ -86,6 +86,8 @@ class SendSlotStats:
     #: receiver-report blocks and REMBs the subscriber sent about this slot's stream
     reports: int = 0
     rembs: int = 0
+    #: NACKed packets not resent: the subscriber's limited downlink had no room
+    retransmits_skipped: int = 0
 
 
 class SubscribedTrack(MediaStreamTrack):
@@ -473,6 +475,8 @@ class SendSlot:
         self.downlink = downlink
         self.fraction_lost: int | None = None
         self.reports = self.rembs = 0
+        #: NACKed packets not retransmitted: the subscriber's downlink had no room
+        self.retransmits_skipped = 0
         if downlink is not None and isinstance(transceiver.sender, RTCRtpSender):
             install_sender_feedback(transceiver.sender, self.on_remb, self.on_report)
 
@@ -523,11 +527,18 @@ class SendSlot:
         if callback is not None:
             callback(state)
 
-    def _count_nack(self) -> None:
+    def _count_nack(self) -> bool:
+        """One NACKed packet: count it; False (skip the retransmission) when the
+        subscriber's congested downlink has no room for it (`allow_retransmission`)."""
         self.nacks += 1
         downlink = self.downlink
-        if downlink is not None:
-            downlink.on_nack(1)
+        if downlink is None:
+            return True
+        downlink.on_nack(1)
+        if downlink.allow_retransmission():
+            return True
+        self.retransmits_skipped += 1
+        return False
 
     def on_remb(self, bitrate: int, ssrcs: list[int]) -> None:
         """The subscriber's REMB naming this slot's stream (from the sender hook)."""
@@ -574,6 +585,7 @@ class SendSlot:
                 loss=loss,
                 reports=self.reports,
                 rembs=self.rembs,
+                retransmits_skipped=self.retransmits_skipped,
             )
         return SendSlotStats(
             track=self.track.stats(),
@@ -587,4 +599,5 @@ class SendSlot:
             loss=loss,
             reports=self.reports,
             rembs=self.rembs,
+            retransmits_skipped=self.retransmits_skipped,
         )

@@ -78,6 +78,7 @@ def downlink_row(stats: DownlinkStats) -> dict[str, Any]:
         "reports": stats.reports,
         "rembs": stats.rembs,
         "nacks": stats.nacks,
+        "retransmissionsRefused": stats.retransmissions_refused,
         "decreases": stats.decreases,
         "increases": stats.increases,
     }
@@ -387,8 +388,12 @@ class StatsSampler:
             # NACKed packets no longer in the send history: unrecoverable for the subscriber
             # (lean send path; None on the stock one, which does not count its answers)
             "nacksUnanswered": (
-                max(0, stats.nacks - stats.retransmits) if stats.send_path == "lean" else None
+                max(0, stats.nacks - stats.retransmits - stats.retransmits_skipped)
+                if stats.send_path == "lean"
+                else None
             ),
+            # NACKed packets deliberately not resent (no room on a congested downlink)
+            "retransmitsSkipped": stats.retransmits_skipped,
             "lossFraction": None if stats.loss is None else round(stats.loss, 4),
             "receiverReports": stats.reports,
             "rembs": stats.rembs,

@@ -46,13 +46,15 @@ def install_sender_keyframe_hook(sender: RTCRtpSender, callback: Callable[[], No
     sender._send_keyframe = callback  # type: ignore[method-assign]
 
 
-def install_sender_nack_counter(sender: RTCRtpSender, callback: Callable[[], None]) -> None:
+def install_sender_nack_counter(sender: RTCRtpSender, callback: Callable[[], bool | None]) -> None:
     """Call `callback` once per packet a subscriber NACKs (wraps `_retransmit` on this
-    instance only; installing twice wraps twice, so install once per sender)."""
+    instance only; installing twice wraps twice, so install once per sender). When it
+    returns False the packet is not retransmitted."""
     original = sender._retransmit
 
     async def retransmit(sequence_number: int) -> None:
-        callback()
+        if callback() is False:
+            return
         await original(sequence_number)
 
     sender._retransmit = retransmit  # type: ignore[method-assign]

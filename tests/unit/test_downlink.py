@@ -269,3 +269,18 @@ def test_bitrate_is_cached_between_changes() -> None:
     assert estimate.bitrate() is not None and calls == 2
     clock.advance(FEEDBACK_TIMEOUT + 1)  # expiry is noticed within RECHECK
     assert estimate.bitrate() is None and calls == 3
+
+
+def test_retransmissions_get_a_share_of_a_limited_downlink() -> None:
+    link = Link()
+    estimate = link.estimate
+    assert all(estimate.allow_retransmission() for _ in range(1000))  # unlimited: all
+    rate = link.round(640_000, 0.55)  # congested: limited
+    assert rate is not None
+    link.clock.advance(1.0)
+    allowed = sum(estimate.allow_retransmission() for _ in range(1000))
+    # at most a half-second bucket of 15 % of the estimate, in 1200-byte packets
+    assert 1 <= allowed <= 0.15 * rate / 8 * 0.5 / 1200 + 1
+    assert estimate.stats().retransmissions_refused == 1000 - allowed
+    link.clock.advance(1.0)  # the bucket refills with time
+    assert estimate.allow_retransmission()
