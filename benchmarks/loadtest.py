@@ -194,6 +194,13 @@ def build_parser() -> argparse.ArgumentParser:
         "unlimited/1000/500/300 kbit/s",
     )
     net.add_argument(
+        "--publisher-adapt",
+        choices=("on", "off"),
+        default="on",
+        help="bots publish 1, 1/2 and 1/4 bitrate variants of their clip and follow the "
+        "server's REMB between them (on), or one clip and ignore REMB (off)",
+    )
+    net.add_argument(
         "--net-chromium",
         action="store_true",
         help="also one run per condition with Chromium as p0 (its getStats)",

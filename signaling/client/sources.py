@@ -32,6 +32,7 @@ import asyncio
 import colorsys
 import contextlib
 import fractions
+import functools
 import hashlib
 import json
 import logging
@@ -50,12 +51,14 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack, VideoStreamTrack
 
 from sfu.layers import FrameLayer
+from signaling.client.variants import VariantLadder
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "AUDIO_CLOCK_RATE",
     "L1T3_PATTERN",
+    "VARIANT_SHARES",
     "VIDEO_CLOCK_RATE",
     "AudioClip",
     "ClipPacket",
@@ -68,6 +71,7 @@ __all__ = [
     "colour_for_marker",
     "encode_audio_clip",
     "encode_clip",
+    "encode_clip_variants",
     "file_tracks",
     "marker_from_frame",
     "resolve_cache_dir",
@@ -92,6 +96,8 @@ MAX_LAG = 0.2
 L1T3_PATTERN: tuple[tuple[int, bool], ...] = ((0, False), (2, True), (1, True), (2, False))
 #: Share of the clip's bitrate for TID <= 0, <= 1, <= 2 (libwebrtc's 3-layer split).
 _L1T3_RATE_SHARE = (0.4, 0.6, 1.0)
+#: The bitrate variants `encode_clip_variants` encodes by default, as shares of the bitrate.
+VARIANT_SHARES: tuple[float, ...] = (1.0, 0.5, 0.25)
 
 
 def vp8_is_keyframe(data: bytes) -> bool:
@@ -206,6 +212,11 @@ class VideoClip:
     @property
     def duration(self) -> float:
         return len(self.packets) / self.fps
+
+    @functools.cached_property
+    def measured_bitrate(self) -> int:
+        """The bit/s the clip's frames really take (its encoder's target is `bitrate`)."""
+        return round(sum(len(p.data) for p in self.packets) * 8 / self.duration)
 
     @property
     def keyframe_indexes(self) -> list[int]:
@@ -358,6 +369,49 @@ def encode_clip(
         )
         _clip_memo[path] = clip
         return clip
+
+
+def encode_clip_variants(
+    *,
+    width: int = 640,
+    height: int = 480,
+    fps: int = 30,
+    seconds: float = 4.0,
+    bitrate: int = 600_000,
+    gop: int | None = None,
+    marker: int = 0,
+    cache_dir: str | os.PathLike[str] | None = None,
+    temporal_layers: int = 1,
+    shares: tuple[float, ...] = VARIANT_SHARES,
+) -> tuple[VideoClip, ...]:
+    """`encode_clip` once per share of `bitrate` (default the bitrate, 1/2 and 1/4 of it):
+    the same frames, size, fps, gop, layer pattern and marker, each at its own bitrate,
+    each cached like any clip; sorted by measured bitrate, lowest first (what
+    `PacedVideoTrack(variants=...)` takes). Shares must be in (0, 1] and distinct.
+
+    The encoder cannot go below what its largest quantizer gives: the default 640x480
+    content takes about 350-400 kbit/s at any target, so the lowest variants of a 600 kbit/s
+    clip are not 1/2 and 1/4 of it (`VideoClip.measured_bitrate` says what each is)."""
+    if not shares or any(not 0 < s <= 1 for s in shares) or len(set(shares)) != len(shares):
+        raise ValueError(f"shares must be distinct values in (0, 1], got {shares!r}")
+    bitrates = sorted({max(1000, round(bitrate * s)) for s in shares})
+    if len(bitrates) != len(shares):
+        raise ValueError(f"shares {shares!r} of {bitrate} give equal bitrates")
+    clips = [
+        encode_clip(
+            width=width,
+            height=height,
+            fps=fps,
+            seconds=seconds,
+            bitrate=b,
+            gop=gop,
+            marker=marker,
+            cache_dir=cache_dir,
+            temporal_layers=temporal_layers,
+        )
+        for b in bitrates
+    ]
+    return VariantLadder(clips).clips  # checks they line up
 
 
 def _l1t3_parameters(bitrate: int) -> str:
@@ -607,6 +661,17 @@ class PacedVideoTrack(_PacedTrack):
     time) and `last_send_time(frame_index)` (for receivers that `clip.locate()` a frame).
     `request_keyframe()` makes the next frame the clip's next keyframe (hook it to the
     sender's PLI/FIR so new subscribers need not wait for the periodic one).
+
+    Rate adaptation: `variants=encode_clip_variants(...)` (instead of `clip`) gives it
+    bitrate variants of the same frames; it starts with the highest, and
+    `set_target_bitrate(bps)` (the REMB the server sends; `SfuClient.publish` wires it)
+    makes it send the highest variant whose measured bitrate fits `bps` with
+    `VARIANT_HEADROOM`. It switches only at a keyframe of the variant it switches to (the
+    frame positions line up across variants): down at once, jumping to the next keyframe
+    (a real encoder would emit one), up at the clip's next periodic keyframe; so no delta
+    frame of one variant ever follows frames of another. `variant_switches`,
+    `current_bitrate`, `target_bitrate`, `variant_bitrates`. `clip` is the highest variant,
+    `variant` the one being sent.
     """
 
     kind = "video"
@@ -619,37 +684,97 @@ class PacedVideoTrack(_PacedTrack):
         record_send_times: bool = False,
         max_records: int = 10_000,
         cache_dir: str | os.PathLike[str] | None = None,
+        variants: tuple[VideoClip, ...] | list[VideoClip] | None = None,
     ) -> None:
-        if clip is None:
-            clip = encode_clip(marker=marker, cache_dir=cache_dir)
-        super().__init__(clip.packets, 1.0 / clip.fps, VIDEO_CLOCK_RATE)
-        self.clip = clip
-        self.marker = clip.marker
+        if variants is not None:
+            if clip is not None:
+                raise ValueError("pass either clip or variants, not both")
+            ladder = VariantLadder(variants)
+        else:
+            if clip is None:
+                clip = encode_clip(marker=marker, cache_dir=cache_dir)
+            ladder = VariantLadder([clip])
+        top = ladder.current
+        super().__init__(top.packets, 1.0 / top.fps, VIDEO_CLOCK_RATE)
+        self._ladder = ladder
+        self.clip = top
+        self.marker = top.marker
         #: 3 when the clip has temporal layers (its packets carry `FrameLayer` opaques)
-        self.temporal_layers = clip.temporal_layers
+        self.temporal_layers = top.temporal_layers
         self.record_send_times = record_send_times
         self.max_records = max_records
         self.send_times: OrderedDict[int, float] = OrderedDict()
         self._index_times: dict[int, float] = {}
-        self._keyframes = clip.keyframe_indexes
+        self._keyframes = top.keyframe_indexes
         self._keyframe_wanted = False
         self._last_jump = -1.0
         self.keyframe_jumps = 0
         self.keyframes_sent = 0
+
+    # ------------------------------------------------------------------ variants
+
+    def set_target_bitrate(self, bps: int) -> None:
+        """The bitrate the receiver allows (bit/s): the next keyframe of the variant that
+        fits it switches to that variant (see the class doc). ValueError unless an int
+        >= 0 (nothing changes)."""
+        self._ladder.set_target(bps)
+
+    @property
+    def variant(self) -> VideoClip:
+        """The variant being sent."""
+        return self._ladder.current
+
+    @property
+    def current_bitrate(self) -> int:
+        """The measured bitrate (bit/s) of the variant being sent."""
+        return self._ladder.current.measured_bitrate
+
+    @property
+    def target_bitrate(self) -> int | None:
+        """The last target set (None: never)."""
+        return self._ladder.target
+
+    @property
+    def variant_bitrates(self) -> list[int]:
+        """The measured bitrate of every variant, lowest first."""
+        return self._ladder.bitrates
+
+    @property
+    def variant_switches(self) -> int:
+        """How many times the track moved to another variant."""
+        return self._ladder.switches
 
     def request_keyframe(self) -> None:
         """Send a keyframe next (jump ahead in the clip), at most every 0.3 s."""
         self._keyframe_wanted = True
 
     def _choose(self, position: int) -> int:
+        ladder = self._ladder
+        wanted = ladder.wanted
+        if wanted != ladder.index:
+            if ladder.clips[wanted].packets[position].keyframe:
+                self._switch(wanted)
+                return position
+            if wanted < ladder.index:  # down: the next keyframe now
+                self._switch(wanted)
+                self.keyframe_jumps += 1
+                self._keyframe_wanted = False
+                return self._next_keyframe(position)
         if self._keyframe_wanted:
             self._keyframe_wanted = False
             now = time.monotonic()
             if not self._packets[position].keyframe and now - self._last_jump >= 0.3:
                 self._last_jump = now
                 self.keyframe_jumps += 1
-                return next((k for k in self._keyframes if k > position), self._keyframes[0])
+                return self._next_keyframe(position)
         return position
+
+    def _next_keyframe(self, position: int) -> int:
+        return next((k for k in self._keyframes if k > position), self._keyframes[0])
+
+    def _switch(self, index: int) -> None:
+        self._ladder.switch_to(index)
+        self._packets = self._ladder.current.packets
 
     def _sent(self, pts: int, index: int) -> None:
         if self._packets[index].keyframe:
