@@ -101,6 +101,7 @@ __all__ = [
     "MAX_KEPT_ENDED_TRACKS",
     "MAX_QUEUED_TRACKS",
     "SfuClient",
+    "follow_remb",
     "prefer_codecs",
 ]
 
@@ -442,11 +443,8 @@ class SfuClient:
                 request_keyframe = getattr(track, "request_keyframe", None)
                 if track.kind == "video" and callable(request_keyframe):
                     install_sender_keyframe_hook(transceiver.sender, request_keyframe)
-                set_target = getattr(track, "set_target_bitrate", None)
-                if track.kind == "video" and adapt_bitrate and callable(set_target):
-                    install_sender_feedback(
-                        transceiver.sender, _remb_to(set_target), _ignore_report
-                    )
+                if adapt_bitrate:
+                    follow_remb(transceiver.sender, track)
                 audio_level = getattr(track, "current_audio_level", None)
                 if track.kind == "audio" and callable(audio_level):
                     install_sender_audio_level(transceiver.sender, audio_level)
@@ -979,14 +977,20 @@ def _moved_past(client: SfuClient, seen: int) -> Callable[[], bool]:
     return lambda: client.server_offers_handled > seen
 
 
-def _remb_to(set_target: Callable[[int], None]) -> Callable[[int, list[int]], None]:
-    """A sender REMB sink that hands the bitrate to `set_target` (a track's
-    `set_target_bitrate`)."""
+def follow_remb(sender: RTCRtpSender, track: MediaStreamTrack) -> bool:
+    """Hand every REMB the server sends about `sender`'s stream to `track`'s
+    `set_target_bitrate(bps)` (`sfu.compat.sender.install_sender_feedback`), as an encoder
+    would take it; True when installed, False (nothing done) for a track that is not video
+    or has no such method. Install once per sender."""
+    set_target = getattr(track, "set_target_bitrate", None)
+    if track.kind != "video" or not callable(set_target):
+        return False
 
     def on_remb(bps: int, ssrcs: list[int]) -> None:
         set_target(int(bps))
 
-    return on_remb
+    install_sender_feedback(sender, on_remb, _ignore_report)
+    return True
 
 
 def _ignore_report(fraction_lost: int, highest_sequence: int, ssrc: int) -> None:

@@ -751,23 +751,23 @@ class PacedVideoTrack(_PacedTrack):
     def _choose(self, position: int) -> int:
         ladder = self._ladder
         wanted = ladder.wanted
-        if wanted != ladder.index:
-            if ladder.clips[wanted].packets[position].keyframe:
-                self._switch(wanted)
-                return position
-            if wanted < ladder.index:  # down: the next keyframe now
-                self._switch(wanted)
-                self.keyframe_jumps += 1
-                self._keyframe_wanted = False
-                return self._next_keyframe(position)
-        if self._keyframe_wanted:
+        index = position
+        if wanted < ladder.index and not ladder.clips[wanted].packets[position].keyframe:
+            # down: to the next keyframe now, as an encoder told to send less would
+            self._keyframe_wanted = False
+            self.keyframe_jumps += 1
+            index = self._next_keyframe(position)
+        elif self._keyframe_wanted:
             self._keyframe_wanted = False
             now = time.monotonic()
             if not self._packets[position].keyframe and now - self._last_jump >= 0.3:
                 self._last_jump = now
                 self.keyframe_jumps += 1
-                return self._next_keyframe(position)
-        return position
+                index = self._next_keyframe(position)
+        # keyframes sit at the same positions in every variant: switch only at one
+        if wanted != ladder.index and ladder.clips[wanted].packets[index].keyframe:
+            self._switch(wanted)
+        return index
 
     def _next_keyframe(self, position: int) -> int:
         return next((k for k in self._keyframes if k > position), self._keyframes[0])
