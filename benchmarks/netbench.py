@@ -785,6 +785,22 @@ def conditions_from_args(args: Any) -> list[NetCondition]:
     ]
 
 
+def run_options_from_args(args: Any) -> NetRunOptions:
+    """`sfu-bench`'s flags as the options of a network run."""
+    return NetRunOptions(
+        participants=args.participants,
+        duration=args.duration,
+        warmup=args.warmup,
+        layers=args.layers,
+        bitrate=args.bitrate,
+        audio=args.audio,
+        forwarding=args.forwarding,
+        send_path=args.send_path,
+        cache_dir=args.cache_dir,
+        publisher_adapt=args.publisher_adapt == "on",
+    )
+
+
 def run_cli(args: Any) -> int:
     """`sfu-bench --net...`: every condition (bots, then Chromium when asked), the tables
     on stdout, JSON after every run and markdown at the end when asked. Exit status 1
@@ -797,18 +813,7 @@ def run_cli(args: Any) -> int:
         return 2
     remove_stale_namespaces()
     conditions = conditions_from_args(args)
-    options = NetRunOptions(
-        participants=args.participants,
-        duration=args.duration,
-        warmup=args.warmup,
-        layers=args.layers,
-        bitrate=args.bitrate,
-        audio=args.audio,
-        forwarding=args.forwarding,
-        send_path=args.send_path,
-        cache_dir=args.cache_dir,
-        publisher_adapt=getattr(args, "publisher_adapt", "on") == "on",
-    )
+    options = run_options_from_args(args)
     plans = [(c, False) for c in conditions]
     if args.net_chromium:
         plans += [(c, True) for c in conditions]

@@ -112,6 +112,33 @@ def test_command_line_builds_the_condition() -> None:
     assert not loadtest.network_mode(loadtest.build_parser().parse_args([]))
 
 
+def test_publisher_adaptation_is_on_by_default_and_can_be_turned_off() -> None:
+    parse = loadtest.build_parser().parse_args
+    assert netbench.run_options_from_args(parse(["--net"])).publisher_adapt
+    off = netbench.run_options_from_args(parse(["--net", "--publisher-adapt", "off"]))
+    assert not off.publisher_adapt
+    with pytest.raises(SystemExit):
+        parse(["--publisher-adapt", "maybe"])
+
+
+def test_publishers_table_reports_switches_and_bitrates() -> None:
+    result = {
+        "condition": {"name": "p0 down 300"},
+        "publishers": {
+            "p1": {
+                "variantSwitches": 2,
+                "videoBitrate": 174_000,
+                "targetBitrate": 239_000,
+                "variantBitrates": [174_000, 233_000, 502_000],
+            },
+            "p0": {"variantSwitches": None, "videoBitrate": None, "targetBitrate": None},
+        },
+    }
+    table = netbench.publishers_table([result])
+    assert "| p0 down 300 | p1 | 174/233/502 | 2 | 239 | 174 |" in table
+    assert "| p0 down 300 | p0 | - | - | - | - |" in table
+
+
 def test_command_line_refuses_bad_network_values(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         loadtest.build_parser().parse_args(["--net-loss", "150"])
@@ -169,6 +196,12 @@ def test_room_of_three_with_a_slow_downlink(netem_available: None, tmp_path: Pat
     assert c0_down["bytes"] * 8 / 1000 / result["window"] < 2 * 300, c0_down
     assert result["server"] is not None and result["server"]["rooms"]
     assert "| p0 down 300 | constrained | 2 |" in netbench.markdown_table([result])
+    # every bot publishes bitrate variants (adaptation is on by default) and reports them
+    assert set(result["publishers"]) == everyone
+    for figures in result["publishers"].values():
+        assert len(figures["variantBitrates"]) == 3
+        assert figures["videoBitrate"] in figures["variantBitrates"]
+        assert figures["variantSwitches"] >= 0
 
 
 def test_network_option_without_root_says_so(

@@ -58,6 +58,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "AUDIO_CLOCK_RATE",
     "L1T3_PATTERN",
+    "VARIANT_SECONDS",
     "VARIANT_SHARES",
     "VIDEO_CLOCK_RATE",
     "AudioClip",
@@ -98,6 +99,9 @@ L1T3_PATTERN: tuple[tuple[int, bool], ...] = ((0, False), (2, True), (1, True), 
 _L1T3_RATE_SHARE = (0.4, 0.6, 1.0)
 #: The bitrate variants `encode_clip_variants` encodes by default, as shares of the bitrate.
 VARIANT_SHARES: tuple[float, ...] = (1.0, 0.5, 0.25)
+#: Default length of each variant (s): one gop at the default 2 s keyframe interval, so the
+#: three variants cost about 1.5 times one default 4 s clip to encode on first use.
+VARIANT_SECONDS = 2.0
 
 
 def vp8_is_keyframe(data: bytes) -> bool:
@@ -376,7 +380,7 @@ def encode_clip_variants(
     width: int = 640,
     height: int = 480,
     fps: int = 30,
-    seconds: float = 4.0,
+    seconds: float = VARIANT_SECONDS,
     bitrate: int = 600_000,
     gop: int | None = None,
     marker: int = 0,
@@ -384,14 +388,16 @@ def encode_clip_variants(
     temporal_layers: int = 1,
     shares: tuple[float, ...] = VARIANT_SHARES,
 ) -> tuple[VideoClip, ...]:
-    """`encode_clip` once per share of `bitrate` (default the bitrate, 1/2 and 1/4 of it):
+    """`encode_clip` once per share of `bitrate` (default the bitrate, 1/2 and 1/4 of it;
+    each `VARIANT_SECONDS` long by default, shorter than a single clip's 4 s):
     the same frames, size, fps, gop, layer pattern and marker, each at its own bitrate,
     each cached like any clip; sorted by measured bitrate, lowest first (what
     `PacedVideoTrack(variants=...)` takes). Shares must be in (0, 1] and distinct.
 
     The encoder cannot go below what its largest quantizer gives: the default 640x480
-    content takes about 350-400 kbit/s at any target, so the lowest variants of a 600 kbit/s
-    clip are not 1/2 and 1/4 of it (`VideoClip.measured_bitrate` says what each is)."""
+    content takes 170-400 kbit/s at the least, depending on the marker's colours, so the
+    lowest variants of a 600 kbit/s clip are often not 1/2 and 1/4 of it
+    (`VideoClip.measured_bitrate` says what each is)."""
     if not shares or any(not 0 < s <= 1 for s in shares) or len(set(shares)) != len(shares):
         raise ValueError(f"shares must be distinct values in (0, 1], got {shares!r}")
     bitrates = sorted({max(1000, round(bitrate * s)) for s in shares})
