@@ -20,6 +20,9 @@ from typing import Any
 from benchmarks.peer import BenchParticipant, CountingAudioTrack, StampedVideoTrack
 
 JOIN_TIMEOUT = 30.0
+#: An adapting bot starts with the variant that fits this, as libwebrtc's encoders start
+#: at 300 kbit/s, and moves up as the server's REMB allows.
+START_BITRATE = 300_000
 #: The worker gives up waiting for `stop` after this long past the planned end.
 STOP_GRACE = 60.0
 
@@ -115,7 +118,7 @@ async def run_participants(spec: WorkerSpec, status: Any, stop: Any) -> dict[str
                 await peer.join()
                 clip = clips[p.marker]
                 paced = (
-                    PacedVideoTrack(variants=clip)
+                    PacedVideoTrack(variants=clip, start_bitrate=START_BITRATE)
                     if isinstance(clip, tuple)
                     else PacedVideoTrack(clip)
                 )

@@ -183,6 +183,23 @@ async def test_switches_never_mix_variants_between_keyframes(
     track.stop()
 
 
+async def test_a_start_bitrate_picks_the_first_variant(
+    clock: FakeClock, variants: tuple[VideoClip, ...]
+) -> None:
+    start = round(variants[1].measured_bitrate * VARIANT_HEADROOM) + 1
+    if variants[2].measured_bitrate * VARIANT_HEADROOM <= start:  # pragma: no cover
+        pytest.fail("the clip's variants are too close together for this test")
+    track = PacedVideoTrack(variants=variants, start_bitrate=start)
+    assert track.variant is variants[1] and track.target_bitrate == start
+    assert track.clip is variants[2]  # `clip` stays the highest
+    sent = await send(track, variants, 3)
+    assert sent == [(1, 0, True), (1, 1, False), (1, 2, False)]
+    assert track.variant_switches == 0
+    with pytest.raises(ValueError):
+        PacedVideoTrack(variants=variants, start_bitrate=-1)
+    track.stop()
+
+
 async def test_a_single_clip_track_takes_a_target_and_stays(
     clock: FakeClock, variants: tuple[VideoClip, ...]
 ) -> None:

@@ -669,7 +669,8 @@ class PacedVideoTrack(_PacedTrack):
     sender's PLI/FIR so new subscribers need not wait for the periodic one).
 
     Rate adaptation: `variants=encode_clip_variants(...)` (instead of `clip`) gives it
-    bitrate variants of the same frames; it starts with the highest, and
+    bitrate variants of the same frames; it starts with the highest, or with the one that
+    fits `start_bitrate` (like an encoder's start bitrate), and
     `set_target_bitrate(bps)` (the REMB the server sends; `SfuClient.publish` wires it)
     makes it send the highest variant whose measured bitrate fits `bps` with
     `VARIANT_HEADROOM`. It switches only at a keyframe of the variant it switches to (the
@@ -691,17 +692,20 @@ class PacedVideoTrack(_PacedTrack):
         max_records: int = 10_000,
         cache_dir: str | os.PathLike[str] | None = None,
         variants: tuple[VideoClip, ...] | list[VideoClip] | None = None,
+        start_bitrate: int | None = None,
     ) -> None:
         if variants is not None:
             if clip is not None:
                 raise ValueError("pass either clip or variants, not both")
             ladder = VariantLadder(variants)
+            if start_bitrate is not None:
+                ladder.start_at(start_bitrate)
         else:
             if clip is None:
                 clip = encode_clip(marker=marker, cache_dir=cache_dir)
             ladder = VariantLadder([clip])
-        top = ladder.current
-        super().__init__(top.packets, 1.0 / top.fps, VIDEO_CLOCK_RATE)
+        top = ladder.clips[-1]
+        super().__init__(ladder.current.packets, 1.0 / top.fps, VIDEO_CLOCK_RATE)
         self._ladder = ladder
         self.clip = top
         self.marker = top.marker

@@ -85,6 +85,12 @@ class VariantLadder:
                 best = i
         return best
 
+    def start_at(self, bps: int) -> None:
+        """Before anything is sent: take `bps` as the target (an encoder's start bitrate)
+        and begin with the variant that fits it (not counted as a switch)."""
+        self.set_target(bps)
+        self.index = self.wanted
+
     def switch_to(self, index: int) -> None:
         """Record that the variant `index` is being sent from now on (counted when it is
         another one)."""
