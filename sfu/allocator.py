@@ -210,6 +210,9 @@ class SubscriberAllocator:
             return False
         if now - paused_at < self._probe_wait.get(track, PROBE_WAIT):
             return False
+        for other, other_start in self._probe_start.items():
+            if other is not track and now - other_start < PROBE_TIME:
+                return False  # one probe at a time: two would share, and fail, one link
         self._probe_start[track] = now
         self.probes += 1
         return True

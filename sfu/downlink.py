@@ -55,17 +55,13 @@ FAST_INCREASE = 1.10
 #: With a REMB, a clean round grows the rate up to the REMB or this multiple of the rate
 #: actually sent, whichever is higher.
 HEADROOM = 2.0
-#: A REMB at or above this share of the rate sent says "no congestion": it limits nothing
-#: (the loss-based rate still does). A receive-side estimator (Chromium's, aiortc's AIMD)
-#: cannot report much more than what it receives, so taken literally it would hold a
-#: subscriber at its current rate, or at zero once its video is paused.
-REMB_CONGESTED = 0.85
-#: ... and only a REMB this recent (s), once this many rounds measured the rate sent (the
-#: first includes a keyframe burst; aiortc sends a REMB only when its estimate moves), and
-#: only while the last round lost at least `LOW_LOSS`: aiortc's AIMD REMB ramps up from
-#: below the rate of a clean link, a queue that overflows loses packets.
-REMB_FRESH = 3.0
-REMB_MIN_ROUNDS = 2
+#: A clean round (loss below LOW_LOSS) sets the rate to at least this multiple of the rate
+#: it carried: after a cut, a link that carries a probe is believed at once.
+CLEAN_HEADROOM = 1.25
+#: The REMB does not limit the estimate by itself: a receive-side estimator (Chromium's,
+#: aiortc's AIMD) reports little more than what it receives, ramps up from below a clean
+#: link's rate, and would hold a paused video at zero. Loss says congestion (a queue that
+#: overflows drops); the REMB bounds how far clean rounds grow the rate.
 #: A round lasts at least this long (s) and covers at least this many packets, unless it
 #: reaches MAX_ROUND seconds first.
 MIN_ROUND = 0.8
@@ -141,7 +137,6 @@ class DownlinkEstimate:
         self._round_sent = 0
         self._last_loss: float | None = None
         self._sent_bitrate = 0
-        self._rounds = 0
         self.reports = 0
         self.rembs = 0
         self.nacks = 0
@@ -242,7 +237,6 @@ class DownlinkEstimate:
         self._round_packets = self._round_lost = 0.0
         self._round_sent = 0
         self._sent_bitrate = round(sent)
-        self._rounds += 1
         if n <= 0:
             return
         loss = lost / n
@@ -263,6 +257,8 @@ class DownlinkEstimate:
             limit = float(MAX_DOWNLINK_BITRATE) if remb is None else max(HEADROOM * sent, remb)
             step = FAST_INCREASE if remb is not None and rate < remb / 2 else INCREASE
             grown = min(rate * step, max(rate, limit), float(MAX_DOWNLINK_BITRATE))
+            # a clean round proves the link carried what was sent: at least that, plus room
+            grown = max(grown, min(CLEAN_HEADROOM * sent, float(MAX_DOWNLINK_BITRATE)))
             if grown > rate:
                 self._loss_rate = grown
                 self.increases += 1
@@ -298,23 +294,10 @@ class DownlinkEstimate:
         return self._value
 
     def _compute(self, now: float) -> int | None:
+        """The loss-based rate; the REMB only bounds its growth (module constants)."""
         self._expire(now)
-        remb = self._remb_total(now)
-        sent = self._sent_bitrate
-        if remb is not None:
-            newest = max(at for _, _, at in self._rembs)
-            lossy = (self._last_loss or 0.0) >= LOW_LOSS
-            if sent <= 0 or self._rounds < REMB_MIN_ROUNDS or now - newest > REMB_FRESH:
-                remb = None  # not (yet, or no longer) a sign of congestion
-            elif not lossy:
-                remb = None  # aiortc's AIMD REMB starts below a clean link's rate
-            elif remb >= REMB_CONGESTED * sent:
-                remb = None  # the receiver takes what we send: no limit from its REMB
         rate = self._loss_rate
-        if rate is None:
-            return remb
-        loss_rate = round(rate)
-        return loss_rate if remb is None else min(loss_rate, remb)
+        return None if rate is None else round(rate)
 
     def stats(self) -> DownlinkStats:
         now = self._clock()

@@ -196,12 +196,55 @@ def test_room_of_three_with_a_slow_downlink(netem_available: None, tmp_path: Pat
     assert c0_down["bytes"] * 8 / 1000 / result["window"] < 2 * 300, c0_down
     assert result["server"] is not None and result["server"]["rooms"]
     assert "| p0 down 300 | constrained | 2 |" in netbench.markdown_table([result])
+    # the server adapted to p0 alone: p0's estimate fell below what two cameras need and
+    # its video subscriptions lost layers or paused; nobody else's did
+    [room] = result["server"]["rooms"]
+    by_name = {p["name"]: p for p in room["participants"]}
+    slow = by_name["p0"]
+    estimate = slow["downlink"]["bitrate"]
+    assert estimate is not None and estimate < 600_000, slow["downlink"]
+    slow_video = [s for s in slow["subscriptions"] if s["kind"] == "video"]
+    assert len(slow_video) == 2
+    assert all(s["maxTid"] < 2 or s["linkPaused"] for s in slow_video), slow_video
+    for name in ("p1", "p2"):
+        video = [s for s in by_name[name]["subscriptions"] if s["kind"] == "video"]
+        assert video and all(s["maxTid"] == 2 and not s["linkPaused"] for s in video), video
+
     # every bot publishes bitrate variants (adaptation is on by default) and reports them
     assert set(result["publishers"]) == everyone
     for figures in result["publishers"].values():
         assert len(figures["variantBitrates"]) == 3
         assert figures["videoBitrate"] in figures["variantBitrates"]
         assert figures["variantSwitches"] >= 0
+
+def test_random_loss_is_recovered_not_adapted_to(netem_available: None, tmp_path: Path) -> None:
+    """5 % random loss on every link: the server NACKs the publishers and answers the
+    subscribers' NACKs, and no subscription loses a layer or pauses for it (random loss
+    is not congestion). Frame rates and freezes are the benchmark's business."""
+    condition = NetCondition("loss 5", loss_up=5, loss_down=5, target="all")
+    options = NetRunOptions(
+        participants=3,
+        duration=8.0,
+        warmup=2.0,
+        layers=3,
+        cache_dir=str(tmp_path / "clips"),
+        log_dir=tmp_path / "logs",
+    )
+    result = netbench.run_network(condition, options)
+    assert result["errors"] == {}, result["errors"]
+    for stream in result["streams"]:
+        assert stream["fps"] > 0, stream
+    [room] = result["server"]["rooms"]
+    nacks_sent = retransmits = 0
+    for person in room["participants"]:
+        for published in person["published"]:
+            if published["kind"] == "video":
+                nacks_sent += published["nacksSent"]
+        for sub in person["subscriptions"]:
+            if sub["kind"] == "video":
+                retransmits += sub["retransmits"]
+                assert sub["maxTid"] == 2 and not sub["linkPaused"], (person["name"], sub)
+    assert nacks_sent > 0 and retransmits > 0, (nacks_sent, retransmits)
 
 
 def test_network_option_without_root_says_so(
