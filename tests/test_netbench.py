@@ -217,6 +217,7 @@ def test_room_of_three_with_a_slow_downlink(netem_available: None, tmp_path: Pat
         assert figures["videoBitrate"] in figures["variantBitrates"]
         assert figures["variantSwitches"] >= 0
 
+
 def test_random_loss_is_recovered_not_adapted_to(netem_available: None, tmp_path: Path) -> None:
     """5 % random loss on every link: the server NACKs the publishers and answers the
     subscribers' NACKs, and no subscription loses a layer or pauses for it (random loss
