@@ -10,18 +10,23 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from aiortc.codecs.vpx import Vp8Decoder
+from aiortc.jitterbuffer import JitterFrame
 
 from signaling.client import (
+    VARIANT_SCALES,
     PacedVideoTrack,
     VideoClip,
     encode_clip,
     encode_clip_variants,
+    marker_from_frame,
     sources,
 )
 from signaling.client.variants import VARIANT_HEADROOM, VariantLadder
 
-#: keyframes at 0, 10 and 20 of 30 frames
+#: keyframes at 0, 10 and 20 of 30 frames; bitrate variants at one size (1, 1/2, 1/4)
 SHAPE = {"width": 160, "height": 120, "fps": 15, "seconds": 2.0, "gop": 10}
+SHARES = (1.0, 0.5, 0.25)
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +39,7 @@ def cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture
 def variants(cache: Path) -> tuple[VideoClip, ...]:
-    return encode_clip_variants(marker=11, bitrate=400_000, **SHAPE)  # type: ignore[arg-type]
+    return encode_clip_variants(marker=11, bitrate=400_000, shares=SHARES, **SHAPE)  # type: ignore[arg-type]
 
 
 class FakeClock:
@@ -86,11 +91,14 @@ def test_variants_share_frames_and_differ_in_bitrate(
         assert clip.path is not None and clip.path.parent == cache
     assert len({c.packets[5].data for c in variants}) == 3  # really other encodings
     # cached like any clip: asking again encodes nothing new
-    assert encode_clip_variants(marker=11, bitrate=400_000, **SHAPE) == variants  # type: ignore[arg-type]
+    assert encode_clip_variants(marker=11, bitrate=400_000, shares=SHARES, **SHAPE) == variants  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         encode_clip_variants(marker=11, shares=(1.0, 1.5), **SHAPE)  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         encode_clip_variants(marker=11, shares=(), **SHAPE)  # type: ignore[arg-type]
+    for scales in ((1, 2), (1, 3, 4), (1, 2, 0), (1, 2, 8)):  # count, size 53x40, 0, 20x15
+        with pytest.raises(ValueError):
+            encode_clip_variants(marker=11, shares=SHARES, scales=scales, **SHAPE)  # type: ignore[arg-type]
 
 
 def test_ladder_picks_the_highest_variant_that_fits(variants: tuple[VideoClip, ...]) -> None:
@@ -210,4 +218,73 @@ async def test_a_single_clip_track_takes_a_target_and_stays(
     with pytest.raises(ValueError):
         track.set_target_bitrate(-5)
     assert track.target_bitrate == 1
+    track.stop()
+
+
+# ------------------------------------------------------------- the resolution ladder
+
+#: the default variants (640x480 at 600 kbit/s, 320x240 at 1/3, 160x120 at 1/8), L1T3
+LADDER_MARKER = 9
+
+
+@pytest.fixture(scope="module")
+def ladder(cache: Path) -> tuple[VideoClip, ...]:
+    return encode_clip_variants(marker=LADDER_MARKER, temporal_layers=3)
+
+
+def base_layer_bitrate(clip: VideoClip) -> float:
+    return sum(len(p.data) for p in clip.packets if p.tid == 0) * 8 / clip.duration
+
+
+def test_default_variants_scale_the_picture_and_step_the_bitrate_down(
+    ladder: tuple[VideoClip, ...],
+) -> None:
+    assert [(c.width, c.height) for c in ladder] == [(160, 120), (320, 240), (640, 480)]
+    assert VARIANT_SCALES == (1, 2, 4)
+    measured = [c.measured_bitrate for c in ladder]
+    # each step really is smaller: the lowest fits under the server's 150 kbit/s floor
+    assert measured[0] < 120_000 and base_layer_bitrate(ladder[0]) < 60_000, measured
+    assert measured[0] * 1.5 < measured[1] and measured[1] * 1.5 < measured[2], measured
+    for clip in ladder:
+        assert clip.temporal_layers == 3 and clip.marker == LADDER_MARKER
+        assert [(p.tid, p.sync) for p in clip.packets] == [
+            (p.tid, p.sync) for p in ladder[-1].packets
+        ]
+        # the marker survives coding at every size
+        decoder = Vp8Decoder()
+        pictures = decoder.decode(JitterFrame(clip.packets[0].data, 0))
+        assert [marker_from_frame(f) for f in pictures] == [LADDER_MARKER]  # type: ignore[arg-type]
+
+
+async def test_a_receiver_decodes_across_resolution_switches(
+    clock: FakeClock, ladder: tuple[VideoClip, ...]
+) -> None:
+    """640x480 -> 320x240 (a REMB that fits the middle variant) -> 640x480 (a REMB that
+    fits all): one VP8 decoder, fed what the track sends, decodes every frame at the size
+    of the variant it came from, and the marker reads at the keyframes."""
+    track = PacedVideoTrack(variants=ladder)
+    decoder = Vp8Decoder()
+    sizes: list[tuple[int, int]] = []
+    keyframe_markers: list[int | None] = []
+    middle = round(ladder[1].measured_bitrate * VARIANT_HEADROOM) + 1
+    plan = [(0, None), (5, middle), (40, 10_000_000)]  # (frames sent, new target)
+    frames = len(ladder[-1].packets) * 2 + 10
+    for n in range(frames):
+        for at, target in plan:
+            if n == at and target is not None:
+                track.set_target_bitrate(target)
+        packet = await track.recv()
+        sent = track.variant
+        assert sent.locate(bytes(packet)) is not None, "a frame of another variant"
+        pictures = decoder.decode(JitterFrame(bytes(packet), n * 3000))
+        assert len(pictures) == 1, n
+        picture = pictures[0]
+        assert (picture.width, picture.height) == (sent.width, sent.height), n  # type: ignore[attr-defined]
+        sizes.append((sent.width, sent.height))
+        if packet.is_keyframe:
+            keyframe_markers.append(marker_from_frame(picture))  # type: ignore[arg-type]
+    runs = [size for i, size in enumerate(sizes) if i == 0 or sizes[i - 1] != size]
+    assert runs == [(640, 480), (320, 240), (640, 480)], runs
+    assert track.variant_switches == 2
+    assert keyframe_markers and set(keyframe_markers) == {LADDER_MARKER}
     track.stop()

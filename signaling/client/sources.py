@@ -58,6 +58,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "AUDIO_CLOCK_RATE",
     "L1T3_PATTERN",
+    "VARIANT_SCALES",
     "VARIANT_SECONDS",
     "VARIANT_SHARES",
     "VIDEO_CLOCK_RATE",
@@ -97,8 +98,13 @@ MAX_LAG = 0.2
 L1T3_PATTERN: tuple[tuple[int, bool], ...] = ((0, False), (2, True), (1, True), (2, False))
 #: Share of the clip's bitrate for TID <= 0, <= 1, <= 2 (libwebrtc's 3-layer split).
 _L1T3_RATE_SHARE = (0.4, 0.6, 1.0)
-#: The bitrate variants `encode_clip_variants` encodes by default, as shares of the bitrate.
-VARIANT_SHARES: tuple[float, ...] = (1.0, 0.5, 0.25)
+#: The variants `encode_clip_variants` encodes by default: shares of the bitrate, each at
+#: the picture size divided by the matching `VARIANT_SCALES` entry (640x480 at the bitrate,
+#: 320x240 at 1/3 of it, 160x120 at 1/8). Like Chromium under a tight cap, the bots scale
+#: the resolution down: at 640x480 even the largest quantizer takes 160-400 kbit/s.
+VARIANT_SHARES: tuple[float, ...] = (1.0, 1 / 3, 1 / 8)
+#: Divisor of the width and height of each variant (see `VARIANT_SHARES`).
+VARIANT_SCALES: tuple[int, ...] = (1, 2, 4)
 #: Default length of each variant (s): one gop at the default 2 s keyframe interval, so the
 #: three variants cost about 1.5 times one default 4 s clip to encode on first use.
 VARIANT_SECONDS = 2.0
@@ -387,26 +393,43 @@ def encode_clip_variants(
     cache_dir: str | os.PathLike[str] | None = None,
     temporal_layers: int = 1,
     shares: tuple[float, ...] = VARIANT_SHARES,
+    scales: tuple[int, ...] | None = None,
 ) -> tuple[VideoClip, ...]:
-    """`encode_clip` once per share of `bitrate` (default the bitrate, 1/2 and 1/4 of it;
-    each `VARIANT_SECONDS` long by default, shorter than a single clip's 4 s):
-    the same frames, size, fps, gop, layer pattern and marker, each at its own bitrate,
-    each cached like any clip; sorted by measured bitrate, lowest first (what
-    `PacedVideoTrack(variants=...)` takes). Shares must be in (0, 1] and distinct.
+    """`encode_clip` once per share of `bitrate`, at `width` x `height` divided by the
+    matching entry of `scales` (default: `VARIANT_SHARES` at `VARIANT_SCALES`, i.e.
+    640x480 at the bitrate, 320x240 at 1/3, 160x120 at 1/8; with `shares` given and no
+    `scales`, all at full size). Each is `VARIANT_SECONDS` long by default (shorter than a
+    single clip's 4 s) and shows the same scene scaled: the same fps, gop, frame count,
+    layer pattern and marker (readable by `marker_from_frame` down to 32x32 pictures);
+    each is cached like any clip. Sorted by measured bitrate, lowest first (what
+    `PacedVideoTrack(variants=...)` takes). A receiver's VP8 decoder takes the size change
+    at the keyframe where a track switches.
 
-    The encoder cannot go below what its largest quantizer gives: the default 640x480
-    content takes 170-400 kbit/s at the least, depending on the marker's colours, so the
-    lowest variants of a 600 kbit/s clip are often not 1/2 and 1/4 of it
-    (`VideoClip.measured_bitrate` says what each is)."""
+    Why smaller pictures: the encoder cannot go below what its largest quantizer gives,
+    and 640x480 content takes 160-400 kbit/s at the least (depending on the marker's
+    colours); 160x120 takes about 55 kbit/s. `VideoClip.measured_bitrate` says what each
+    variant really is. ValueError unless the shares are distinct values in (0, 1], the
+    scales positive ints, one per share, that leave even sizes."""
     if not shares or any(not 0 < s <= 1 for s in shares) or len(set(shares)) != len(shares):
         raise ValueError(f"shares must be distinct values in (0, 1], got {shares!r}")
-    bitrates = sorted({max(1000, round(bitrate * s)) for s in shares})
-    if len(bitrates) != len(shares):
+    if scales is None:
+        scales = VARIANT_SCALES if shares == VARIANT_SHARES else (1,) * len(shares)
+    if len(scales) != len(shares):
+        raise ValueError(f"scales {scales!r} must give one divisor per share {shares!r}")
+    for k in scales:
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"scales must be ints >= 1, got {scales!r}")
+        if width % k or height % k or (width // k) % 2 or (height // k) % 2:
+            raise ValueError(f"{width}x{height} divided by {k} is not an even size")
+    steps = sorted(
+        {(max(1000, round(bitrate * s)), k) for s, k in zip(shares, scales, strict=True)}
+    )
+    if len({b for b, _ in steps}) != len(shares):
         raise ValueError(f"shares {shares!r} of {bitrate} give equal bitrates")
     clips = [
         encode_clip(
-            width=width,
-            height=height,
+            width=width // k,
+            height=height // k,
             fps=fps,
             seconds=seconds,
             bitrate=b,
@@ -415,7 +438,7 @@ def encode_clip_variants(
             cache_dir=cache_dir,
             temporal_layers=temporal_layers,
         )
-        for b in bitrates
+        for b, k in steps
     ]
     return VariantLadder(clips).clips  # checks they line up
 

@@ -2,8 +2,9 @@
 publisher does instead of an encoder's rate control when the server's REMB asks it to send
 less (or allows more).
 
-`VariantLadder` owns the variants (`VideoClip`s of the same frames, size, fps, gop,
-temporal-layer pattern and marker, each encoded at another bitrate; see
+`VariantLadder` owns the variants (`VideoClip`s of the same frames, fps, gop,
+temporal-layer pattern and marker, each encoded at another bitrate and perhaps another
+picture size; see
 `sources.encode_clip_variants`), the target bitrate last set and the variant being sent.
 It holds no time and no task: `PacedVideoTrack` asks it, frame by frame, whether to switch
 (`wanted`), and tells it when it did (`switch_to`). Nothing to close.
@@ -32,8 +33,9 @@ class VariantLadder:
     being sent (`index`, initially the highest). A variant's bitrate here is what it
     really puts on the wire (`VideoClip.measured_bitrate`), not its encoder's target.
 
-    Raises ValueError for no variants or variants that are not of the same frames (size,
-    fps, gop, frame count, keyframe positions, temporal layers, marker)."""
+    Raises ValueError for no variants or variants that are not of the same frames (fps,
+    gop, frame count, keyframe positions, temporal layers, marker; the picture sizes may
+    differ, as an encoder scales down under a tight cap)."""
 
     def __init__(self, clips: Sequence[VideoClip], headroom: float = VARIANT_HEADROOM) -> None:
         if not clips:
@@ -45,7 +47,7 @@ class VariantLadder:
         for clip in clips[1:]:
             if _shape(clip) != shape:
                 raise ValueError(
-                    "variants must share size, fps, gop, frames, keyframes, layers and "
+                    "variants must share fps, gop, frames, keyframes, layers and "
                     f"marker: {_shape(clip)} differs from {shape}"
                 )
         self.clips: tuple[VideoClip, ...] = tuple(
@@ -110,8 +112,6 @@ class VariantLadder:
 
 def _shape(clip: VideoClip) -> tuple[object, ...]:
     return (
-        clip.width,
-        clip.height,
         clip.fps,
         clip.gop,
         len(clip.packets),
