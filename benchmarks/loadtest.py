@@ -197,8 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--publisher-adapt",
         choices=("on", "off"),
         default="on",
-        help="bots publish 1, 1/2 and 1/4 bitrate variants of their clip and follow the "
-        "server's REMB between them (on), or one clip and ignore REMB (off)",
+        help="bots publish variants of their clip (640x480 at the bitrate, 320x240 at 1/3, "
+        "160x120 at 1/8) and follow the server's REMB between them (on), or one clip and "
+        "ignore REMB (off)",
     )
     net.add_argument(
         "--net-chromium",
