@@ -165,7 +165,9 @@ def netem_available() -> None:
 
 def test_room_of_three_with_a_slow_downlink(netem_available: None, tmp_path: Path) -> None:
     """The run works end to end and its report has both groups, every stream, the links
-    and the server's stats; the unconstrained streams carry video."""
+    and the server's stats; the unconstrained streams carry video. The bots publish one
+    clip each and ignore REMB (`publisher_adapt=False`): otherwise their smallest variants
+    would fit p0's link and the server would have nothing to adapt (see the next test)."""
     condition = NetCondition("p0 down 300", rate_kbit=300, buffer_ms=250, target="one")
     options = NetRunOptions(
         participants=3,
@@ -174,6 +176,7 @@ def test_room_of_three_with_a_slow_downlink(netem_available: None, tmp_path: Pat
         layers=3,
         cache_dir=str(tmp_path / "clips"),
         log_dir=tmp_path / "logs",
+        publisher_adapt=False,
     )
     result = netbench.run_network(condition, options)
     assert result["errors"] == {}, result["errors"]
@@ -210,7 +213,22 @@ def test_room_of_three_with_a_slow_downlink(netem_available: None, tmp_path: Pat
         video = [s for s in by_name[name]["subscriptions"] if s["kind"] == "video"]
         assert video and all(s["maxTid"] == 2 and not s["linkPaused"] for s in video), video
 
-    # every bot publishes bitrate variants (adaptation is on by default) and reports them
+
+def test_adapting_bots_report_their_variants(netem_available: None, tmp_path: Path) -> None:
+    """With adaptation on (the default) every bot publishes its clip's variants, follows
+    the server's REMB between them and reports what it did."""
+    condition = NetCondition("p0 down 300", rate_kbit=300, buffer_ms=250, target="one")
+    options = NetRunOptions(
+        participants=3,
+        duration=4.0,
+        warmup=2.0,
+        layers=3,
+        cache_dir=str(tmp_path / "clips"),
+        log_dir=tmp_path / "logs",
+    )
+    result = netbench.run_network(condition, options)
+    assert result["errors"] == {}, result["errors"]
+    everyone = {"p0", "p1", "p2"}
     assert set(result["publishers"]) == everyone
     for figures in result["publishers"].values():
         assert len(figures["variantBitrates"]) == 3
