@@ -194,6 +194,14 @@ def build_parser() -> argparse.ArgumentParser:
         "unlimited/1000/500/300 kbit/s",
     )
     net.add_argument(
+        "--publisher-adapt",
+        choices=("on", "off"),
+        default="on",
+        help="bots publish variants of their clip (640x480 at the bitrate, 320x240 at 1/3, "
+        "160x120 at 1/8) and follow the server's REMB between them (on), or one clip and "
+        "ignore REMB (off)",
+    )
+    net.add_argument(
         "--net-chromium",
         action="store_true",
         help="also one run per condition with Chromium as p0 (its getStats)",

@@ -238,6 +238,8 @@ class NetRunOptions:
     cache_dir: str | None = None
     join_interval: float = 0.3
     log_dir: Path | None = None
+    #: bots publish bitrate variants and follow the server's REMB between them
+    publisher_adapt: bool = True
 
     def __post_init__(self) -> None:
         if not 2 <= self.participants <= 16:
@@ -255,13 +257,14 @@ def run_network(
 ) -> dict[str, Any]:
     """One run of `condition` (see the module doc); returns `analyse_network`'s dict plus
     the raw link counters and server stats. Raises NetemUnavailable without root/tools."""
-    from signaling.client.sources import encode_clip, resolve_cache_dir
+    from signaling.client.sources import encode_clip, encode_clip_variants, resolve_cache_dir
 
     say = progress or (lambda text: None)
     cache = str(resolve_cache_dir(options.cache_dir).resolve())
     bots = [i for i in range(options.participants) if not (options.chromium and i == 0)]
+    encode = encode_clip_variants if options.publisher_adapt else encode_clip
     for i in bots:  # encoded once, cached: the bots only load them
-        encode_clip(
+        encode(
             marker=i % 16, bitrate=options.bitrate, cache_dir=cache, temporal_layers=options.layers
         )
     env = _child_env()
@@ -315,6 +318,7 @@ def run_network(
                     planned_end,
                     subscriber="light",
                     layers=options.layers,
+                    publisher_adapt=options.publisher_adapt,
                 )
                 argv = [sys.executable, "-m", "benchmarks.net_worker"]
                 argv += ["--address", host.address, "--spec", json.dumps(asdict(spec))]
@@ -565,6 +569,13 @@ def analyse_network(
     publisher_fps = {
         p["name"]: sum(1 for t in p.get("videoTimes", []) if w0 <= t <= w1) / span for p in people
     }
+    publishers = {
+        p["name"]: {
+            key: p.get(key)
+            for key in ("variantSwitches", "videoBitrate", "targetBitrate", "variantBitrates")
+        }
+        for p in people
+    }
     chromium = [
         {"name": m.name, **_chromium_figures(m.result or {}, names)}
         for m in members
@@ -617,6 +628,7 @@ def analyse_network(
         "window": round(span, 2),
         "constrained": constrained,
         "publisherFps": {k: round(v, 2) for k, v in publisher_fps.items()},
+        "publishers": publishers,
         "groups": groups,
         "streams": rows,
         "chromium": chromium,
@@ -682,6 +694,28 @@ def markdown_table(results: Sequence[dict[str, Any]]) -> str:
 def _stream_fps(stream: dict[str, Any]) -> float:
     complete = stream.get("completeFps")
     return float(complete if complete is not None else stream["fps"])
+
+
+def publishers_table(results: Sequence[dict[str, Any]]) -> str:
+    """Per condition and bot publisher: its bitrate variants (measured kbit/s), how often
+    it switched between them, the last REMB it heard and the variant it ended on."""
+    lines = [
+        "| condition | publisher | variants kbit/s | switches | last REMB kbit/s | final kbit/s |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        name = r.get("condition", {}).get("name", "?")
+        for who, p in sorted((r.get("publishers") or {}).items()):
+
+            def kbit(v: Any) -> str:
+                return "-" if v is None else f"{v / 1000:.0f}"
+
+            variants = "/".join(kbit(v) for v in p.get("variantBitrates") or [])
+            lines.append(
+                f"| {name} | {who} | {variants or '-'} | {_fmt(p.get('variantSwitches'))} "
+                f"| {kbit(p.get('targetBitrate'))} | {kbit(p.get('videoBitrate'))} |"
+            )
+    return "\n".join(lines)
 
 
 def chromium_table(results: Sequence[dict[str, Any]]) -> str:
@@ -751,6 +785,22 @@ def conditions_from_args(args: Any) -> list[NetCondition]:
     ]
 
 
+def run_options_from_args(args: Any) -> NetRunOptions:
+    """`sfu-bench`'s flags as the options of a network run."""
+    return NetRunOptions(
+        participants=args.participants,
+        duration=args.duration,
+        warmup=args.warmup,
+        layers=args.layers,
+        bitrate=args.bitrate,
+        audio=args.audio,
+        forwarding=args.forwarding,
+        send_path=args.send_path,
+        cache_dir=args.cache_dir,
+        publisher_adapt=args.publisher_adapt == "on",
+    )
+
+
 def run_cli(args: Any) -> int:
     """`sfu-bench --net...`: every condition (bots, then Chromium when asked), the tables
     on stdout, JSON after every run and markdown at the end when asked. Exit status 1
@@ -763,17 +813,7 @@ def run_cli(args: Any) -> int:
         return 2
     remove_stale_namespaces()
     conditions = conditions_from_args(args)
-    options = NetRunOptions(
-        participants=args.participants,
-        duration=args.duration,
-        warmup=args.warmup,
-        layers=args.layers,
-        bitrate=args.bitrate,
-        audio=args.audio,
-        forwarding=args.forwarding,
-        send_path=args.send_path,
-        cache_dir=args.cache_dir,
-    )
+    options = run_options_from_args(args)
     plans = [(c, False) for c in conditions]
     if args.net_chromium:
         plans += [(c, True) for c in conditions]
@@ -801,6 +841,8 @@ def run_cli(args: Any) -> int:
             _write_json(args.json, args, results, started)
     bots = [r for r in results if not r.get("chromiumRun")]
     print(markdown_table(bots))
+    print()
+    print(publishers_table(bots))
     chromium_rows = chromium_table([r for r in results if r.get("chromiumRun")])
     if chromium_rows:
         print()
@@ -838,6 +880,8 @@ def _write_markdown(
         *[f"- {describe(c)}" for c in conditions],
         "",
         markdown_table([r for r in results if not r.get("chromiumRun")]),
+        "",
+        publishers_table([r for r in results if not r.get("chromiumRun")]),
     ]
     with_chromium = [r for r in results if r.get("chromiumRun")]
     chromium_rows = chromium_table(with_chromium)

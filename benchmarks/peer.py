@@ -68,6 +68,10 @@ class StampedVideoTrack(MediaStreamTrack):
     def request_keyframe(self) -> None:
         self.inner.request_keyframe()
 
+    def set_target_bitrate(self, bps: int) -> None:
+        """The server's REMB, for the inner track's bitrate variants."""
+        self.inner.set_target_bitrate(bps)
+
     def stop(self) -> None:
         self.inner.stop()
         super().stop()
@@ -170,10 +174,16 @@ class BenchParticipant:
         result = await self.client.join(self.room, self.name)
         self.id = result.id
 
-    async def publish(self, video: MediaStreamTrack | None, audio: MediaStreamTrack | None) -> None:
+    async def publish(
+        self,
+        video: MediaStreamTrack | None,
+        audio: MediaStreamTrack | None,
+        *,
+        adapt_bitrate: bool = True,
+    ) -> None:
         assert self.client is not None
         self.offer_at = time.monotonic()
-        await self.client.publish(video=video, audio=audio)
+        await self.client.publish(video=video, audio=audio, adapt_bitrate=adapt_bitrate)
         self.answer_at = time.monotonic()
         # a participant whose peer connection never connects is a failed join
         await self.client.wait_connected(self.timeout)

@@ -20,6 +20,9 @@ from typing import Any
 from benchmarks.peer import BenchParticipant, CountingAudioTrack, StampedVideoTrack
 
 JOIN_TIMEOUT = 30.0
+#: An adapting bot starts with the variant that fits this, as libwebrtc's encoders start
+#: at 300 kbit/s, and moves up as the server's REMB allows.
+START_BITRATE = 300_000
 #: The worker gives up waiting for `stop` after this long past the planned end.
 STOP_GRACE = 60.0
 
@@ -47,6 +50,19 @@ class WorkerSpec:
     subscriber: str = "full"
     #: temporal layers of the published VP8 clip: 1, or 3 (L1T3)
     layers: int = 1
+    #: publish bitrate variants of the clip and follow the server's REMB between them
+    #: (`PacedVideoTrack.set_target_bitrate`); False: one clip, REMB ignored
+    publisher_adapt: bool = False
+
+
+def _variant_figures(track: Any) -> dict[str, Any]:
+    """What a `PacedVideoTrack` did with its bitrate variants."""
+    return {
+        "variantSwitches": track.variant_switches,
+        "videoBitrate": track.current_bitrate,
+        "targetBitrate": track.target_bitrate,
+        "variantBitrates": track.variant_bitrates,
+    }
 
 
 def run_worker(spec: WorkerSpec, status: Any, results: Any, stop: Any) -> None:
@@ -73,10 +89,12 @@ async def run_participants(spec: WorkerSpec, status: Any, stop: Any) -> dict[str
         PacedVideoTrack,
         encode_audio_clip,
         encode_clip,
+        encode_clip_variants,
     )
 
+    encode = encode_clip_variants if spec.publisher_adapt else encode_clip
     clips = {
-        p.marker: encode_clip(
+        p.marker: encode(
             marker=p.marker,
             bitrate=spec.bitrate,
             cache_dir=spec.cache_dir,
@@ -98,14 +116,20 @@ async def run_participants(spec: WorkerSpec, status: Any, stop: Any) -> dict[str
         try:
             async with asyncio.timeout(JOIN_TIMEOUT):
                 await peer.join()
-                video = StampedVideoTrack(PacedVideoTrack(clips[p.marker]))
+                clip = clips[p.marker]
+                paced = (
+                    PacedVideoTrack(variants=clip, start_bitrate=START_BITRATE)
+                    if isinstance(clip, tuple)
+                    else PacedVideoTrack(clip)
+                )
+                video = StampedVideoTrack(paced)
                 audio = (
                     CountingAudioTrack(PacedAudioTrack(audio_clip))
                     if audio_clip is not None
                     else None
                 )
                 info["video"], info["audio"] = video, audio
-                await peer.publish(video, audio)
+                await peer.publish(video, audio, adapt_bitrate=spec.publisher_adapt)
             info["ok"] = True
         except BaseException as exc:
             info["error"] = f"{type(exc).__name__}: {exc}"
@@ -144,6 +168,7 @@ async def run_participants(spec: WorkerSpec, status: Any, stop: Any) -> dict[str
                 "videoPts": video.pts.tolist() if video else [],
                 "videoTimes": video.times.tolist() if video else [],
                 "keyframeJumps": video.inner.keyframe_jumps if video else 0,
+                **(_variant_figures(video.inner) if video else {}),
                 "audioTimes": audio.times.tolist() if audio else [],
                 "streams": [s.to_dict() for s in peer.streams.values()],
             }

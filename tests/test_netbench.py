@@ -112,6 +112,33 @@ def test_command_line_builds_the_condition() -> None:
     assert not loadtest.network_mode(loadtest.build_parser().parse_args([]))
 
 
+def test_publisher_adaptation_is_on_by_default_and_can_be_turned_off() -> None:
+    parse = loadtest.build_parser().parse_args
+    assert netbench.run_options_from_args(parse(["--net"])).publisher_adapt
+    off = netbench.run_options_from_args(parse(["--net", "--publisher-adapt", "off"]))
+    assert not off.publisher_adapt
+    with pytest.raises(SystemExit):
+        parse(["--publisher-adapt", "maybe"])
+
+
+def test_publishers_table_reports_switches_and_bitrates() -> None:
+    result = {
+        "condition": {"name": "p0 down 300"},
+        "publishers": {
+            "p1": {
+                "variantSwitches": 2,
+                "videoBitrate": 174_000,
+                "targetBitrate": 239_000,
+                "variantBitrates": [174_000, 233_000, 502_000],
+            },
+            "p0": {"variantSwitches": None, "videoBitrate": None, "targetBitrate": None},
+        },
+    }
+    table = netbench.publishers_table([result])
+    assert "| p0 down 300 | p1 | 174/233/502 | 2 | 239 | 174 |" in table
+    assert "| p0 down 300 | p0 | - | - | - | - |" in table
+
+
 def test_command_line_refuses_bad_network_values(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         loadtest.build_parser().parse_args(["--net-loss", "150"])
@@ -138,7 +165,9 @@ def netem_available() -> None:
 
 def test_room_of_three_with_a_slow_downlink(netem_available: None, tmp_path: Path) -> None:
     """The run works end to end and its report has both groups, every stream, the links
-    and the server's stats; the unconstrained streams carry video."""
+    and the server's stats; the unconstrained streams carry video. The bots publish one
+    clip each and ignore REMB (`publisher_adapt=False`): otherwise their smallest variants
+    would fit p0's link and the server would have nothing to adapt (see the next test)."""
     condition = NetCondition("p0 down 300", rate_kbit=300, buffer_ms=250, target="one")
     options = NetRunOptions(
         participants=3,
@@ -147,6 +176,7 @@ def test_room_of_three_with_a_slow_downlink(netem_available: None, tmp_path: Pat
         layers=3,
         cache_dir=str(tmp_path / "clips"),
         log_dir=tmp_path / "logs",
+        publisher_adapt=False,
     )
     result = netbench.run_network(condition, options)
     assert result["errors"] == {}, result["errors"]
@@ -182,6 +212,28 @@ def test_room_of_three_with_a_slow_downlink(netem_available: None, tmp_path: Pat
     for name in ("p1", "p2"):
         video = [s for s in by_name[name]["subscriptions"] if s["kind"] == "video"]
         assert video and all(s["maxTid"] == 2 and not s["linkPaused"] for s in video), video
+
+
+def test_adapting_bots_report_their_variants(netem_available: None, tmp_path: Path) -> None:
+    """With adaptation on (the default) every bot publishes its clip's variants, follows
+    the server's REMB between them and reports what it did."""
+    condition = NetCondition("p0 down 300", rate_kbit=300, buffer_ms=250, target="one")
+    options = NetRunOptions(
+        participants=3,
+        duration=4.0,
+        warmup=2.0,
+        layers=3,
+        cache_dir=str(tmp_path / "clips"),
+        log_dir=tmp_path / "logs",
+    )
+    result = netbench.run_network(condition, options)
+    assert result["errors"] == {}, result["errors"]
+    everyone = {"p0", "p1", "p2"}
+    assert set(result["publishers"]) == everyone
+    for figures in result["publishers"].values():
+        assert len(figures["variantBitrates"]) == 3
+        assert figures["videoBitrate"] in figures["variantBitrates"]
+        assert figures["variantSwitches"] >= 0
 
 
 def test_random_loss_is_recovered_not_adapted_to(netem_available: None, tmp_path: Path) -> None:

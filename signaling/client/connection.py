@@ -72,7 +72,11 @@ from sfu.compat import negotiation
 from sfu.compat.lean_sender import install_lean_sender
 from sfu.compat.light_receiver import LightFrame, LightReceiverHook, install_light_receiver
 from sfu.compat.receiver import ReceiverHook, install_receiver_sink
-from sfu.compat.sender import install_sender_audio_level, install_sender_keyframe_hook
+from sfu.compat.sender import (
+    install_sender_audio_level,
+    install_sender_feedback,
+    install_sender_keyframe_hook,
+)
 from sfu.frame_assembler import EncodedFrame
 from sfu.wire import PREFERRED_CODECS, SERVER_EVENTS, VIDEO_STATES, Kind, Source
 from signaling.client.tracks import DEFAULT_TIMEOUT, RemoteTrack
@@ -97,6 +101,7 @@ __all__ = [
     "MAX_KEPT_ENDED_TRACKS",
     "MAX_QUEUED_TRACKS",
     "SfuClient",
+    "follow_remb",
     "prefer_codecs",
 ]
 
@@ -408,16 +413,22 @@ class SfuClient:
         *,
         video_source: Source = "camera",
         audio_source: Source = "microphone",
+        adapt_bitrate: bool = True,
     ) -> None:
         """Send `video` (VP8) and/or `audio` (Opus) on new send-only transceivers and
         negotiate. A video track with a `request_keyframe()` method (e.g.
         `PacedVideoTrack`) gets the server's PLI/FIR through it. A video track whose
         `temporal_layers` attribute is above 1 (a `PacedVideoTrack` of an L1T3 clip) is
-        sent by `sfu.compat.lean_sender` with the VP8 temporal-layer descriptor fields."""
+        sent by `sfu.compat.lean_sender` with the VP8 temporal-layer descriptor fields.
+        With `adapt_bitrate` (default) a video track with a `set_target_bitrate(bps)`
+        method (a `PacedVideoTrack`, which switches between its bitrate variants) gets
+        every REMB the server sends about it, as an encoder would; False ignores REMB."""
         if video is not None and video.kind != "video":
             raise ValueError("video must be a video track")
         if audio is not None and audio.kind != "audio":
             raise ValueError("audio must be an audio track")
+        if not isinstance(adapt_bitrate, bool):
+            raise ValueError(f"adapt_bitrate must be a bool, got {adapt_bitrate!r}")
         async with self._locked():
             # under the lock: a transceiver added while a server offer is being applied
             # would be taken for one of its m-lines
@@ -432,6 +443,8 @@ class SfuClient:
                 request_keyframe = getattr(track, "request_keyframe", None)
                 if track.kind == "video" and callable(request_keyframe):
                     install_sender_keyframe_hook(transceiver.sender, request_keyframe)
+                if adapt_bitrate:
+                    follow_remb(transceiver.sender, track)
                 audio_level = getattr(track, "current_audio_level", None)
                 if track.kind == "audio" and callable(audio_level):
                     install_sender_audio_level(transceiver.sender, audio_level)
@@ -962,6 +975,26 @@ class SfuClient:
 
 def _moved_past(client: SfuClient, seen: int) -> Callable[[], bool]:
     return lambda: client.server_offers_handled > seen
+
+
+def follow_remb(sender: RTCRtpSender, track: MediaStreamTrack) -> bool:
+    """Hand every REMB the server sends about `sender`'s stream to `track`'s
+    `set_target_bitrate(bps)` (`sfu.compat.sender.install_sender_feedback`), as an encoder
+    would take it; True when installed, False (nothing done) for a track that is not video
+    or has no such method. Install once per sender."""
+    set_target = getattr(track, "set_target_bitrate", None)
+    if track.kind != "video" or not callable(set_target):
+        return False
+
+    def on_remb(bps: int, ssrcs: list[int]) -> None:
+        set_target(int(bps))
+
+    install_sender_feedback(sender, on_remb, _ignore_report)
+    return True
+
+
+def _ignore_report(fraction_lost: int, highest_sequence: int, ssrc: int) -> None:
+    """A sender report sink that keeps nothing (aiortc still handles the report)."""
 
 
 def prefer_codecs(transceiver: RTCRtpTransceiver) -> None:

@@ -32,6 +32,7 @@ import asyncio
 import colorsys
 import contextlib
 import fractions
+import functools
 import hashlib
 import json
 import logging
@@ -50,12 +51,16 @@ import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack, VideoStreamTrack
 
 from sfu.layers import FrameLayer
+from signaling.client.variants import VariantLadder
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "AUDIO_CLOCK_RATE",
     "L1T3_PATTERN",
+    "VARIANT_SCALES",
+    "VARIANT_SECONDS",
+    "VARIANT_SHARES",
     "VIDEO_CLOCK_RATE",
     "AudioClip",
     "ClipPacket",
@@ -68,6 +73,7 @@ __all__ = [
     "colour_for_marker",
     "encode_audio_clip",
     "encode_clip",
+    "encode_clip_variants",
     "file_tracks",
     "marker_from_frame",
     "resolve_cache_dir",
@@ -92,6 +98,16 @@ MAX_LAG = 0.2
 L1T3_PATTERN: tuple[tuple[int, bool], ...] = ((0, False), (2, True), (1, True), (2, False))
 #: Share of the clip's bitrate for TID <= 0, <= 1, <= 2 (libwebrtc's 3-layer split).
 _L1T3_RATE_SHARE = (0.4, 0.6, 1.0)
+#: The variants `encode_clip_variants` encodes by default: shares of the bitrate, each at
+#: the picture size divided by the matching `VARIANT_SCALES` entry (640x480 at the bitrate,
+#: 320x240 at 1/3 of it, 160x120 at 1/8). Like Chromium under a tight cap, the bots scale
+#: the resolution down: at 640x480 even the largest quantizer takes 160-400 kbit/s.
+VARIANT_SHARES: tuple[float, ...] = (1.0, 1 / 3, 1 / 8)
+#: Divisor of the width and height of each variant (see `VARIANT_SHARES`).
+VARIANT_SCALES: tuple[int, ...] = (1, 2, 4)
+#: Default length of each variant (s): one gop at the default 2 s keyframe interval, so the
+#: three variants cost about 1.5 times one default 4 s clip to encode on first use.
+VARIANT_SECONDS = 2.0
 
 
 def vp8_is_keyframe(data: bytes) -> bool:
@@ -206,6 +222,11 @@ class VideoClip:
     @property
     def duration(self) -> float:
         return len(self.packets) / self.fps
+
+    @functools.cached_property
+    def measured_bitrate(self) -> int:
+        """The bit/s the clip's frames really take (its encoder's target is `bitrate`)."""
+        return round(sum(len(p.data) for p in self.packets) * 8 / self.duration)
 
     @property
     def keyframe_indexes(self) -> list[int]:
@@ -358,6 +379,68 @@ def encode_clip(
         )
         _clip_memo[path] = clip
         return clip
+
+
+def encode_clip_variants(
+    *,
+    width: int = 640,
+    height: int = 480,
+    fps: int = 30,
+    seconds: float = VARIANT_SECONDS,
+    bitrate: int = 600_000,
+    gop: int | None = None,
+    marker: int = 0,
+    cache_dir: str | os.PathLike[str] | None = None,
+    temporal_layers: int = 1,
+    shares: tuple[float, ...] = VARIANT_SHARES,
+    scales: tuple[int, ...] | None = None,
+) -> tuple[VideoClip, ...]:
+    """`encode_clip` once per share of `bitrate`, at `width` x `height` divided by the
+    matching entry of `scales` (default: `VARIANT_SHARES` at `VARIANT_SCALES`, i.e.
+    640x480 at the bitrate, 320x240 at 1/3, 160x120 at 1/8; with `shares` given and no
+    `scales`, all at full size). Each is `VARIANT_SECONDS` long by default (shorter than a
+    single clip's 4 s) and shows the same scene scaled: the same fps, gop, frame count,
+    layer pattern and marker (readable by `marker_from_frame` down to 32x32 pictures);
+    each is cached like any clip. Sorted by measured bitrate, lowest first (what
+    `PacedVideoTrack(variants=...)` takes). A receiver's VP8 decoder takes the size change
+    at the keyframe where a track switches.
+
+    Why smaller pictures: the encoder cannot go below what its largest quantizer gives,
+    and 640x480 content takes 160-400 kbit/s at the least (depending on the marker's
+    colours); 160x120 takes about 55 kbit/s. `VideoClip.measured_bitrate` says what each
+    variant really is. ValueError unless the shares are distinct values in (0, 1], the
+    scales positive ints, one per share, that leave even sizes."""
+    if not shares or any(not 0 < s <= 1 for s in shares) or len(set(shares)) != len(shares):
+        raise ValueError(f"shares must be distinct values in (0, 1], got {shares!r}")
+    if scales is None:
+        scales = VARIANT_SCALES if shares == VARIANT_SHARES else (1,) * len(shares)
+    if len(scales) != len(shares):
+        raise ValueError(f"scales {scales!r} must give one divisor per share {shares!r}")
+    for k in scales:
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"scales must be ints >= 1, got {scales!r}")
+        if width % k or height % k or (width // k) % 2 or (height // k) % 2:
+            raise ValueError(f"{width}x{height} divided by {k} is not an even size")
+    steps = sorted(
+        {(max(1000, round(bitrate * s)), k) for s, k in zip(shares, scales, strict=True)}
+    )
+    if len({b for b, _ in steps}) != len(shares):
+        raise ValueError(f"shares {shares!r} of {bitrate} give equal bitrates")
+    clips = [
+        encode_clip(
+            width=width // k,
+            height=height // k,
+            fps=fps,
+            seconds=seconds,
+            bitrate=b,
+            gop=gop,
+            marker=marker,
+            cache_dir=cache_dir,
+            temporal_layers=temporal_layers,
+        )
+        for b, k in steps
+    ]
+    return VariantLadder(clips).clips  # checks they line up
 
 
 def _l1t3_parameters(bitrate: int) -> str:
@@ -607,6 +690,18 @@ class PacedVideoTrack(_PacedTrack):
     time) and `last_send_time(frame_index)` (for receivers that `clip.locate()` a frame).
     `request_keyframe()` makes the next frame the clip's next keyframe (hook it to the
     sender's PLI/FIR so new subscribers need not wait for the periodic one).
+
+    Rate adaptation: `variants=encode_clip_variants(...)` (instead of `clip`) gives it
+    bitrate variants of the same frames; it starts with the highest, or with the one that
+    fits `start_bitrate` (like an encoder's start bitrate), and
+    `set_target_bitrate(bps)` (the REMB the server sends; `SfuClient.publish` wires it)
+    makes it send the highest variant whose measured bitrate fits `bps` with
+    `VARIANT_HEADROOM`. It switches only at a keyframe of the variant it switches to (the
+    frame positions line up across variants): down at once, jumping to the next keyframe
+    (a real encoder would emit one), up at the clip's next periodic keyframe; so no delta
+    frame of one variant ever follows frames of another. `variant_switches`,
+    `current_bitrate`, `target_bitrate`, `variant_bitrates`. `clip` is the highest variant,
+    `variant` the one being sent.
     """
 
     kind = "video"
@@ -619,37 +714,100 @@ class PacedVideoTrack(_PacedTrack):
         record_send_times: bool = False,
         max_records: int = 10_000,
         cache_dir: str | os.PathLike[str] | None = None,
+        variants: tuple[VideoClip, ...] | list[VideoClip] | None = None,
+        start_bitrate: int | None = None,
     ) -> None:
-        if clip is None:
-            clip = encode_clip(marker=marker, cache_dir=cache_dir)
-        super().__init__(clip.packets, 1.0 / clip.fps, VIDEO_CLOCK_RATE)
-        self.clip = clip
-        self.marker = clip.marker
+        if variants is not None:
+            if clip is not None:
+                raise ValueError("pass either clip or variants, not both")
+            ladder = VariantLadder(variants)
+            if start_bitrate is not None:
+                ladder.start_at(start_bitrate)
+        else:
+            if clip is None:
+                clip = encode_clip(marker=marker, cache_dir=cache_dir)
+            ladder = VariantLadder([clip])
+        top = ladder.clips[-1]
+        super().__init__(ladder.current.packets, 1.0 / top.fps, VIDEO_CLOCK_RATE)
+        self._ladder = ladder
+        self.clip = top
+        self.marker = top.marker
         #: 3 when the clip has temporal layers (its packets carry `FrameLayer` opaques)
-        self.temporal_layers = clip.temporal_layers
+        self.temporal_layers = top.temporal_layers
         self.record_send_times = record_send_times
         self.max_records = max_records
         self.send_times: OrderedDict[int, float] = OrderedDict()
         self._index_times: dict[int, float] = {}
-        self._keyframes = clip.keyframe_indexes
+        self._keyframes = top.keyframe_indexes
         self._keyframe_wanted = False
         self._last_jump = -1.0
         self.keyframe_jumps = 0
         self.keyframes_sent = 0
+
+    # ------------------------------------------------------------------ variants
+
+    def set_target_bitrate(self, bps: int) -> None:
+        """The bitrate the receiver allows (bit/s): the next keyframe of the variant that
+        fits it switches to that variant (see the class doc). ValueError unless an int
+        >= 0 (nothing changes)."""
+        self._ladder.set_target(bps)
+
+    @property
+    def variant(self) -> VideoClip:
+        """The variant being sent."""
+        return self._ladder.current
+
+    @property
+    def current_bitrate(self) -> int:
+        """The measured bitrate (bit/s) of the variant being sent."""
+        return self._ladder.current.measured_bitrate
+
+    @property
+    def target_bitrate(self) -> int | None:
+        """The last target set (None: never)."""
+        return self._ladder.target
+
+    @property
+    def variant_bitrates(self) -> list[int]:
+        """The measured bitrate of every variant, lowest first."""
+        return self._ladder.bitrates
+
+    @property
+    def variant_switches(self) -> int:
+        """How many times the track moved to another variant."""
+        return self._ladder.switches
 
     def request_keyframe(self) -> None:
         """Send a keyframe next (jump ahead in the clip), at most every 0.3 s."""
         self._keyframe_wanted = True
 
     def _choose(self, position: int) -> int:
-        if self._keyframe_wanted:
+        ladder = self._ladder
+        wanted = ladder.wanted
+        index = position
+        if wanted < ladder.index and not ladder.clips[wanted].packets[position].keyframe:
+            # down: to the next keyframe now, as an encoder told to send less would
+            self._keyframe_wanted = False
+            self.keyframe_jumps += 1
+            index = self._next_keyframe(position)
+        elif self._keyframe_wanted:
             self._keyframe_wanted = False
             now = time.monotonic()
             if not self._packets[position].keyframe and now - self._last_jump >= 0.3:
                 self._last_jump = now
                 self.keyframe_jumps += 1
-                return next((k for k in self._keyframes if k > position), self._keyframes[0])
-        return position
+                index = self._next_keyframe(position)
+        # keyframes sit at the same positions in every variant: switch only at one
+        if wanted != ladder.index and ladder.clips[wanted].packets[index].keyframe:
+            self._switch(wanted)
+        return index
+
+    def _next_keyframe(self, position: int) -> int:
+        return next((k for k in self._keyframes if k > position), self._keyframes[0])
+
+    def _switch(self, index: int) -> None:
+        self._ladder.switch_to(index)
+        self._packets = self._ladder.current.packets
 
     def _sent(self, pts: int, index: int) -> None:
         if self._packets[index].keyframe:
