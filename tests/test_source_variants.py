@@ -22,7 +22,13 @@ from signaling.client import (
     marker_from_frame,
     sources,
 )
-from signaling.client.variants import VARIANT_HEADROOM, VariantLadder
+from signaling.client.variants import (
+    PROBE_GRACE,
+    PROBE_HOLD,
+    VARIANT_HEADROOM,
+    VariantLadder,
+)
+from tests.unit.fakes import FakeClock as StepClock
 
 #: keyframes at 0, 10 and 20 of 30 frames; bitrate variants at one size (1, 1/2, 1/4)
 SHAPE = {"width": 160, "height": 120, "fps": 15, "seconds": 2.0, "gop": 10}
@@ -288,3 +294,35 @@ async def test_a_receiver_decodes_across_resolution_switches(
     assert track.variant_switches == 2
     assert keyframe_markers and set(keyframe_markers) == {LADDER_MARKER}
     track.stop()
+
+
+def test_ladder_probes_up_when_the_remb_only_follows_what_it_receives(
+    variants: tuple[VideoClip, ...],
+) -> None:
+    """An AIMD REMB reports about 1.5 x what it receives: the ladder must try the next
+    variant itself, keep it while the REMB catches up, and back off when a probe fails."""
+    clock = StepClock()
+    ladder = VariantLadder(list(variants), clock=clock)
+    rates = ladder.bitrates
+    ladder.set_target(rates[0] - 1)  # a cap below the lowest: the lowest
+    ladder.switch_to(ladder.wanted)
+    assert ladder.index == 0
+    ladder.set_target(round(rates[0] * 1.5))  # the REMB follows what it gets
+    assert ladder.wanted == 0  # not yet: the hold
+    clock.advance(PROBE_HOLD)
+    assert ladder.wanted == 1  # the probe
+    ladder.switch_to(1)
+    assert ladder.wanted == 1  # the REMB (1.5 x the lowest) has not caught up: grace
+    ladder.set_target(round(rates[1] * 0.3))  # far below: a real cap, at once down
+    assert ladder.wanted == 0
+    ladder.switch_to(0)
+    clock.advance(PROBE_HOLD)
+    assert ladder.wanted == 0  # the failed probe doubled the hold
+    ladder.set_target(round(rates[0] * 1.5))
+    clock.advance(PROBE_HOLD)
+    assert ladder.wanted == 1
+    ladder.switch_to(1)
+    ladder.set_target(rates[1] * 2)  # the REMB caught up: it stays, and later probes on
+    clock.advance(PROBE_GRACE + PROBE_HOLD)
+    assert ladder.wanted == 2
+    assert ladder.probes == 2

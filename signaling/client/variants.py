@@ -6,14 +6,16 @@ less (or allows more).
 temporal-layer pattern and marker, each encoded at another bitrate and perhaps another
 picture size; see
 `sources.encode_clip_variants`), the target bitrate last set and the variant being sent.
-It holds no time and no task: `PacedVideoTrack` asks it, frame by frame, whether to switch
-(`wanted`), and tells it when it did (`switch_to`). Nothing to close.
+It reads a clock (to probe up, see `PROBE_HOLD`) but runs no task: `PacedVideoTrack`
+asks it, frame by frame, whether to switch (`wanted`), and tells it when it did
+(`switch_to`). Nothing to close.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -25,6 +27,17 @@ __all__ = ["VARIANT_HEADROOM", "VariantLadder"]
 
 #: A variant fits a target bitrate when its bitrate times this is at most the target.
 VARIANT_HEADROOM = 1.1
+#: Probing up: a receive-side estimator (aiortc's AIMD, the server's REMB) reports at most
+#: about 1.5 x what it receives, so a sender that waits for the REMB to fit the next
+#: variant never gets there. After `PROBE_HOLD` s on a variant the REMB carries with the
+#: headroom, the next one up is tried; for `PROBE_GRACE` s after moving up, a REMB that
+#: has not caught up yet moves it down only when below `PROBE_FLOOR` x its bitrate (a real
+#: cap or congestion). A probe undone within the grace doubles the hold (up to
+#: `MAX_PROBE_HOLD`).
+PROBE_HOLD = 5.0
+MAX_PROBE_HOLD = 40.0
+PROBE_GRACE = 6.0
+PROBE_FLOOR = 0.5
 
 
 class VariantLadder:
@@ -37,7 +50,13 @@ class VariantLadder:
     gop, frame count, keyframe positions, temporal layers, marker; the picture sizes may
     differ, as an encoder scales down under a tight cap)."""
 
-    def __init__(self, clips: Sequence[VideoClip], headroom: float = VARIANT_HEADROOM) -> None:
+    def __init__(
+        self,
+        clips: Sequence[VideoClip],
+        headroom: float = VARIANT_HEADROOM,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if not clips:
             raise ValueError("a variant ladder needs at least one clip")
         if not headroom >= 1.0:
@@ -57,6 +76,12 @@ class VariantLadder:
         self.index = len(self.clips) - 1
         self.target: int | None = None
         self.switches = 0
+        #: moves up (a REMB that allows more, or a probe of the next variant)
+        self.probes = 0
+        self._clock = clock
+        self._changed_at = clock()
+        self._grace_until = float("-inf")
+        self._hold = PROBE_HOLD
 
     @property
     def current(self) -> VideoClip:
@@ -85,7 +110,18 @@ class VariantLadder:
         for i, clip in enumerate(self.clips):
             if clip.measured_bitrate * self.headroom <= self.target:
                 best = i
+        index, now = self.index, self._clock()
+        if best < index:
+            if now < self._grace_until and self.target >= PROBE_FLOOR * self.current_rate:
+                return index  # probing: the REMB has not caught up yet
+            return best
+        if best == index < len(self.clips) - 1 and now - self._changed_at >= self._hold:
+            return index + 1  # carried comfortably for a while: try the next one
         return best
+
+    @property
+    def current_rate(self) -> int:
+        return self.current.measured_bitrate
 
     def start_at(self, bps: int) -> None:
         """Before anything is sent: take `bps` as the target (an encoder's start bitrate)
@@ -106,6 +142,16 @@ class VariantLadder:
                 self.clips[index].measured_bitrate,
                 self.target,
             )
+            now = self._clock()
+            if index > self.index:
+                self.probes += 1
+                self._grace_until = now + PROBE_GRACE
+            elif now < self._grace_until + PROBE_HOLD:
+                self._hold = min(2 * self._hold, MAX_PROBE_HOLD)  # that probe failed
+                self._grace_until = float("-inf")
+            else:
+                self._hold = PROBE_HOLD
+            self._changed_at = now
             self.index = index
             self.switches += 1
 
