@@ -127,7 +127,120 @@ def build_parser() -> argparse.ArgumentParser:
         "the joins, stopped after the window); the files are summarised",
     )
     p.add_argument("--admin-token", default=None, help="with --url --record: the admin token")
+    p.add_argument(
+        "--layers",
+        type=int,
+        choices=(1, 3),
+        default=1,
+        help="temporal layers of the bots' VP8 (3: L1T3, the layer ids in the descriptor)",
+    )
+    net = p.add_argument_group(
+        "emulated network (benchmarks.netbench; root, iproute2 and nftables needed)"
+    )
+    net.add_argument(
+        "--net", action="store_true", help="server and every bot in their own network hosts"
+    )
+    net.add_argument(
+        "--net-rate",
+        type=_positive,
+        default=None,
+        metavar="KBIT",
+        help="link rate, kbit/s (default unlimited)",
+    )
+    net.add_argument(
+        "--net-rate-dir",
+        choices=("down", "up", "both"),
+        default="down",
+        help="which direction --net-rate shapes (down: server -> client)",
+    )
+    net.add_argument(
+        "--net-buffer",
+        type=_positive,
+        default=250.0,
+        metavar="MS",
+        help="queue in front of the rate limit, ms at the rate (250)",
+    )
+    net.add_argument(
+        "--net-loss",
+        type=_percent,
+        default=0.0,
+        metavar="PCT",
+        help="random loss, %%, both directions",
+    )
+    net.add_argument(
+        "--net-loss-up",
+        type=_percent,
+        default=None,
+        metavar="PCT",
+        help="random loss client -> server, %% (overrides --net-loss)",
+    )
+    net.add_argument(
+        "--net-loss-down",
+        type=_percent,
+        default=None,
+        metavar="PCT",
+        help="random loss server -> client, %% (overrides --net-loss)",
+    )
+    net.add_argument(
+        "--net-target",
+        choices=("all", "one"),
+        default="all",
+        help="impair every client's link, or only p0's (the constrained one)",
+    )
+    net.add_argument(
+        "--net-matrix",
+        action="store_true",
+        help="the issue's table: loss 0/2/5/10 %% on all links, p0's downlink "
+        "unlimited/1000/500/300 kbit/s",
+    )
+    net.add_argument(
+        "--publisher-adapt",
+        choices=("on", "off"),
+        default="on",
+        help="bots publish variants of their clip (640x480 at the bitrate, 320x240 at 1/3, "
+        "160x120 at 1/8) and follow the server's REMB between them (on), or one clip and "
+        "ignore REMB (off)",
+    )
+    net.add_argument(
+        "--net-chromium",
+        action="store_true",
+        help="also one run per condition with Chromium as p0 (its getStats)",
+    )
     return p
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
+def _percent(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"a percentage is within 0..100: {text!r}")
+    return value
+
+
+def network_mode(args: argparse.Namespace) -> bool:
+    """True when any network flag asks for the emulated network."""
+    return bool(
+        args.net
+        or args.net_matrix
+        or args.net_chromium
+        or args.net_rate
+        or args.net_loss
+        or args.net_loss_up
+        or args.net_loss_down
+        or args.net_target != "all"
+    )
 
 
 def plan_runs(args: argparse.Namespace) -> list[tuple[str, int]]:
@@ -287,6 +400,7 @@ def run_once(
                 args.cache_dir,
                 planned_end,
                 subscriber=args.subscriber,
+                layers=args.layers,
             )
             proc = ctx.Process(target=run_worker, args=(spec, status, results, stop), daemon=True)
             proc.start()
@@ -401,7 +515,12 @@ def prepare_clips(args: argparse.Namespace, runs: Sequence[tuple[str, int]]) -> 
 
     largest = max(n for _, n in runs) * args.rooms
     for marker in range(min(16, largest)):
-        encode_clip(marker=marker, bitrate=args.bitrate, cache_dir=args.cache_dir)
+        encode_clip(
+            marker=marker,
+            bitrate=args.bitrate,
+            cache_dir=args.cache_dir,
+            temporal_layers=args.layers,
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -412,6 +531,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.participants < 1 or args.rooms < 1 or args.duration <= 0 or args.warmup < 0:
         print("sfu-bench: error: bad --participants/--rooms/--duration/--warmup", file=sys.stderr)
         return 2
+    if network_mode(args):
+        if args.url or args.rooms != 1 or args.sweep or args.compare or args.server_workers > 1:
+            print(
+                "sfu-bench: error: the network option runs its own server, one room: "
+                "not with --url, --rooms, --sweep, --compare or --server-workers",
+                file=sys.stderr,
+            )
+            return 2
+        if not 2 <= args.participants <= 16:
+            print("sfu-bench: error: --participants 2-16 with the network option", file=sys.stderr)
+            return 2
+        from benchmarks import netbench
+
+        return netbench.run_cli(args)
     runs = plan_runs(args)
     progress = Progress(not args.quiet)
     if not args.quiet:

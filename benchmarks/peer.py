@@ -27,7 +27,7 @@ import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from benchmarks.metrics import watermark
-from sfu.compat.light_receiver import LightFrame
+from sfu.compat.light_receiver import LightFrame, light_receiver_hook
 from sfu.frame_assembler import EncodedFrame
 from signaling.client import PacedAudioTrack, PacedVideoTrack, RemoteTrack, SfuClient
 
@@ -48,6 +48,8 @@ class StampedVideoTrack(MediaStreamTrack):
     def __init__(self, inner: PacedVideoTrack) -> None:
         super().__init__()
         self.inner = inner
+        #: the clip's temporal layers (3: the client sends the VP8 layer descriptor)
+        self.temporal_layers = inner.temporal_layers
         self.pts = array("q")
         self.times = array("d")
         self._n = 0
@@ -65,6 +67,10 @@ class StampedVideoTrack(MediaStreamTrack):
 
     def request_keyframe(self) -> None:
         self.inner.request_keyframe()
+
+    def set_target_bitrate(self, bps: int) -> None:
+        """The server's REMB, for the inner track's bitrate variants."""
+        self.inner.set_target_bitrate(bps)
 
     def stop(self) -> None:
         self.inner.stop()
@@ -103,6 +109,12 @@ class ReceivedStream:
     publisher: str | None
     rtp: array[int] = field(default_factory=lambda: array("q"))
     arrivals: array[float] = field(default_factory=lambda: array("d"))
+    #: light subscribers: the SSRC's unrecovered packet losses so far, at each frame
+    lost: array[int] = field(default_factory=lambda: array("q"))
+    #: light subscribers: extended RTP sequence number of each frame's last packet
+    seqs: array[int] = field(default_factory=lambda: array("q"))
+    #: light subscribers: extended sequence numbers never received (`collect_holes`)
+    holes: list[int] = field(default_factory=list)
     bytes: int = 0
     keyframes: int = 0
 
@@ -114,6 +126,9 @@ class ReceivedStream:
             "publisher": self.publisher,
             "rtp": self.rtp.tolist(),
             "arrivals": self.arrivals.tolist(),
+            "lost": self.lost.tolist(),
+            "seqs": self.seqs.tolist(),
+            "holes": self.holes,
             "bytes": self.bytes,
             "keyframes": self.keyframes,
         }
@@ -145,6 +160,7 @@ class BenchParticipant:
         self.offer_at: float | None = None
         self.answer_at: float | None = None
         self.first_remote_video: float | None = None
+        self._remotes: dict[int, RemoteTrack] = {}
         self._closed = False
 
     async def join(self) -> None:
@@ -158,18 +174,26 @@ class BenchParticipant:
         result = await self.client.join(self.room, self.name)
         self.id = result.id
 
-    async def publish(self, video: MediaStreamTrack | None, audio: MediaStreamTrack | None) -> None:
+    async def publish(
+        self,
+        video: MediaStreamTrack | None,
+        audio: MediaStreamTrack | None,
+        *,
+        adapt_bitrate: bool = True,
+    ) -> None:
         assert self.client is not None
         self.offer_at = time.monotonic()
-        await self.client.publish(video=video, audio=audio)
+        await self.client.publish(video=video, audio=audio, adapt_bitrate=adapt_bitrate)
         self.answer_at = time.monotonic()
         # a participant whose peer connection never connects is a failed join
         await self.client.wait_connected(self.timeout)
 
     def _on_frame(self, remote: RemoteTrack, frame: Any) -> None:
         now = time.monotonic()
+        lost = seq = -1
         if isinstance(frame, LightFrame):
             size = frame.size
+            lost, seq = frame.lost, frame.seq
         elif isinstance(frame, EncodedFrame):
             size = len(frame.data)
         else:
@@ -180,14 +204,28 @@ class BenchParticipant:
             stream = self.streams[key] = ReceivedStream(
                 remote.mid, remote.kind, frame.ssrc, remote.participant_id
             )
+            self._remotes[key] = remote
         stream.rtp.append(frame.timestamp)
         stream.arrivals.append(now)
+        if lost >= 0:
+            stream.lost.append(lost)
+            stream.seqs.append(seq)
         stream.bytes += size
         if remote.kind == "video":
             if frame.keyframe:
                 stream.keyframes += 1
             if self.first_remote_video is None:
                 self.first_remote_video = now
+
+    def collect_holes(self) -> None:
+        """Light subscribers: copy each stream's unrecovered sequence numbers from its
+        receiver's light hook into `ReceivedStream.holes` (call before `close()`)."""
+        for key, stream in self.streams.items():
+            remote = self._remotes.get(key)
+            hook = light_receiver_hook(remote.receiver) if remote is not None else None
+            loss = hook.loss.get(stream.ssrc) if hook is not None else None
+            if loss is not None:
+                stream.holes = loss.holes()
 
     def counters(self) -> dict[str, Any]:
         client = self.client

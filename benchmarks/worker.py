@@ -20,6 +20,9 @@ from typing import Any
 from benchmarks.peer import BenchParticipant, CountingAudioTrack, StampedVideoTrack
 
 JOIN_TIMEOUT = 30.0
+#: An adapting bot starts with the variant that fits this, as libwebrtc's encoders start
+#: at 300 kbit/s, and moves up as the server's REMB allows.
+START_BITRATE = 300_000
 #: The worker gives up waiting for `stop` after this long past the planned end.
 STOP_GRACE = 60.0
 
@@ -45,6 +48,21 @@ class WorkerSpec:
     extra: dict[str, Any] = field(default_factory=dict)
     #: "light" or "full" (`benchmarks.peer.SUBSCRIBER_MODES`)
     subscriber: str = "full"
+    #: temporal layers of the published VP8 clip: 1, or 3 (L1T3)
+    layers: int = 1
+    #: publish bitrate variants of the clip and follow the server's REMB between them
+    #: (`PacedVideoTrack.set_target_bitrate`); False: one clip, REMB ignored
+    publisher_adapt: bool = False
+
+
+def _variant_figures(track: Any) -> dict[str, Any]:
+    """What a `PacedVideoTrack` did with its bitrate variants."""
+    return {
+        "variantSwitches": track.variant_switches,
+        "videoBitrate": track.current_bitrate,
+        "targetBitrate": track.target_bitrate,
+        "variantBitrates": track.variant_bitrates,
+    }
 
 
 def run_worker(spec: WorkerSpec, status: Any, results: Any, stop: Any) -> None:
@@ -56,22 +74,32 @@ def run_worker(spec: WorkerSpec, status: Any, results: Any, stop: Any) -> None:
 
     IcePolicy(["127.0.0.1"]).install()
     try:
-        out = asyncio.run(_run(spec, status, stop))
+        out = asyncio.run(run_participants(spec, status, stop))
     except BaseException:  # report, never hang the parent
         out = {"pid": os.getpid(), "error": traceback.format_exc(), "participants": []}
     results.put(out)
 
 
-async def _run(spec: WorkerSpec, status: Any, stop: Any) -> dict[str, Any]:
+async def run_participants(spec: WorkerSpec, status: Any, stop: Any) -> dict[str, Any]:
+    """Run `spec`'s participants on this loop until `stop.is_set()` (polled; bounded by
+    `spec.planned_end` + `STOP_GRACE`); `status.put(("joined", name, ok, error))` per join.
+    Returns the raw result dict (see the module doc)."""
     from signaling.client import (
         PacedAudioTrack,
         PacedVideoTrack,
         encode_audio_clip,
         encode_clip,
+        encode_clip_variants,
     )
 
+    encode = encode_clip_variants if spec.publisher_adapt else encode_clip
     clips = {
-        p.marker: encode_clip(marker=p.marker, bitrate=spec.bitrate, cache_dir=spec.cache_dir)
+        p.marker: encode(
+            marker=p.marker,
+            bitrate=spec.bitrate,
+            cache_dir=spec.cache_dir,
+            temporal_layers=spec.layers,
+        )
         for p in spec.participants
     }
     audio_clip = encode_audio_clip() if spec.audio else None
@@ -88,14 +116,20 @@ async def _run(spec: WorkerSpec, status: Any, stop: Any) -> dict[str, Any]:
         try:
             async with asyncio.timeout(JOIN_TIMEOUT):
                 await peer.join()
-                video = StampedVideoTrack(PacedVideoTrack(clips[p.marker]))
+                clip = clips[p.marker]
+                paced = (
+                    PacedVideoTrack(variants=clip, start_bitrate=START_BITRATE)
+                    if isinstance(clip, tuple)
+                    else PacedVideoTrack(clip)
+                )
+                video = StampedVideoTrack(paced)
                 audio = (
                     CountingAudioTrack(PacedAudioTrack(audio_clip))
                     if audio_clip is not None
                     else None
                 )
                 info["video"], info["audio"] = video, audio
-                await peer.publish(video, audio)
+                await peer.publish(video, audio, adapt_bitrate=spec.publisher_adapt)
             info["ok"] = True
         except BaseException as exc:
             info["error"] = f"{type(exc).__name__}: {exc}"
@@ -115,6 +149,7 @@ async def _run(spec: WorkerSpec, status: Any, stop: Any) -> dict[str, Any]:
     stopped_at = time.monotonic()
     out: list[dict[str, Any]] = []
     for p, peer, info in peers:
+        peer.collect_holes()
         video: StampedVideoTrack | None = info["video"]
         audio: CountingAudioTrack | None = info["audio"]
         out.append(
@@ -133,6 +168,7 @@ async def _run(spec: WorkerSpec, status: Any, stop: Any) -> dict[str, Any]:
                 "videoPts": video.pts.tolist() if video else [],
                 "videoTimes": video.times.tolist() if video else [],
                 "keyframeJumps": video.inner.keyframe_jumps if video else 0,
+                **(_variant_figures(video.inner) if video else {}),
                 "audioTimes": audio.times.tolist() if audio else [],
                 "streams": [s.to_dict() for s in peer.streams.values()],
             }

@@ -49,11 +49,17 @@ class SfuConfig:
     forwarding: ForwardingMode = "passthrough"
     send_path: SendPath = "lean"
     receive_path: ReceivePath = "lean"
+    #: each subscriber's downlink estimate picks the temporal layers of its videos and
+    #: pauses a video whose base layer does not fit (`--downlink-adaptation`)
+    adapt_downlink: bool = True
     max_participants: int = 16
     max_rooms: int = 100
     chat_history: int = 100
     chat_burst: int = 5
     chat_per_second: float = 2.0
+    #: `video pause` rate limit per participant (a hidden page pauses every tile at once)
+    video_pause_burst: int = 64
+    video_pause_per_second: float = 10.0
     negotiation_timeout: float = 15.0
     initial_offer_grace: float = 1.5
     pc_close_timeout: float = 5.0

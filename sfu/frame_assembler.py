@@ -25,6 +25,14 @@ PLI_REPEAT_TICKS = 90000
 
 _VP8_S_BIT = 0x10
 _VP8_PID_MASK = 0x07
+_VP8_X_BIT = 0x80
+_VP8_I_BIT = 0x80
+_VP8_L_BIT = 0x40
+_VP8_T_BIT = 0x20
+_VP8_M_BIT = 0x80
+#: (TID, Y) for the top three bits of the descriptor's TID|Y|KEYIDX byte (no allocation)
+_TID_Y = tuple((bits >> 1, bool(bits & 1)) for bits in range(8))
+_NO_LAYER: tuple[int | None, bool] = (None, False)
 
 
 @dataclass(slots=True)
@@ -32,13 +40,18 @@ class EncodedFrame:
     """One complete encoded frame: depayloaded codec data and its 32-bit RTP timestamp.
 
     `audio_level` is the RFC 6464 `(voice, -dBov)` pair of an audio packet's header
-    extension as aiortc parsed it (the same tuple object: no allocation), or None."""
+    extension as aiortc parsed it (the same tuple object: no allocation), or None.
+    `tid` is the VP8 temporal layer id of the frame's first packet's payload descriptor
+    (None when the publisher writes no TID: T bit clear) and `layer_sync` its Y bit (the
+    frame depends only on base-layer frames)."""
 
     data: bytes
     timestamp: int
     keyframe: bool
     ssrc: int
     audio_level: tuple[bool, int] | None = None
+    tid: int | None = None
+    layer_sync: bool = False
 
 
 FrameSink = Callable[[EncodedFrame], None]
@@ -266,7 +279,8 @@ class FrameAssembler:
                 continue
             self._need_keyframe = False
             self._pli_ts = None
-            self._emit(data, ts, keyframe)
+            tid, sync = vp8_temporal_layer(first.payload)
+            self._emit(data, ts, keyframe, None, tid, sync)
 
     def _skip_head(self) -> None:
         """Give up on the head frame: resume at the next frame start after it."""
@@ -320,15 +334,43 @@ class FrameAssembler:
         timestamp: int,
         keyframe: bool,
         audio_level: tuple[bool, int] | None = None,
+        tid: int | None = None,
+        layer_sync: bool = False,
     ) -> None:
         self.frames += 1
         self.bytes += len(data)
         if keyframe:
             self.keyframes += 1
         assert self.ssrc is not None
-        self.on_frame(EncodedFrame(data, timestamp, keyframe, self.ssrc, audio_level))
+        self.on_frame(
+            EncodedFrame(data, timestamp, keyframe, self.ssrc, audio_level, tid, layer_sync)
+        )
 
 
 def _is_start(packet: RtpPacket) -> bool:
     payload = packet.payload
     return bool(payload) and (payload[0] & _VP8_S_BIT) != 0 and (payload[0] & _VP8_PID_MASK) == 0
+
+
+def vp8_temporal_layer(payload: bytes) -> tuple[int | None, bool]:
+    """`(TID, Y)` of a VP8 RTP payload descriptor (RFC 7741 section 4.2), `(None, False)`
+    when it carries no temporal layer (X or T bit clear) or is truncated.
+
+    Layout: byte 0 `X|R|N|S|R|PID`; when X, byte 1 `I|L|T|K|RSV`; when I, a 7- or 15-bit
+    PictureID (M bit); when L, TL0PICIDX; when T or K, `TID(2)|Y(1)|KEYIDX(5)`."""
+    size = len(payload)
+    if size < 2 or not payload[0] & _VP8_X_BIT:
+        return _NO_LAYER
+    ext = payload[1]
+    if not ext & _VP8_T_BIT:
+        return _NO_LAYER
+    pos = 2
+    if ext & _VP8_I_BIT:
+        if size <= pos:
+            return _NO_LAYER
+        pos += 2 if payload[pos] & _VP8_M_BIT else 1
+    if ext & _VP8_L_BIT:
+        pos += 1
+    if size <= pos:
+        return _NO_LAYER
+    return _TID_Y[payload[pos] >> 5]

@@ -21,9 +21,11 @@ from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcconfiguration import RTCBundlePolicy
 from aiortc.sdp import candidate_from_sdp
 
+from sfu.allocator import SubscriberAllocator
 from sfu.compat.negotiation import create_offer_keeping_negotiated, pin_negotiated_codecs
 from sfu.compat.rtp_guard import guard_peer_connection
 from sfu.config import SfuConfig
+from sfu.downlink import DownlinkEstimate
 from sfu.errors import SfuError
 from sfu.published_track import PublishedTrack
 from sfu.sdp_check import check_offer
@@ -47,7 +49,8 @@ def pin_codecs(transceiver: RTCRtpTransceiver) -> None:
 
 class Participant:
     """Owns ONE `RTCPeerConnection`, its negotiation lock, its `PublishedTrack`s and the
-    `SendSlot`s that carry other participants' tracks to it.
+    `SendSlot`s that carry other participants' tracks to it, and the `DownlinkEstimate` of
+    its peer connection's downlink (`downlink`), fed by all its send slots.
 
     `close()` is idempotent: it stops the negotiation task, closes every track it publishes
     (whose subscribers' slots release themselves at once and renegotiate), closes its send
@@ -68,6 +71,7 @@ class Participant:
         peer_connection: PeerConnectionFactory = RTCPeerConnection,
         malformed_total: Counter[str] | None = None,
         level_sink: Callable[[str, int, bool], None] | None = None,
+        notify: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
         self.can_publish = can_publish
         #: malformed datagrams dropped on this participant's transports, by kind
@@ -76,6 +80,10 @@ class Participant:
         self._malformed_total = malformed_total
         #: gets (participant id, -dBov, voice) for each audio frame it publishes
         self._level_sink = level_sink
+        #: sends one server event to this participant (`video state`); None: not sent
+        self._notify = notify
+        #: the last `video state` told per slot (absent: "active")
+        self._video_states: dict[SendSlot, str] = {}
         self._peer_connection = peer_connection
         self.id = participant_id
         self.name = name
@@ -106,6 +114,13 @@ class Participant:
         self._state_changed = asyncio.Event()
         self._closed = False
         self.negotiation_failures = 0
+        self._downlink_budget: Callable[[], int | None] | None = None
+        self._allocator: SubscriberAllocator | None = None
+        #: what this participant's downlink can take, from its feedback on our streams
+        self.downlink = DownlinkEstimate(sent_bytes=self._octets_sent)
+        if config.adapt_downlink:
+            # the estimate drives the layers, and the link pause, of this subscriber's videos
+            self.downlink_budget = self.downlink.bitrate
 
     # ------------------------------------------------------------------ info
 
@@ -149,12 +164,38 @@ class Participant:
     def send_slots(self) -> list[SendSlot]:
         return list(self._slots)
 
+    def _octets_sent(self) -> int:
+        """Payload bytes sent to this participant so far, over all its send slots."""
+        return sum(slot.octets_sent() for slot in self._slots)
+
     def connection_state(self) -> str:
         return "new" if self._pc is None else str(self._pc.connectionState)
 
     def subscriptions(self) -> list[tuple[PublishedTrack, SubscribedTrack]]:
         """(published track, the slot's track) for every slot currently sending."""
         return [(s.published, s.track) for s in self._slots if s.published is not None]
+
+    # ------------------------------------------------------------------ downlink budget
+
+    @property
+    def downlink_budget(self) -> Callable[[], int | None] | None:
+        """The bps this participant's downlink can take (None from the callable: unknown);
+        None: no budget, every video layer is forwarded."""
+        return self._downlink_budget
+
+    @downlink_budget.setter
+    def downlink_budget(self, budget: Callable[[], int | None] | None) -> None:
+        """Share `budget` between this participant's video send slots (a new
+        `SubscriberAllocator`; the current and future slots use it)."""
+        self._downlink_budget = budget
+        self._allocator = None if budget is None else SubscriberAllocator(budget)
+        for slot in self._slots:
+            if slot.kind == "video":
+                slot.track.set_allocator(self._allocator)
+
+    @property
+    def allocator(self) -> SubscriberAllocator | None:
+        return self._allocator
 
     # ------------------------------------------------------------------ peer connection
 
@@ -379,6 +420,51 @@ class Participant:
                 pub.paused = muted
         return before != muted
 
+    # ------------------------------------------------------------------ viewer pause
+
+    def set_viewer_paused(self, publisher_id: str, source: str, paused: bool) -> None:
+        """Stop (True) or resume (False) forwarding to us the `source` video of
+        `publisher_id` (we do not show it); `not_found` when no slot carries it."""
+        slots = [s for s in self._slots if s.published is not None and s.kind == "video"]
+        from_publisher = [
+            s for s in slots if s.published and s.published.publisher_id == publisher_id
+        ]
+        slot = next(
+            (s for s in from_publisher if s.published and s.published.source == source), None
+        )
+        if slot is None:
+            if not from_publisher:
+                raise SfuError(
+                    "not_found", f"you receive no video from participant {publisher_id!r}"
+                )
+            raise SfuError("not_found", f"participant {publisher_id} sends you no {source} video")
+        slot.set_viewer_paused(paused)
+
+    def _video_state(self, slot: SendSlot, state: str) -> None:
+        """A slot's video forwarding state changed: tell this participant (`video state`),
+        once per change. Viewer pause wins over the link state."""
+        pub = slot.published
+        if pub is None:
+            return
+        if slot.track.viewer_paused:
+            state = "paused-viewer"
+        if self._video_states.get(slot, "active") == state:
+            return
+        self._video_states[slot] = state
+        notify = self._notify
+        if notify is None:
+            return
+        layer = getattr(slot.track, "max_tid", None) if state == "active" else None
+        notify(
+            "video state",
+            {
+                "participantId": pub.publisher_id,
+                "source": pub.source,
+                "state": state,
+                "layer": layer,
+            },
+        )
+
     # ------------------------------------------------------------------ server offers
 
     def schedule_sync(self) -> None:
@@ -513,9 +599,17 @@ class Participant:
                 # lean only for encoded frames: a transcoding sender encodes av.Frames
                 lean = self._config.send_path == "lean" and self._config.forwarding == "passthrough"
                 slot = SendSlot(
-                    transceiver, track, self._slot_freed, send_path="lean" if lean else "stock"
+                    transceiver,
+                    track,
+                    self._slot_freed,
+                    send_path="lean" if lean else "stock",
+                    downlink=self.downlink,
                 )
+                slot.on_video_state = lambda state, slot=slot: self._video_state(slot, state)
+                if self._allocator is not None and pub.kind == "video":
+                    track.set_allocator(self._allocator)
                 self._slots.append(slot)
+            self._video_states.pop(slot, None)  # a new subscription starts active
             slot.attach(pub)
             changed = True
         return changed
@@ -545,6 +639,7 @@ class Participant:
         for slot in self._slots:
             slot.close()
         self._slots.clear()
+        self._video_states.clear()
         pc, self._pc = self._pc, None
         if pc is not None:
             try:

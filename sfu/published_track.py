@@ -18,9 +18,11 @@ from aiortc.rtcrtpreceiver import RTCRtpReceiver
 
 from sfu.compat.receiver import ReceiverHook, install_receiver_sink
 from sfu.compat.relay import bound_relay_proxy, end_relay_proxy
+from sfu.compat.remb import MIN_PUBLISHER_BITRATE
 from sfu.config import ReceivePath
 from sfu.frame_assembler import AssemblerStats, EncodedFrame
 from sfu.keyframe_throttle import KEYFRAME_INTERVAL, CallLater, KeyframeThrottle, ThrottleStats
+from sfu.layers import MAX_TID, FrameLayer, LayerMeter
 from sfu.wire import Kind, Source
 
 if TYPE_CHECKING:
@@ -32,6 +34,7 @@ CLOCK_RATES = {"video": 90000, "audio": 48000}
 #: Nominal frame duration (RTP ticks) used to keep pts monotonic across discontinuities.
 FRAME_TICKS = {"video": 3000, "audio": 960}
 QUEUE_LIMIT = 64
+NO_CUT = MAX_TID + 1
 
 Mode = Literal["passthrough", "transcode"]
 
@@ -68,7 +71,13 @@ class PublishedTrack(MediaStreamTrack):
     send slot reused for a later publisher keeps increasing timestamps without rewriting
     packets). `push()` never blocks: while paused frames are dropped; on overflow a video
     frame is dropped; in both cases video resumes at a keyframe (audio drops its oldest).
+    An overflow that drops a frame above the base layer only stops that layer (and those
+    above) until its next layer-sync frame.
     Transcode: the relay's source is aiortc's decoded track; this track's queue stays empty.
+
+    Each packet of a frame with a VP8 temporal layer id carries `packet.opaque =
+    FrameLayer(tid, sync)` (None otherwise). The track measures what its publisher sends
+    (paused or not): `bitrate()` and `layer_bitrates()` over the last second.
 
     Every upstream keyframe request (new subscriber, a subscriber gated to a keyframe, a
     subscriber's PLI/FIR, the assembler's loss, a drop here, a resume) goes through ONE
@@ -118,11 +127,14 @@ class PublishedTrack(MediaStreamTrack):
         self._ended = False
         self._paused = False
         self._need_keyframe = False
+        #: frames of this temporal layer and above are dropped (after an overflow drop)
+        self._layer_cut = NO_CUT
         self._ssrc: int | None = None
         self._last_ts = 0
         self._pts: int | None = None
         self._drain: MediaStreamTrack | None = None
         self._drain_task: asyncio.Task[None] | None = None
+        self._meter = LayerMeter(self._clock)
         # counters
         self.frames = 0
         self.keyframes = 0
@@ -130,6 +142,8 @@ class PublishedTrack(MediaStreamTrack):
         self.drops = 0
         #: the last RFC 6464 level (-dBov, 127 = silence) of an audio frame, None before
         self.audio_level: int | None = None
+        #: the publisher cap (bps) the server's REMB holds this video to; None: no cap
+        self.bitrate_cap: int | None = None
         #: called with (publisher_id, -dBov, voice) per audio frame carrying a level while
         #: not paused (the room's active-speaker detector); None: nobody listens
         self.level_sink: Callable[[str, int, bool], None] | None = None
@@ -206,15 +220,20 @@ class PublishedTrack(MediaStreamTrack):
     # ------------------------------------------------------------------ subscribers
 
     def subscribe(
-        self, subscriber: SubscribedTrack, maxsize: int, on_drop: Callable[[], None]
+        self,
+        subscriber: SubscribedTrack,
+        maxsize: int,
+        on_drop: Callable[[], None],
+        on_layer_drop: Callable[[int], None] | None = None,
     ) -> MediaStreamTrack:
-        """A bounded relay proxy for `subscriber` (`on_drop` counts its overflow drops).
+        """A bounded relay proxy for `subscriber`: on overflow it drops the highest
+        temporal layer first (`on_layer_drop(tid)`), else the oldest item (`on_drop()`).
 
         The subscriber is referenced weakly, only to tell it when this track closes."""
         if self.closed:
             raise RuntimeError("published track is closed")
         proxy = self.relay.subscribe(self._relay_source, buffered=True)
-        bound_relay_proxy(proxy, maxsize, on_drop)
+        bound_relay_proxy(proxy, maxsize, on_drop, on_layer_drop)
         self._subscribers.add(subscriber)
         return proxy
 
@@ -243,6 +262,8 @@ class PublishedTrack(MediaStreamTrack):
         self._advance_pts(frame)
         self.frames += 1
         self.bytes += len(frame.data)
+        tid = frame.tid
+        self._meter.add(len(frame.data), tid, frame.keyframe)
         if frame.keyframe:
             self.keyframes += 1
         level = frame.audio_level
@@ -262,8 +283,15 @@ class PublishedTrack(MediaStreamTrack):
                     self.request_keyframe()
                     return
                 self._need_keyframe = False
+                self._layer_cut = NO_CUT
+            if self._layer_cut < NO_CUT and tid is not None and not self._pass_cut(frame, tid):
+                self.drops += 1
+                return
             if queue.qsize() >= self._maxsize:
                 self.drops += 1
+                if tid:  # a frame above the base layer: that layer stops until its sync
+                    self._layer_cut = min(self._layer_cut, tid, MAX_TID)
+                    return
                 self._need_keyframe = True
                 self.request_keyframe()
                 return
@@ -275,7 +303,23 @@ class PublishedTrack(MediaStreamTrack):
         packet.dts = self._pts
         packet.time_base = self.time_base
         packet.is_keyframe = frame.keyframe
+        if tid is not None:
+            packet.opaque = FrameLayer.for_packet(tid, frame.layer_sync)
         queue.put_nowait(packet)
+
+    def _pass_cut(self, frame: EncodedFrame, tid: int) -> bool:
+        """After a queue overflow dropped a frame of layer `_layer_cut`: drop that layer and
+        those above until a keyframe or that layer's next sync frame."""
+        if frame.keyframe:
+            self._layer_cut = NO_CUT
+            return True
+        cut = self._layer_cut
+        if tid < cut:
+            return True
+        if tid == cut and frame.layer_sync:
+            self._layer_cut = cut + 1 if cut < MAX_TID else NO_CUT
+            return True
+        return False
 
     def _advance_pts(self, frame: EncodedFrame) -> None:
         ts = frame.timestamp
@@ -312,6 +356,18 @@ class PublishedTrack(MediaStreamTrack):
             queue.get_nowait()
         queue.put_nowait(None)
 
+    # ------------------------------------------------------------------ rates
+
+    def bitrate(self) -> int:
+        """What the publisher sent over the last second, in bps (paused or not)."""
+        return self._meter.bitrate()
+
+    def layer_bitrates(self) -> tuple[int, ...]:
+        """Cumulative bps of temporal layers `(TID<=0, TID<=1, ...)` over the last second,
+        keyframes left out, up to the highest TID seen; empty when no frame carried a TID
+        (untagged video, audio)."""
+        return self._meter.layer_bitrates()
+
     # ------------------------------------------------------------------ keyframes
 
     def request_keyframe(self) -> None:
@@ -339,6 +395,25 @@ class PublishedTrack(MediaStreamTrack):
         if not value and self._video:
             self._need_keyframe = True
             self.request_keyframe()
+
+    # ------------------------------------------------------------------ publisher cap
+
+    def cap_bitrate(self, bps: int | None) -> None:
+        """Ask the publisher to send at most `bps` (floored at `MIN_PUBLISHER_BITRATE`)
+        through the REMB the server's receiver sends it; None lifts the cap. Only a
+        passthrough video (whose receiver sends REMB) is affected; bad input raises
+        ValueError and changes nothing."""
+        if bps is not None and (isinstance(bps, bool) or not isinstance(bps, int) or bps <= 0):
+            raise ValueError(f"a bitrate cap must be a positive int or None, got {bps!r}")
+        cap = None if bps is None else max(bps, MIN_PUBLISHER_BITRATE)
+        estimator = self.hook.estimator if self.hook is not None else None
+        if estimator is not None:
+            estimator.set_cap(cap)
+        if cap != self.bitrate_cap:
+            logger.info(
+                "%s %s of %s: publisher cap %s", self.kind, self.key, self.publisher_id, cap
+            )
+        self.bitrate_cap = cap
 
     # ------------------------------------------------------------------ stats / close
 

@@ -19,6 +19,7 @@ from sfu.config import SfuConfig
 from sfu.errors import SfuError
 from sfu.participant import Participant, PeerConnectionFactory
 from sfu.published_track import PublishedTrack
+from sfu.publisher_cap import PublisherCapPolicy
 from sfu.room_recording import RoomRecording
 from sfu.signaler import Signaler
 from sfu.wire import Kind
@@ -28,10 +29,12 @@ logger = logging.getLogger(__name__)
 
 class Room:
     """Owns its participants, chat history, active-speaker detector (with the task that
-    ticks it and broadcasts `active speaker`) and its running `RoomRecording`, if any.
+    ticks it and broadcasts `active speaker`), its publisher cap policy (with its task:
+    `sfu.publisher_cap`) and its running `RoomRecording`, if any.
     Every participant receives every other participant's publications. `close()`
     (idempotent) cancels the detector task, stops the recording and closes every
-    participant; the last participant leaving does the first two as well.
+    participant; the last participant leaving does the first two as well, and both stop
+    the publisher cap policy (lifting its caps).
 
     Failures a participant reports (ICE failed, negotiation failed) are handled here by
     removing it; `on_empty` tells the owner when the last participant has gone.
@@ -66,6 +69,8 @@ class Room:
         self.recording: RoomRecording | None = None
         #: the error that stopped the last recording, for /api/stats (None: none)
         self.recording_error: str | None = None
+        #: caps a published video when even its base layer exceeds its slowest subscriber
+        self.publisher_caps = PublisherCapPolicy(lambda: list(self.participants.values()))
 
     def __len__(self) -> int:
         return len(self.participants)
@@ -91,11 +96,13 @@ class Room:
             peer_connection=self._peer_connection,
             malformed_total=self.malformed,
             level_sink=self._report_level,
+            notify=lambda event, payload: self._broadcast(event, payload, [pid]),
         )
         if self._speaker_task is None:
             self._speaker_task = asyncio.create_task(
                 self.speaker.run(self._speaker_event), name=f"speaker-{self.name}"
             )
+        self.publisher_caps.start()
         others = list(self.participants)
         self.participants[pid] = participant
         self._broadcast("participant joined", participant.info(), others)
@@ -136,6 +143,7 @@ class Room:
         await participant.close()
         if not self.participants:
             self._stop_speaker()
+            self.publisher_caps.close()
             await self._end_recording()
             if not self.participants:
                 self._on_empty(self)
@@ -294,6 +302,7 @@ class Room:
             **self.speaker_info(),
             "recording": None if recording is None else recording.info(),
             "recordingError": self.recording_error,
+            "publisherCaps": self.publisher_caps.caps(),
         }
 
     def _get(self, participant_id: str) -> Participant:
@@ -318,6 +327,7 @@ class Room:
         self._closed = True
         task = self._speaker_task
         self._stop_speaker()
+        self.publisher_caps.close()
         if task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await task

@@ -10,6 +10,7 @@ when a publisher leaves and reused for the next one without renegotiating new m-
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,12 +19,26 @@ import av
 from aiortc import RTCRtpSender, RTCRtpTransceiver
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from sfu.allocator import SubscriberAllocator
 from sfu.compat.lean_sender import LeanSender, install_lean_sender
-from sfu.compat.sender import install_sender_keyframe_hook, install_sender_nack_counter
+from sfu.compat.sender import (
+    install_sender_feedback,
+    install_sender_keyframe_hook,
+    install_sender_nack_counter,
+    sender_octets,
+)
 from sfu.config import SendPath
+from sfu.downlink import DownlinkEstimate
+from sfu.layers import MAX_TID
 from sfu.published_track import FRAME_TICKS, PublishedTrack
 
+logger = logging.getLogger(__name__)
+
 PROXY_QUEUE_LIMIT = 32
+#: Frames a subscription waits to move up a temporal layer for a layer-sync frame before it
+#: asks for a keyframe (through the throttle): a publisher that writes no Y bits. Chromium
+#: writes a sync frame per layer every 8 frames.
+UP_WAIT_FRAMES = 90
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +53,15 @@ class SubscribedTrackStats:
     #: packets copied to offset their pts (a reused slot whose new publisher's pts would go
     #: backwards); 0 in steady state
     copied: int
+    #: of `dropped`: video items dropped because the viewer paused this video
+    viewer_dropped: int = 0
+    #: the highest temporal layer forwarded (`MAX_TID`: all, also for untagged video)
+    max_tid: int = MAX_TID
+    #: video stopped because not even its base layer fits the subscriber's budget
+    link_paused: bool = False
+    #: frames not forwarded by layer selection: above `max_tid`, link pause, or a layer
+    #: left after a queue overflow until its next sync frame
+    layer_drops: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +80,14 @@ class SendSlotStats:
     packets_stock: int = 0
     gso_batches: int = 0
     retransmits: int = 0
+    #: the subscriber's last receiver-report loss fraction for this slot's stream (0..1),
+    #: None before its first report
+    loss: float | None = None
+    #: receiver-report blocks and REMBs the subscriber sent about this slot's stream
+    reports: int = 0
+    rembs: int = 0
+    #: NACKed packets not resent: the subscriber's limited downlink had no room
+    retransmits_skipped: int = 0
 
 
 class SubscribedTrack(MediaStreamTrack):
@@ -70,6 +102,22 @@ class SubscribedTrack(MediaStreamTrack):
     follow one monotonic clock), else every packet of the subscription is copied with a
     pts offset (counted as `copied`). While the published track is paused, items are
     dropped. Transcode (decoded frames): no gate, no offset.
+
+    Viewer pause (`set_viewer_paused`, video only): while the subscriber does not show
+    this video every item is dropped (counted as `viewer_dropped`); on resume the gate
+    waits for a keyframe and asks the published track for one. A new `attach()` resumes.
+    Temporal layers (passthrough video): with a `SubscriberAllocator` (`set_allocator`),
+    the allocator sets the target layer (`set_target`); the track forwards frames whose
+    `FrameLayer.tid <= max_tid`, moves `max_tid` down at once and up only at a keyframe or
+    at a layer-sync frame of the next layer (its references are then all forwarded); after
+    `UP_WAIT_FRAMES` frames without one it asks for a keyframe. Untagged frames pass. A
+    target of None is a link pause: video stops (`link_paused`) until the allocator gives
+    a layer again, then resumes at a keyframe (asked through the published track's
+    throttle). `on_video_state` hears "paused-link" / "active". A relay queue overflow
+    that drops a frame of layer k (the queue drops the highest layer first) lowers
+    `max_tid` below k until the next sync frame; one of the base layer or untagged gates
+    to a keyframe. Without an allocator and with every layer forwarded, the per-frame
+    cost is one attribute read.
 
     `attach()` switches to a published track, `detach()` leaves it (the sender then waits),
     `stop()` (idempotent) ends the track: a pending `recv()` raises `MediaStreamError`.
@@ -90,7 +138,20 @@ class SubscribedTrack(MediaStreamTrack):
         self._offset: int | None = None
         self._sent = False
         self.waiting_keyframe = False
+        #: the subscriber does not show this video: drop it (`set_viewer_paused`)
+        self.viewer_paused = False
         self.last_pts = base_pts
+        #: the highest temporal layer currently forwarded (`MAX_TID`: all)
+        self.max_tid = MAX_TID
+        #: video stopped: not even the base layer fits the budget (never for audio)
+        self.link_paused = False
+        #: called with "paused-link" / "active" when the link pause starts / ends
+        self.on_video_state: Callable[[str], None] | None = None
+        self._target = MAX_TID
+        self._allocator: SubscriberAllocator | None = None
+        #: True when layer selection must look at each frame (see `_update_filter`)
+        self._filter = False
+        self._up_wait = 0
         self._reset_counters()
 
     def _reset_counters(self) -> None:
@@ -99,6 +160,8 @@ class SubscribedTrack(MediaStreamTrack):
         self.dropped = 0
         self.keyframes_waited = 0
         self.copied = 0
+        self.viewer_dropped = 0
+        self.layer_drops = 0
 
     # ------------------------------------------------------------------ switching
 
@@ -108,14 +171,23 @@ class SubscribedTrack(MediaStreamTrack):
         if self.readyState != "live":
             raise RuntimeError("subscribed track is stopped")
         self._reset_counters()
-        self._proxy = published.subscribe(self, self._maxsize, self._on_drop)
+        self._proxy = published.subscribe(
+            self, self._maxsize, self._on_drop, on_layer_drop=self._on_layer_drop
+        )
         self.published = published
         self._passthrough = published.mode == "passthrough"
         self._gate = self._passthrough and self.kind == "video"
+        # a new subscription: the allocator decides again at its first frame
+        self.link_paused = False
+        self.max_tid = self._target
+        self._update_filter()
+        if self._allocator is not None and self.kind == "video":
+            self._allocator.add(self)
         if self._sent:
             self._floor = self.last_pts + FRAME_TICKS.get(self.kind, 3000)
         self._offset = None
         self.waiting_keyframe = False
+        self.viewer_paused = False
         self._wait_for_keyframe()
         self._wake.set()
 
@@ -139,6 +211,22 @@ class SubscribedTrack(MediaStreamTrack):
 
     # ------------------------------------------------------------------ gating
 
+    def set_viewer_paused(self, paused: bool) -> bool:
+        """The subscriber stops (True) or resumes (False) receiving this video; True when
+        the state changed. Resuming waits for a keyframe and asks the published track
+        (which throttles) for one. Video only: `ValueError` for audio, which never pauses."""
+        if self.kind != "video":
+            raise ValueError("only a video track can be paused by its viewer")
+        if paused == self.viewer_paused:
+            return False
+        self.viewer_paused = paused
+        if not paused:
+            self._wait_for_keyframe()
+            published = self.published
+            if published is not None and self.waiting_keyframe:
+                published.request_keyframe()
+        return True
+
     def _wait_for_keyframe(self) -> None:
         if self._gate and not self.waiting_keyframe:
             self.waiting_keyframe = True
@@ -148,6 +236,112 @@ class SubscribedTrack(MediaStreamTrack):
         """The proxy queue overflowed: the picture is broken until the next keyframe."""
         self.dropped += 1
         self._wait_for_keyframe()
+
+    def _on_layer_drop(self, tid: int) -> None:
+        """The proxy queue overflowed and dropped a frame of temporal layer `tid` (>= 1):
+        forward only the layers below it until that layer's next sync frame or keyframe."""
+        self.dropped += 1
+        if tid < 1:
+            self._wait_for_keyframe()
+        elif self.max_tid >= tid:
+            self.max_tid = tid - 1
+            self._update_filter()
+
+    # ------------------------------------------------------------------ layers
+
+    @property
+    def allocator(self) -> SubscriberAllocator | None:
+        return self._allocator
+
+    @property
+    def budget(self) -> Callable[[], int | None] | None:
+        """The downlink budget this track's allocator shares (None: every layer)."""
+        return self._allocator.budget if self._allocator is not None else None
+
+    @budget.setter
+    def budget(self, budget: Callable[[], int | None] | None) -> None:
+        """A budget for this track alone (its own allocator); a participant shares one
+        allocator between its video slots instead (`Participant.downlink_budget`)."""
+        self.set_allocator(None if budget is None else SubscriberAllocator(budget))
+
+    def set_allocator(self, allocator: SubscriberAllocator | None) -> None:
+        """Share the subscriber's budget through `allocator` (None: forward every layer)."""
+        if allocator is self._allocator:
+            return
+        if self._allocator is not None:
+            self._allocator.remove(self)
+        self._allocator = allocator
+        if allocator is None:
+            self.set_target(MAX_TID)
+        elif self.kind == "video":
+            allocator.add(self)
+        self._update_filter()
+
+    def set_target(self, tid: int | None) -> None:
+        """The allocator's decision: forward up to `tid` (None: link pause). Moving down
+        is immediate; moving up waits for a keyframe or a layer-sync frame."""
+        if tid is None:
+            if not self.link_paused and self.kind == "video":
+                self.link_paused = True
+                self._update_filter()
+                self._notify("paused-link")
+            return
+        if not 0 <= tid <= MAX_TID:
+            raise ValueError(f"temporal layer {tid!r} out of range")
+        self._target = tid
+        if self.link_paused:
+            self.link_paused = False
+            self.max_tid = tid  # the keyframe the gate waits for starts every layer
+            self._wait_for_keyframe()
+            published = self.published
+            if published is not None:
+                published.request_keyframe()
+            self._notify("active")
+        elif tid < self.max_tid:
+            self.max_tid = tid
+        self._update_filter()
+
+    def _update_filter(self) -> None:
+        self._filter = self._gate and (
+            self._allocator is not None or self.link_paused or self.max_tid < MAX_TID
+        )
+
+    def _notify(self, state: str) -> None:
+        callback = self.on_video_state
+        if callback is not None:
+            try:
+                callback(state)
+            except Exception:  # runs inside a sender's read, which must not fail
+                logger.exception("on_video_state(%r) failed", state)
+
+    def _admit(self, item: Any) -> bool:
+        """Layer selection for one relayed frame (only while `_filter`)."""
+        allocator = self._allocator
+        if allocator is not None:
+            allocator.refresh()
+        if self.link_paused:
+            return False
+        max_tid = self.max_tid
+        if max_tid >= MAX_TID:
+            return True
+        layer = item.opaque
+        if layer is None:
+            return True  # untagged video: all or nothing
+        tid: int = layer.tid
+        if self._target > max_tid:
+            if item.is_keyframe or (layer.sync and tid == max_tid + 1):
+                max_tid = self.max_tid = self._target if item.is_keyframe else tid
+                self._up_wait = 0
+                if max_tid >= MAX_TID:
+                    self._update_filter()
+            else:
+                self._up_wait += 1
+                if self._up_wait >= UP_WAIT_FRAMES:
+                    self._up_wait = 0
+                    published = self.published
+                    if published is not None:
+                        published.request_keyframe()
+        return tid <= max_tid
 
     # ------------------------------------------------------------------ the sender's read
 
@@ -159,7 +353,7 @@ class SubscribedTrack(MediaStreamTrack):
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            if self.waiting_keyframe and asked is not published:
+            if self.waiting_keyframe and asked is not published and not self.viewer_paused:
                 asked = published
                 published.request_keyframe()
             try:
@@ -172,6 +366,13 @@ class SubscribedTrack(MediaStreamTrack):
                 continue  # switched while waiting
             if published.paused:
                 self.dropped += 1
+                continue
+            if self.viewer_paused:
+                self.dropped += 1
+                self.viewer_dropped += 1
+                continue
+            if self._filter and not self._admit(item):
+                self.layer_drops += 1
                 continue
             if self.waiting_keyframe:
                 if not item.is_keyframe:
@@ -212,25 +413,41 @@ class SubscribedTrack(MediaStreamTrack):
             dropped=self.dropped,
             keyframes_waited=self.keyframes_waited,
             copied=self.copied,
+            viewer_dropped=self.viewer_dropped,
+            max_tid=self.max_tid,
+            link_paused=self.link_paused,
+            layer_drops=self.layer_drops,
         )
 
     def stop(self) -> None:
         super().stop()
         self.detach()
+        if self._allocator is not None:
+            self._allocator.remove(self)
+            self._allocator = None
 
 
 class SendSlot:
     """One server transceiver sending some remote participant's track to this one. Owns
     its `SubscribedTrack` (the only owner) and counts the subscriber's PLIs and NACKs.
+    With a `downlink` (the subscriber's `DownlinkEstimate`, shared by its slots), the
+    subscriber's NACKs, REMBs and receiver reports about this slot's stream feed it; its
+    owner sums `octets_sent()` over its slots for the estimate's `sent_bytes`.
 
     When the published track it carries closes, the slot releases itself at once and calls
-    `on_published_closed(slot)` (its owner then renegotiates). `release()` keeps the
-    transceiver for reuse (inactive); `close()` (idempotent) also ends the track.
+    `on_published_closed(slot)` (its owner then renegotiates). `on_video_state(state)`, when
+    set, hears the track's link pause: "paused-link" when it starts, "active" when it ends.
+    `release()` keeps the transceiver for reuse (inactive); `close()` (idempotent) also
+    ends the track.
 
     With `send_path="lean"` the sender gets the lean RTP loop (`install_lean_sender`) at
     once: build the slot right after `addTransceiver`, before the negotiation that starts
     the sender. A reused slot keeps its sender and so its send path. (Test fakes that are
     not an `RTCRtpSender` keep the stock path.)
+
+    `on_video_state` (set by the owner) is called with the slot's new forwarding state of
+    its video: "active", "paused-link" (the link cannot carry it) or "paused-viewer"
+    (`set_viewer_paused`).
     """
 
     def __init__(
@@ -239,6 +456,7 @@ class SendSlot:
         track: SubscribedTrack,
         on_published_closed: Callable[[SendSlot], None] | None = None,
         send_path: SendPath = "stock",
+        downlink: DownlinkEstimate | None = None,
     ) -> None:
         self.transceiver = transceiver
         self.track = track
@@ -249,8 +467,18 @@ class SendSlot:
         self.nacks = 0
         self._on_published_closed = on_published_closed
         self._keyframe_hook = False
+        #: called with "active" | "paused-link" | "paused-viewer" when the state changes
+        self.on_video_state: Callable[[str], None] | None = None
         track.on_published_closed = self._published_closed
+        track.on_video_state = self._video_state
         install_sender_nack_counter(transceiver.sender, self._count_nack)
+        self.downlink = downlink
+        self.fraction_lost: int | None = None
+        self.reports = self.rembs = 0
+        #: NACKed packets not retransmitted: the subscriber's downlink had no room
+        self.retransmits_skipped = 0
+        if downlink is not None and isinstance(transceiver.sender, RTCRtpSender):
+            install_sender_feedback(transceiver.sender, self.on_remb, self.on_report)
 
     @property
     def kind(self) -> str:
@@ -269,14 +497,65 @@ class SendSlot:
             install_sender_keyframe_hook(self.transceiver.sender, self._on_keyframe_request)
             self._keyframe_hook = True
 
+    def set_viewer_paused(self, paused: bool) -> bool:
+        """Stop (True) or resume (False) forwarding this slot's video because the
+        subscriber does not show it; reports the new state to `on_video_state`. True when
+        the state changed; `ValueError` for an audio slot."""
+        if not self.track.set_viewer_paused(paused):
+            return False
+        callback = self.on_video_state
+        if callback is not None:
+            callback(self.video_state())
+        return True
+
+    def video_state(self) -> str:
+        """The video's forwarding state: paused-viewer, paused-link (`link_paused`) or active."""
+        if self.track.viewer_paused:
+            return "paused-viewer"
+        if getattr(self.track, "link_paused", False):
+            return "paused-link"
+        return "active"
+
     def _on_keyframe_request(self) -> None:
         self.plis += 1
         published = self.track.published
         if published is not None:
             published.request_keyframe()
 
-    def _count_nack(self) -> None:
+    def _video_state(self, state: str) -> None:
+        callback = self.on_video_state
+        if callback is not None:
+            callback(state)
+
+    def _count_nack(self) -> bool:
+        """One NACKed packet: count it; False (skip the retransmission) when the
+        subscriber's congested downlink has no room for it (`allow_retransmission`)."""
         self.nacks += 1
+        downlink = self.downlink
+        if downlink is None:
+            return True
+        downlink.on_nack(1)
+        if downlink.allow_retransmission():
+            return True
+        self.retransmits_skipped += 1
+        return False
+
+    def on_remb(self, bitrate: int, ssrcs: list[int]) -> None:
+        """The subscriber's REMB naming this slot's stream (from the sender hook)."""
+        self.rembs += 1
+        if self.downlink is not None:
+            self.downlink.on_remb(bitrate, ssrcs)
+
+    def on_report(self, fraction_lost: int, highest_sequence: int, ssrc: int) -> None:
+        """A receiver-report block about this slot's stream (from the sender hook)."""
+        self.reports += 1
+        self.fraction_lost = fraction_lost
+        if self.downlink is not None:
+            self.downlink.on_receiver_report(fraction_lost, highest_sequence, ssrc)
+
+    def octets_sent(self) -> int:
+        """Payload bytes this slot's sender has sent (its lifetime; read, not counted)."""
+        return sender_octets(self.transceiver.sender)
 
     def _published_closed(self) -> None:
         self.release()
@@ -296,8 +575,18 @@ class SendSlot:
 
     def stats(self) -> SendSlotStats:
         lean = self.lean
+        fraction = self.fraction_lost
+        loss = None if fraction is None else fraction / 256
         if lean is None:
-            return SendSlotStats(track=self.track.stats(), plis=self.plis, nacks=self.nacks)
+            return SendSlotStats(
+                track=self.track.stats(),
+                plis=self.plis,
+                nacks=self.nacks,
+                loss=loss,
+                reports=self.reports,
+                rembs=self.rembs,
+                retransmits_skipped=self.retransmits_skipped,
+            )
         return SendSlotStats(
             track=self.track.stats(),
             plis=self.plis,
@@ -307,4 +596,8 @@ class SendSlot:
             packets_stock=lean.packets_stock,
             gso_batches=lean.gso_batches,
             retransmits=lean.history.retransmits,
+            loss=loss,
+            reports=self.reports,
+            rembs=self.rembs,
+            retransmits_skipped=self.retransmits_skipped,
         )

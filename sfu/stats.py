@@ -21,6 +21,7 @@ from typing import Any
 
 from sfu.active_speaker import level_to_linear
 from sfu.compat.receiver import receiver_codec
+from sfu.downlink import DownlinkStats
 from sfu.published_track import PublishedTrack
 from sfu.room_manager import RoomManager
 from sfu.send_slot import SendSlot
@@ -66,6 +67,23 @@ class _Series:
         return tuple(max(0.0, y - x) for x, y in zip(a, b, strict=True))
 
 
+def downlink_row(stats: DownlinkStats) -> dict[str, Any]:
+    """A participant's downlink estimate for `/api/stats` (bps; loss as a fraction)."""
+    return {
+        "bitrate": stats.bitrate,
+        "lossBitrate": stats.loss_bitrate,
+        "remb": stats.remb,
+        "loss": None if stats.loss is None else round(stats.loss, 4),
+        "sentBitrate": stats.sent_bitrate,
+        "reports": stats.reports,
+        "rembs": stats.rembs,
+        "nacks": stats.nacks,
+        "retransmissionsRefused": stats.retransmissions_refused,
+        "decreases": stats.decreases,
+        "increases": stats.increases,
+    }
+
+
 @dataclass(slots=True)
 class Totals:
     """Cumulative counters that survive participants leaving (Prometheus counters)."""
@@ -75,6 +93,14 @@ class Totals:
     frames_forwarded: int = 0
     keyframe_requests: int = 0
     negotiation_failures: int = 0
+    #: loss recovery: NACKs the server sent to publishers, RTX retransmissions it received
+    #: from them, frames it gave up on (unrecovered); NACKed packets subscribers asked
+    #: for and the retransmissions it answered them with (lean send path)
+    nacks_sent: int = 0
+    rtx_received: int = 0
+    frames_lost: int = 0
+    nacks_received: int = 0
+    retransmits_sent: int = 0
 
 
 class StatsSampler:
@@ -167,6 +193,7 @@ class StatsSampler:
                         **participant.info(),
                         "connectionState": participant.connection_state(),
                         "malformedPackets": sum(participant.malformed.values()),
+                        "downlink": downlink_row(participant.downlink.stats()),
                         "published": published,
                         "subscriptions": subscriptions,
                     }
@@ -198,6 +225,11 @@ class StatsSampler:
             "packetsForwarded": self.totals.packets_forwarded,
             "bytesForwarded": self.totals.bytes_forwarded,
             "keyframeRequests": self.totals.keyframe_requests,
+            "nacksSent": self.totals.nacks_sent,
+            "rtxReceived": self.totals.rtx_received,
+            "framesLost": self.totals.frames_lost,
+            "nacksReceived": self.totals.nacks_received,
+            "retransmitsSent": self.totals.retransmits_sent,
         }
         if self._extra is not None:
             server.update(self._extra())
@@ -226,12 +258,23 @@ class StatsSampler:
     ) -> dict[str, Any]:
         stats = pub.stats()
         requests = stats.keyframe_requests.sent
+        recovery = pub.hook.recovery() if pub.hook is not None else None
+        nacks_sent = recovery.nacks_sent if recovery is not None else 0
+        rtx = recovery.rtx_received if recovery is not None else 0
+        frames_lost = stats.assembler.frames_lost if stats.assembler is not None else 0
         key = ("pub", pid, pub.key)
         seen.add(key)
-        series = self._series_for(key, now, (stats.frames, stats.bytes, requests))
-        fps, byte_rate, _ = series.rates()
+        series = self._series_for(
+            key, now, (stats.frames, stats.bytes, requests, nacks_sent, rtx, frames_lost)
+        )
+        fps, byte_rate, *_ = series.rates()
         # a new series counts everything so far: totals miss nothing before the first sample
-        self.totals.keyframe_requests += int(series.last_delta()[2])
+        _, _, d_requests, d_nacks, d_rtx, d_lost = series.last_delta()
+        totals = self.totals
+        totals.keyframe_requests += int(d_requests)
+        totals.nacks_sent += int(d_nacks)
+        totals.rtx_received += int(d_rtx)
+        totals.frames_lost += int(d_lost)
         lost, jitter, codec = 0, 0.0, None
         receiver = pub.receiver
         if receiver is not None:
@@ -258,6 +301,15 @@ class StatsSampler:
             "jitter": jitter,
             "subscribers": stats.subscribers,
         }
+        if recovery is not None:
+            row.update(
+                nacksSent=recovery.nacks_sent,
+                nackedPackets=recovery.nacked_packets,
+                rtxReceived=recovery.rtx_received,
+            )
+        if pub.kind == "video":
+            # the publisher cap (bps) the server's REMB holds the publisher to, None: none
+            row["bitrateCap"] = getattr(pub, "bitrate_cap", None)
         if pub.kind == "audio":
             # the last RFC 6464 level received (linear 0..1; None: the sender sends none)
             level = pub.audio_level
@@ -295,12 +347,19 @@ class StatsSampler:
         # a reused slot carries another publisher's track: a new series, not a drop
         key = ("sub", pid, slot.transceiver.mid or "?", pub.publisher_id, pub.key)
         seen.add(key)
-        series = self._series_for(key, now, (frames, packets, nbytes))
-        fps, _, byte_rate = series.rates()
-        d_frames, d_packets, d_bytes = series.last_delta()
-        self.totals.frames_forwarded += int(d_frames)
-        self.totals.packets_forwarded += int(d_packets)
-        self.totals.bytes_forwarded += int(d_bytes)
+        series = self._series_for(
+            key, now, (frames, packets, nbytes, stats.nacks, stats.retransmits)
+        )
+        fps, _, byte_rate, *_ = series.rates()
+        d_frames, d_packets, d_bytes, d_nacks, d_retransmits = series.last_delta()
+        totals = self.totals
+        totals.frames_forwarded += int(d_frames)
+        totals.packets_forwarded += int(d_packets)
+        totals.bytes_forwarded += int(d_bytes)
+        totals.nacks_received += int(d_nacks)
+        totals.retransmits_sent += int(d_retransmits)
+        track = slot.track
+        downlink = slot.downlink
         return {
             "mid": slot.transceiver.mid,
             "publisherId": pub.publisher_id,
@@ -314,6 +373,8 @@ class StatsSampler:
             "bytesOut": nbytes,
             "drops": stats.track.dropped,
             "keyframesWaited": stats.track.keyframes_waited,
+            "viewerPaused": slot.track.viewer_paused,
+            "viewerDropped": stats.track.viewer_dropped,
             "copied": stats.track.copied,
             "nacks": stats.nacks,
             "plis": stats.plis,
@@ -324,4 +385,21 @@ class StatsSampler:
             "packetsStock": stats.packets_stock,
             "gsoBatches": stats.gso_batches,
             "retransmits": stats.retransmits,
+            # NACKed packets no longer in the send history: unrecoverable for the subscriber
+            # (lean send path; None on the stock one, which does not count its answers)
+            "nacksUnanswered": (
+                max(0, stats.nacks - stats.retransmits - stats.retransmits_skipped)
+                if stats.send_path == "lean"
+                else None
+            ),
+            # NACKed packets deliberately not resent (no room on a congested downlink)
+            "retransmitsSkipped": stats.retransmits_skipped,
+            "lossFraction": None if stats.loss is None else round(stats.loss, 4),
+            "receiverReports": stats.reports,
+            "rembs": stats.rembs,
+            # the subscriber's downlink estimate (shared by its subscriptions), bps
+            "downlinkEstimate": None if downlink is None else downlink.bitrate(),
+            # the temporal layer forwarded (2: all) and the link pause (sfu.send_slot)
+            "maxTid": getattr(track, "max_tid", None) if pub.kind == "video" else None,
+            "linkPaused": bool(getattr(track, "link_paused", False)),
         }

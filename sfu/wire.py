@@ -32,6 +32,7 @@ ErrorCode = Literal[
     "server_busy",
     "internal_error",
     "moved",
+    "not_found",
 ]
 
 ERROR_CODES: Final[tuple[ErrorCode, ...]] = get_args(ErrorCode)
@@ -77,4 +78,12 @@ SERVER_EVENTS: Final[tuple[str, ...]] = (
     "error",
     "active speaker",
     "recording",
+    "video state",
 )
+
+#: Client -> server `video pause`: the sources a viewer may pause (video only).
+PAUSABLE_SOURCES: Final[tuple[Source, ...]] = ("camera", "screen")
+
+VideoState = Literal["active", "paused-link", "paused-viewer"]
+#: Server -> client `video state`: the forwarding states of a remote video.
+VIDEO_STATES: Final[tuple[VideoState, ...]] = get_args(VideoState)

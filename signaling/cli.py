@@ -78,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="lean (lean per-packet RTP handler, the default) or stock (aiortc's handler)",
     )
+    p.add_argument(
+        "--downlink-adaptation",
+        default=None,
+        help="on (default: each subscriber's downlink estimate picks the temporal layers of"
+        " its videos and pauses a video that does not fit) or off (forward everything)",
+    )
     p.add_argument("--max-participants", type=int, default=None)
     p.add_argument("--max-rooms", type=int, default=None)
     p.add_argument("--admin-token", default=_env("admin-token"))
@@ -212,6 +218,9 @@ def parse_config(argv: Sequence[str] | None = None) -> ServerConfig:
     receive_path = (args.receive_path or _env("receive-path") or "lean").lower()
     if receive_path not in RECEIVE_PATHS:
         raise ConfigError(f"--receive-path must be one of {', '.join(RECEIVE_PATHS)}")
+    adaptation = (args.downlink_adaptation or _env("downlink-adaptation") or "on").lower()
+    if adaptation not in ("on", "off"):
+        raise ConfigError("--downlink-adaptation must be on or off")
     log_level = (args.log_level or _env("log-level") or "INFO").upper()
     if log_level not in LOG_LEVELS:
         raise ConfigError(f"--log-level must be one of {', '.join(LOG_LEVELS)}")
@@ -258,6 +267,7 @@ def parse_config(argv: Sequence[str] | None = None) -> ServerConfig:
             forwarding=forwarding,
             send_path=send_path,
             receive_path=receive_path,
+            adapt_downlink=adaptation == "on",
             max_participants=_int(args.max_participants, "max-participants", 16, 1, 1000),
             max_rooms=_int(args.max_rooms, "max-rooms", 100, 1, 100000),
             record_dir=record_dir,

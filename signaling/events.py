@@ -96,6 +96,7 @@ class SignalingEvents:
             "leave": self._leave,
             "stats": self._stats,
             "recording": self._recording,
+            "video pause": self._video_pause,
         }
         sio.on("connect", self._connect)
         sio.on("disconnect", self._disconnect)
@@ -155,7 +156,11 @@ class SignalingEvents:
                     exc.message, exc.to_dict()
                 ) from None
         config = self.rooms.config
-        session = Session(sid, TokenBucket(config.chat_burst, config.chat_per_second))
+        session = Session(
+            sid,
+            TokenBucket(config.chat_burst, config.chat_per_second),
+            TokenBucket(config.video_pause_burst, config.video_pause_per_second),
+        )
         session.grant = grant
         self.sessions.add(session)
 
@@ -254,6 +259,16 @@ class SignalingEvents:
         room, pid = self._joined(session)
         kind, muted = validation.parse_mute(data)
         room.set_muted(pid, kind, muted)
+        return {}
+
+    async def _video_pause(self, session: Session, data: Any) -> dict[str, Any]:
+        """The subscriber stops (or resumes) receiving one remote video it does not show."""
+        room, pid = self._joined(session)
+        publisher, source, paused = validation.parse_video_pause(data)
+        bucket = session.pause_bucket
+        if bucket is not None and not bucket.take():
+            raise SfuError("rate_limited", "too many video pause requests; slow down")
+        room.participants[pid].set_viewer_paused(publisher, source, paused)
         return {}
 
     def _may_record(self, session: Session) -> bool:

@@ -31,16 +31,28 @@ class SfuCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         sampler, events = self._sampler, self._events
         rooms = sampler.rooms
-        published = forwarded = 0
+        published = forwarded = capped = limited = 0
         for room in rooms.rooms.values():
+            capped += len(room.publisher_caps.caps())
             for participant in room.participants.values():
                 published += len(participant.published)
                 forwarded += sum(1 for s in participant.send_slots() if s.published is not None)
+                limited += participant.downlink.bitrate() is not None
         gauges = (
             ("sfu_rooms", "Rooms open", len(rooms.rooms)),
             ("sfu_participants", "Participants in all rooms", rooms.participant_count()),
             ("sfu_published_tracks", "Tracks received from publishers", published),
             ("sfu_forwarded_streams", "Tracks being sent to subscribers", forwarded),
+            (
+                "sfu_publisher_caps",
+                "Published videos whose publisher is asked (REMB) to lower its bitrate",
+                capped,
+            ),
+            (
+                "sfu_limited_downlinks",
+                "Participants with a known downlink estimate (loss or REMB feedback)",
+                limited,
+            ),
             ("sfu_event_loop_lag_seconds", "Event loop lag at the last sample", sampler.loop_lag),
             (
                 "sfu_process_cpu_percent",
@@ -63,6 +75,27 @@ class SfuCollector(Collector):
                 "sfu_keyframe_requests",
                 "Keyframe requests sent to publishers",
                 totals.keyframe_requests,
+            ),
+            ("sfu_nacks_sent", "NACK packets sent to publishers", totals.nacks_sent),
+            (
+                "sfu_rtx_received",
+                "RTX retransmissions received from publishers",
+                totals.rtx_received,
+            ),
+            (
+                "sfu_frames_lost",
+                "Published frames given up on (loss not recovered in time)",
+                totals.frames_lost,
+            ),
+            (
+                "sfu_nacks_received",
+                "Packets subscribers asked to be retransmitted (NACK)",
+                totals.nacks_received,
+            ),
+            (
+                "sfu_retransmits_sent",
+                "Retransmissions sent to subscribers from the history (lean send path)",
+                totals.retransmits_sent,
             ),
             (
                 "sfu_negotiation_failures",

@@ -13,10 +13,12 @@ from signaling.auth import Grant
 @dataclass(slots=True)
 class Session:
     """One Socket.IO connection. Owns its event lock (one event at a time per client) and
-    its rate limiter; `room`/`participant_id` are set between join and leave."""
+    its rate limiters; `room`/`participant_id` are set between join and leave."""
 
     sid: str
     chat_bucket: TokenBucket
+    #: `video pause` requests (None: unlimited)
+    pause_bucket: TokenBucket | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     room: Room | None = None
     participant_id: str | None = None

@@ -6,12 +6,13 @@ import re
 from typing import Any
 
 from sfu.errors import SfuError
-from sfu.wire import SOURCES, Kind, Source
+from sfu.wire import PAUSABLE_SOURCES, SOURCES, Kind, Source
 
 ROOM_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_NAME = 64
 MAX_CHAT = 2000
 MAX_CANDIDATE = 1024
+MAX_PARTICIPANT_ID = 64
 
 
 def bad(message: str) -> SfuError:
@@ -123,6 +124,22 @@ def parse_mute(data: Any) -> tuple[Kind, bool]:
     if not isinstance(muted, bool):
         raise bad("muted must be a boolean")
     return ("audio" if kind == "audio" else "video"), muted
+
+
+def parse_video_pause(data: Any) -> tuple[str, Source, bool]:
+    """The `video pause` request: `{"participantId": str, "source": "camera"|"screen",
+    "paused": bool}` -> (publisher id, source, paused)."""
+    data = require_object(data, "video pause")
+    publisher = _string(data, "participantId")
+    if not 1 <= len(publisher) <= MAX_PARTICIPANT_ID:
+        raise bad(f"participantId must be 1-{MAX_PARTICIPANT_ID} characters")
+    source = data.get("source")
+    if source not in PAUSABLE_SOURCES:
+        raise bad(f"source must be one of {', '.join(PAUSABLE_SOURCES)} (video only)")
+    paused = data.get("paused")
+    if not isinstance(paused, bool):
+        raise bad("paused must be a boolean")
+    return publisher, ("screen" if source == "screen" else "camera"), paused
 
 
 def parse_recording(data: Any) -> bool:

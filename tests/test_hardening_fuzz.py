@@ -32,7 +32,7 @@ EXAMPLES = 120
 
 # aiortc/aioice on the loop thread use `random` while hypothesis generates a payload
 pytestmark = pytest.mark.filterwarnings("ignore:Do not use the `random` module")
-EVENTS_NAMES = ["join", "sdp", "ice candidates", "chat message", "mute", "leave"]
+EVENTS_NAMES = ["join", "sdp", "ice candidates", "chat message", "mute", "leave", "video pause"]
 
 
 class Harness:
@@ -149,6 +149,8 @@ def shaped(event: str) -> st.SearchStrategy[Any]:
         return st.fixed_dictionaries({"text": v})
     if event == "mute":
         return st.fixed_dictionaries({"kind": v, "muted": v})
+    if event == "video pause":
+        return st.fixed_dictionaries({"participantId": v, "source": v, "paused": v})
     return v
 
 

@@ -123,6 +123,18 @@ async def test_chat_rate_limited(clients: Any) -> None:
     assert codes[:5] == ["ok"] * 5 and "rate_limited" in codes
 
 
+async def test_video_pause_rate_limited(clients: Any) -> None:
+    alice = await clients()
+    await join(alice, "prl", "Alice")
+    codes = []
+    payload = {"participantId": "p999", "source": "screen", "paused": True}
+    for _ in range(100):
+        ack = await alice.call("video pause", payload)
+        codes.append(ack["error"]["code"])
+    # nobody sends that video (not_found) until the per-participant bucket runs dry
+    assert codes[:64] == ["not_found"] * 64 and "rate_limited" in codes
+
+
 OVERSIZE = "x" * 2001
 
 MALFORMED: list[tuple[str, str, Any, str]] = [
@@ -165,6 +177,38 @@ MALFORMED: list[tuple[str, str, Any, str]] = [
         "bad_request",
     ),
     ("leave not an object", "leave", "now", "bad_request"),
+    ("pause not an object", "video pause", ["p1"], "bad_request"),
+    ("pause missing id", "video pause", {"source": "camera", "paused": True}, "bad_request"),
+    (
+        "pause id wrong type",
+        "video pause",
+        {"participantId": 7, "source": "camera", "paused": True},
+        "bad_request",
+    ),
+    (
+        "pause id too long",
+        "video pause",
+        {"participantId": "p" * 65, "source": "camera", "paused": True},
+        "bad_request",
+    ),
+    (
+        "pause audio source",
+        "video pause",
+        {"participantId": "p1", "source": "microphone", "paused": True},
+        "bad_request",
+    ),
+    (
+        "pause not bool",
+        "video pause",
+        {"participantId": "p1", "source": "camera", "paused": 1},
+        "bad_request",
+    ),
+    (
+        "pause unknown participant",
+        "video pause",
+        {"participantId": "p999", "source": "camera", "paused": True},
+        "not_found",
+    ),
     ("unknown event", "frobnicate", {"x": 1}, "bad_request"),
 ]
 
@@ -174,6 +218,7 @@ BEFORE_JOIN: list[tuple[str, Any]] = [
     ("sdp", {"description": {"type": "offer", "sdp": "v=0"}}),
     ("ice candidates", {"candidate": None}),
     ("leave", {}),
+    ("video pause", {"participantId": "p1", "source": "camera", "paused": True}),
 ]
 
 

@@ -121,6 +121,19 @@ async def test_api_stats_tree_and_bitrates(
         assert sub["packetsLean"] > 0.9 * sub["packetsOut"], sub
         assert sub["packetsLean"] + sub["packetsStock"] == sub["packetsOut"], sub
         assert sub["gsoBatches"] >= 0 and sub["retransmits"] >= 0
+        # loss recovery and the downlink estimate: the bot's receiver reports reach it
+        assert sub["receiverReports"] > 0, sub
+        assert sub["nacksUnanswered"] == max(0, sub["nacks"] - sub["retransmits"])
+        assert sub["lossFraction"] is not None and 0 <= sub["lossFraction"] <= 1, sub
+        assert sub["linkPaused"] is False and "maxTid" in sub and "downlinkEstimate" in sub
+        downlink = by_id[other]["downlink"]
+        assert downlink["reports"] > 0 and downlink["decreases"] >= 0, downlink
+        assert sub["downlinkEstimate"] == downlink["bitrate"]
+        assert published["nacksSent"] >= 0 and published["rtxReceived"] >= 0
+        # a cap only when the subscriber's estimate is well below the clip's bitrate
+        assert published["framesLost"] >= 0 and "bitrateCap" in published
+    for key in ("nacksSent", "rtxReceived", "framesLost", "nacksReceived", "retransmitsSent"):
+        assert server[key] >= 0, key
 
 
 async def test_metrics_counters_grow(
@@ -137,11 +150,21 @@ async def test_metrics_counters_grow(
     assert value(second, "sfu_participants") == 2
     assert value(second, "sfu_published_tracks") == 2
     assert value(second, "sfu_forwarded_streams") == 2
+    assert value(second, "sfu_publisher_caps") >= 0
+    assert 0 <= value(second, "sfu_limited_downlinks") <= 2
     for counter in ("sfu_packets_forwarded", "sfu_bytes_forwarded", "sfu_frames_forwarded"):
         assert value(second, counter) > value(first, counter) > 0, counter
     joins = {s.labels["outcome"]: s.value for s in second["sfu_joins"].samples}
     assert joins["ok"] == 2
     assert value(second, "sfu_keyframe_requests") >= 1
+    for counter in (
+        "sfu_nacks_sent",
+        "sfu_rtx_received",
+        "sfu_frames_lost",
+        "sfu_nacks_received",
+        "sfu_retransmits_sent",
+    ):
+        assert value(second, counter) >= 0, counter
 
 
 async def test_history_for_the_dashboard(

@@ -45,6 +45,8 @@ them and the server refuses to start when any is missing):
 - `aiortc.contrib.media.RelayStreamTrack._queue` / `._buffered`: `MediaRelay` feeds a
   buffered proxy with `proxy._queue.put_nowait(item)`, and None marks the end; an
   unbuffered proxy gets `_frame` and `_new_frame_event` instead (`end_relay_proxy`).
+  The bounded queue (`_DropOldestQueue`) also removes a queued frame of the highest
+  temporal layer from `asyncio.Queue._queue` (the stdlib's deque) on overflow.
 - `RTCRtpReceiver.__codecs` again, read-only, for the negotiated codec in stats.
 - `RTCRtpTransceiver._codecs` (narrowed by `pin_negotiated_codecs`: aiortc negotiates the
   first answer's codecs before the `track` event), `_set_mid`, `_set_mline_index`,
@@ -64,6 +66,11 @@ them and the server refuses to start when any is missing):
 - The lean receiver's (`_handle_rtp_packet` replaced per instance, the receiver's
   statistics, NACK generator, estimator, jitter buffer and active sources): listed in
   `sfu/compat/lean_receiver.py`, verified by `check_lean_receiver_internals()`.
+- The downlink feedback hook (`RTCRtpSender._handle_rtcp_packet` wrapped per instance, its
+  `_ssrc`, `__octet_count`, and the DTLS transport's RTCP routing) and the receiver's
+  loss-recovery counters (`_send_rtcp_nack` wrapped per instance, `__remote_streams` read
+  for the RTX SSRCs): listed in `sfu/compat/sender.py` and `sfu/compat/receiver.py`,
+  verified by `check_sender_internals()` and `check_receiver_internals()`.
 - `RTCRtpTransceiver._codecs` / `._headerExtensions`, which `RTCPeerConnection.createOffer`
   resets to aiortc's defaults (`create_offer_keeping_negotiated` restores them).
 """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from types import SimpleNamespace
 
 import aiortc
@@ -15,10 +16,12 @@ from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 from sfu.compat.fast_queue import check_fast_queue_internals
 from sfu.compat.introspect import source_has
 from sfu.compat.lean_receiver import check_lean_receiver_internals
-from sfu.compat.lean_sender import check_lean_sender_internals
+from sfu.compat.lean_sender import _probe_sender, check_lean_sender_internals
 from sfu.compat.light_receiver import check_light_receiver_internals
+from sfu.compat.receiver import check_receiver_internals
 from sfu.compat.remb import check_remb_internals
 from sfu.compat.rtp_guard import check_rtp_guard_internals
+from sfu.compat.sender import check_sender_internals
 
 AIORTC_VERSION = "1.16.0"
 
@@ -73,9 +76,13 @@ def check_internals() -> list[str]:
         problems += check_remb_internals(receiver)
         problems += check_light_receiver_internals(receiver)
         problems += check_lean_receiver_internals(receiver)
+        problems += check_receiver_internals(receiver)
+        problems += check_sender_internals(_probe_sender())
         proxy = RelayStreamTrack(MediaRelay(), AudioStreamTrack(), buffered=True)
         if not isinstance(getattr(proxy, "_queue", None), asyncio.Queue):
             problems.append("RelayStreamTrack._queue")
+        if not isinstance(getattr(asyncio.Queue(), "_queue", None), deque):
+            problems.append("asyncio.Queue._queue (a deque)")
         if getattr(proxy, "_buffered", None) is not True:
             problems.append("RelayStreamTrack._buffered")
         proxy = RelayStreamTrack(MediaRelay(), AudioStreamTrack(), buffered=False)

@@ -16,6 +16,11 @@ Python as it can: the selected pair is looked up once (`_Route`) and re-validate
 identity, each packet is built, recorded and protected in one pass, the frame's header
 tail is one struct pack, and the sender's counters are written through its `__dict__`.
 
+With `install_lean_sender(sender, temporal_layers=True)` a VP8 frame whose `av.Packet.opaque`
+has a temporal layer (`tid`, `sync`: `sfu.layers.FrameLayer`) gets the RFC 7741 payload
+descriptor fields T/TID/Y and TL0PICIDX (a running index of the TID 0 frames this loop
+sent); other frames, and every frame by default, get aiortc's 4-byte descriptor.
+
 RTCP stays aiortc's: the sender's `_run_rtcp` sends SR/SDES from the counters this loop
 keeps up to date, and `_handle_rtcp_packet` handles receiver reports (RTT), REMB, PLI/FIR
 (`_send_keyframe`, which `sender.install_sender_keyframe_hook` replaces) and NACK through
@@ -68,7 +73,7 @@ import time
 import traceback
 from collections.abc import Callable
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Protocol
 
 import av
 from aioice.ice import CandidatePair, Connection, StunProtocol
@@ -91,6 +96,7 @@ _D = "_RTCDtlsTransport__"
 #: Largest RTP payload aiortc's VP8 packetizer emits (`aiortc.codecs.vpx.PACKET_MAX`).
 VP8_PACKET_MAX = 1300
 _VP8_DESCRIPTOR = struct.Struct("!BBH")
+_VP8_LAYER_DESCRIPTOR = struct.Struct("!BBHBB")
 _FIRST_WORD = struct.Struct("!BBH")
 _U32 = struct.Struct("!L")
 _U16 = struct.Struct("=H")
@@ -127,10 +133,29 @@ def rtp_ticks(pts: int, time_base: fractions.Fraction | None, clock_rate: int) -
 DropHook = Callable[[int], bool]
 
 
-def vp8_payloads(frame: memoryview | bytes, picture_id: int) -> list[bytes]:
-    """The RTP payloads of one VP8 frame, byte-identical to aiortc's
+class TemporalLayer(Protocol):
+    """What the lean sender reads of a frame's temporal layer (`sfu.layers.FrameLayer`)."""
+
+    @property
+    def tid(self) -> int: ...
+
+    @property
+    def sync(self) -> bool: ...
+
+
+def vp8_payloads(
+    frame: memoryview | bytes,
+    picture_id: int,
+    layer: TemporalLayer | None = None,
+    tl0_pic_idx: int = 0,
+) -> list[bytes]:
+    """The RTP payloads of one VP8 frame. Without `layer`: byte-identical to aiortc's
     `Vp8Encoder._packetize(frame, picture_id)` (a 4-byte descriptor with a 15-bit picture
-    id, then at most `VP8_PACKET_MAX - 4` bytes of the frame)."""
+    id, then at most `VP8_PACKET_MAX - 4` bytes of the frame). With `layer` (RFC 7741):
+    a 6-byte descriptor with I, L and T set: the picture id, `tl0_pic_idx` (0-255) and
+    TID (0-3) / Y (`layer.sync`) / KEYIDX 0; at most `VP8_PACKET_MAX - 6` bytes each."""
+    if layer is not None:
+        return _vp8_layer_payloads(frame, picture_id, layer, tl0_pic_idx)
     chunk = VP8_PACKET_MAX - _VP8_DESCRIPTOR.size
     first = _VP8_DESCRIPTOR.pack(0x90, 0x80, 0x8000 | picture_id)
     rest = _VP8_DESCRIPTOR.pack(0x80, 0x80, 0x8000 | picture_id)
@@ -143,6 +168,22 @@ def vp8_payloads(frame: memoryview | bytes, picture_id: int) -> list[bytes]:
 #: frame's data and its VP8 picture id, or its payloads and -1). Every packet of the frame
 #: points at the same record: the history holds no per-packet copy of the media.
 FrameRecord = tuple[bytes, int, int, Any, int]
+
+
+def _vp8_layer_payloads(
+    frame: memoryview | bytes, picture_id: int, layer: TemporalLayer, tl0_pic_idx: int
+) -> list[bytes]:
+    tid = layer.tid
+    if not 0 <= tid <= 3 or not 0 <= tl0_pic_idx <= 0xFF:
+        raise ValueError(f"VP8 descriptor: tid {tid} not in 0..3 or TL0PICIDX {tl0_pic_idx}")
+    chunk = VP8_PACKET_MAX - _VP8_LAYER_DESCRIPTOR.size
+    # X | S (first packet only); I | L | T; M + 15-bit picture id; TL0PICIDX; TID | Y | KEYIDX
+    tail = (0x8000 | picture_id, tl0_pic_idx, (tid << 6) | (0x20 if layer.sync else 0))
+    first = _VP8_LAYER_DESCRIPTOR.pack(0x90, 0xE0, *tail)
+    rest = _VP8_LAYER_DESCRIPTOR.pack(0x80, 0xE0, *tail)
+    return [
+        (rest if pos else first) + frame[pos : pos + chunk] for pos in range(0, len(frame), chunk)
+    ]
 
 
 class RawHistory:
@@ -277,8 +318,10 @@ class LeanSender:
     system call (it turns itself off when the kernel refuses UDP GSO).
     """
 
-    def __init__(self, sender: RTCRtpSender) -> None:
+    def __init__(self, sender: RTCRtpSender, *, temporal_layers: bool = False) -> None:
         self._sender = sender
+        #: write T/TID/Y/TL0PICIDX for VP8 frames whose `opaque` has a temporal layer
+        self.temporal_layers = temporal_layers
         s: Any = sender
         self.history = RawHistory(getattr(s, _S + "rtp_header_extensions_map"))
         self.drop_hook: DropHook | None = None
@@ -462,6 +505,8 @@ class LeanSender:
         sequence_number = random_sequence_number()
         timestamp_origin = random32()
         picture_id = random.randint(0, (1 << 15) - 1)
+        tl0_pic_idx = random.randint(0, 0xFF)
+        layered = self.temporal_layers
         encoder = None
         clock_rate = codec.clockRate
         is_vp8 = mime == "video/vp8"
@@ -500,8 +545,16 @@ class LeanSender:
             if is_vp8 or is_opus:
                 if is_vp8:
                     frame: Any = memoryview(data)
-                    payloads = vp8_payloads(frame, picture_id)
-                    frame_picture_id = picture_id
+                    layer: Any = data.opaque if layered else None
+                    if layer is not None and isinstance(getattr(layer, "tid", None), int):
+                        # a bot's layered descriptor: the history keeps these payloads
+                        if layer.tid == 0:
+                            tl0_pic_idx = (tl0_pic_idx + 1) & 0xFF
+                        frame = payloads = vp8_payloads(frame, picture_id, layer, tl0_pic_idx)
+                        frame_picture_id = -1
+                    else:
+                        payloads = vp8_payloads(frame, picture_id)
+                        frame_picture_id = picture_id
                     picture_id = (picture_id + 1) & 0x7FFF
                 else:
                     frame = payloads = [bytes(data)]
@@ -585,14 +638,15 @@ class LeanSender:
             sd[k_packets] += count
 
 
-def install_lean_sender(sender: RTCRtpSender) -> LeanSender:
+def install_lean_sender(sender: RTCRtpSender, *, temporal_layers: bool = False) -> LeanSender:
     """Make `sender` use the lean send path; call before `send()` starts it (i.e. before
     the negotiation that starts the transceiver completes). Raises RuntimeError when the
-    sender has already started."""
+    sender has already started. `temporal_layers`: write the VP8 temporal-layer fields of
+    frames that carry a layer on `opaque` (see the module docstring)."""
     s: Any = sender
     if getattr(s, _S + "started"):
         raise RuntimeError("install_lean_sender: the sender has already started")
-    lean = LeanSender(sender)
+    lean = LeanSender(sender, temporal_layers=temporal_layers)
     s._run_rtp = lean._run_rtp
     setattr(s, _S + "rtp_history", lean.history)
     return lean

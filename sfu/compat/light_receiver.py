@@ -9,7 +9,8 @@ sent as stock aiortc sends them, and RTX retransmissions are unwrapped to fill t
 and a per-interval REMB estimator (`sfu.compat.remb`). A frame is counted when its last
 packet (the RTP marker bit; every packet for audio) arrives, once per RTP timestamp, and
 handed to `on_frame` as a `LightFrame` (SSRC, RTP timestamp, keyframe flag from the VP8
-payload header of its first packet, payload bytes seen for that timestamp). It is what a
+payload header of its first packet, payload bytes seen for that timestamp, and the SSRC's
+unrecovered losses so far, `sfu.rtp_loss.SequenceLoss`). It is what a
 load generator needs to play many subscribers on few cores (`sfu-bench --subscriber light`).
 
 aiortc private internals relied upon (pinned: aiortc==1.16.0; `check_light_receiver_internals()`
@@ -36,6 +37,7 @@ from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtpPacket, pack_remb_fci, 
 
 from sfu.compat.receiver import _R, _receive_without_decoder, end_remote_track
 from sfu.compat.remb import IntervalBitrateEstimator, install_interval_estimator
+from sfu.rtp_loss import SequenceLoss
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +49,10 @@ class LightFrame:
     keyframe: bool
     #: RTP payload bytes seen for this frame's timestamp
     size: int
+    #: packets of this SSRC never received so far (retransmissions fill holes)
+    lost: int = 0
+    #: extended sequence number of the frame's last packet (`SequenceLoss.add`; -1: unknown)
+    seq: int = -1
 
 
 LightFrameSink = Callable[[LightFrame], None]
@@ -75,7 +81,8 @@ def vp8_starts_keyframe(payload: bytes) -> bool:
 class LightReceiverHook:
     """What `install_light_receiver` installed on one receiver, with its counters:
     `packets`, `bytes` (RTP payload), `frames`, `keyframes`, `rtx` (retransmissions
-    received), `nacks_sent` (NACK packets). `close()` (idempotent) stops frame delivery."""
+    received), `nacks_sent` (NACK packets), `loss` (per media SSRC, unrecovered holes).
+    `close()` (idempotent) stops frame delivery."""
 
     def __init__(
         self, receiver: RTCRtpReceiver, kind: str, on_frame: LightFrameSink | None
@@ -94,6 +101,7 @@ class LightReceiverHook:
         self.nacks_sent = 0
         # per SSRC: [timestamp being received, its bytes, keyframe?, last timestamp counted]
         self._current: dict[int, list[Any]] = {}
+        self.loss: dict[int, SequenceLoss] = {}
         self._closed = False
 
     async def handle_rtp(self, packet: RtpPacket, arrival_time_ms: int) -> None:
@@ -136,10 +144,15 @@ class LightReceiverHook:
         self._count(packet)
 
     def _count(self, packet: RtpPacket) -> None:
+        ssrc = packet.ssrc
+        loss = self.loss.get(ssrc)
+        if loss is None:
+            loss = self.loss[ssrc] = SequenceLoss()
+        extended = loss.add(packet.sequence_number)
         size = len(packet.payload)
         self.packets += 1
         self.bytes += size
-        ssrc, timestamp = packet.ssrc, packet.timestamp
+        timestamp = packet.timestamp
         state = self._current.get(ssrc)
         if state is None:
             state = self._current[ssrc] = [timestamp, 0, False, None]
@@ -156,7 +169,7 @@ class LightReceiverHook:
                 self.keyframes += 1
             sink = self.on_frame
             if sink is not None:
-                sink(LightFrame(ssrc, timestamp, keyframe, state[1]))
+                sink(LightFrame(ssrc, timestamp, keyframe, state[1], loss.lost, extended))
 
     def _stream_ended(self) -> None:
         """Replacement of the receiver's `__stop_decoder`: end its track, notify once."""
@@ -172,6 +185,13 @@ class LightReceiverHook:
         self._closed = True
         self.on_frame = None
         self.on_end = None
+
+
+def light_receiver_hook(receiver: RTCRtpReceiver) -> LightReceiverHook | None:
+    """The `LightReceiverHook` `install_light_receiver` put on `receiver`, or None."""
+    handler = vars(receiver).get("_handle_rtp_packet")
+    owner = getattr(handler, "__self__", None)
+    return owner if isinstance(owner, LightReceiverHook) else None
 
 
 def install_light_receiver(

@@ -1,16 +1,22 @@
 """Receiver hook: taps complete encoded frames out of an `RTCRtpReceiver` (its jitter
-buffer replaced by a `FrameAssembler`, no decoder thread ever started). Internals used are
-listed in `sfu/compat/__init__.py`."""
+buffer replaced by a `FrameAssembler`, no decoder thread ever started) and counts the loss
+recovery towards the publisher: NACKs aiortc's NACK generator sends (`_send_rtcp_nack`
+wrapped on the instance: called per NACK, not per packet) and RTX retransmissions
+received (read from the receiver's per-SSRC RTCP statistics on demand: nothing per
+packet). Internals used are listed in `sfu/compat/__init__.py` and verified by
+`check_receiver_internals()`."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any
 
-from aiortc.rtcrtpreceiver import RTCRtpReceiver
+from aiortc.rtcrtpreceiver import RTCRtpReceiver, StreamStatistics
 
+from sfu.compat.introspect import source_has
 from sfu.compat.lean_receiver import LeanReceiver, install_lean_receiver
 from sfu.compat.remb import IntervalBitrateEstimator, install_interval_estimator
 from sfu.frame_assembler import AssemblerStats, FrameAssembler, FrameSink, discard_frame
@@ -21,6 +27,18 @@ _R = "_RTCRtpReceiver__"
 
 #: "lean": `sfu.compat.lean_receiver` handles each RTP packet; "stock": aiortc's handler.
 RECEIVE_PATHS = ("lean", "stock")
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryStats:
+    """Loss recovery towards the publisher of one receiver."""
+
+    #: NACK packets sent to the publisher
+    nacks_sent: int
+    #: sequence numbers those NACKs listed (repeats counted again)
+    nacked_packets: int
+    #: RTX retransmissions received
+    rtx_received: int
 
 
 class ReceiverHook:
@@ -38,12 +56,29 @@ class ReceiverHook:
         #: the lean per-packet handler (`--receive-path lean`), None on the stock path
         self.lean: LeanReceiver | None = None
         self.ended = False
+        #: NACK packets sent to the publisher, and the sequence numbers they listed (aiortc
+        #: lists every packet still missing in each NACK: repeats are counted again)
+        self.nacks_sent = 0
+        self.nacked_packets = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
 
     def stats(self) -> AssemblerStats:
         """The assembler's counters (packets, frames, losses, keyframes needed...)."""
         return self.assembler.stats()
+
+    def recovery(self) -> RecoveryStats:
+        """NACKs sent and retransmissions received so far."""
+        return RecoveryStats(self.nacks_sent, self.nacked_packets, self.rtx_received())
+
+    def rtx_received(self) -> int:
+        """RTX retransmissions received from the publisher so far (the packets aiortc's
+        RTCP statistics counted on the RTX SSRCs)."""
+        return rtx_packets_received(self.receiver)
+
+    def _count_nack(self, lost: list[int]) -> None:
+        self.nacks_sent += 1
+        self.nacked_packets += len(lost)
 
     def request_keyframe(self) -> bool:
         """Schedule an RTCP PLI for the last seen media SSRC (fire and forget: the task is
@@ -91,6 +126,52 @@ def end_remote_track(receiver: RTCRtpReceiver) -> None:
         queue.put_nowait(None)
 
 
+def rtx_packets_received(receiver: Any) -> int:
+    """Packets received on the receiver's RTX SSRCs (0 without RTX or before it starts)."""
+    streams = getattr(receiver, _R + "remote_streams", None)
+    rtx = getattr(receiver, _R + "rtx_ssrc", None)
+    if not isinstance(streams, dict) or not isinstance(rtx, dict):
+        return 0
+    total = 0
+    for ssrc in list(rtx):
+        stream = streams.get(ssrc)
+        if stream is not None:
+            total += int(getattr(stream, "packets_received", 0))
+    return total
+
+
+def _install_nack_counter(receiver: RTCRtpReceiver, count: Callable[[list[int]], None]) -> None:
+    original = getattr(receiver, "_send_rtcp_nack", None)
+    if not callable(original):
+        return  # a test fake without RTCP
+
+    async def send_rtcp_nack(media_ssrc: int, lost: list[int]) -> None:
+        count(lost)
+        await original(media_ssrc, lost)
+
+    receiver._send_rtcp_nack = send_rtcp_nack  # type: ignore[method-assign]
+
+
+def check_receiver_internals(probe: RTCRtpReceiver) -> list[str]:
+    """The internals of the NACK and RTX counters that are missing or changed (`probe`: a
+    fresh video receiver); empty when all are present."""
+    problems: list[str] = []
+    attrs = vars(probe)
+    for name in ("remote_streams", "rtx_ssrc"):
+        if not isinstance(attrs.get(_R + name), dict):
+            problems.append(f"RTCRtpReceiver.{_R}{name}")
+    if not callable(getattr(RTCRtpReceiver, "_send_rtcp_nack", None)):
+        problems.append("RTCRtpReceiver._send_rtcp_nack")
+    problems += source_has(
+        RTCRtpReceiver._handle_rtp_packet,
+        "self.__remote_streams[packet.ssrc].add(packet)",
+        "await self._send_rtcp_nack(",
+    )
+    if not hasattr(StreamStatistics(90000), "packets_received"):
+        problems.append("StreamStatistics.packets_received")
+    return problems
+
+
 def install_receiver_sink(
     receiver: RTCRtpReceiver,
     kind: str,
@@ -119,6 +200,7 @@ def install_receiver_sink(
     hook = ReceiverHook(receiver, kind, assembler)
     hook.on_end = on_end
     hook.estimator = install_interval_estimator(receiver)
+    _install_nack_counter(receiver, hook._count_nack)
     setattr(receiver, _R + "jitter_buffer", assembler)
     if receive_path == "lean":
         hook.lean = install_lean_receiver(receiver)

@@ -2,23 +2,38 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from aiortc.contrib.media import RelayStreamTrack
 
 from sfu.compat.fast_queue import FastQueue
+from sfu.layers import FrameLayer
 
 
 class _DropOldestQueue(FastQueue[Any]):
-    """A bounded queue whose `put_nowait` drops the oldest item instead of raising.
+    """A bounded queue whose `put_nowait` drops an item instead of raising.
+
+    With `on_layer_drop`, a full queue first drops a frame of the highest temporal layer
+    above the base layer among the queued items and the new one (`FrameLayer` opaque;
+    the oldest of them) and calls `on_layer_drop(tid)`: the reader then stops that layer
+    until its next sync frame. When only base-layer, untagged or other items are there
+    (or without `on_layer_drop`), it drops the oldest and calls `on_drop()` (the reader
+    then waits for a keyframe).
 
     None (MediaRelay's end marker) is never dropped: once queued, later items are ignored.
     """
 
-    def __init__(self, maxsize: int, on_drop: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        maxsize: int,
+        on_drop: Callable[[], None],
+        on_layer_drop: Callable[[int], None] | None = None,
+    ) -> None:
         super().__init__(maxsize)
         self._on_drop = on_drop
+        self._on_layer_drop = on_layer_drop
         self._end_queued = False
         self.dropped = 0
 
@@ -28,21 +43,58 @@ class _DropOldestQueue(FastQueue[Any]):
         if item is None:
             self._end_queued = True
         if self.full():
-            self.get_nowait()
             self.dropped += 1
+            if self._on_layer_drop is not None and item is not None:
+                tid = self._drop_top_layer(item)
+                if tid is not None:
+                    self._on_layer_drop(abs(tid))
+                    if tid > 0:
+                        super().put_nowait(item)
+                    return  # else the new item itself was the one to go
+            self.get_nowait()
             self._on_drop()
         super().put_nowait(item)
 
+    def _drop_top_layer(self, item: Any) -> int | None:
+        """Remove the oldest queued frame of the highest layer >= 1 when no newer `item`
+        is of a higher layer, returning its tid; return -tid when `item` is the one to
+        drop; None when every candidate is base layer or untagged. O(maxsize), only on
+        overflow."""
+        best_tid = _tid(item)
+        best = -1  # the new item
+        queued: deque[Any] = self._queue  # type: ignore[attr-defined]  # asyncio.Queue's deque
+        for index, other in enumerate(queued):
+            tid = _tid(other)
+            if tid > best_tid or (tid == best_tid and best == -1 and tid > 0):
+                best_tid, best = tid, index
+        if best_tid < 1:
+            return None
+        if best == -1:
+            return -best_tid
+        del queued[best]
+        return best_tid
 
-def bound_relay_proxy(proxy: Any, maxsize: int, on_drop: Callable[[], None]) -> None:
+
+def _tid(item: Any) -> int:
+    layer = getattr(item, "opaque", None)
+    return layer.tid if isinstance(layer, FrameLayer) else 0
+
+
+def bound_relay_proxy(
+    proxy: Any,
+    maxsize: int,
+    on_drop: Callable[[], None],
+    on_layer_drop: Callable[[int], None] | None = None,
+) -> None:
     """Replace a buffered `RelayStreamTrack`'s unbounded queue with one of `maxsize` items
-    that drops the oldest on overflow and calls `on_drop()` for each drop."""
+    that drops on overflow: the highest temporal layer first when `on_layer_drop` is
+    given (called with its tid), else the oldest item (`on_drop()`)."""
     if not isinstance(proxy, RelayStreamTrack) or not proxy._buffered:
         raise ValueError("bound_relay_proxy needs a buffered MediaRelay proxy")
     if maxsize < 1:
         raise ValueError("maxsize must be at least 1")
     old = proxy._queue
-    queue = _DropOldestQueue(maxsize, on_drop)
+    queue = _DropOldestQueue(maxsize, on_drop, on_layer_drop)
     while old is not None and not old.empty():
         queue.put_nowait(old.get_nowait())
     proxy._queue = queue

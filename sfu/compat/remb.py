@@ -11,6 +11,9 @@ delay gradient (how much longer the interval's packets took to arrive than they 
 sent: a queue growing over two intervals in a row is overuse, a draining one underuse, so
 one late event-loop turn is not taken for congestion) and lets aiortc's own
 `AimdRateControl` turn them into the REMB value, which aiortc's receiver sends as before.
+A `cap` (set by `PublishedTrack.cap_bitrate`, floored at `MIN_PUBLISHER_BITRATE`) lowers
+that value: the REMB sent is min(estimate, cap), every interval, also before aiortc's rate
+control has an estimate of its own.
 
 aiortc private internals relied upon (pinned: aiortc==1.16.0; `check_remb_internals()`
 verifies them): the receiver instance attribute `_RTCRtpReceiver__remote_bitrate_estimator`
@@ -37,12 +40,16 @@ _ABS_TO_MS = 1000.0 / (1 << 18)
 #: Queue growth (or draining) per interval, in ms, taken as overuse (underuse).
 DELAY_THRESHOLD_MS = 15.0
 
+#: A publisher cap never asks for less than this (bps).
+MIN_PUBLISHER_BITRATE = 150_000
+
 
 class IntervalBitrateEstimator:
     """A per-interval stand-in for aiortc's `RemoteBitrateEstimator` (module docstring).
 
     Counters: `packets`, `updates` (intervals evaluated), `overuses`, `remb_sent` (values
-    returned, i.e. REMB packets aiortc sent) and `last_bitrate` (the last REMB value).
+    returned, i.e. REMB packets aiortc sent), `capped` (REMBs lowered by the cap) and
+    `last_bitrate` (the last REMB value). `cap` (bps or None) is set with `set_cap`.
     """
 
     __slots__ = (
@@ -51,6 +58,8 @@ class IntervalBitrateEstimator:
         "_first_arrival",
         "_prev_growth",
         "_start_ms",
+        "cap",
+        "capped",
         "interval_ms",
         "last_bitrate",
         "overuses",
@@ -72,6 +81,8 @@ class IntervalBitrateEstimator:
         self.overuses = 0
         self.remb_sent = 0
         self.last_bitrate: int | None = None
+        self.cap: int | None = None
+        self.capped = 0
         self._bytes = 0
         self._start_ms: int | None = None
         self._first_arrival = 0
@@ -93,6 +104,14 @@ class IntervalBitrateEstimator:
         if arrival_time_ms - start < self.interval_ms:
             return None
         return self._update(arrival_time_ms, abs_send_time, start)
+
+    def set_cap(self, bps: int | None) -> int | None:
+        """Hold the REMB at or below `bps` (at least `MIN_PUBLISHER_BITRATE`); None lifts
+        the cap. Returns the cap in force."""
+        if bps is not None and (isinstance(bps, bool) or not isinstance(bps, int) or bps <= 0):
+            raise ValueError(f"a bitrate cap must be a positive int or None, got {bps!r}")
+        self.cap = None if bps is None else max(bps, MIN_PUBLISHER_BITRATE)
+        return self.cap
 
     def _start_interval(self, arrival_time_ms: int, abs_send_time: int) -> None:
         self._start_ms = arrival_time_ms
@@ -117,6 +136,10 @@ class IntervalBitrateEstimator:
             usage = BandwidthUsage.NORMAL
         self._start_interval(now_ms, abs_send_time)
         target = self.rate_control.update(usage, throughput, now_ms)
+        cap = self.cap
+        if cap is not None and (target is None or target > cap):
+            target = cap
+            self.capped += 1
         if target is None:
             return None
         self.remb_sent += 1

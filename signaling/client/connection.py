@@ -69,11 +69,16 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcconfiguration import RTCBundlePolicy, RTCIceTransportPolicy
 
 from sfu.compat import negotiation
+from sfu.compat.lean_sender import install_lean_sender
 from sfu.compat.light_receiver import LightFrame, LightReceiverHook, install_light_receiver
 from sfu.compat.receiver import ReceiverHook, install_receiver_sink
-from sfu.compat.sender import install_sender_audio_level, install_sender_keyframe_hook
+from sfu.compat.sender import (
+    install_sender_audio_level,
+    install_sender_feedback,
+    install_sender_keyframe_hook,
+)
 from sfu.frame_assembler import EncodedFrame
-from sfu.wire import PREFERRED_CODECS, SERVER_EVENTS, Kind, Source
+from sfu.wire import PREFERRED_CODECS, SERVER_EVENTS, VIDEO_STATES, Kind, Source
 from signaling.client.tracks import DEFAULT_TIMEOUT, RemoteTrack
 from signaling.client.wire import (
     ChatMessage,
@@ -96,6 +101,7 @@ __all__ = [
     "MAX_KEPT_ENDED_TRACKS",
     "MAX_QUEUED_TRACKS",
     "SfuClient",
+    "follow_remb",
     "prefer_codecs",
 ]
 
@@ -139,10 +145,11 @@ class SfuClient:
     functions) get: `"participant joined"` / `"participant updated"` -> `Participant`,
     `"participant left"` -> `(id, reason)`, `"chat message"` -> `ChatMessage`, `"error"` ->
     `SfuError`, `"active speaker"` -> `(id or None, levels)`, `"recording"` -> `active`,
-    `"track"` -> `RemoteTrack`, `"frame"` -> `(RemoteTrack, frame)` (sync
-    callbacks only, called on every frame), `"disconnect"` -> no argument. Every server event
-    is also recorded in `events` and can be awaited with `wait_for_event()`; new remote
-    tracks go to the `remote_tracks` queue and the `tracks_by_mid` / `all_tracks` views.
+    `"video state"` -> `(id, source, state, layer or None)`, `"track"` -> `RemoteTrack`,
+    `"frame"` -> `(RemoteTrack, frame)` (sync callbacks only, called on every frame),
+    `"disconnect"` -> no argument. Every server event is also recorded in `events` and can
+    be awaited with `wait_for_event()`; new remote tracks go to the `remote_tracks` queue
+    and the `tracks_by_mid` / `all_tracks` views.
     Both are bounded for long-lived clients in churning rooms: `remote_tracks` keeps the
     newest `MAX_QUEUED_TRACKS` unread tracks, `all_tracks` every live track and the newest
     `MAX_KEPT_ENDED_TRACKS` ended ones (the frames of dropped ones stay in `frames`).
@@ -189,6 +196,9 @@ class SfuClient:
         #: the room's active speaker and levels (last `active speaker` event)
         self.active_speaker: str | None = None
         self.speaker_levels: dict[str, float] = {}
+        #: the server's forwarding state of each remote video we receive, by (participant
+        #: id, source), from `video state` events (absent: "active")
+        self.video_states: dict[tuple[str, str], str] = {}
         self.chat_history: list[ChatMessage] = []
         self.events: list[ServerEvent] = []
         self.errors: list[SfuError] = []
@@ -403,14 +413,22 @@ class SfuClient:
         *,
         video_source: Source = "camera",
         audio_source: Source = "microphone",
+        adapt_bitrate: bool = True,
     ) -> None:
         """Send `video` (VP8) and/or `audio` (Opus) on new send-only transceivers and
         negotiate. A video track with a `request_keyframe()` method (e.g.
-        `PacedVideoTrack`) gets the server's PLI/FIR through it."""
+        `PacedVideoTrack`) gets the server's PLI/FIR through it. A video track whose
+        `temporal_layers` attribute is above 1 (a `PacedVideoTrack` of an L1T3 clip) is
+        sent by `sfu.compat.lean_sender` with the VP8 temporal-layer descriptor fields.
+        With `adapt_bitrate` (default) a video track with a `set_target_bitrate(bps)`
+        method (a `PacedVideoTrack`, which switches between its bitrate variants) gets
+        every REMB the server sends about it, as an encoder would; False ignores REMB."""
         if video is not None and video.kind != "video":
             raise ValueError("video must be a video track")
         if audio is not None and audio.kind != "audio":
             raise ValueError("audio must be an audio track")
+        if not isinstance(adapt_bitrate, bool):
+            raise ValueError(f"adapt_bitrate must be a bool, got {adapt_bitrate!r}")
         async with self._locked():
             # under the lock: a transceiver added while a server offer is being applied
             # would be taken for one of its m-lines
@@ -420,9 +438,13 @@ class SfuClient:
                     continue
                 transceiver = pc.addTransceiver(track, direction="sendonly")
                 prefer_codecs(transceiver)
+                if track.kind == "video" and getattr(track, "temporal_layers", 1) > 1:
+                    install_lean_sender(transceiver.sender, temporal_layers=True)
                 request_keyframe = getattr(track, "request_keyframe", None)
                 if track.kind == "video" and callable(request_keyframe):
                     install_sender_keyframe_hook(transceiver.sender, request_keyframe)
+                if adapt_bitrate:
+                    follow_remb(transceiver.sender, track)
                 audio_level = getattr(track, "current_audio_level", None)
                 if track.kind == "audio" and callable(audio_level):
                     install_sender_audio_level(transceiver.sender, audio_level)
@@ -541,6 +563,14 @@ class SfuClient:
     async def mute(self, kind: Kind, muted: bool) -> None:
         """Tell the server to stop (or resume) forwarding our `kind` tracks."""
         await self.request("mute", {"kind": kind, "muted": muted})
+
+    async def pause_video(self, participant_id: str, source: Source, paused: bool) -> None:
+        """Tell the server we do not show (True) or show again (False) the `source`
+        ("camera" or "screen") video of `participant_id`: it stops forwarding it, and
+        resumes with a keyframe. The server confirms with a `video state` event."""
+        await self.request(
+            "video pause", {"participantId": participant_id, "source": source, "paused": paused}
+        )
 
     async def set_recording(self, active: bool) -> dict[str, Any]:
         """Start (True) or stop the room's recording; return the server's `recording`
@@ -765,6 +795,15 @@ class SfuClient:
             d = wire_object(data, "recording")
             self.recording = d.get("active") is True
             self._fire(name, self.recording)
+        elif name == "video state":
+            d = wire_object(data, "video state")
+            key = (str(d["participantId"]), str(d["source"]))
+            state = str(d["state"])
+            if state not in VIDEO_STATES:
+                raise ValueError(f"unknown video state {state!r}")
+            layer = d.get("layer")
+            self.video_states[key] = state
+            self._fire(name, key[0], key[1], state, layer if isinstance(layer, int) else None)
         elif name == "error":
             error = error_event(data)
             self.errors.append(error)
@@ -936,6 +975,26 @@ class SfuClient:
 
 def _moved_past(client: SfuClient, seen: int) -> Callable[[], bool]:
     return lambda: client.server_offers_handled > seen
+
+
+def follow_remb(sender: RTCRtpSender, track: MediaStreamTrack) -> bool:
+    """Hand every REMB the server sends about `sender`'s stream to `track`'s
+    `set_target_bitrate(bps)` (`sfu.compat.sender.install_sender_feedback`), as an encoder
+    would take it; True when installed, False (nothing done) for a track that is not video
+    or has no such method. Install once per sender."""
+    set_target = getattr(track, "set_target_bitrate", None)
+    if track.kind != "video" or not callable(set_target):
+        return False
+
+    def on_remb(bps: int, ssrcs: list[int]) -> None:
+        set_target(int(bps))
+
+    install_sender_feedback(sender, on_remb, _ignore_report)
+    return True
+
+
+def _ignore_report(fraction_lost: int, highest_sequence: int, ssrc: int) -> None:
+    """A sender report sink that keeps nothing (aiortc still handles the report)."""
 
 
 def prefer_codecs(transceiver: RTCRtpTransceiver) -> None:

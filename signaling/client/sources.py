@@ -6,7 +6,11 @@ keeps timestamps increasing. So:
 
 - `encode_clip()` encodes a short VP8 clip ONCE with PyAV and caches it as a file (default
   `~/.cache/sfu-relay/`, or `$SFU_CACHE_DIR`, or the `cache_dir` argument), keyed by every
-  parameter. Each clip carries a *marker* (0-255) drawn into its pictures, so whoever decodes
+  parameter. With `temporal_layers=3` the clip has three temporal layers (L1T3, libvpx's
+  0,2,1,2 pattern, see `L1T3_PATTERN`): each `ClipPacket` knows its `tid` and layer-sync
+  flag, and `PacedVideoTrack` hands them on as `packet.opaque = FrameLayer(tid, sync)` for
+  the client's sender to write into the VP8 payload descriptor.
+  Each clip carries a *marker* (0-255) drawn into its pictures, so whoever decodes
   the video can tell which publisher it came from (`marker_from_frame`), and its encoded
   frames are distinct per marker, so a passthrough receiver can identify publisher and frame
   from the bytes alone (`VideoClip.locate`).
@@ -28,6 +32,7 @@ import asyncio
 import colorsys
 import contextlib
 import fractions
+import functools
 import hashlib
 import json
 import logging
@@ -45,10 +50,17 @@ import av
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack, VideoStreamTrack
 
+from sfu.layers import FrameLayer
+from signaling.client.variants import VariantLadder
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "AUDIO_CLOCK_RATE",
+    "L1T3_PATTERN",
+    "VARIANT_SCALES",
+    "VARIANT_SECONDS",
+    "VARIANT_SHARES",
     "VIDEO_CLOCK_RATE",
     "AudioClip",
     "ClipPacket",
@@ -61,6 +73,7 @@ __all__ = [
     "colour_for_marker",
     "encode_audio_clip",
     "encode_clip",
+    "encode_clip_variants",
     "file_tracks",
     "marker_from_frame",
     "resolve_cache_dir",
@@ -75,6 +88,26 @@ _MAGIC = b"SFUCLIP1"
 _MARKER_CELLS = 8
 #: Lateness beyond which a paced track stops trying to catch up (no bursts after a stall).
 MAX_LAG = 0.2
+
+#: L1T3 as libvpx encodes it with FFmpeg's `ts_layering_mode=3`: (tid, layer sync) of the
+#: frames of each 4-frame period. Buffers: TL0 refers to and updates LAST only; the first
+#: TL2 frame refers to LAST only and updates nothing; TL1 refers to LAST and updates GOLDEN
+#: only; the second TL2 frame refers to GOLDEN only and updates nothing. So TL2 frames are
+#: never references, TL1 frames only for TL2, and the frames that refer to TL0 alone are
+#: layer-sync points (the payload descriptor's Y bit).
+L1T3_PATTERN: tuple[tuple[int, bool], ...] = ((0, False), (2, True), (1, True), (2, False))
+#: Share of the clip's bitrate for TID <= 0, <= 1, <= 2 (libwebrtc's 3-layer split).
+_L1T3_RATE_SHARE = (0.4, 0.6, 1.0)
+#: The variants `encode_clip_variants` encodes by default: shares of the bitrate, each at
+#: the picture size divided by the matching `VARIANT_SCALES` entry (640x480 at the bitrate,
+#: 320x240 at 1/3 of it, 160x120 at 1/8). Like Chromium under a tight cap, the bots scale
+#: the resolution down: at 640x480 even the largest quantizer takes 160-400 kbit/s.
+VARIANT_SHARES: tuple[float, ...] = (1.0, 1 / 3, 1 / 8)
+#: Divisor of the width and height of each variant (see `VARIANT_SHARES`).
+VARIANT_SCALES: tuple[int, ...] = (1, 2, 4)
+#: Default length of each variant (s): one gop at the default 2 s keyframe interval, so the
+#: three variants cost about 1.5 times one default 4 s clip to encode on first use.
+VARIANT_SECONDS = 2.0
 
 
 def vp8_is_keyframe(data: bytes) -> bool:
@@ -157,10 +190,13 @@ def marker_from_frame(frame: av.VideoFrame) -> int | None:
 
 @dataclass(frozen=True, slots=True)
 class ClipPacket:
-    """One encoded frame of a clip."""
+    """One encoded frame of a clip: its VP8 temporal layer `tid` (None in a clip without
+    temporal layers) and whether it is a layer-sync frame (refers to TID 0 frames only)."""
 
     data: bytes
     keyframe: bool
+    tid: int | None = None
+    sync: bool = False
 
 
 @dataclass(frozen=True)
@@ -175,6 +211,8 @@ class VideoClip:
     marker: int
     packets: tuple[ClipPacket, ...]
     path: Path | None = None
+    #: 1 (no temporal layers) or 3 (L1T3: every packet has a `tid`)
+    temporal_layers: int = 1
     _index: dict[bytes, int] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -184,6 +222,11 @@ class VideoClip:
     @property
     def duration(self) -> float:
         return len(self.packets) / self.fps
+
+    @functools.cached_property
+    def measured_bitrate(self) -> int:
+        """The bit/s the clip's frames really take (its encoder's target is `bitrate`)."""
+        return round(sum(len(p.data) for p in self.packets) * 8 / self.duration)
 
     @property
     def keyframe_indexes(self) -> list[int]:
@@ -235,11 +278,14 @@ def clip_path(
     gop: int | None = None,
     marker: int = 0,
     cache_dir: str | os.PathLike[str] | None = None,
+    temporal_layers: int = 1,
 ) -> Path:
     """Where `encode_clip` with these parameters caches its clip."""
     frames = max(1, round(seconds * fps))
     gop_frames = _gop_for(fps, gop)
-    return _clip_file(width, height, fps, frames, bitrate, gop_frames, marker, cache_dir)
+    return _clip_file(
+        width, height, fps, frames, bitrate, gop_frames, marker, cache_dir, temporal_layers
+    )
 
 
 def _clip_file(
@@ -251,10 +297,12 @@ def _clip_file(
     gop_frames: int,
     marker: int,
     cache_dir: str | os.PathLike[str] | None,
+    temporal_layers: int = 1,
 ) -> Path:
+    layers = f"-l{temporal_layers}" if temporal_layers > 1 else ""
     name = (
         f"vp8-v{CLIP_FORMAT_VERSION}-{width}x{height}-{fps}fps-{frames}f-"
-        f"{bitrate // 1000}k-gop{gop_frames}-m{marker}.clip"
+        f"{bitrate // 1000}k-gop{gop_frames}-m{marker}{layers}.clip"
     )
     return resolve_cache_dir(cache_dir) / name
 
@@ -273,12 +321,15 @@ def encode_clip(
     gop: int | None = None,
     marker: int = 0,
     cache_dir: str | os.PathLike[str] | None = None,
+    temporal_layers: int = 1,
 ) -> VideoClip:
     """Return the VP8 clip for these parameters, encoding it on first use.
 
     The clip is `round(seconds * fps)` frames of `width` x `height` (even numbers) with a
     keyframe every `gop` frames (default: every 2 s, and frame 0 always) at about `bitrate`
-    bits per second, showing `marker`. It is cached in a file (see `clip_path`) written
+    bits per second, showing `marker`. `temporal_layers=3` encodes L1T3 (`L1T3_PATTERN`;
+    `gop` must then be a multiple of 4 so that every keyframe is a TID 0 frame), 1 none.
+    It is cached in a file (see `clip_path`) written
     atomically, so concurrent processes may race safely, and memoised in the process.
     Blocking (about 5 ms per 640x480 frame on first use): call it before the event loop
     gets busy, or through `asyncio.to_thread`.
@@ -291,8 +342,14 @@ def encode_clip(
     gop_frames = _gop_for(fps, gop)
     if gop_frames < 1:
         raise ValueError("gop must be at least 1")
+    if temporal_layers not in (1, 3):
+        raise ValueError(f"temporal_layers must be 1 or 3, got {temporal_layers!r}")
+    if temporal_layers > 1 and gop_frames % len(L1T3_PATTERN):
+        raise ValueError(f"with temporal layers the gop must be a multiple of 4, got {gop_frames}")
     frames = max(1, round(seconds * fps))
-    path = _clip_file(width, height, fps, frames, bitrate, gop_frames, marker, cache_dir)
+    path = _clip_file(
+        width, height, fps, frames, bitrate, gop_frames, marker, cache_dir, temporal_layers
+    )
     with _clip_lock:
         memo = _clip_memo.get(path)
         if memo is not None:
@@ -303,9 +360,13 @@ def encode_clip(
                 packets = _read_clip(path)
             except (OSError, ValueError) as exc:
                 logger.warning("ignoring unreadable clip cache %s: %s", path, exc)
+        if packets is not None and temporal_layers > 1 and any(p.tid is None for p in packets):
+            packets = None  # a cache file without layer ids: encode again
         if packets is None or len(packets) != frames:
             started = time.monotonic()
-            packets = _encode_vp8(width, height, fps, frames, bitrate, gop_frames, marker)
+            packets = _encode_vp8(
+                width, height, fps, frames, bitrate, gop_frames, marker, temporal_layers
+            )
             _write_clip(path, packets, {"width": width, "height": height, "fps": fps})
             logger.info(
                 "encoded %d-frame clip %s in %.1f s",
@@ -313,13 +374,97 @@ def encode_clip(
                 path.name,
                 time.monotonic() - started,
             )
-        clip = VideoClip(width, height, fps, bitrate, gop_frames, marker, tuple(packets), path)
+        clip = VideoClip(
+            width, height, fps, bitrate, gop_frames, marker, tuple(packets), path, temporal_layers
+        )
         _clip_memo[path] = clip
         return clip
 
 
+def encode_clip_variants(
+    *,
+    width: int = 640,
+    height: int = 480,
+    fps: int = 30,
+    seconds: float = VARIANT_SECONDS,
+    bitrate: int = 600_000,
+    gop: int | None = None,
+    marker: int = 0,
+    cache_dir: str | os.PathLike[str] | None = None,
+    temporal_layers: int = 1,
+    shares: tuple[float, ...] = VARIANT_SHARES,
+    scales: tuple[int, ...] | None = None,
+) -> tuple[VideoClip, ...]:
+    """`encode_clip` once per share of `bitrate`, at `width` x `height` divided by the
+    matching entry of `scales` (default: `VARIANT_SHARES` at `VARIANT_SCALES`, i.e.
+    640x480 at the bitrate, 320x240 at 1/3, 160x120 at 1/8; with `shares` given and no
+    `scales`, all at full size). Each is `VARIANT_SECONDS` long by default (shorter than a
+    single clip's 4 s) and shows the same scene scaled: the same fps, gop, frame count,
+    layer pattern and marker (readable by `marker_from_frame` down to 32x32 pictures);
+    each is cached like any clip. Sorted by measured bitrate, lowest first (what
+    `PacedVideoTrack(variants=...)` takes). A receiver's VP8 decoder takes the size change
+    at the keyframe where a track switches.
+
+    Why smaller pictures: the encoder cannot go below what its largest quantizer gives,
+    and 640x480 content takes 160-400 kbit/s at the least (depending on the marker's
+    colours); 160x120 takes about 55 kbit/s. `VideoClip.measured_bitrate` says what each
+    variant really is. ValueError unless the shares are distinct values in (0, 1], the
+    scales positive ints, one per share, that leave even sizes."""
+    if not shares or any(not 0 < s <= 1 for s in shares) or len(set(shares)) != len(shares):
+        raise ValueError(f"shares must be distinct values in (0, 1], got {shares!r}")
+    if scales is None:
+        scales = VARIANT_SCALES if shares == VARIANT_SHARES else (1,) * len(shares)
+    if len(scales) != len(shares):
+        raise ValueError(f"scales {scales!r} must give one divisor per share {shares!r}")
+    for k in scales:
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"scales must be ints >= 1, got {scales!r}")
+        if width % k or height % k or (width // k) % 2 or (height // k) % 2:
+            raise ValueError(f"{width}x{height} divided by {k} is not an even size")
+    steps = sorted(
+        {(max(1000, round(bitrate * s)), k) for s, k in zip(shares, scales, strict=True)}
+    )
+    if len({b for b, _ in steps}) != len(shares):
+        raise ValueError(f"shares {shares!r} of {bitrate} give equal bitrates")
+    clips = [
+        encode_clip(
+            width=width // k,
+            height=height // k,
+            fps=fps,
+            seconds=seconds,
+            bitrate=b,
+            gop=gop,
+            marker=marker,
+            cache_dir=cache_dir,
+            temporal_layers=temporal_layers,
+        )
+        for b, k in steps
+    ]
+    return VariantLadder(clips).clips  # checks they line up
+
+
+def _l1t3_parameters(bitrate: int) -> str:
+    """FFmpeg libvpx `ts-parameters` for L1T3 at `bitrate` bit/s (per-layer targets are
+    cumulative, in kbit/s). `ts_layering_mode=3` (last: it overrides the rest) makes FFmpeg
+    set libvpx's per-frame reference and update flags; without it every frame would
+    still update LAST, i.e. be a reference."""
+    targets = ",".join(str(max(1, round(bitrate * s / 1000))) for s in _L1T3_RATE_SHARE)
+    ids = ",".join(str(tid) for tid, _ in L1T3_PATTERN)
+    return (
+        f"ts_number_layers=3:ts_target_bitrate={targets}:ts_rate_decimator=4,2,1:"
+        f"ts_periodicity={len(L1T3_PATTERN)}:ts_layer_id={ids}:ts_layering_mode=3"
+    )
+
+
 def _encode_vp8(
-    width: int, height: int, fps: int, frames: int, bitrate: int, gop: int, marker: int
+    width: int,
+    height: int,
+    fps: int,
+    frames: int,
+    bitrate: int,
+    gop: int,
+    marker: int,
+    temporal_layers: int = 1,
 ) -> list[ClipPacket]:
     codec = av.CodecContext.create("libvpx", "w")
     codec.width = width
@@ -337,6 +482,15 @@ def _encode_vp8(
         "lag-in-frames": "0",
         "keyint_min": str(gop),  # no extra keyframes on "scene cuts"
     }
+    if temporal_layers > 1:
+        # error resilience: no frame carries entropy-context updates over to the next
+        # (VP8's refresh_entropy_probs), so dropping upper-layer frames leaves the others
+        # decodable bit for bit
+        codec.options = {
+            **codec.options,
+            "ts-parameters": _l1t3_parameters(bitrate),
+            "error-resilient": "default",
+        }
     out: list[bytes] = []
     for i in range(frames):
         picture = av.VideoFrame.from_ndarray(
@@ -349,7 +503,14 @@ def _encode_vp8(
     out.extend(bytes(p) for p in codec.encode(None))
     if len(out) != frames:
         raise RuntimeError(f"VP8 encoder produced {len(out)} packets for {frames} frames")
-    return [ClipPacket(data, vp8_is_keyframe(data)) for data in out]
+    if temporal_layers == 1:
+        return [ClipPacket(data, vp8_is_keyframe(data)) for data in out]
+    period = len(L1T3_PATTERN)
+    clip = []
+    for i, data in enumerate(out):
+        tid, sync = L1T3_PATTERN[i % period]
+        clip.append(ClipPacket(data, vp8_is_keyframe(data), tid, sync))
+    return clip
 
 
 def _write_clip(path: Path, packets: list[ClipPacket], meta: dict[str, Any]) -> None:
@@ -360,13 +521,20 @@ def _write_clip(path: Path, packets: list[ClipPacket], meta: dict[str, Any]) -> 
         with os.fdopen(fd, "wb") as f:
             f.write(_MAGIC + struct.pack(">I", len(header)) + header)
             for p in packets:
-                f.write(struct.pack(">BI", 1 if p.keyframe else 0, len(p.data)))
+                f.write(struct.pack(">BI", _packet_flags(p), len(p.data)))
                 f.write(p.data)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _packet_flags(packet: ClipPacket) -> int:
+    """A clip file's flag byte: bit 0 keyframe, bit 1 layer sync, bits 2-7 tid + 1 (0:
+    no tid; a file written before temporal layers reads as such)."""
+    tid = 0 if packet.tid is None else packet.tid + 1
+    return (tid << 2) | (2 if packet.sync else 0) | (1 if packet.keyframe else 0)
 
 
 def _read_clip(path: Path) -> list[ClipPacket]:
@@ -386,7 +554,8 @@ def _read_clip(path: Path) -> list[ClipPacket]:
         if len(data) != size:
             raise ValueError("truncated clip")
         pos += size
-        packets.append(ClipPacket(data, bool(flags & 1)))
+        tid = (flags >> 2) - 1 if flags >> 2 else None
+        packets.append(ClipPacket(data, bool(flags & 1), tid, bool(flags & 2)))
     if len(packets) != header.get("count"):
         raise ValueError("packet count mismatch")
     return packets
@@ -494,6 +663,10 @@ class _PacedTrack(MediaStreamTrack):
         packet.dts = pts
         packet.time_base = self._time_base
         packet.is_keyframe = item.keyframe
+        if item.tid is not None:
+            # one instance per packet: PyAV drops a shared opaque from every packet
+            # holding it when any of them is freed (see sfu.layers.FrameLayer)
+            packet.opaque = FrameLayer.for_packet(item.tid, item.sync)
         self.frames_sent += 1
         self.bytes_sent += len(item.data)
         self._sent(pts, index)
@@ -517,6 +690,18 @@ class PacedVideoTrack(_PacedTrack):
     time) and `last_send_time(frame_index)` (for receivers that `clip.locate()` a frame).
     `request_keyframe()` makes the next frame the clip's next keyframe (hook it to the
     sender's PLI/FIR so new subscribers need not wait for the periodic one).
+
+    Rate adaptation: `variants=encode_clip_variants(...)` (instead of `clip`) gives it
+    bitrate variants of the same frames; it starts with the highest, or with the one that
+    fits `start_bitrate` (like an encoder's start bitrate), and
+    `set_target_bitrate(bps)` (the REMB the server sends; `SfuClient.publish` wires it)
+    makes it send the highest variant whose measured bitrate fits `bps` with
+    `VARIANT_HEADROOM`. It switches only at a keyframe of the variant it switches to (the
+    frame positions line up across variants): down at once, jumping to the next keyframe
+    (a real encoder would emit one), up at the clip's next periodic keyframe; so no delta
+    frame of one variant ever follows frames of another. `variant_switches`,
+    `current_bitrate`, `target_bitrate`, `variant_bitrates`. `clip` is the highest variant,
+    `variant` the one being sent.
     """
 
     kind = "video"
@@ -529,35 +714,101 @@ class PacedVideoTrack(_PacedTrack):
         record_send_times: bool = False,
         max_records: int = 10_000,
         cache_dir: str | os.PathLike[str] | None = None,
+        variants: tuple[VideoClip, ...] | list[VideoClip] | None = None,
+        start_bitrate: int | None = None,
     ) -> None:
-        if clip is None:
-            clip = encode_clip(marker=marker, cache_dir=cache_dir)
-        super().__init__(clip.packets, 1.0 / clip.fps, VIDEO_CLOCK_RATE)
-        self.clip = clip
-        self.marker = clip.marker
+        if variants is not None:
+            if clip is not None:
+                raise ValueError("pass either clip or variants, not both")
+            # through this module's `time`, so a test's fake clock drives the probing too
+            ladder = VariantLadder(variants, clock=lambda: time.monotonic())
+            if start_bitrate is not None:
+                ladder.start_at(start_bitrate)
+        else:
+            if clip is None:
+                clip = encode_clip(marker=marker, cache_dir=cache_dir)
+            ladder = VariantLadder([clip])
+        top = ladder.clips[-1]
+        super().__init__(ladder.current.packets, 1.0 / top.fps, VIDEO_CLOCK_RATE)
+        self._ladder = ladder
+        self.clip = top
+        self.marker = top.marker
+        #: 3 when the clip has temporal layers (its packets carry `FrameLayer` opaques)
+        self.temporal_layers = top.temporal_layers
         self.record_send_times = record_send_times
         self.max_records = max_records
         self.send_times: OrderedDict[int, float] = OrderedDict()
         self._index_times: dict[int, float] = {}
-        self._keyframes = clip.keyframe_indexes
+        self._keyframes = top.keyframe_indexes
         self._keyframe_wanted = False
         self._last_jump = -1.0
         self.keyframe_jumps = 0
         self.keyframes_sent = 0
+
+    # ------------------------------------------------------------------ variants
+
+    def set_target_bitrate(self, bps: int) -> None:
+        """The bitrate the receiver allows (bit/s): the next keyframe of the variant that
+        fits it switches to that variant (see the class doc). ValueError unless an int
+        >= 0 (nothing changes)."""
+        self._ladder.set_target(bps)
+
+    @property
+    def variant(self) -> VideoClip:
+        """The variant being sent."""
+        return self._ladder.current
+
+    @property
+    def current_bitrate(self) -> int:
+        """The measured bitrate (bit/s) of the variant being sent."""
+        return self._ladder.current.measured_bitrate
+
+    @property
+    def target_bitrate(self) -> int | None:
+        """The last target set (None: never)."""
+        return self._ladder.target
+
+    @property
+    def variant_bitrates(self) -> list[int]:
+        """The measured bitrate of every variant, lowest first."""
+        return self._ladder.bitrates
+
+    @property
+    def variant_switches(self) -> int:
+        """How many times the track moved to another variant."""
+        return self._ladder.switches
 
     def request_keyframe(self) -> None:
         """Send a keyframe next (jump ahead in the clip), at most every 0.3 s."""
         self._keyframe_wanted = True
 
     def _choose(self, position: int) -> int:
-        if self._keyframe_wanted:
+        ladder = self._ladder
+        wanted = ladder.wanted
+        index = position
+        if wanted < ladder.index and not ladder.clips[wanted].packets[position].keyframe:
+            # down: to the next keyframe now, as an encoder told to send less would
+            self._keyframe_wanted = False
+            self.keyframe_jumps += 1
+            index = self._next_keyframe(position)
+        elif self._keyframe_wanted:
             self._keyframe_wanted = False
             now = time.monotonic()
             if not self._packets[position].keyframe and now - self._last_jump >= 0.3:
                 self._last_jump = now
                 self.keyframe_jumps += 1
-                return next((k for k in self._keyframes if k > position), self._keyframes[0])
-        return position
+                index = self._next_keyframe(position)
+        # keyframes sit at the same positions in every variant: switch only at one
+        if wanted != ladder.index and ladder.clips[wanted].packets[index].keyframe:
+            self._switch(wanted)
+        return index
+
+    def _next_keyframe(self, position: int) -> int:
+        return next((k for k in self._keyframes if k > position), self._keyframes[0])
+
+    def _switch(self, index: int) -> None:
+        self._ladder.switch_to(index)
+        self._packets = self._ladder.current.packets
 
     def _sent(self, pts: int, index: int) -> None:
         if self._packets[index].keyframe:

@@ -49,6 +49,11 @@ PAGE_JS = """
     out.rows.push({ id: tr.dataset.participantId,
                     cells: [...tr.cells].map((td) => td.textContent) });
   }
+  out.subscriptions = [];
+  for (const tr of document.querySelectorAll("#subscriptions tbody tr")) {
+    out.subscriptions.push({ id: tr.dataset.participantId, from: tr.dataset.publisherId,
+                             cells: [...tr.cells].map((td) => td.textContent) });
+  }
   out.summary = [...document.querySelectorAll("#summary div")].map((d) => d.textContent);
   out.overflowX = document.documentElement.scrollWidth - window.innerWidth;
   return out;
@@ -197,6 +202,22 @@ async def run(sc: Scenario) -> None:
                         for r in rows
                     ),
                     rows,
+                )
+                subs = view.get("subscriptions", [])
+                sc.info["subscription_rows"] = subs
+                sc.check(
+                    "subscriptions table has one row per subscription, with layer and estimate",
+                    len(subs) == 2 * PUBLISHERS * (PUBLISHERS - 1)
+                    and all(
+                        r["id"] in want
+                        and r["from"] in want
+                        and r["from"] != r["id"]
+                        and r["cells"][5] != ""
+                        and r["cells"][6] in ("forwarding", "paused: poor link")
+                        and r["cells"][7] != ""
+                        for r in subs
+                    ),
+                    subs,
                 )
                 sc.check("page was updated", bool(view.get("updated")), view.get("updated"))
                 sc.check("#status shows no error", not view.get("status"), view.get("status"))

@@ -20,6 +20,7 @@ EXPECTED_CHECKS = [
     "bitrate chart's latest value > 0",
     "participants chart shows 3",
     "table has one row per participant",
+    "subscriptions table has one row per subscription, with layer and estimate",
     "#status shows no error",
     "screenshot written",
 ]

@@ -27,12 +27,20 @@ class Harness:
         reply: Any = answer_reply,
         can_publish: bool = True,
         forwarding: Any = "passthrough",
+        adapt_downlink: bool = False,
     ) -> None:
         self.signaler = FakeSignaler(reply)
         self.failed: list[str] = []
         self.published_calls = 0
         self.pcs: list[FakePeerConnection] = []
-        config = SfuConfig(negotiation_timeout=2.0, initial_offer_grace=0.01, forwarding=forwarding)
+        #: server events the participant sent through `notify` (event, payload)
+        self.notified: list[tuple[str, dict[str, Any]]] = []
+        config = SfuConfig(
+            negotiation_timeout=2.0,
+            initial_offer_grace=0.01,
+            forwarding=forwarding,
+            adapt_downlink=adapt_downlink,
+        )
         self.participant = Participant(
             pid,
             pid.upper(),
@@ -43,6 +51,7 @@ class Harness:
             on_failed=lambda p, reason: self.failed.append(reason),
             can_publish=can_publish,
             peer_connection=self._make_pc,  # type: ignore[arg-type]
+            notify=lambda event, payload: self.notified.append((event, payload)),
         )
 
     def _published(self) -> None:
@@ -263,3 +272,89 @@ async def test_sync_on_a_closed_peer_connection_ends_instead_of_spinning() -> No
         task.cancel()
     await b.close()
     await publisher.participant.close()
+
+
+async def test_viewer_pause_finds_the_slot_and_tells_the_subscriber_its_state() -> None:
+    publisher = Harness("a")
+    await publisher.participant.handle_offer(sdp("video", "audio"), {})
+    subscriber = Harness("b", publications=publisher.participant.live_publications)
+    b = subscriber.participant
+    b.schedule_sync()
+    await wait_until(lambda: bool(subscriber.pcs) and subscriber.pc.signalingState == "stable")
+    video = next(s for s in b.send_slots() if s.kind == "video")
+    audio = next(s for s in b.send_slots() if s.kind == "audio")
+
+    b.set_viewer_paused("a", "camera", True)
+    assert video.track.viewer_paused and not audio.track.viewer_paused
+    b.set_viewer_paused("a", "camera", True)  # unchanged: no second event
+    assert subscriber.notified == [
+        (
+            "video state",
+            {"participantId": "a", "source": "camera", "state": "paused-viewer", "layer": None},
+        )
+    ]
+    b.set_viewer_paused("a", "camera", False)
+    assert not video.track.viewer_paused
+    event, payload = subscriber.notified[-1]
+    assert (event, payload["state"], len(subscriber.notified)) == ("video state", "active", 2)
+    # a link state change (LAYERS) while the viewer pauses reports the viewer's pause
+    b.set_viewer_paused("a", "camera", True)
+    assert video.on_video_state is not None
+    video.on_video_state("active")
+    assert len(subscriber.notified) == 3
+    video.on_video_state("paused-link")
+    assert len(subscriber.notified) == 3
+
+    with pytest.raises(SfuError) as unknown:
+        b.set_viewer_paused("zz", "camera", True)
+    assert unknown.value.code == "not_found" and "'zz'" in unknown.value.message
+    with pytest.raises(SfuError) as no_screen:
+        b.set_viewer_paused("a", "screen", True)
+    assert no_screen.value.code == "not_found" and "screen" in no_screen.value.message
+    assert video.track.viewer_paused  # refusals changed nothing
+    await b.close()
+    await publisher.participant.close()
+
+
+async def test_downlink_budget_hook_shares_one_allocator_between_video_slots() -> None:
+    first = Harness("a")
+    await first.participant.handle_offer(sdp("video", "audio"), {})
+    second = Harness("c")
+    await second.participant.handle_offer(sdp("video"), {})
+    publishers = [first.participant]
+    subscriber = Harness(
+        "b", publications=lambda: [p for who in publishers for p in who.live_publications()]
+    )
+    b = subscriber.participant
+    assert b.downlink_budget is None and b.allocator is None
+    b.schedule_sync()
+    await wait_until(lambda: len(b.subscriptions()) == 2)
+    # set after the slots exist: the existing video slot joins the allocator
+    b.downlink_budget = lambda: 300_000
+    allocator = b.allocator
+    assert allocator is not None and allocator.budget() == 300_000
+    video = [t for _, t in b.subscriptions() if t.kind == "video"]
+    audio = [t for _, t in b.subscriptions() if t.kind == "audio"]
+    assert allocator.tracks == video and all(t.allocator is None for t in audio)
+    # a later video slot joins it when it is created
+    publishers.append(second.participant)
+    b.schedule_sync()
+    await wait_until(lambda: len(b.subscriptions()) == 3)
+    video = [t for _, t in b.subscriptions() if t.kind == "video"]
+    assert len(video) == 2 and allocator.tracks == video
+    assert all(t.allocator is allocator for t in video)
+    # removed: every layer again, no allocator
+    b.downlink_budget = None
+    assert b.allocator is None and all(t.allocator is None for t in video)
+    assert allocator.tracks == []
+    await b.close()
+    await first.participant.close()
+    await second.participant.close()
+
+
+def test_downlink_adaptation_makes_the_estimate_the_budget() -> None:
+    adapting = Harness("a", adapt_downlink=True).participant
+    assert adapting.downlink_budget == adapting.downlink.bitrate
+    assert adapting.allocator is not None
+    fixed = Harness("b", adapt_downlink=False).participant
+    assert fixed.downlink_budget is None and fixed.allocator is None

@@ -11,6 +11,7 @@ import pytest
 
 from sfu.config import SfuConfig
 from sfu.errors import SfuError
+from sfu.publisher_cap import AUDIO_RESERVE
 from sfu.room import Room
 from tests.unit.fakes import FakePeerConnection, FakeSignaler, sdp
 
@@ -174,4 +175,25 @@ async def test_active_speaker_task_mute_leave_and_broadcast() -> None:
     await s.room.remove(b.id, "left")
     await asyncio.sleep(0)
     assert task.cancelled() and s.room._speaker_task is None  # an empty room stops it
+    await s.room.close()
+
+
+async def test_publisher_cap_follows_the_slowest_subscriber_and_lifts_when_it_leaves() -> None:
+    s = Setup()
+    a, b = s.room.add("A"), s.room.add("B")
+    await a.handle_offer(sdp("video", "audio"), {})
+    await wait_until(lambda: len(b.subscriptions()) == 2)
+    [video] = [p for p in a.published.values() if p.kind == "video"]
+    setattr(video, "bitrate", lambda: 600_000)  # noqa: B010 - what the track measures
+    policy = s.room.publisher_caps
+    policy.update()
+    assert video.bitrate_cap is None  # b's downlink is unknown: unlimited
+    # b's estimate says it can take 300 kbps for one video and one audio
+    setattr(b.downlink, "bitrate", lambda: 300_000)  # noqa: B010
+    policy.update()
+    assert video.bitrate_cap == 300_000 - AUDIO_RESERVE
+    assert s.room.media_info()["publisherCaps"] == {f"{a.id}/{video.key}": video.bitrate_cap}
+    await s.room.remove(b.id, "left")
+    policy.update()
+    assert video.bitrate_cap is None and s.room.media_info()["publisherCaps"] == {}
     await s.room.close()

@@ -230,3 +230,82 @@ async def test_publisher_stream_end_idles_the_track_until_its_slot_switches() ->
     first.close()
     second.close()
     sub.stop()
+
+
+async def test_viewer_pause_drops_video_and_resumes_at_a_keyframe_it_asks_for() -> None:
+    asked: list[int] = []
+    published = PublishedTrack(
+        "video", request_pli=lambda: asked.append(1) or True, keyframe_interval=0, clock=lambda: 0.0
+    )
+    transceiver = fake_transceiver()
+    states: list[str] = []
+    slot = SendSlot(transceiver, SubscribedTrack("video"))
+    slot.on_video_state = states.append
+    slot.attach(published)
+    sub = slot.track
+    pending = await attach_and_read(sub, published, 1)
+    published.push(ef(0, key=True, data=b"k0"))
+    [packet] = await pending
+    assert bytes(packet) == b"k0" and not sub.waiting_keyframe
+
+    assert slot.set_viewer_paused(True) and sub.viewer_paused
+    assert not slot.set_viewer_paused(True)  # no change, no event
+    assert states == ["paused-viewer"] and slot.video_state() == "paused-viewer"
+    pending = asyncio.ensure_future(read(sub, 1))
+    published.push(ef(3000, key=True, data=b"k1"))  # even keyframes: nothing is sent
+    published.push(ef(6000, data=b"d1"))
+    await asyncio.sleep(0.01)
+    assert not pending.done()
+    stats = sub.stats()
+    assert (stats.viewer_dropped, stats.dropped, stats.frames_out) == (2, 2, 1)
+
+    asked.clear()
+    assert slot.set_viewer_paused(False) and not sub.viewer_paused
+    assert states == ["paused-viewer", "active"]
+    assert sub.waiting_keyframe and asked == [1]  # asked at once
+    published.push(ef(9000, data=b"d2"))  # a delta first: still dropped, asked again
+    published.push(ef(12000, key=True, data=b"k2"))
+    [packet] = await pending
+    assert bytes(packet) == b"k2" and packet.is_keyframe
+    assert len(asked) >= 2 and sub.stats().keyframes_waited == 2  # at attach, at resume
+    published.close()
+    slot.close()
+
+
+async def test_viewer_pause_is_video_only_and_a_new_subscription_starts_unpaused() -> None:
+    audio = SubscribedTrack("audio")
+    with pytest.raises(ValueError, match="only a video"):
+        audio.set_viewer_paused(True)
+    assert not audio.viewer_paused
+    first = PublishedTrack("video", clock=lambda: 0.0)
+    second = PublishedTrack("video", clock=lambda: 0.0)
+    sub = SubscribedTrack("video")
+    sub.attach(first)
+    sub.set_viewer_paused(True)
+    sub.attach(second)  # the slot is reused for another publisher
+    assert not sub.viewer_paused
+    first.close()
+    second.close()
+    sub.stop()
+
+
+async def test_a_video_paused_before_its_first_keyframe_asks_for_none_until_resumed() -> None:
+    asked: list[int] = []
+    published = PublishedTrack(
+        "video", request_pli=lambda: asked.append(1) or True, keyframe_interval=0, clock=lambda: 0.0
+    )
+    sub = SubscribedTrack("video")
+    sub.attach(published)
+    sub.set_viewer_paused(True)
+    pending = asyncio.ensure_future(read(sub, 1))
+    published.push(ef(0, data=b"d0"))
+    published.push(ef(3000, key=True, data=b"k0"))
+    await asyncio.sleep(0.01)
+    assert not pending.done() and asked == [] and sub.stats().viewer_dropped == 2
+    sub.set_viewer_paused(False)
+    assert asked
+    published.push(ef(6000, key=True, data=b"k1"))
+    [packet] = await pending
+    assert bytes(packet) == b"k1"
+    published.close()
+    sub.stop()

@@ -46,6 +46,8 @@
  * @property {number} [connectTimeoutMs]  Cluster: how long a connection to a node may take (3 s).
  * @property {number} [roamForMs]  Cluster: how long to look for a node after ours died (30 s).
  * @property {() => number} [now]  Clock in ms (default Date.now).
+ * @property {boolean} [temporalLayers]  Publish the camera with VP8 temporal layers (L1T3)
+ *   where the browser supports it (default true).
  */
 
 /** Cluster: `moved` refusals a join follows in a row before it counts as a failure. */
@@ -60,6 +62,9 @@ export const MAX_CHAT = 2000;
 
 /** Join refusals that a retry cannot fix: the client stops and reports them. */
 export const FATAL_JOIN_CODES = new Set(["room_full", "unauthorized", "bad_request", "server_busy"]);
+
+/** The server's forwarding states of a remote video (`video state`). */
+export const VIDEO_STATES = new Set(["active", "paused-link", "paused-viewer"]);
 
 /** Codecs every room uses (the SFU never transcodes): VP8 (+RTX) and Opus. */
 export const PREFERRED_CODECS = {
@@ -114,6 +119,30 @@ export function pickCodecs(codecs, kind) {
   return out;
 }
 
+/** The camera's temporal layers (issue #12): the server forwards 30 / 15 / 7.5 fps. */
+export const CAMERA_SCALABILITY_MODE = "L1T3";
+
+/**
+ * The `sendEncodings` that ask for VP8 temporal layers, or null when the sender's
+ * capabilities say VP8 cannot do L1T3 (browsers that list `scalabilityModes`). Browsers
+ * that list none get the encodings too; one that refuses them gets a plain transceiver.
+ * @param {{getCapabilities(kind: string): RTCRtpCapabilities | null} | undefined} senderCaps
+ * @returns {RTCRtpEncodingParameters[] | null}
+ */
+export function cameraEncodings(senderCaps) {
+  let caps = null;
+  try {
+    caps = senderCaps?.getCapabilities?.("video") ?? null;
+  } catch {
+    caps = null;
+  }
+  const vp8 = (caps?.codecs ?? []).filter((c) => c.mimeType.toLowerCase() === "video/vp8");
+  /** @type {string[][]} */
+  const modes = vp8.map((c) => /** @type {any} */ (c).scalabilityModes).filter(Array.isArray);
+  if (modes.length > 0 && !modes.some((m) => m.includes(CAMERA_SCALABILITY_MODE))) return null;
+  return [/** @type {any} */ ({ scalabilityMode: CAMERA_SCALABILITY_MODE })];
+}
+
 /**
  * What a `PeerSession` needs from its owner (the `SfuClient`).
  * @typedef {object} SessionHooks
@@ -129,6 +158,7 @@ export function pickCodecs(codecs, kind) {
  * @property {(fn: () => void, ms: number) => any} setTimeout
  * @property {(handle: any) => void} clearTimeout
  * @property {(...args: any[]) => void} log
+ * @property {boolean} [temporalLayers]  camera: ask for L1T3 (see `cameraEncodings`)
  */
 
 /**
@@ -232,7 +262,20 @@ export class PeerSession {
       this.senders.set(local, reuse);
       return;
     }
-    const t = pc.addTransceiver(local.track ?? local.kind, { direction: "sendonly" });
+    const what = local.track ?? local.kind;
+    const encodings =
+      local.kind === "video" && local.source === "camera" && this.hooks.temporalLayers !== false
+        ? cameraEncodings(this.hooks.senderCaps)
+        : null;
+    let t = null;
+    if (encodings) {
+      try {
+        t = pc.addTransceiver(what, { direction: "sendonly", sendEncodings: encodings });
+      } catch (err) {
+        this.hooks.log("temporal layers refused: a plain camera transceiver", err);
+      }
+    }
+    t = t ?? pc.addTransceiver(what, { direction: "sendonly" });
     this.preferCodecs(t, local.kind);
     this.senders.set(local, t);
   }
@@ -493,6 +536,8 @@ export class PeerSession {
  * - `chat` `{message: ChatMessage}` (from others; your own come back from `sendChat`)
  * - `tracks` `{tracks: RemoteTrack[]}`: the full set of incoming tracks after each negotiation
  * - `connection` `{state: RTCPeerConnectionState}`
+ * - `video-state` `{participantId, source, state: "active" | "paused-link" | "paused-viewer",
+ *   layer: number | null}`: the server's forwarding of one remote video to us changed
  * - `error` `{code, message, fatal: boolean}`
  */
 export class SfuClient extends EventTarget {
@@ -516,6 +561,7 @@ export class SfuClient extends EventTarget {
     this._connectTimeoutMs = options.connectTimeoutMs ?? 3000;
     this._roamForMs = options.roamForMs ?? 30000;
     this._now = options.now ?? (() => Date.now());
+    this._temporalLayers = options.temporalLayers ?? true;
 
     /** @type {SocketLike | null} */
     this._socket = null;
@@ -694,6 +740,22 @@ export class SfuClient extends EventTarget {
   async setRecording(active) {
     const res = await this._request("recording", { active: Boolean(active) });
     return res.recording;
+  }
+
+  /**
+   * Stop (true) or resume (false) receiving one remote video we do not show (`video
+   * pause`); resolves false when not joined (nothing to pause), rejects with a
+   * `ProtocolError` (`not_found`: that video is not sent to us).
+   * @param {string} participantId
+   * @param {"camera" | "screen"} source
+   * @param {boolean} paused
+   * @returns {Promise<boolean>}
+   */
+  async setVideoPaused(participantId, source, paused) {
+    if (source !== "camera" && source !== "screen") throw new ProtocolError("bad_request", "source must be camera or screen");
+    if (this._state !== "joined") return false;
+    await this._request("video pause", { participantId: String(participantId), source, paused: Boolean(paused) });
+    return true;
   }
 
   /**
@@ -897,6 +959,13 @@ export class SfuClient extends EventTarget {
       }
       this.activeSpeaker = id;
       this._emit("active-speaker", { participantId: id, levels });
+    });
+    socket.on("video state", (/** @type {any} */ p) => {
+      if (!p || typeof p !== "object" || typeof p.participantId !== "string" || !VIDEO_STATES.has(p.state)) return;
+      const layer = Number.isInteger(p.layer) ? p.layer : null;
+      room(() =>
+        this._emit("video-state", { participantId: p.participantId, source: String(p.source ?? "camera"), state: p.state, layer }),
+      );
     });
     socket.on("recording", (/** @type {any} */ p) => {
       this.recording = p?.active === true;
@@ -1343,6 +1412,7 @@ export class SfuClient extends EventTarget {
       setTimeout: this._setTimeout,
       clearTimeout: this._clearTimeout,
       log: this._log,
+      temporalLayers: this._temporalLayers,
     });
     session.socket = socket;
     return session;

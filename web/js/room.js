@@ -14,6 +14,7 @@ import { displayNames, renderParticipants } from "./ui/participants.js";
 import { takePhoto } from "./ui/photos.js";
 import { QualityMonitor } from "./ui/quality.js";
 import { TileGrid } from "./ui/tiles.js";
+import { ViewerPause } from "./ui/viewer-pause.js";
 
 /** @typedef {import("./ui/participants.js").Member} Member */
 
@@ -75,6 +76,16 @@ const tiles = new TileGrid(byId("tiles"), {
   },
 });
 
+// remote videos this page does not show (off-stage tile, background tab) are paused
+const viewerPause = new ViewerPause({
+  send: (participantId, source, paused) =>
+    client.setVideoPaused(participantId, /** @type {"camera" | "screen"} */ (source), paused),
+  elementFor: (participantId, source) => tiles.videoElement(participantId, source),
+  log: debug ? (...args) => console.debug("[sfu]", ...args) : undefined,
+});
+document.addEventListener("visibilitychange", () => viewerPause.setPageHidden(document.hidden));
+viewerPause.setPageHidden(document.hidden);
+
 const chat = new ChatView(
   {
     log: byId("chat-log"),
@@ -118,6 +129,7 @@ Object.defineProperty(window, "sfuApp", {
     get pc() {
       return client.pc;
     },
+    viewerPause,
     get localStream() {
       return media.camera || media.mic ? media.stream() : null;
     },
@@ -142,6 +154,7 @@ function refreshMembers() {
     tiles.setStale(m.id, Boolean(m.stale));
   }
   tiles.setLocalName(l.get(selfId ?? "self") ?? selfName);
+  viewerPause.refresh();
   const muted = client.muted;
   const self = started
     ? {
@@ -200,6 +213,7 @@ function forgetStaleLater() {
  *   state: {state: string, reason?: string},
  *   joined: {id: string, room: string, participants: import("./protocol.js").Participant[], chat: import("./protocol.js").ChatMessage[], rejoin: boolean, recording: boolean, canRecord: boolean, moved: boolean},
  *   "active-speaker": {participantId: string | null, levels: Record<string, number>},
+ *   "video-state": {participantId: string, source: string, state: string, layer: number | null},
  *   recording: {active: boolean},
  *   moving: {url: string},
  *   moved: {url: string, node: string | null, ms: number},
@@ -273,6 +287,7 @@ on("moved", ({ url, ms }) => {
 
 on("reset", () => {
   tiles.setTracks([]);
+  viewerPause.clear();
   markAllStale();
 });
 
@@ -331,7 +346,12 @@ recBtn.addEventListener("click", async () => {
   }
 });
 
-on("tracks", ({ tracks }) => tiles.setTracks(tracks));
+on("tracks", ({ tracks }) => {
+  tiles.setTracks(tracks);
+  viewerPause.setRows(tracks);
+});
+
+on("video-state", ({ participantId, source, state }) => tiles.setVideoState(participantId, source, state));
 
 on("connection", ({ state }) => {
   if (state === "failed") banner.show("conn", "Media connection failed: reconnecting…", "warn");
@@ -599,6 +619,7 @@ leaveBtn.addEventListener("click", async () => {
   meter.stop();
   started = false;
   members.clear();
+  viewerPause.clear();
   tiles.reset();
   photoStrip.replaceChildren();
   photoStrip.hidden = true;

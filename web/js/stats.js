@@ -65,6 +65,8 @@ function render(data) {
       ["CPU", `${(server.cpuPercent || 0).toFixed(1)} %`],
       ["RSS", `${Math.round((server.rssBytes || 0) / 1048576)} MiB`],
       ["loop lag", `${((server.eventLoopLag || 0) * 1000).toFixed(1)} ms`],
+      ["NACKs to publishers / from subscribers", `${server.nacksSent ?? 0} / ${server.nacksReceived ?? 0}`],
+      ["frames lost", server.framesLost],
     ].map(([k, v]) => cell("div", `${k}: ${v ?? "-"}`)),
   );
   const history = data.history || [];
@@ -89,18 +91,75 @@ function render(data) {
       const tr = document.createElement("tr");
       tr.dataset.participantId = p.id;
       const pubs = p.published
-        .map((/** @type {any} */ t) => `${t.kind}: ${(t.bitrateIn / 1000).toFixed(0)} / ${t.fps}`)
+        .map((/** @type {any} */ t) => {
+          // a publisher cap: the server's REMB asks this publisher to send at most that
+          const cap = t.bitrateCap != null ? ` (capped at ${kbps(t.bitrateCap)})` : "";
+          return `${t.kind}: ${(t.bitrateIn / 1000).toFixed(0)} / ${t.fps}${cap}`;
+        })
         .join(", ");
       const out = p.subscriptions.reduce((/** @type {number} */ s, /** @type {any} */ t) => s + t.bitrateOut, 0);
       tr.append(
         cell("td", room.name), cell("td", `${p.name} (${p.id})`), cell("td", p.connectionState),
         cell("td", pubs || "-"), cell("td", String(p.subscriptions.length)),
-        cell("td", (out / 1000).toFixed(0)),
+        cell("td", (out / 1000).toFixed(0)), cell("td", downlinkText(p.downlink)),
       );
       rows.push(tr);
     }
   }
   body.replaceChildren(...rows);
+  document.querySelector("#subscriptions tbody").replaceChildren(...subscriptionRows(data.rooms || []));
+}
+
+/** @param {number | null | undefined} bps */
+function kbps(bps) {
+  return bps == null ? "unlimited" : (bps / 1000).toFixed(0);
+}
+
+/**
+ * A participant's downlink estimate: the estimate, and why (REMB, loss) when known.
+ * @param {any} d
+ */
+function downlinkText(d) {
+  if (!d) return "-";
+  const why = [];
+  if (d.remb != null) why.push(`REMB ${kbps(d.remb)}`);
+  if (d.loss != null) why.push(`loss ${(d.loss * 100).toFixed(1)} %`);
+  return why.length ? `${kbps(d.bitrate)} (${why.join(", ")})` : kbps(d.bitrate);
+}
+
+/**
+ * One row per subscription: forwarded rate and layer, link state, the estimate.
+ * @param {any[]} rooms
+ */
+function subscriptionRows(rooms) {
+  const rows = [];
+  for (const room of rooms) {
+    /** @type {Record<string, string>} */
+    const names = {};
+    for (const p of room.participants) names[p.id] = p.name;
+    for (const p of room.participants) {
+      for (const s of p.subscriptions) {
+        const tr = document.createElement("tr");
+        tr.dataset.participantId = p.id;
+        tr.dataset.publisherId = s.publisherId;
+        const video = s.kind === "video";
+        const layer = !video ? "-" : s.maxTid == null ? "all" : `T0-T${s.maxTid}`;
+        const state = s.linkPaused ? "paused: poor link" : "forwarding";
+        const loss = s.lossFraction == null ? "-" : `${(s.lossFraction * 100).toFixed(1)} %`;
+        const stateCell = cell("td", state);
+        if (s.linkPaused) stateCell.className = "warn";
+        tr.append(
+          cell("td", room.name), cell("td", `${p.name} (${p.id})`),
+          cell("td", `${names[s.publisherId] ?? s.publisherId} ${s.source || s.kind}`),
+          cell("td", ((s.bitrateOut || 0) / 1000).toFixed(0)), cell("td", video ? String(s.fps) : "-"),
+          cell("td", layer), stateCell, cell("td", kbps(s.downlinkEstimate)), cell("td", loss),
+          cell("td", `${s.nacks ?? 0} / ${s.retransmits ?? 0}`),
+        );
+        rows.push(tr);
+      }
+    }
+  }
+  return rows;
 }
 
 // Cluster mode (--redis-url): the node snapshot says `cluster: true`, and

@@ -141,6 +141,38 @@ export class TileGrid {
     /** @type {HTMLElement} */ (tile.querySelector(".tile-state")).hidden = !stale;
   }
 
+  /**
+   * The <video> showing a remote participant's `source` ("camera" or "screen"), or null.
+   * @param {string} id
+   * @param {string} source
+   * @returns {HTMLVideoElement | null}
+   */
+  videoElement(id, source) {
+    const tile = this.tiles.get(id);
+    if (!tile) return null;
+    return tile.querySelector(source === "screen" ? "video.screen-video" : "video.camera-video");
+  }
+
+  /**
+   * The server's forwarding state of a remote video (`video state`): "paused-link" shows
+   * the tile as paused for a poor connection until the video is "active" again.
+   * @param {string} id
+   * @param {string} source
+   * @param {string} state  "active" | "paused-link" | "paused-viewer"
+   */
+  setVideoState(id, source, state) {
+    const tile = this.tiles.get(id);
+    if (!tile) return;
+    const paused = new Set((tile.dataset.linkPaused ?? "").split(" ").filter(Boolean));
+    if (state === "paused-link") paused.add(source);
+    else paused.delete(source);
+    tile.dataset.linkPaused = [...paused].sort().join(" ");
+    tile.classList.toggle("link-paused", paused.size > 0);
+    const note = /** @type {HTMLElement} */ (tile.querySelector(".link-note"));
+    note.hidden = paused.size === 0;
+    note.textContent = paused.size === 1 && paused.has("screen") ? "screen paused: poor connection" : "paused: poor connection";
+  }
+
   /** @param {string} id */
   remove(id) {
     const tile = this.tiles.get(id);
@@ -394,6 +426,8 @@ export class TileGrid {
     const nameEl = el("span", { class: "name", text: name });
     const stateEl = el("span", { class: "tile-state", text: "reconnecting…" });
     stateEl.hidden = true;
+    const linkNote = el("span", { class: "link-note", text: "paused: poor connection", attrs: { role: "status" } });
+    linkNote.hidden = true;
     const tile = el(
       "figure",
       {
@@ -414,6 +448,7 @@ export class TileGrid {
         el("span", { class: "badge mic-off", text: "mic off", attrs: { title: "microphone muted" } }),
         el("span", { class: "badge cam-off", text: "camera off", attrs: { title: "camera off" } }),
         stateEl,
+        linkNote,
       ),
       el("div", { class: "tile-tools" }, pin, full, photo),
       quality,

@@ -1,0 +1,351 @@
+"""The downlink estimate: how many bits per second one subscriber's peer connection can
+take, from the feedback its browser (or bot) sends about what the server sends it.
+
+Modelled on Galene's `updateRate` (rtpconn/rtpconn.go): a loss-based rate that is cut by
+about half the loss fraction when a report shows more than ~10 % loss, grows by ~5 % per
+report round while loss stays under 2 %, holds in between, and is capped by the
+subscriber's REMB (its delay-based estimate). Differences from Galene, on purpose:
+
+- The estimate is unknown (None: unlimited) until feedback shows real loss or a REMB
+  arrives; there is no initial 512 kbps guess that would throttle a healthy viewer.
+- Loss is aggregated over a round (about a second) of receiver-report blocks of all the
+  subscriber's streams, weighted by the packets each report covers, and a decrease needs
+  the loss to be significantly above 10 % (two standard deviations of a binomial draw at
+  10 %). So 5 % random loss on the link never ratchets the rate down by a noisy report,
+  while a congested link (tens of percent loss) is cut at once.
+- A cut starts from the lower of the current estimate and what was actually sent during
+  the round (payload bits), and never goes below 90 % of what got through (sent x (1 -
+  loss)): on a congested link (queue overflow) that is its capacity, so an estimate does
+  not collapse while the sender has not adapted yet.
+- Growth is not tied to the actual rate reaching 3/4 of the estimate (layer steps can be
+  larger than that, and a paused video sends nothing); instead a clean round grows the
+  rate up to twice the rate actually sent or up to the REMB, whichever is higher (without
+  a REMB, without bound: a sender that then sends more probes the link), and twice as
+  fast while it is below half the REMB (the receiver's delay-based estimate says there
+  is room: a subscriber recovers in seconds, not tens of seconds).
+- REMB values are kept per SSRC set: a browser's REMB covers all its streams (one set,
+  replaced by each new REMB that shares an SSRC), aiortc sends one per receiver (disjoint
+  sets, summed).
+
+NACKs are counted (`stats().nacks`) but do not drive the rate: a NACK repeats for a packet
+still missing, so the receiver reports' loss fraction is the measure.
+
+Pure logic: no task, no I/O, nothing to close. `clock` (monotonic seconds) is injectable.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+#: The estimate never goes below this (bps).
+MIN_DOWNLINK_BITRATE = 50_000
+#: Nor above this (bps).
+MAX_DOWNLINK_BITRATE = 1 << 30
+#: Loss fraction above which (significantly) the rate is cut; below LOW it grows.
+HIGH_LOSS = 0.10
+LOW_LOSS = 0.02
+#: A cut never goes below this share of the round's goodput (sent x (1 - loss)).
+GOODPUT_SHARE = 0.9
+#: Growth per clean round (Galene: 269/256), and while below half the REMB.
+INCREASE = 1.05
+FAST_INCREASE = 1.10
+#: With a REMB, a clean round grows the rate up to the REMB or this multiple of the rate
+#: actually sent, whichever is higher.
+HEADROOM = 2.0
+#: A clean round (loss below LOW_LOSS) sets the rate to at least this multiple of the rate
+#: it carried: after a cut, a link that carries a probe is believed at once.
+CLEAN_HEADROOM = 1.25
+#: The REMB does not limit the estimate by itself: a receive-side estimator (Chromium's,
+#: aiortc's AIMD) reports little more than what it receives, ramps up from below a clean
+#: link's rate, and would hold a paused video at zero. Loss says congestion (a queue that
+#: overflows drops); the REMB bounds how far clean rounds grow the rate.
+#: A round lasts at least this long (s) and covers at least this many packets, unless it
+#: reaches MAX_ROUND seconds first.
+MIN_ROUND = 0.8
+MIN_ROUND_PACKETS = 20
+MAX_ROUND = 5.0
+#: Standard deviations above HIGH_LOSS a round's loss must be for a cut.
+SIGNIFICANCE = 2.0
+#: Without any feedback for this long (s) the estimate is unknown again (Galene: 30 s).
+FEEDBACK_TIMEOUT = 30.0
+#: A REMB value older than this (s) no longer counts.
+REMB_TIMEOUT = 10.0
+#: The packets a report block stands for when its sequence numbers are not given.
+DEFAULT_REPORT_PACKETS = 50
+#: A report covering more packets than this (a sequence jump) counts as this many.
+MAX_REPORT_PACKETS = 10_000
+#: On a limited downlink, retransmissions get at most this share of the estimate, in a
+#: bucket of this many seconds; a NACKed packet counts as this many bytes.
+RETRANSMISSION_SHARE = 0.15
+RETRANSMISSION_BURST = 0.5
+RETRANSMISSION_SIZE = 1200
+#: `bitrate()` recomputes at most this often (s) unless feedback changed it: it may be read
+#: per forwarded frame.
+RECHECK = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class DownlinkStats:
+    """A snapshot of one `DownlinkEstimate`."""
+
+    #: the estimate (bps): min(loss-based, REMB); None = unknown, unlimited
+    bitrate: int | None
+    #: the loss-based rate (bps), None until a round showed significant loss
+    loss_bitrate: int | None
+    #: the subscriber's REMB (bps, summed over its SSRC sets), None without one
+    remb: int | None
+    #: the last evaluated round's loss fraction (0..1), None before the first round
+    loss: float | None
+    #: payload bits per second actually sent during the last evaluated round
+    sent_bitrate: int
+    reports: int
+    rembs: int
+    nacks: int
+    #: rounds that cut / raised the loss-based rate
+    decreases: int
+    increases: int
+    #: NACKed packets not resent (the limited downlink had no room for them)
+    retransmissions_refused: int = 0
+
+
+class DownlinkEstimate:
+    """Owns the feedback state of one subscriber's downlink (see the module docstring).
+
+    Fed by the subscriber's send slots: `on_remb`, `on_receiver_report` (per report block
+    about one of our SSRCs), `on_nack` and `on_sent` (payload bytes sent). Read with
+    `bitrate()` and `stats()`. Bad input raises ValueError and changes nothing.
+
+    `sent_bytes`, when given, returns the payload bytes sent so far to this subscriber
+    (monotonic; its owner sums its senders' counters): read when a round starts and ends,
+    it measures the rate sent over exactly the round (reports of different streams arrive
+    at different times, so per-report pushes through `on_sent` are lumpier); bytes pushed
+    through `on_sent` are added to it."""
+
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        feedback_timeout: float = FEEDBACK_TIMEOUT,
+        sent_bytes: Callable[[], int] | None = None,
+    ) -> None:
+        self._clock = clock
+        self._sent_bytes = sent_bytes
+        self._polled = 0
+        self._feedback_timeout = feedback_timeout
+        self._loss_rate: float | None = None
+        self._rembs: list[tuple[frozenset[int], int, float]] = []
+        self._last_feedback: float | None = None
+        self._highest: dict[int, int] = {}
+        self._round_start: float | None = None
+        self._round_packets = 0.0
+        self._round_lost = 0.0
+        self._round_sent = 0
+        self._last_loss: float | None = None
+        self._sent_bitrate = 0
+        self.reports = 0
+        self.rembs = 0
+        self.nacks = 0
+        #: NACKed packets not resent: no room on a limited downlink
+        self.retransmissions_refused = 0
+        self._resend_tokens = 0.0
+        self._resend_at = self._clock()
+        self.bytes_sent = 0
+        self.decreases = 0
+        self.increases = 0
+        self._value: int | None = None
+        self._value_until = float("-inf")
+
+    # ------------------------------------------------------------------ inputs
+
+    def on_remb(self, bps: int, ssrcs: Iterable[int] = ()) -> None:
+        """A REMB of `bps` covering `ssrcs` (the subscriber's estimate of what it can take)."""
+        if isinstance(bps, bool) or not isinstance(bps, int) or bps < 0:
+            raise ValueError(f"REMB bitrate must be a non-negative int, got {bps!r}")
+        key = frozenset(ssrcs)
+        now = self._clock()
+        # a REMB sharing an SSRC with an earlier one supersedes it (a browser's REMB covers
+        # all its streams and the set changes with renegotiation); disjoint sets add up
+        self._rembs = [
+            e
+            for e in self._rembs
+            if e[0] and key and not (e[0] & key) and now - e[2] <= REMB_TIMEOUT
+        ]
+        self._rembs.append((key, min(bps, MAX_DOWNLINK_BITRATE), now))
+        self.rembs += 1
+        self._last_feedback = now
+        self._value_until = float("-inf")
+
+    def on_receiver_report(
+        self, fraction_lost: int, highest_sequence: int | None = None, ssrc: int = 0
+    ) -> None:
+        """One receiver-report block about one of our streams: `fraction_lost` (0..255, as
+        in RTCP) since its previous report; `highest_sequence` (the extended highest
+        sequence number received) weights the report by the packets it covers."""
+        if isinstance(fraction_lost, bool) or not isinstance(fraction_lost, int):
+            raise ValueError(f"fraction_lost must be an int, got {fraction_lost!r}")
+        if not 0 <= fraction_lost <= 255:
+            raise ValueError(f"fraction_lost must be 0..255, got {fraction_lost}")
+        if highest_sequence is not None and (
+            isinstance(highest_sequence, bool)
+            or not isinstance(highest_sequence, int)
+            or highest_sequence < 0
+        ):
+            raise ValueError(
+                f"highest_sequence must be a non-negative int, got {highest_sequence!r}"
+            )
+        now = self._clock()
+        if highest_sequence is None:
+            packets = DEFAULT_REPORT_PACKETS
+        else:
+            previous = self._highest.get(ssrc)
+            self._highest[ssrc] = highest_sequence
+            if previous is None:
+                packets = 0  # the first report of a stream: its interval is unknown
+            else:
+                delta = (highest_sequence - previous) & 0xFFFFFFFF
+                # backwards (reordered reports): no new packets
+                packets = 0 if delta >= 0x80000000 else min(delta, MAX_REPORT_PACKETS)
+        self.reports += 1
+        self._last_feedback = now
+        if self._round_start is None:
+            self._round_start = now
+            self._polled = self._poll()
+        self._round_packets += packets
+        self._round_lost += packets * fraction_lost / 256
+        elapsed = now - self._round_start
+        if elapsed >= MAX_ROUND or (
+            elapsed >= MIN_ROUND and self._round_packets >= MIN_ROUND_PACKETS
+        ):
+            self._evaluate(now, elapsed)
+
+    def on_nack(self, count: int = 1) -> None:
+        """`count` packets the subscriber asked to be retransmitted."""
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ValueError(f"NACK count must be a non-negative int, got {count!r}")
+        self.nacks += count
+
+    def allow_retransmission(self, size: int = RETRANSMISSION_SIZE) -> bool:
+        """May one NACKed packet (about `size` bytes) be sent again? Always while the
+        downlink is unlimited; on a limited one, retransmissions get at most
+        `RETRANSMISSION_SHARE` of the estimate (a token bucket of half a second): on a
+        congested link, resending every lost packet only adds to the congestion."""
+        rate = self.bitrate()
+        if rate is None:
+            return True
+        now = self._clock()
+        share = RETRANSMISSION_SHARE * rate / 8
+        tokens = min(
+            share * RETRANSMISSION_BURST,
+            self._resend_tokens + share * max(0.0, now - self._resend_at),
+        )
+        self._resend_at = now
+        if tokens >= size:
+            self._resend_tokens = tokens - size
+            return True
+        self._resend_tokens = tokens
+        self.retransmissions_refused += 1
+        return False
+
+    def on_sent(self, nbytes: int) -> None:
+        """`nbytes` more payload bytes sent to this subscriber (any stream)."""
+        if isinstance(nbytes, bool) or not isinstance(nbytes, int) or nbytes < 0:
+            raise ValueError(f"bytes sent must be a non-negative int, got {nbytes!r}")
+        self.bytes_sent += nbytes
+        self._round_sent += nbytes
+
+    # ------------------------------------------------------------------ the model
+
+    def _poll(self) -> int:
+        source = self._sent_bytes
+        return source() if source is not None else 0
+
+    def _evaluate(self, now: float, elapsed: float) -> None:
+        n, lost = self._round_packets, self._round_lost
+        polled, self._polled = self._polled, self._poll()
+        nbytes = self._round_sent + max(0, self._polled - polled)
+        sent = nbytes * 8 / elapsed if elapsed > 0 else 0.0
+        self._round_start = now
+        self._round_packets = self._round_lost = 0.0
+        self._round_sent = 0
+        self._sent_bitrate = round(sent)
+        if n <= 0:
+            return
+        loss = lost / n
+        self._last_loss = loss
+        rate = self._loss_rate
+        margin = SIGNIFICANCE * math.sqrt(HIGH_LOSS * (1 - HIGH_LOSS) * n)
+        if loss > HIGH_LOSS and lost - HIGH_LOSS * n > margin:
+            if rate is None:
+                base = sent if sent > 0 else float(self._remb_total(now) or MAX_DOWNLINK_BITRATE)
+            else:
+                base = min(rate, sent) if sent > 0 else rate
+            cut = min(base, max(base * (1 - loss / 2), GOODPUT_SHARE * sent * (1 - loss)))
+            self._loss_rate = max(float(MIN_DOWNLINK_BITRATE), cut)
+            self.decreases += 1
+            self._value_until = float("-inf")
+        elif loss < LOW_LOSS and rate is not None:
+            remb = self._remb_total(now)
+            limit = float(MAX_DOWNLINK_BITRATE) if remb is None else max(HEADROOM * sent, remb)
+            step = FAST_INCREASE if remb is not None and rate < remb / 2 else INCREASE
+            grown = min(rate * step, max(rate, limit), float(MAX_DOWNLINK_BITRATE))
+            # a clean round proves the link carried what was sent: at least that, plus room
+            grown = max(grown, min(CLEAN_HEADROOM * sent, float(MAX_DOWNLINK_BITRATE)))
+            if grown > rate:
+                self._loss_rate = grown
+                self.increases += 1
+                self._value_until = float("-inf")
+
+    def _expire(self, now: float) -> None:
+        last = self._last_feedback
+        if last is not None and now - last > self._feedback_timeout:
+            self._loss_rate = None
+            self._rembs.clear()
+            self._highest.clear()
+            self._round_start = None
+            self._round_packets = self._round_lost = 0.0
+            self._round_sent = 0
+            self._last_feedback = None
+            self._value_until = float("-inf")
+
+    def _remb_total(self, now: float) -> int | None:
+        values = [bps for _, bps, at in self._rembs if now - at <= REMB_TIMEOUT]
+        return min(sum(values), MAX_DOWNLINK_BITRATE) if values else None
+
+    # ------------------------------------------------------------------ outputs
+
+    def bitrate(self) -> int | None:
+        """The bits per second this subscriber's downlink can take (all its streams);
+        None = unknown (no feedback yet, or none for a while): do not limit. Cheap: the
+        value is recomputed when feedback changed it, else at most every `RECHECK` s."""
+        now = self._clock()
+        if now < self._value_until:
+            return self._value
+        self._value = self._compute(now)
+        self._value_until = now + RECHECK
+        return self._value
+
+    def _compute(self, now: float) -> int | None:
+        """The loss-based rate; the REMB only bounds its growth (module constants)."""
+        self._expire(now)
+        rate = self._loss_rate
+        return None if rate is None else round(rate)
+
+    def stats(self) -> DownlinkStats:
+        now = self._clock()
+        self._expire(now)
+        rate = self._loss_rate
+        return DownlinkStats(
+            bitrate=self.bitrate(),
+            loss_bitrate=None if rate is None else round(rate),
+            remb=self._remb_total(now),
+            loss=self._last_loss,
+            sent_bitrate=self._sent_bitrate,
+            reports=self.reports,
+            rembs=self.rembs,
+            nacks=self.nacks,
+            retransmissions_refused=self.retransmissions_refused,
+            decreases=self.decreases,
+            increases=self.increases,
+        )

@@ -1,0 +1,275 @@
+"""`sfu/allocator.py`: one subscriber's budget shared between its video subscriptions
+(base layers first, audio reserve, link pause, hysteresis), with a fake budget, a fake
+clock and fake tracks."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import pytest
+
+from sfu.allocator import AUDIO_RESERVE, PAUSED, SubscriberAllocator
+from sfu.layers import MAX_TID
+from sfu.send_slot import SubscribedTrack
+from tests.unit.fakes import FakeClock
+
+K = 1000
+L1T3 = (200 * K, 300 * K, 400 * K)
+
+
+class FakePublished:
+    def __init__(self, layers: tuple[int, ...] = L1T3, total: int = 0, mode: str = "passthrough"):
+        self.layers = layers
+        self.total = total or (layers[-1] if layers else 0)
+        self.mode = mode
+
+    def layer_bitrates(self) -> tuple[int, ...]:
+        return self.layers
+
+    def bitrate(self) -> int:
+        return self.total
+
+
+class FakeTrack:
+    """What the allocator uses of a `SubscribedTrack`: its published track and targets."""
+
+    def __init__(self, published: FakePublished | None = None) -> None:
+        self.published = published or FakePublished()
+        self.targets: list[int | None] = []
+
+    def set_target(self, tid: int | None) -> None:
+        self.targets.append(tid)
+
+    @property
+    def target(self) -> int | None:
+        return self.targets[-1]
+
+
+class Budget:
+    def __init__(self, bps: int | None) -> None:
+        self.bps = bps
+        self.calls = 0
+
+    def __call__(self) -> int | None:
+        self.calls += 1
+        return self.bps
+
+
+def make(
+    bps: int | None, *tracks: FakeTrack, **kwargs: Any
+) -> tuple[SubscriberAllocator, Budget, FakeClock]:
+    clock = FakeClock(10.0)
+    budget = Budget(bps)
+    allocator = SubscriberAllocator(budget, clock=clock, **kwargs)
+    for track in tracks:
+        allocator.add(cast(SubscribedTrack, track))
+    return allocator, budget, clock
+
+
+def video(bps: int) -> int:
+    """A budget leaving `bps` for video after the audio reserve (`bps / 1.05` for the
+    encoded frames after the packet overhead)."""
+    return bps + AUDIO_RESERVE
+
+
+def test_unknown_budget_forwards_every_layer() -> None:
+    a, b = FakeTrack(), FakeTrack()
+    allocator, _, _ = make(None, a, b)
+    allocator.refresh()
+    assert (a.target, b.target) == (MAX_TID, MAX_TID)
+    assert allocator.level(cast(SubscribedTrack, a)) == MAX_TID
+
+
+def test_base_layers_first_then_upper_layers_round_robin() -> None:
+    a, b = FakeTrack(), FakeTrack()
+    # 450k: both base layers (400k), not a first TL1 with its margin
+    allocator, budget, clock = make(video(450 * K), a, b)
+    allocator.refresh()
+    assert (a.target, b.target) == (0, 0)
+    # plenty: both go to the top at once (no move down yet: no hold)
+    budget.bps = video(2000 * K)
+    clock.advance(0.5)
+    allocator.refresh()
+    assert (a.target, b.target) == (MAX_TID, MAX_TID)
+    # 650k: both bases (400k) + a's TL1 (100k) + b's TL1 (100k): 600k, no TL2 for anyone
+    budget.bps = video(650 * K)
+    clock.advance(0.5)
+    allocator.refresh()
+    assert (a.target, b.target) == (1, 1)
+    # 550k: the first track keeps its TL1, the second drops to its base layer
+    budget.bps = video(550 * K)
+    clock.advance(0.5)
+    allocator.refresh()
+    assert (a.target, b.target) == (1, 0)
+
+
+def test_link_pause_when_the_base_layer_does_not_fit_and_hysteresis_on_resume() -> None:
+    a, b = FakeTrack(), FakeTrack()
+    allocator, budget, clock = make(video(280 * K), a, b)
+    allocator.refresh()
+    # one base layer fits, the other track is paused
+    assert (a.target, b.target) == (0, None)
+    assert allocator.level(cast(SubscribedTrack, b)) == PAUSED
+    # the paused one needs its base layer plus the margin (250k) and the hold time
+    budget.bps = video(440 * K)
+    clock.advance(0.5)
+    allocator.refresh()
+    assert b.target is None  # 240k left after a's 200k: the margin says not yet
+    budget.bps = video(480 * K)  # 457k after the packet overhead
+    clock.advance(0.5)
+    allocator.refresh()
+    assert (a.target, b.target) == (0, 0)
+    # a running track keeps its place before a paused one when the budget falls
+    budget.bps = video(250 * K)
+    clock.advance(0.5)
+    allocator.refresh()
+    assert (a.target, b.target) == (0, None)
+    budget.bps = video(100 * K)
+    clock.advance(0.5)
+    allocator.refresh()
+    assert (a.target, b.target) == (None, None)
+    # back up, but both moved down 0.5 s ago: the hold keeps them paused a while
+    budget.bps = video(2000 * K)
+    clock.advance(0.5)
+    allocator.refresh()
+    assert (a.target, b.target) == (None, None)  # moved down 0.5 s ago: hold
+    clock.advance(3.0)
+    allocator.refresh()
+    # both had moved up less than 2 s before the budget fell: their holds doubled (6 s)
+    assert (a.target, b.target) == (None, None)
+    clock.advance(3.0)
+    allocator.refresh()
+    assert (a.target, b.target) == (MAX_TID, MAX_TID)
+
+
+def test_no_flapping_around_a_layer_threshold() -> None:
+    a = FakeTrack()
+    allocator, budget, clock = make(video(380 * K), a)
+    allocator.refresh()
+    # a new track needs no margin: base 200k and TL1 100k; TL2 (100k) not in 80k
+    assert a.target == 1
+    # 280k: TL1 (300k) no longer fits: down at once
+    budget.bps = video(280 * K)
+    clock.advance(0.5)
+    allocator.refresh()
+    assert a.target == 0
+    # the budget wobbles just above TL1's rate for a while: no move up without the margin
+    for i in range(20):
+        budget.bps = video((310 + 10 * (i % 3)) * K)
+        clock.advance(0.5)
+        allocator.refresh()
+        assert a.target == 0
+    # a real recovery: up again (hold long passed)
+    budget.bps = video(400 * K)
+    clock.advance(0.5)
+    allocator.refresh()
+    assert a.target == 1
+    assert a.targets.count(0) > 1 and a.targets.count(1) == 2  # two transitions up, one down
+
+
+def test_untagged_video_is_all_or_nothing_and_transcode_is_left_alone() -> None:
+    untagged = FakeTrack(FakePublished(layers=(), total=500 * K))
+    transcoded = FakeTrack(FakePublished(mode="transcode"))
+    allocator, budget, clock = make(video(700 * K), untagged, transcoded)
+    allocator.refresh()
+    assert untagged.target == MAX_TID and transcoded.targets == []
+    budget.bps = video(400 * K)
+    clock.advance(0.5)
+    allocator.refresh()
+    assert untagged.target is None
+
+
+def test_refresh_allocates_once_per_interval_and_add_remove() -> None:
+    a, b = FakeTrack(), FakeTrack()
+    allocator, budget, clock = make(video(450 * K), a)
+    for _ in range(10):
+        allocator.refresh()
+    assert budget.calls == 1 and allocator.allocations == 1
+    assert a.target == MAX_TID
+    clock.advance(0.25)
+    allocator.refresh()
+    assert budget.calls == 1
+    # a new track: allocate at once; both get their base layer
+    allocator.add(cast(SubscribedTrack, b))
+    allocator.add(cast(SubscribedTrack, b))
+    allocator.refresh()
+    assert budget.calls == 2 and allocator.tracks == [a, b]
+    assert (a.target, b.target) == (0, 0)
+    allocator.remove(cast(SubscribedTrack, a))
+    allocator.remove(cast(SubscribedTrack, a))
+    assert allocator.level(cast(SubscribedTrack, a)) is None
+    clock.advance(3.0)
+    allocator.refresh()
+    assert allocator.tracks == [b] and b.target == 1
+
+
+def test_a_track_without_published_is_skipped() -> None:
+    a = FakeTrack()
+    a.published = None  # type: ignore[assignment]
+    allocator, _, _ = make(video(1000 * K), a)
+    allocator.refresh()
+    assert a.targets == []
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"interval": 0}, {"audio_reserve": -1}, {"up_margin": 0.5}, {"up_hold": -1}],
+)
+def test_bad_parameters_are_refused(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="allocator"):
+        SubscriberAllocator(lambda: None, **kwargs)
+
+
+@pytest.mark.parametrize("bad", [-1, "300k", True, RuntimeError("estimator broke")])
+def test_a_bad_or_failing_budget_counts_as_unlimited(bad: object) -> None:
+    a = FakeTrack()
+
+    def budget() -> int | None:
+        if isinstance(bad, Exception):
+            raise bad
+        return bad  # type: ignore[return-value]
+
+    clock = FakeClock()
+    allocator = SubscriberAllocator(budget, clock=clock)
+    allocator.add(cast(SubscribedTrack, a))
+    allocator.refresh()
+    clock.advance(0.5)
+    allocator.refresh()  # warned once, still no failure
+    assert a.targets == [MAX_TID, MAX_TID] and allocator.last_budget is None
+
+
+def test_a_paused_subscription_probes_with_a_growing_wait() -> None:
+    a = FakeTrack()
+    allocator, budget, clock = make(video(100 * K), a)
+    allocator.refresh()
+    assert a.target is None  # 200k base layer, 100k budget: paused
+    waits = []
+    for _ in range(3):
+        # paused until the probe: the budget still says no
+        paused_for = 0.0
+        while a.target is None:
+            clock.advance(0.5)
+            paused_for += 0.5
+            allocator.refresh()
+            assert paused_for < 60
+        waits.append(paused_for)
+        assert a.target == 0  # the probe: base layer only, whatever the budget
+        clock.advance(0.5)
+        allocator.refresh()
+        assert a.target == 0  # held for the probe's time
+        clock.advance(3.0)
+        allocator.refresh()
+        assert a.target is None  # the estimate did not rise: paused again
+    assert waits[0] < waits[1] < waits[2]  # each failed probe doubles the wait
+    assert allocator.probes == 3
+    # a probe that the link carries: the estimate rises, the track stays and moves up
+    while a.target is None:
+        clock.advance(0.5)
+        allocator.refresh()
+    budget.bps = video(600 * K)
+    clock.advance(3.5)
+    allocator.refresh()
+    assert a.target is not None and a.target >= 0
+    clock.advance(10.0)
+    allocator.refresh()
+    assert a.target == MAX_TID

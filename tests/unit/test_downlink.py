@@ -1,0 +1,286 @@
+"""The downlink estimate: loss-based decrease, slow increase, REMB cap, recovery, expiry."""
+
+from __future__ import annotations
+
+import pytest
+
+from sfu.downlink import (
+    FEEDBACK_TIMEOUT,
+    MIN_DOWNLINK_BITRATE,
+    REMB_TIMEOUT,
+    DownlinkEstimate,
+)
+from tests.unit.fakes import FakeClock
+
+
+class Link:
+    """Drives one estimate like a subscriber's feedback: one report round per second."""
+
+    def __init__(self) -> None:
+        self.clock = FakeClock()
+        self.estimate = DownlinkEstimate(clock=self.clock)
+        self.seq = 1000
+        self.estimate.on_receiver_report(0, self.seq, ssrc=1)  # a stream's first report
+
+    def round(self, sent_bps: int, loss: float, packets: int = 100) -> int | None:
+        self.clock.advance(1.0)
+        self.estimate.on_sent(sent_bps // 8)
+        self.seq += packets
+        self.estimate.on_receiver_report(round(loss * 256), self.seq, ssrc=1)
+        return self.estimate.bitrate()
+
+
+def test_unknown_until_feedback() -> None:
+    estimate = DownlinkEstimate(clock=FakeClock())
+    assert estimate.bitrate() is None
+    stats = estimate.stats()
+    assert stats.bitrate is None and stats.loss is None and stats.reports == 0
+
+
+def test_clean_link_stays_unlimited() -> None:
+    link = Link()
+    for _ in range(10):
+        assert link.round(600_000, 0.0) is None
+    assert link.estimate.stats().loss == 0.0
+
+
+def test_heavy_loss_cuts_from_the_rate_sent() -> None:
+    link = Link()
+    rate = link.round(600_000, 0.5)
+    # 600 kbps sent, half lost: 600k * (1 - 0.5/2)
+    assert rate == pytest.approx(450_000, rel=0.01)
+    again = link.round(450_000, 0.3)
+    assert again is not None and rate is not None and again < rate
+    assert link.estimate.stats().decreases == 2
+
+
+def test_a_cut_stops_at_the_goodput_of_a_congested_link() -> None:
+    link = Link()
+    rates = [link.round(640_000, 0.55) for _ in range(10)]  # the sender has not adapted
+    # 640 kbps into a ~290 kbps link: 55 % lost; never below 90 % of what got through
+    last = rates[-1]
+    assert last == pytest.approx(0.9 * 640_000 * 0.45, rel=0.02)
+    assert last is not None and all(r is not None and r >= last for r in rates)
+
+
+def test_moderate_random_loss_does_not_cut() -> None:
+    link = Link()
+    for loss in (0.05, 0.08, 0.11, 0.06, 0.04):
+        assert link.round(600_000, loss, packets=150) is None
+    assert link.estimate.stats().decreases == 0
+
+
+def test_decrease_never_below_floor() -> None:
+    link = Link()
+    rate = None
+    for _ in range(40):
+        rate = link.round(100_000, 0.9)
+    assert rate == MIN_DOWNLINK_BITRATE
+
+
+def test_increase_when_clean_and_recovery() -> None:
+    link = Link()
+    low = link.round(600_000, 0.5)
+    assert low is not None
+    previous = low
+    for _ in range(30):
+        # the subscriber now receives about what the estimate allows, without loss
+        rate = link.round(previous, 0.0)
+        assert rate is not None and rate >= previous
+        previous = rate
+    assert previous > 3 * low
+    assert link.estimate.stats().increases >= 20
+
+
+def test_increase_bounded_by_the_remb_or_what_is_sent() -> None:
+    link = Link()
+    low = link.round(600_000, 0.5)
+    assert low is not None
+    for _ in range(50):
+        link.estimate.on_remb(400_000, [1])  # a receiver sends REMB about every second
+        link.round(100_000, 0.0)  # sending far less than the estimate
+    # the loss-based rate is not above max(REMB, 2 x 100 kbps) = REMB: no growth
+    assert link.estimate.stats().loss_bitrate == low
+    for _ in range(50):
+        link.estimate.on_remb(900_000, [1])
+        link.round(100_000, 0.0)
+    assert link.estimate.stats().loss_bitrate == 900_000  # up to the REMB, not past it
+
+
+def test_recovery_from_a_paused_video_is_fast_below_the_remb() -> None:
+    link = Link()
+    for _ in range(5):
+        link.round(600_000, 0.8)  # a congested link: cut towards the goodput
+    low = link.estimate.stats().loss_bitrate
+    assert low is not None and low < 150_000
+    rounds = 0
+    while (link.estimate.bitrate() or 0) < 300_000 and rounds < 100:
+        link.estimate.on_remb(320_000, [1])  # the receiver's delay-based estimate
+        link.round(40_000, 0.0)  # video paused: only audio flows, nothing lost
+        rounds += 1
+    # 10 % per round below half the REMB, 5 % above: about 16 rounds, not 20+
+    assert rounds < 20
+
+
+def test_hold_between_thresholds() -> None:
+    link = Link()
+    low = link.round(600_000, 0.5)
+    for _ in range(5):
+        assert link.round(400_000, 0.05) == low
+
+
+def test_remb_alone_limits_nothing_but_bounds_growth() -> None:
+    link = Link()
+    link.estimate.on_remb(300_000, [1, 2])
+    link.round(600_000, 0.0)
+    # a receive-side REMB is no congestion signal by itself (aiortc's ramps up from low)
+    assert link.estimate.bitrate() is None
+    assert link.estimate.stats().remb == 300_000
+    cut = link.round(600_000, 0.5)  # loss: 600k * (1 - 0.5 / 2)
+    assert cut == pytest.approx(450_000, rel=0.01)
+    # clean rounds grow it, up to the larger of the REMB and twice the rate sent
+    link.estimate.on_remb(500_000, [1, 2])
+    grown = [link.round(200_000, 0.0) for _ in range(8)]  # within the REMB's lifetime
+    assert all(g is not None and g <= max(450_000, 500_000) + 1 for g in grown), grown
+
+
+def test_a_clean_round_is_believed_at_once() -> None:
+    link = Link()
+    low = link.round(640_000, 0.55)  # congested: cut
+    assert low is not None
+    lower = link.round(300_000, 0.5)
+    assert lower is not None and lower < low
+    # a probe of 250 kbps gets through cleanly: the link carries at least that
+    after = link.round(250_000, 0.0)
+    assert after is not None and after >= 1.25 * 250_000 * 0.99
+
+
+def test_remb_of_disjoint_receivers_add_up() -> None:
+    estimate = DownlinkEstimate(clock=FakeClock())
+    estimate.on_remb(200_000, [1])
+    estimate.on_remb(300_000, [2])
+    estimate.on_remb(250_000, [1])  # receiver 1 again: replaces its own
+    assert estimate.stats().remb == 550_000
+    estimate.on_remb(400_000, [1, 2])  # one REMB for both now
+    assert estimate.stats().remb == 400_000
+
+
+def test_remb_expires() -> None:
+    clock = FakeClock()
+    estimate = DownlinkEstimate(clock=clock)
+    estimate.on_remb(200_000, [1])
+    assert estimate.stats().remb == 200_000
+    clock.advance(REMB_TIMEOUT + 1)
+    assert estimate.stats().remb is None
+
+
+def test_no_feedback_for_long_makes_it_unknown_again() -> None:
+    link = Link()
+    assert link.round(600_000, 0.5) is not None
+    link.clock.advance(FEEDBACK_TIMEOUT + 1)
+    assert link.estimate.bitrate() is None
+    assert link.estimate.stats().loss_bitrate is None
+
+
+def test_reports_are_weighted_by_packets() -> None:
+    clock = FakeClock()
+    estimate = DownlinkEstimate(clock=clock)
+    estimate.on_receiver_report(0, 0, ssrc=1)
+    estimate.on_receiver_report(0, 0, ssrc=2)
+    clock.advance(1.0)
+    estimate.on_sent(75_000)
+    # stream 1: 500 packets, clean; stream 2: 10 packets, all lost
+    estimate.on_receiver_report(255, 10, ssrc=2)
+    estimate.on_receiver_report(0, 500, ssrc=1)
+    stats = estimate.stats()
+    assert stats.loss is not None and stats.loss < 0.05
+    assert stats.decreases == 0 and stats.bitrate is None
+
+
+def test_small_rounds_wait_for_packets() -> None:
+    clock = FakeClock()
+    estimate = DownlinkEstimate(clock=clock)
+    estimate.on_receiver_report(0, 0, ssrc=1)
+    clock.advance(1.0)
+    estimate.on_receiver_report(128, 5, ssrc=1)  # 5 packets: not a round yet
+    assert estimate.stats().loss is None
+    clock.advance(1.0)
+    estimate.on_receiver_report(128, 40, ssrc=1)
+    assert estimate.stats().loss == pytest.approx(0.5)
+
+
+def test_counters() -> None:
+    estimate = DownlinkEstimate(clock=FakeClock())
+    estimate.on_nack(3)
+    estimate.on_nack()
+    estimate.on_sent(1200)
+    estimate.on_remb(1_000_000)
+    stats = estimate.stats()
+    assert (stats.nacks, stats.rembs, estimate.bytes_sent) == (4, 1, 1200)
+
+
+@pytest.mark.parametrize(
+    ("call", "arg"),
+    [
+        ("on_remb", -1),
+        ("on_remb", 1.5),
+        ("on_receiver_report", 256),
+        ("on_receiver_report", -1),
+        ("on_receiver_report", True),
+        ("on_nack", -2),
+        ("on_sent", "10"),
+    ],
+)
+def test_bad_input_is_refused_and_changes_nothing(call: str, arg: object) -> None:
+    estimate = DownlinkEstimate(clock=FakeClock())
+    with pytest.raises(ValueError):
+        getattr(estimate, call)(arg)
+    assert estimate.stats() == DownlinkEstimate(clock=FakeClock()).stats()
+
+
+def test_bad_sequence_is_refused() -> None:
+    estimate = DownlinkEstimate(clock=FakeClock())
+    with pytest.raises(ValueError):
+        estimate.on_receiver_report(0, -5)
+    assert estimate.reports == 0
+
+
+def test_bitrate_is_cached_between_changes() -> None:
+    link = Link()
+    link.round(1_000_000, 0.0)  # a clean round: 1 Mbps sent, no limit
+    clock, estimate = link.clock, link.estimate
+    calls = 0
+    compute = estimate._compute
+
+    def counting(now: float) -> int | None:
+        nonlocal calls
+        calls += 1
+        return compute(now)
+
+    estimate._compute = counting  # type: ignore[method-assign]
+    clock.advance(1.0)  # past the cached value of the round's own bitrate() call
+    for _ in range(100):
+        assert estimate.bitrate() is None
+    assert calls == 1
+    clock.advance(1.0)
+    link.seq += 100
+    estimate.on_sent(600_000 // 8)
+    estimate.on_receiver_report(128, link.seq, ssrc=1)  # feedback (50 % lost) cuts at once
+    assert estimate.bitrate() is not None and calls == 2
+    clock.advance(FEEDBACK_TIMEOUT + 1)  # expiry is noticed within RECHECK
+    assert estimate.bitrate() is None and calls == 3
+
+
+def test_retransmissions_get_a_share_of_a_limited_downlink() -> None:
+    link = Link()
+    estimate = link.estimate
+    assert all(estimate.allow_retransmission() for _ in range(1000))  # unlimited: all
+    rate = link.round(640_000, 0.55)  # congested: limited
+    assert rate is not None
+    link.clock.advance(1.0)
+    allowed = sum(estimate.allow_retransmission() for _ in range(1000))
+    # at most a half-second bucket of 15 % of the estimate, in 1200-byte packets
+    assert 1 <= allowed <= 0.15 * rate / 8 * 0.5 / 1200 + 1
+    assert estimate.stats().retransmissions_refused == 1000 - allowed
+    link.clock.advance(1.0)  # the bucket refills with time
+    assert estimate.allow_retransmission()
