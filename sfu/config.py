@@ -12,6 +12,11 @@ SendPath = Literal["lean", "stock"]
 #: "lean": `sfu.compat.lean_sender` (per frame, straight to the selected ICE pair);
 #: "stock": aiortc's per-packet sender loop. Only passthrough slots use the lean path.
 SEND_PATHS: tuple[SendPath, ...] = ("lean", "stock")
+ReceivePath = Literal["lean", "stock"]
+#: "lean": `sfu.compat.lean_receiver` handles each RTP packet a publisher sends (the same
+#: RTCP statistics, NACKs, REMB and frames as aiortc's handler, less Python); "stock":
+#: aiortc's `_handle_rtp_packet`. Only passthrough receivers use the lean path.
+RECEIVE_PATHS: tuple[ReceivePath, ...] = ("lean", "stock")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +48,7 @@ class SfuConfig:
     ice_servers: tuple[IceServer, ...] = ()
     forwarding: ForwardingMode = "passthrough"
     send_path: SendPath = "lean"
+    receive_path: ReceivePath = "lean"
     #: each subscriber's downlink estimate picks the temporal layers of its videos and
     #: pauses a video whose base layer does not fit (`--downlink-adaptation`)
     adapt_downlink: bool = True
@@ -69,6 +75,8 @@ class SfuConfig:
             raise ValueError(f"forwarding must be one of {', '.join(FORWARDING_MODES)}")
         if self.send_path not in SEND_PATHS:
             raise ValueError(f"send_path must be one of {', '.join(SEND_PATHS)}")
+        if self.receive_path not in RECEIVE_PATHS:
+            raise ValueError(f"receive_path must be one of {', '.join(RECEIVE_PATHS)}")
         if not 1 <= self.max_participants <= 1000:
             raise ValueError("max_participants must be between 1 and 1000")
         if not 1 <= self.max_rooms <= 100000:

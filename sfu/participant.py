@@ -232,7 +232,12 @@ class Participant:
             return
         if self._config.forwarding == "passthrough":
             pub = PublishedTrack.passthrough(
-                transceiver.receiver, kind, source, publisher_id=self.id, key=transceiver.mid
+                transceiver.receiver,
+                kind,
+                source,
+                publisher_id=self.id,
+                key=transceiver.mid,
+                receive_path=self._config.receive_path,
             )
         else:
             pub = PublishedTrack.transcode(track, source, publisher_id=self.id, key=transceiver.mid)

@@ -19,6 +19,7 @@ from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from sfu.compat.receiver import ReceiverHook, install_receiver_sink
 from sfu.compat.relay import bound_relay_proxy, end_relay_proxy
 from sfu.compat.remb import MIN_PUBLISHER_BITRATE
+from sfu.config import ReceivePath
 from sfu.frame_assembler import AssemblerStats, EncodedFrame
 from sfu.keyframe_throttle import KEYFRAME_INTERVAL, CallLater, KeyframeThrottle, ThrottleStats
 from sfu.layers import MAX_TID, FrameLayer, LayerMeter
@@ -160,10 +161,12 @@ class PublishedTrack(MediaStreamTrack):
         key: str = "",
         clock: Callable[[], float] | None = None,
         call_later: CallLater | None = None,
+        receive_path: ReceivePath = "lean",
     ) -> PublishedTrack:
         """Publish the receiver's encoded frames; no decoder thread ever runs for it.
 
         Call at the peer connection's "track" event, before the receiver starts.
+        `receive_path`: who handles each RTP packet (`sfu.config.RECEIVE_PATHS`).
         """
         track = cls(
             kind, source, publisher_id=publisher_id, key=key, clock=clock, call_later=call_later
@@ -174,6 +177,7 @@ class PublishedTrack(MediaStreamTrack):
             track.push,
             on_end=track.source_ended,
             on_keyframe_needed=track.request_keyframe,
+            receive_path=receive_path,
         )
         track.hook = hook
         track._request_pli = hook.request_keyframe

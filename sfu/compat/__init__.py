@@ -4,10 +4,11 @@ them at start-up and in the tests; the server refuses to start when any changed)
 Modules: `receiver` (frame tap), `sender` (PLI/FIR and NACK hooks), `relay` (MediaRelay
 proxies), `negotiation` (codec pinning, offers), `lean_sender` (the per-frame RTP send
 path of every passthrough send slot, `--send-path lean`), `remb` (receive-side bandwidth
-estimation once per feedback interval), `light_receiver` (frames and bytes counted at the
-RTP layer, for light benchmark subscribers), `rtp_guard` (malformed datagrams are counted
-and dropped), `check` (the start-up check). The modules added after the first five list
-their internals in their own docstrings.
+estimation once per feedback interval), `lean_receiver` (the lean per-packet RTP handler
+of the server's passthrough receivers, `--receive-path lean`), `light_receiver` (frames
+and bytes counted at the RTP layer, for light benchmark subscribers), `rtp_guard`
+(malformed datagrams are counted and dropped), `check` (the start-up check). The modules
+added after the first five list their internals in their own docstrings.
 
 Stock aiortc decodes every received frame in a per-receiver decoder thread and re-encodes
 it once per sender. An SFU only needs to re-packetize: this package taps complete encoded
@@ -62,6 +63,9 @@ them and the server refuses to start when any is missing):
 - The light receiver's (`_handle_rtp_packet` replaced per instance, `__remote_streams`,
   `__nack_generator`, `__rtcp_ssrc`, `_send_rtcp_nack`, `_send_rtcp`): listed in
   `sfu/compat/light_receiver.py`, verified by `check_light_receiver_internals()`.
+- The lean receiver's (`_handle_rtp_packet` replaced per instance, the receiver's
+  statistics, NACK generator, estimator, jitter buffer and active sources): listed in
+  `sfu/compat/lean_receiver.py`, verified by `check_lean_receiver_internals()`.
 - The downlink feedback hook (`RTCRtpSender._handle_rtcp_packet` wrapped per instance, its
   `_ssrc`, `__octet_count`, and the DTLS transport's RTCP routing) and the receiver's
   loss-recovery counters (`_send_rtcp_nack` wrapped per instance, `__remote_streams` read

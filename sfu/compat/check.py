@@ -13,7 +13,9 @@ from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtcrtptransceiver import RTCRtpTransceiver
 
+from sfu.compat.fast_queue import check_fast_queue_internals
 from sfu.compat.introspect import source_has
+from sfu.compat.lean_receiver import check_lean_receiver_internals
 from sfu.compat.lean_sender import _probe_sender, check_lean_sender_internals
 from sfu.compat.light_receiver import check_light_receiver_internals
 from sfu.compat.receiver import check_receiver_internals
@@ -73,6 +75,7 @@ def check_internals() -> list[str]:
             problems.append("RTCRtpReceiver._track")
         problems += check_remb_internals(receiver)
         problems += check_light_receiver_internals(receiver)
+        problems += check_lean_receiver_internals(receiver)
         problems += check_receiver_internals(receiver)
         problems += check_sender_internals(_probe_sender())
         proxy = RelayStreamTrack(MediaRelay(), AudioStreamTrack(), buffered=True)
@@ -122,4 +125,5 @@ def check_internals() -> list[str]:
     )
     problems += check_lean_sender_internals()
     problems += check_rtp_guard_internals()
+    problems += check_fast_queue_internals()
     return problems

@@ -11,7 +11,10 @@ and hands the datagrams synchronously to the selected ICE pair's datagram transp
 Linux, a frame's datagrams go out in ONE `sendmsg` with UDP GSO when their sizes allow, see
 `LeanSender._send_gso`; the standard library suffices, no package offers sendmmsg). When
 DTLS is not connected or no pair is selected yet it falls back to aiortc's
-`RTCDtlsTransport._send_rtp` (the stock, awaited path).
+`RTCDtlsTransport._send_rtp` (the stock, awaited path). Per frame the loop does as little
+Python as it can: the selected pair is looked up once (`_Route`) and re-validated by
+identity, each packet is built, recorded and protected in one pass, the frame's header
+tail is one struct pack, and the sender's counters are written through its `__dict__`.
 
 With `install_lean_sender(sender, temporal_layers=True)` a VP8 frame whose `av.Packet.opaque`
 has a temporal layer (`tid`, `sync`: `sfu.layers.FrameLayer`) gets the RFC 7741 payload
@@ -22,8 +25,9 @@ RTCP stays aiortc's: the sender's `_run_rtcp` sends SR/SDES from the counters th
 keeps up to date, and `_handle_rtcp_packet` handles receiver reports (RTT), REMB, PLI/FIR
 (`_send_keyframe`, which `sender.install_sender_keyframe_hook` replaces) and NACK through
 aiortc's own `_retransmit` (RTX when negotiated). The retransmission history is replaced
-by `RawHistory`: it keeps the unprotected bytes of each packet and parses the one asked
-for into an `RtpPacket` on demand, which is all `_retransmit` does with it.
+by `RawHistory`: it keeps one record per frame (the header tail and the frame data the
+relay shares between subscribers, no copy per packet) and rebuilds the packet asked for,
+byte-identical, into an `RtpPacket` on demand, which is all `_retransmit` does with it.
 
 aiortc / aioice private internals relied upon (pinned: aiortc==1.16.0, aioice==0.13.0;
 `check_lean_sender_internals()` verifies them):
@@ -36,7 +40,8 @@ aiortc / aioice private internals relied upon (pinned: aiortc==1.16.0, aioice==0
   `__rtp_exited` (both `asyncio.Event`, set by the loop).
 - Sender instance attributes (name-mangled `_RTCRtpSender__`): `started`, `mid`,
   `rtp_header_extensions_map`, `rtp_history` (replaced by a `RawHistory`), `rtp_started`,
-  `rtp_exited`, `track` (set to None when the loop ends, as stock does), and the counters
+  `rtp_exited`, `track` (set to None when the loop ends, as stock does), `transport`
+  (what the `transport` property returns; read per frame), and the counters
   `_run_rtcp` / `getStats` read: `packet_count`, `octet_count` (payload bytes),
   `rtp_timestamp`, `ntp_timestamp`; plus `_ssrc` and `_enabled`.
 - `RTCRtpSender._retransmit` only calls `self.__rtp_history.get(seq % RTP_HISTORY_SIZE)`,
@@ -159,6 +164,12 @@ def vp8_payloads(
     ]
 
 
+#: One frame in the history: (header tail, first sequence number, packet count, the
+#: frame's data and its VP8 picture id, or its payloads and -1). Every packet of the frame
+#: points at the same record: the history holds no per-packet copy of the media.
+FrameRecord = tuple[bytes, int, int, Any, int]
+
+
 def _vp8_layer_payloads(
     frame: memoryview | bytes, picture_id: int, layer: TemporalLayer, tl0_pic_idx: int
 ) -> list[bytes]:
@@ -176,22 +187,47 @@ def _vp8_layer_payloads(
 
 
 class RawHistory:
-    """The retransmission history: unprotected RTP bytes by `seq % RTP_HISTORY_SIZE`.
+    """The retransmission history, by `seq % RTP_HISTORY_SIZE`: per packet either its
+    unprotected RTP bytes or the `FrameRecord` of its frame (what the lean loop stores:
+    the shared frame data the relay handed every subscriber, not a 1.3 kB copy per packet
+    and subscriber, which kept megabytes of cold memory in the send path).
 
     Stands in for `RTCRtpSender.__rtp_history` (a dict of `RtpPacket`): aiortc's
-    `_retransmit` only calls `.get(key)`, so the packet is parsed only when a NACK asks for it.
+    `_retransmit` only calls `.get(key)`, so a packet is rebuilt and parsed only when a
+    NACK asks for it (byte-identical to what was sent).
     """
 
-    __slots__ = ("_extensions_map", "raw", "retransmits")
+    __slots__ = ("_extensions_map", "first_byte", "payload_type", "raw", "retransmits")
 
     def __init__(self, extensions_map: HeaderExtensionsMap) -> None:
         self._extensions_map = extensions_map
-        self.raw: list[bytes | None] = [None] * RTP_HISTORY_SIZE
+        self.raw: list[bytes | FrameRecord | None] = [None] * RTP_HISTORY_SIZE
         self.retransmits = 0
+        #: the first header byte and payload type of the sender's packets (set by the loop)
+        self.first_byte = 0x80
+        self.payload_type = 0
+
+    def packet_bytes(self, key: int) -> bytes | None:
+        """The unprotected bytes of the latest packet stored under `key`, or None."""
+        entry = self.raw[key % RTP_HISTORY_SIZE]
+        if entry is None or isinstance(entry, bytes):
+            return entry
+        tail, first_seq, count, frame, picture_id = entry
+        last = (first_seq + count - 1) & 0xFFFF
+        seq = (last - ((last - key) % RTP_HISTORY_SIZE)) & 0xFFFF
+        index = (seq - first_seq) & 0xFFFF
+        payloads = vp8_payloads(frame, picture_id) if picture_id >= 0 else frame
+        pt = self.payload_type | (0x80 if index == count - 1 else 0)
+        return bytes(_FIRST_WORD.pack(self.first_byte, pt, seq) + tail + payloads[index])
+
+    def packets(self) -> list[bytes]:
+        """Every stored packet's unprotected bytes (tests, diagnostics)."""
+        out = [self.packet_bytes(key) for key in range(RTP_HISTORY_SIZE)]
+        return [p for p in out if p is not None]
 
     def get(self, key: int, default: RtpPacket | None = None) -> RtpPacket | None:
         """The packet stored under `key` (parsed with the sender's extension map)."""
-        data = self.raw[key % RTP_HISTORY_SIZE]
+        data = self.packet_bytes(key)
         if data is None:
             return default
         self.retransmits += 1
@@ -222,6 +258,20 @@ class _HeaderTemplate:
         diff = [i for i in range(len(zeros)) if zeros[i] != ones[i]]
         self.abs_offset: int | None = diff[0] - 12 if diff else None
 
+    def tail_packer(self) -> Callable[[int, int], bytes]:
+        """`frame_tail` as ONE struct pack per frame: `pack(timestamp, abs_send_time)`."""
+        ext = self.extension
+        o = self.abs_offset
+        if o is None:
+            rest = self.ssrc + ext
+            pack_ts = _U32.pack
+            return lambda timestamp, abs_send_time: pack_ts(timestamp) + rest
+        head, tail = self.ssrc + ext[:o], ext[o + 3 :]
+        pack = struct.Struct(f"!L{len(head)}sHB{len(tail)}s").pack
+        return lambda timestamp, abs_send_time: pack(
+            timestamp, head, abs_send_time >> 8, abs_send_time & 0xFF, tail
+        )
+
     def frame_tail(self, timestamp: int, abs_send_time: int) -> bytes:
         """Bytes 4.. of every packet header of one frame (timestamp, SSRC, extensions)."""
         ext = self.extension
@@ -229,6 +279,32 @@ class _HeaderTemplate:
             o = self.abs_offset
             ext = ext[:o] + abs_send_time.to_bytes(3, "big") + ext[o + 3 :]
         return _U32.pack(timestamp) + self.ssrc + ext
+
+
+def _never() -> bool:
+    return False
+
+
+class _Route:
+    """Where the fast path sends: the selected ICE pair of one DTLS transport, with its
+    datagram transport's bound methods. Still valid while the DTLS transport is the
+    sender's and connected, the pair is still the nominated one (by identity) and its
+    transport is not closing (checked per frame)."""
+
+    __slots__ = ("addr", "dtls", "gso", "is_closing", "nominated", "pair", "sendto", "transport")
+
+    def __init__(
+        self, dtls: Any, nominated: dict[int, CandidatePair], pair: CandidatePair, transport: Any
+    ) -> None:
+        self.dtls = dtls
+        self.nominated = nominated
+        self.pair = pair
+        self.transport = transport
+        self.addr: tuple[str, int] = pair.remote_addr
+        self.sendto: Callable[[bytes, tuple[str, int]], None] = transport.sendto
+        self.is_closing: Callable[[], bool] = getattr(transport, "is_closing", None) or _never
+        # a TurnTransport wraps each datagram for TURN: never GSO through it
+        self.gso = not isinstance(transport, TurnTransport)
 
 
 class LeanSender:
@@ -257,6 +333,7 @@ class LeanSender:
         self.gso_batches = 0
         self._gso_transport: Any = None
         self._gso_socket: socket.socket | None = None
+        self._gso_cmsg: dict[int, list[tuple[int, int, bytes]]] = {}
         self._warned_frame = False
 
     @property
@@ -268,12 +345,18 @@ class LeanSender:
         """The selected pair's datagram transport (synchronous `sendto`) and remote address,
         or None when the stock path must be used (not connected, no pair yet, an unknown
         protocol)."""
+        route = self._route(dtls)
+        return None if route is None else (route.transport, route.addr)
+
+    def _route(self, dtls: Any) -> _Route | None:
+        """The `_Route` to the selected pair, or None when the stock path must be used."""
         if dtls._state is not State.CONNECTED:
             return None
         connection = getattr(dtls.transport, "_connection", None)
         if connection is None:
             return None
-        pair: CandidatePair | None = connection._nominated.get(1)
+        nominated: dict[int, CandidatePair] = connection._nominated
+        pair = nominated.get(1)
         if pair is None:
             return None
         protocol = pair.protocol
@@ -282,10 +365,10 @@ class LeanSender:
         transport = protocol.transport
         if transport is None:
             return None
-        is_closing = getattr(transport, "is_closing", None)  # a TurnTransport has none
-        if is_closing is not None and is_closing():
+        route = _Route(dtls, nominated, pair, transport)
+        if route.is_closing():  # a TurnTransport has no is_closing
             return None
-        return transport, pair.remote_addr
+        return route
 
     def _send_datagrams(
         self, transport: Any, addr: tuple[str, int], datagrams: list[bytes]
@@ -307,19 +390,29 @@ class LeanSender:
         """Send `datagrams` in one system call (Linux UDP generic segmentation offload: all
         the same size but the last, which may be shorter). False when not possible now."""
         size = len(datagrams[0])
+        count = len(datagrams)
         if (
-            len(datagrams) > GSO_MAX_SEGMENTS
-            or size * len(datagrams) > GSO_MAX_BYTES
+            count > GSO_MAX_SEGMENTS
+            or size * count > GSO_MAX_BYTES
             or len(datagrams[-1]) > size
-            or any(len(d) != size for d in datagrams[1:-1])
+            or (
+                count > 2 and (len(datagrams[1]) != size or len(set(map(len, datagrams[2:-1]))) > 1)
+            )
             or transport.get_write_buffer_size()  # keep order behind asyncio's buffer
         ):
             return False
-        sock = self._gso_socket_for(transport)
+        sock = self._gso_socket if self._gso_transport is transport else None
         if sock is None:
-            return False
+            sock = self._gso_socket_for(transport)
+            if sock is None:
+                return False
+        cmsg = self._gso_cmsg.get(size)
+        if cmsg is None:
+            if len(self._gso_cmsg) >= 64:
+                self._gso_cmsg.clear()
+            cmsg = self._gso_cmsg[size] = [(socket.SOL_UDP, UDP_SEGMENT, _U16.pack(size))]
         try:
-            sock.sendmsg(datagrams, [(socket.SOL_UDP, UDP_SEGMENT, _U16.pack(size))], 0, addr)
+            sock.sendmsg(datagrams, cmsg, 0, addr)
         except (BlockingIOError, InterruptedError):
             return False
         except OSError as exc:
@@ -347,6 +440,33 @@ class LeanSender:
             self._gso_socket.close()
         self._gso_socket = None
         self._gso_transport = None
+
+    async def _send_slow(
+        self,
+        dtls: Any,
+        route: _Route | None,
+        packets: list[tuple[int, bytes]],
+        drop: DropHook | None,
+    ) -> None:
+        """Send one frame's packets when the fast path cannot: with a `drop_hook`, or
+        through aiortc's `RTCDtlsTransport._send_rtp` when no pair is usable."""
+        if route is None:
+            for _, packet in packets:
+                await dtls._send_rtp(packet)
+            self.packets_stock += len(packets)
+            return
+        protect = dtls._tx_srtp.protect
+        datagrams: list[bytes] = []
+        for seq, packet in packets:
+            if drop is not None and drop(seq):
+                self.packets_dropped += 1
+                continue
+            datagrams.append(protect(packet))
+        if datagrams:
+            self._send_datagrams(route.transport, route.addr, datagrams)
+        setattr(dtls, _D + "tx_bytes", getattr(dtls, _D + "tx_bytes") + sum(map(len, datagrams)))
+        setattr(dtls, _D + "tx_packets", getattr(dtls, _D + "tx_packets") + len(datagrams))
+        self.packets_lean += len(datagrams)
 
     async def _run_rtp(self, codec: RTCRtpCodecParameters) -> None:
         s: Any = self._sender
@@ -378,8 +498,10 @@ class LeanSender:
         first_byte = template.first_byte
         pt = template.payload_type
         marker_pt = 0x80 | pt
-        history = self.history.raw
         pack_first = _FIRST_WORD.pack
+        frame_tail = template.tail_packer()
+        history = self.history.raw
+        self.history.first_byte, self.history.payload_type = first_byte, pt
         sequence_number = random_sequence_number()
         timestamp_origin = random32()
         picture_id = random.randint(0, (1 << 15) - 1)
@@ -387,16 +509,30 @@ class LeanSender:
         layered = self.temporal_layers
         encoder = None
         clock_rate = codec.clockRate
+        is_vp8 = mime == "video/vp8"
+        is_opus = mime == "audio/opus"
+        time_ns = time.time_ns
+        packet_type = av.Packet
+        connected = State.CONNECTED
+        # the sender's counters and references are plain instance attributes: read and
+        # write them through its __dict__ (no property call, no name building per frame)
+        sd = vars(s)
+        k_track, k_transport = _S + "track", _S + "transport"
+        k_ntp, k_rtp = _S + "ntp_timestamp", _S + "rtp_timestamp"
+        k_octets, k_packets = _S + "octet_count", _S + "packet_count"
+        k_tx_bytes, k_tx_packets = _D + "tx_bytes", _D + "tx_packets"
+        # the selected pair, re-validated per frame by identity (see _route)
+        route: _Route | None = None
 
         while True:
-            track = s.track
+            track = sd[k_track]
             if track is None:
                 await asyncio.sleep(0.02)
                 continue
             data = await track.recv()
             if not s._enabled:
                 continue
-            if not isinstance(data, av.Packet):
+            if not isinstance(data, packet_type):
                 if not self._warned_frame:
                     self._warned_frame = True
                     logger.warning("lean RTP sender got %s, not an encoded frame: dropped", data)
@@ -406,71 +542,100 @@ class LeanSender:
             pts = data.pts
             if pts is None:
                 continue
-            if mime == "video/vp8":
-                layer: Any = data.opaque if layered else None
-                if layer is not None and isinstance(getattr(layer, "tid", None), int):
-                    if layer.tid == 0:
-                        tl0_pic_idx = (tl0_pic_idx + 1) & 0xFF
-                    payloads = vp8_payloads(memoryview(data), picture_id, layer, tl0_pic_idx)
+            if is_vp8 or is_opus:
+                if is_vp8:
+                    frame: Any = memoryview(data)
+                    layer: Any = data.opaque if layered else None
+                    if layer is not None and isinstance(getattr(layer, "tid", None), int):
+                        # a bot's layered descriptor: the history keeps these payloads
+                        if layer.tid == 0:
+                            tl0_pic_idx = (tl0_pic_idx + 1) & 0xFF
+                        frame = payloads = vp8_payloads(frame, picture_id, layer, tl0_pic_idx)
+                        frame_picture_id = -1
+                    else:
+                        payloads = vp8_payloads(frame, picture_id)
+                        frame_picture_id = picture_id
+                    picture_id = (picture_id + 1) & 0x7FFF
                 else:
-                    payloads = vp8_payloads(memoryview(data), picture_id)
-                picture_id = (picture_id + 1) & 0x7FFF
-                timestamp = rtp_ticks(pts, data.time_base, clock_rate)
-            elif mime == "audio/opus":
-                payloads = [bytes(data)]
-                timestamp = rtp_ticks(pts, data.time_base, clock_rate)
+                    frame = payloads = [bytes(data)]
+                    frame_picture_id = -1
+                # rtp_ticks() inlined, with the SFU's own time base (1 / clock rate) as is
+                time_base = data.time_base
+                if time_base is None or (
+                    time_base.numerator == 1 and time_base.denominator == clock_rate
+                ):
+                    timestamp = pts
+                else:
+                    timestamp = rtp_ticks(pts, time_base, clock_rate)
             else:
                 if encoder is None:
                     encoder = get_encoder(codec)
                 payloads, timestamp = encoder.pack(data)
+                frame, frame_picture_id = payloads, -1
             if not payloads:
                 continue
 
             timestamp = (timestamp_origin + timestamp) & 0xFFFFFFFF
-            ntp = ntp_now()
-            tail = template.frame_tail(timestamp, (ntp >> 14) & 0x00FFFFFF)
-            last = len(payloads) - 1
-            octets = 0
-            dtls: Any = s.transport
-            packets: list[tuple[int, bytes]] = []
-            for i, payload in enumerate(payloads):
-                packet = (
-                    pack_first(first_byte, marker_pt if i == last else pt, sequence_number)
-                    + tail
-                    + payload
-                )
-                history[sequence_number % RTP_HISTORY_SIZE] = packet
-                packets.append((sequence_number, packet))
-                octets += len(payload)
-                sequence_number = (sequence_number + 1) & 0xFFFF
-            direct = self._selected_pair(dtls)
-            if direct is not None:
-                transport, addr = direct
+            # ntp_now() inlined
+            seconds, micros = divmod(time_ns() // 1000, 1_000_000)
+            ntp = ((seconds + NTP_UNIX_OFFSET) << 32) | ((micros << 32) // 1_000_000)
+            tail = frame_tail(timestamp, (ntp >> 14) & 0x00FFFFFF)
+            count = len(payloads)
+            record = (tail, sequence_number, count, frame, frame_picture_id)
+            dtls: Any = sd[k_transport]
+            if (
+                route is None
+                or route.dtls is not dtls
+                or dtls._state is not connected
+                or route.nominated.get(1) is not route.pair
+                or route.is_closing()
+            ):
+                route = self._route(dtls)
+            drop = self.drop_hook
+            if route is not None and drop is None:
+                # the fast path: build, record and protect each packet in one pass
                 protect = dtls._tx_srtp.protect
-                drop = self.drop_hook
                 datagrams: list[bytes] = []
-                sent_bytes = 0
-                for seq, packet in packets:
-                    if drop is not None and drop(seq):
-                        self.packets_dropped += 1
-                        continue
-                    datagram = protect(packet)
-                    datagrams.append(datagram)
-                    sent_bytes += len(datagram)
-                self._send_datagrams(transport, addr, datagrams)
-                setattr(dtls, _D + "tx_bytes", getattr(dtls, _D + "tx_bytes") + sent_bytes)
-                setattr(dtls, _D + "tx_packets", getattr(dtls, _D + "tx_packets") + len(datagrams))
-                self.packets_lean += len(datagrams)
+                append = datagrams.append
+                seq = sequence_number
+                for payload in payloads[:-1]:
+                    history[seq % RTP_HISTORY_SIZE] = record
+                    append(protect(pack_first(first_byte, pt, seq) + tail + payload))
+                    seq = (seq + 1) & 0xFFFF
+                history[seq % RTP_HISTORY_SIZE] = record
+                append(protect(pack_first(first_byte, marker_pt, seq) + tail + payloads[-1]))
+                sequence_number = (seq + 1) & 0xFFFF
+                if count == 1 or not (
+                    self.gso
+                    and route.gso
+                    and self._send_gso(route.transport, route.addr, datagrams)
+                ):
+                    sendto, addr = route.sendto, route.addr
+                    for datagram in datagrams:
+                        sendto(datagram, addr)
+                dd = vars(dtls)
+                dd[k_tx_bytes] += sum(map(len, datagrams))
+                dd[k_tx_packets] += count
+                self.packets_lean += count
             else:
-                for _, packet in packets:
-                    await dtls._send_rtp(packet)
-                self.packets_stock += len(payloads)
+                packets: list[tuple[int, bytes]] = []
+                last = count - 1
+                for i, payload in enumerate(payloads):
+                    packet = (
+                        pack_first(first_byte, marker_pt if i == last else pt, sequence_number)
+                        + tail
+                        + payload
+                    )
+                    history[sequence_number % RTP_HISTORY_SIZE] = record
+                    packets.append((sequence_number, packet))
+                    sequence_number = (sequence_number + 1) & 0xFFFF
+                await self._send_slow(dtls, route, packets, drop)
 
             self.frames += 1
-            setattr(s, _S + "ntp_timestamp", ntp)
-            setattr(s, _S + "rtp_timestamp", timestamp)
-            setattr(s, _S + "octet_count", getattr(s, _S + "octet_count") + octets)
-            setattr(s, _S + "packet_count", getattr(s, _S + "packet_count") + len(payloads))
+            sd[k_ntp] = ntp
+            sd[k_rtp] = timestamp
+            sd[k_octets] += sum(map(len, payloads))
+            sd[k_packets] += count
 
 
 def install_lean_sender(sender: RTCRtpSender, *, temporal_layers: bool = False) -> LeanSender:
@@ -532,6 +697,7 @@ def check_lean_sender_internals() -> list[str]:
             "rtp_started",
             "rtp_exited",
             "track",
+            "transport",
             "packet_count",
             "octet_count",
             "rtp_timestamp",

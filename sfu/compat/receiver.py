@@ -17,12 +17,16 @@ from typing import Any
 from aiortc.rtcrtpreceiver import RTCRtpReceiver, StreamStatistics
 
 from sfu.compat.introspect import source_has
+from sfu.compat.lean_receiver import LeanReceiver, install_lean_receiver
 from sfu.compat.remb import IntervalBitrateEstimator, install_interval_estimator
 from sfu.frame_assembler import AssemblerStats, FrameAssembler, FrameSink, discard_frame
 
 logger = logging.getLogger(__name__)
 
 _R = "_RTCRtpReceiver__"
+
+#: "lean": `sfu.compat.lean_receiver` handles each RTP packet; "stock": aiortc's handler.
+RECEIVE_PATHS = ("lean", "stock")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +53,8 @@ class ReceiverHook:
         self.on_end: Callable[[], None] | None = None
         #: the per-interval REMB estimator (video), see `sfu.compat.remb`
         self.estimator: IntervalBitrateEstimator | None = None
+        #: the lean per-packet handler (`--receive-path lean`), None on the stock path
+        self.lean: LeanReceiver | None = None
         self.ended = False
         #: NACK packets sent to the publisher, and the sequence numbers they listed (aiortc
         #: lists every packet still missing in each NACK: repeats are counted again)
@@ -172,6 +178,7 @@ def install_receiver_sink(
     on_frame: FrameSink,
     on_end: Callable[[], None] | None = None,
     on_keyframe_needed: Callable[[], None] | None = None,
+    receive_path: str = "lean",
 ) -> ReceiverHook:
     """Make `receiver` hand complete encoded frames to `on_frame` and never decode.
 
@@ -182,7 +189,11 @@ def install_receiver_sink(
     callback instead (the SFU throttles and counts its upstream requests in one place).
     A video receiver's REMB estimator is replaced by a per-interval one
     (`sfu.compat.remb.install_interval_estimator`): REMB is still sent to the publisher.
+    With `receive_path="lean"` each RTP packet is handled by `sfu.compat.lean_receiver`
+    (the same statistics, NACKs, REMB and frames, less Python), with "stock" by aiortc.
     """
+    if receive_path not in RECEIVE_PATHS:
+        raise ValueError(f"receive_path must be one of {', '.join(RECEIVE_PATHS)}")
     if getattr(receiver, _R + "started", False):
         raise RuntimeError("install_receiver_sink: the receiver already started")
     assembler = FrameAssembler(kind, on_frame, on_keyframe_needed=on_keyframe_needed)
@@ -191,6 +202,8 @@ def install_receiver_sink(
     hook.estimator = install_interval_estimator(receiver)
     _install_nack_counter(receiver, hook._count_nack)
     setattr(receiver, _R + "jitter_buffer", assembler)
+    if receive_path == "lean":
+        hook.lean = install_lean_receiver(receiver)
 
     async def receive(parameters: Any) -> None:
         await _receive_without_decoder(receiver, parameters)

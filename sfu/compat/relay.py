@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from aiortc.contrib.media import RelayStreamTrack
 
+from sfu.compat.fast_queue import FastQueue
 from sfu.layers import FrameLayer
 
 
-class _DropOldestQueue(asyncio.Queue[Any]):
+class _DropOldestQueue(FastQueue[Any]):
     """A bounded queue whose `put_nowait` drops an item instead of raising.
 
     With `on_layer_drop`, a full queue first drops a frame of the highest temporal layer

@@ -70,3 +70,38 @@ def test_bad_send_path_is_a_one_line_error(
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "--send-path must be one of lean, stock" in err
+
+
+def test_receive_path_flag_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SFU_RECEIVE_PATH", raising=False)
+    assert cli.parse_config([]).sfu.receive_path == "lean"
+    assert cli.parse_config(["--receive-path", "stock"]).sfu.receive_path == "stock"
+    monkeypatch.setenv("SFU_RECEIVE_PATH", "stock")
+    assert cli.parse_config([]).sfu.receive_path == "stock"
+    assert cli.parse_config(["--receive-path", "lean"]).sfu.receive_path == "lean"
+
+
+def test_bad_receive_path_is_a_one_line_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SFU_RECEIVE_PATH", "fast")
+    with pytest.raises(SystemExit) as exc:
+        cli.main([])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "--receive-path must be one of lean, stock" in err
+
+
+def test_tune_garbage_collector() -> None:
+    import gc
+
+    threshold = gc.get_threshold()
+    try:
+        cli.tune_garbage_collector()
+        assert gc.get_threshold()[0] >= cli.GC_GEN0_THRESHOLD
+        assert gc.get_threshold()[1:] == threshold[1:]
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)

@@ -117,7 +117,7 @@ async def test_lean_sender_end_to_end(
     # the history holds aiortc-format packets: parse + serialize is the identity, the
     # negotiated extensions are there, the payload is aiortc's VP8 packetization
     ext_map = link.sender._RTCRtpSender__rtp_header_extensions_map  # type: ignore[attr-defined]
-    stored = [raw for raw in lean.history.raw if raw is not None]
+    stored = lean.history.packets()
     assert stored
     mid = next(t.mid for t in link.tx.getTransceivers())
     for raw in stored[:50]:
@@ -198,7 +198,7 @@ async def test_lean_sender_opus(pcs: list[RTCPeerConnection]) -> None:
     assert frame.sample_rate == 48000 and frame.samples == 960
     assert lean.packets_lean >= 25 and lean.gso_batches == 0  # one packet per frame
     ext_map = transceiver.sender._RTCRtpSender__rtp_header_extensions_map  # type: ignore[attr-defined]
-    raw = next(r for r in lean.history.raw if r is not None)
+    raw = lean.history.packets()[0]
     packet = RtpPacket.parse(raw, ext_map)
     assert packet.payload in {p.data for p in transceiver.sender.track.clip.packets}
 
@@ -243,3 +243,103 @@ def test_ntp_now_and_rtp_ticks_match_aiortc() -> None:
         ):
             assert rtp_ticks(pts, base, rate) == convert_timebase(pts, base, Fraction(1, rate))
     assert rtp_ticks(5, None, 90000) == 5
+
+
+@pytest.mark.parametrize("with_abs", [True, False], ids=["abs-send-time", "no-extension"])
+def test_tail_packer_matches_frame_tail(with_abs: bool) -> None:
+    """The loop's one-pack frame tail is byte-identical to `_HeaderTemplate.frame_tail`
+    (and so to aiortc's `RtpPacket.serialize`)."""
+    from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
+    from aiortc.rtp import HeaderExtensionsMap
+
+    from sfu.compat.lean_sender import _HeaderTemplate
+
+    ext_map = HeaderExtensionsMap()
+    if with_abs:
+        ext_map.configure(
+            RTCRtpParameters(
+                headerExtensions=[
+                    RTCRtpHeaderExtensionParameters(
+                        id=1, uri="urn:ietf:params:rtp-hdrext:sdes:mid"
+                    ),
+                    RTCRtpHeaderExtensionParameters(
+                        id=3, uri="http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+                    ),
+                ]
+            )
+        )
+    template = _HeaderTemplate(96, 0x12345678, "0" if with_abs else None, ext_map)
+    assert (template.abs_offset is not None) is with_abs
+    pack = template.tail_packer()
+    for timestamp, abs_send_time in ((0, 0), (0xFFFFFFFF, 0xFFFFFF), (123456, 0x0A0B0C)):
+        tail = pack(timestamp, abs_send_time)
+        assert tail == template.frame_tail(timestamp, abs_send_time)
+        packet = RtpPacket(payload_type=96, ssrc=0x12345678, timestamp=timestamp)
+        packet.extensions.mid = "0" if with_abs else None
+        packet.extensions.abs_send_time = abs_send_time if with_abs else None
+        assert packet.serialize(ext_map)[4:] == tail
+
+
+async def test_route_is_revalidated_by_identity() -> None:
+    """The loop's cached route to the selected pair: a new nominated pair or a closing
+    transport is seen (the loop re-checks exactly these fields per frame)."""
+    sender = RTCRtpSender("video", SimpleNamespace(state="new"))  # type: ignore[arg-type]
+    lean = LeanSender(sender)
+    closing = [False]
+    transport = SimpleNamespace(sendto=lambda data, addr: None, is_closing=lambda: closing[0])
+    protocol = StunProtocol(receiver=None)  # type: ignore[arg-type]
+    protocol.transport = transport  # type: ignore[assignment]
+    pair = CandidatePair(protocol, SimpleNamespace(_network_host="192.0.2.1", port=3478))  # type: ignore[arg-type]
+    nominated = {1: pair}
+    dtls = SimpleNamespace(
+        _state=State.CONNECTED,
+        transport=SimpleNamespace(_connection=SimpleNamespace(_nominated=nominated)),
+    )
+    route = lean._route(dtls)
+    assert route is not None
+    assert route.addr == ("192.0.2.1", 3478) and route.gso and route.dtls is dtls
+    assert route.nominated.get(1) is route.pair and not route.is_closing()
+    other = CandidatePair(protocol, SimpleNamespace(_network_host="192.0.2.2", port=3478))  # type: ignore[arg-type]
+    nominated[1] = other
+    assert route.nominated.get(1) is not route.pair  # the loop takes a new route
+    new_route = lean._route(dtls)
+    assert new_route is not None and new_route.addr == ("192.0.2.2", 3478)
+    closing[0] = True
+    assert new_route.is_closing() and lean._route(dtls) is None
+    dtls._state = State.CLOSED
+    closing[0] = False
+    assert lean._route(dtls) is None
+
+
+@pytest.mark.parametrize(("first_seq", "size"), [(100, 7000), (65530, 7000), (65500, 200_000)])
+def test_history_rebuilds_packets_from_frame_records(first_seq: int, size: int) -> None:
+    """The history keeps one record per frame; any stored packet is rebuilt byte-identical
+    to what was sent (marker on the last packet, sequence wrap, frames of more than
+    RTP_HISTORY_SIZE packets: the latest packet of each slot)."""
+    from aiortc.rtp import RTP_HISTORY_SIZE, HeaderExtensionsMap
+
+    from sfu.compat.lean_sender import RawHistory
+
+    history = RawHistory(HeaderExtensionsMap())
+    history.first_byte, history.payload_type = 0x80, 96
+    frame = os.urandom(size)
+    payloads = vp8_payloads(frame, 1234)
+    tail = b"TAILBYTES0123456"
+    record = (tail, first_seq, len(payloads), memoryview(frame), 1234)
+    sent = {}
+    for i, payload in enumerate(payloads):
+        seq = (first_seq + i) & 0xFFFF
+        marker = 0x80 if i == len(payloads) - 1 else 0
+        sent[seq] = bytes([0x80, 96 | marker]) + seq.to_bytes(2, "big") + tail + payload
+        history.raw[seq % RTP_HISTORY_SIZE] = record
+    latest = list(sent)[-RTP_HISTORY_SIZE:]
+    for seq in latest:
+        assert history.packet_bytes(seq % RTP_HISTORY_SIZE) == sent[seq]
+        packet = history.get(seq % RTP_HISTORY_SIZE)
+        assert packet is not None and packet.sequence_number == seq
+        assert packet.marker == int(seq == latest[-1])
+    assert history.retransmits == len(latest)
+    assert sorted(history.packets()) == sorted(sent[s] for s in latest)
+    # an Opus-like record keeps its payloads
+    history.raw[5] = (tail, 5, 1, [b"opus"], -1)
+    assert history.packet_bytes(5) == bytes([0x80, 0x80 | 96, 0, 5]) + tail + b"opus"

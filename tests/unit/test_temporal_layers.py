@@ -200,7 +200,7 @@ async def test_lean_sender_writes_layer_descriptors(
         await negotiate(tx, rx)
     await loopback.wait_until(lambda: consumers and consumers[0].count >= 12, WAIT)
     ext_map: Any = transceiver.sender._RTCRtpSender__rtp_header_extensions_map  # type: ignore[attr-defined]
-    packets = [RtpPacket.parse(raw, ext_map) for raw in lean.history.raw if raw is not None]
+    packets = [RtpPacket.parse(raw, ext_map) for raw in lean.history.packets()]
     packets.sort(key=lambda p: p.sequence_number)
     firsts = [VpxPayloadDescriptor.parse(p.payload)[0] for p in packets]
     firsts = [d for d in firsts if d.partition_start]
