@@ -102,7 +102,8 @@ class Room:
             self._speaker_task = asyncio.create_task(
                 self.speaker.run(self._speaker_event), name=f"speaker-{self.name}"
             )
-        self.publisher_caps.start()
+        if self._config.adapt_downlink:
+            self.publisher_caps.start()
         others = list(self.participants)
         self.participants[pid] = participant
         self._broadcast("participant joined", participant.info(), others)
