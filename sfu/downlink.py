@@ -44,7 +44,8 @@ from dataclasses import dataclass
 MIN_DOWNLINK_BITRATE = 50_000
 #: Nor above this (bps).
 MAX_DOWNLINK_BITRATE = 1 << 30
-#: Loss fraction above which (significantly) the rate is cut; below LOW it grows.
+#: Loss fraction above which (significantly) the rate is cut; below HIGH it grows (5 %
+#: a round), below LOW the round is clean (faster growth, `CLEAN_HEADROOM`).
 HIGH_LOSS = 0.10
 LOW_LOSS = 0.02
 #: A cut never goes below this share of the round's goodput (sent x (1 - loss)).
@@ -285,13 +286,18 @@ class DownlinkEstimate:
             self._loss_rate = max(float(MIN_DOWNLINK_BITRATE), cut)
             self.decreases += 1
             self._value_until = float("-inf")
-        elif loss < LOW_LOSS and rate is not None:
+        elif loss < HIGH_LOSS and rate is not None:
+            # below the cut threshold the rate grows: random loss does not rise with the
+            # rate, congestion does (and then cuts); a clean round grows it faster
+            clean = loss < LOW_LOSS
             remb = self._remb_total(now)
             limit = float(MAX_DOWNLINK_BITRATE) if remb is None else max(HEADROOM * sent, remb)
-            step = FAST_INCREASE if remb is not None and rate < remb / 2 else INCREASE
+            fast = clean and remb is not None and rate < remb / 2
+            step = FAST_INCREASE if fast else INCREASE
             grown = min(rate * step, max(rate, limit), float(MAX_DOWNLINK_BITRATE))
-            # a clean round proves the link carried what was sent: at least that, plus room
-            grown = max(grown, min(CLEAN_HEADROOM * sent, float(MAX_DOWNLINK_BITRATE)))
+            if clean:
+                # a clean round proves the link carried what was sent: that, plus room
+                grown = max(grown, min(CLEAN_HEADROOM * sent, float(MAX_DOWNLINK_BITRATE)))
             if grown > rate:
                 self._loss_rate = grown
                 self.increases += 1
