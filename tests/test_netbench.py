@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -150,6 +151,24 @@ def test_command_line_refuses_bad_network_values(capsys: pytest.CaptureFixture[s
 # ---------------------------------------------------------------- emulated network
 
 
+def run_room_of_three(
+    condition: NetCondition, tmp_path: Path, duration: float, **options: Any
+) -> dict[str, Any]:
+    """A room of three L1T3 bots through the network benchmark (2 s warm-up); its result."""
+    run_options = NetRunOptions(
+        participants=3,
+        duration=duration,
+        warmup=2.0,
+        layers=3,
+        cache_dir=str(tmp_path / "clips"),
+        log_dir=tmp_path / "logs",
+        **options,
+    )
+    result: dict[str, Any] = netbench.run_network(condition, run_options)
+    assert result["errors"] == {}, result["errors"]
+    return result
+
+
 @pytest.fixture(scope="module")
 def netem_available() -> None:
     from benchmarks.netem import remove_stale_namespaces, unavailable_reason
@@ -169,17 +188,7 @@ def test_room_of_three_with_a_slow_downlink(netem_available: None, tmp_path: Pat
     clip each and ignore REMB (`publisher_adapt=False`): otherwise their smallest variants
     would fit p0's link and the server would have nothing to adapt (see the next test)."""
     condition = NetCondition("p0 down 300", rate_kbit=300, buffer_ms=250, target="one")
-    options = NetRunOptions(
-        participants=3,
-        duration=6.0,
-        warmup=2.0,
-        layers=3,
-        cache_dir=str(tmp_path / "clips"),
-        log_dir=tmp_path / "logs",
-        publisher_adapt=False,
-    )
-    result = netbench.run_network(condition, options)
-    assert result["errors"] == {}, result["errors"]
+    result = run_room_of_three(condition, tmp_path, 6.0, publisher_adapt=False)
     assert result["constrained"] == "p0"
     assert {"constrained", "others", "fromConstrained"} <= set(result["groups"])
     pairs = {(s["subscriber"], s["publisher"]) for s in result["streams"]}
@@ -218,16 +227,7 @@ def test_adapting_bots_report_their_variants(netem_available: None, tmp_path: Pa
     """With adaptation on (the default) every bot publishes its clip's variants, follows
     the server's REMB between them and reports what it did."""
     condition = NetCondition("p0 down 300", rate_kbit=300, buffer_ms=250, target="one")
-    options = NetRunOptions(
-        participants=3,
-        duration=4.0,
-        warmup=2.0,
-        layers=3,
-        cache_dir=str(tmp_path / "clips"),
-        log_dir=tmp_path / "logs",
-    )
-    result = netbench.run_network(condition, options)
-    assert result["errors"] == {}, result["errors"]
+    result = run_room_of_three(condition, tmp_path, 4.0)
     everyone = {"p0", "p1", "p2"}
     assert set(result["publishers"]) == everyone
     for figures in result["publishers"].values():
@@ -241,16 +241,7 @@ def test_random_loss_is_recovered_not_adapted_to(netem_available: None, tmp_path
     subscribers' NACKs, and no subscription loses a layer or pauses for it (random loss
     is not congestion). Frame rates and freezes are the benchmark's business."""
     condition = NetCondition("loss 5", loss_up=5, loss_down=5, target="all")
-    options = NetRunOptions(
-        participants=3,
-        duration=8.0,
-        warmup=2.0,
-        layers=3,
-        cache_dir=str(tmp_path / "clips"),
-        log_dir=tmp_path / "logs",
-    )
-    result = netbench.run_network(condition, options)
-    assert result["errors"] == {}, result["errors"]
+    result = run_room_of_three(condition, tmp_path, 8.0)
     for stream in result["streams"]:
         assert stream["fps"] > 0, stream
     [room] = result["server"]["rooms"]
