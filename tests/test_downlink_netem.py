@@ -130,7 +130,10 @@ def test_slow_downlink_is_estimated_caps_the_publisher_and_recovers(
     assert view["fast"]["downlink"]["decreases"] == 0, view["fast"]["downlink"]
     assert all(s["downlinkEstimate"] is not None for s in view["slow"]["subscriptions"])
     [slow_video] = [s for s in view["slow"]["subscriptions"] if s["kind"] == "video"]
-    assert slow_video["lossFraction"] > 0.1 and slow_video["nacks"] > 0, slow_video
+    # lossy now, or the adaptation already took its video off the congested link
+    adapted = slow_video["linkPaused"] or slow_video["maxTid"] < 2
+    assert slow_video["lossFraction"] > 0.1 or adapted, slow_video
+    assert slow_video["nacks"] > 0, slow_video
     # the publisher cap: the server's REMB asks the publisher for less
     cap = video_cap(view)
     assert cap is not None and cap < 600_000
