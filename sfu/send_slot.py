@@ -20,7 +20,8 @@ from aiortc import RTCRtpSender, RTCRtpTransceiver
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from sfu.allocator import SubscriberAllocator
-from sfu.compat.lean_sender import LeanSender, install_lean_sender
+from sfu.compat.lean_sender import FrameSink, LeanSender, install_lean_sender
+from sfu.compat.relay import set_relay_sink
 from sfu.compat.sender import (
     install_sender_feedback,
     install_sender_keyframe_hook,
@@ -79,6 +80,8 @@ class SendSlotStats:
     packets_lean: int = 0
     packets_stock: int = 0
     gso_batches: int = 0
+    #: frames sent inside the relay's fan-out (the push path) instead of by the sender's task
+    frames_pushed: int = 0
     retransmits: int = 0
     #: the subscriber's last receiver-report loss fraction for this slot's stream (0..1),
     #: None before its first report
@@ -152,6 +155,9 @@ class SubscribedTrack(MediaStreamTrack):
         #: True when layer selection must look at each frame (see `_update_filter`)
         self._filter = False
         self._up_wait = 0
+        #: the sender's push offer (`set_frame_sink`)
+        self._sink: FrameSink | None = None
+        self.push_errors = 0
         self._reset_counters()
 
     def _reset_counters(self) -> None:
@@ -177,6 +183,7 @@ class SubscribedTrack(MediaStreamTrack):
         self.published = published
         self._passthrough = published.mode == "passthrough"
         self._gate = self._passthrough and self.kind == "video"
+        self._update_push()
         # a new subscription: the allocator decides again at its first frame
         self.link_paused = False
         self.max_tid = self._target
@@ -195,6 +202,8 @@ class SubscribedTrack(MediaStreamTrack):
         """Stop reading the current published track (idempotent)."""
         published, proxy = self.published, self._proxy
         self.published = self._proxy = None
+        if proxy is not None:
+            set_relay_sink(proxy, None)
         self.waiting_keyframe = False
         if published is not None and proxy is not None:
             published.unsubscribe(self, proxy)
@@ -364,28 +373,73 @@ class SubscribedTrack(MediaStreamTrack):
                 continue
             if self._proxy is not proxy:
                 continue  # switched while waiting
-            if published.paused:
-                self.dropped += 1
-                continue
-            if self.viewer_paused:
-                self.dropped += 1
-                self.viewer_dropped += 1
-                continue
-            if self._filter and not self._admit(item):
-                self.layer_drops += 1
-                continue
-            if self.waiting_keyframe:
-                if not item.is_keyframe:
-                    self.dropped += 1
-                    published.request_keyframe()
-                    continue
-                self.waiting_keyframe = False
-            self.frames_out += 1
-            if not self._passthrough:
-                return item  # transcode: a decoded frame, shared with other senders
-            self.bytes_out += item.size
-            return self._with_pts(item)
+            out = self._take(item, published)
+            if out is not None:
+                return out
         raise MediaStreamError
+
+    def _take(self, item: Any, published: PublishedTrack) -> Any | None:
+        """What the sender gets of one relayed `item` (None: dropped, counted): the gate,
+        layer selection and the pts offset."""
+        if published.paused:
+            self.dropped += 1
+            return None
+        if self.viewer_paused:
+            self.dropped += 1
+            self.viewer_dropped += 1
+            return None
+        if self._filter and not self._admit(item):
+            self.layer_drops += 1
+            return None
+        if self.waiting_keyframe:
+            if not item.is_keyframe:
+                self.dropped += 1
+                published.request_keyframe()
+                return None
+            self.waiting_keyframe = False
+        self.frames_out += 1
+        if not self._passthrough:
+            return item  # transcode: a decoded frame, shared with other senders
+        self.bytes_out += item.size
+        return self._with_pts(item)
+
+    # ------------------------------------------------------------------ the push path
+
+    def set_frame_sink(self, sink: FrameSink | None) -> None:
+        """The lean sender's offer (`sfu.compat.lean_sender.FrameSink`): while its task
+        waits for a frame, the relay's fan-out hands each passthrough frame to `_push`,
+        which gates it and has the sender send it at once (no task switch per frame and
+        subscriber). None withdraws it."""
+        self._sink = sink
+        self._update_push()
+
+    def _update_push(self) -> None:
+        proxy = self._proxy
+        if proxy is not None:
+            push = self._sink is not None and self._passthrough
+            set_relay_sink(proxy, self._push if push else None)
+
+    def _push(self, item: Any) -> bool:
+        """One relayed item offered by the proxy queue while the sender's task waits:
+        False (not taken, nothing changed) when the sender cannot send now."""
+        sink, published = self._sink, self.published
+        if sink is None or published is None:
+            return False
+        route = sink.route()
+        if route is None:
+            return False
+        out = self._take(item, published)
+        if out is not None:
+            try:
+                sink.send(out, route)
+            except Exception:
+                # the frame is lost for this subscriber: its decoder needs a keyframe
+                self.push_errors += 1
+                if self.push_errors <= 3:
+                    logger.exception("sending a pushed frame failed")
+                self._wait_for_keyframe()
+                published.request_keyframe()
+        return True
 
     def _with_pts(self, packet: av.Packet[Any]) -> av.Packet[Any]:
         pts = packet.pts or 0
@@ -595,6 +649,7 @@ class SendSlot:
             packets_lean=lean.packets_lean,
             packets_stock=lean.packets_stock,
             gso_batches=lean.gso_batches,
+            frames_pushed=lean.frames_pushed,
             retransmits=lean.history.retransmits,
             loss=loss,
             reports=self.reports,

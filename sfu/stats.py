@@ -384,6 +384,7 @@ class StatsSampler:
             "packetsLean": stats.packets_lean,
             "packetsStock": stats.packets_stock,
             "gsoBatches": stats.gso_batches,
+            "framesPushed": stats.frames_pushed,
             "retransmits": stats.retransmits,
             # NACKed packets no longer in the send history: unrecoverable for the subscriber
             # (lean send path; None on the stock one, which does not count its answers)

@@ -121,6 +121,8 @@ async def test_api_stats_tree_and_bitrates(
         assert sub["packetsLean"] > 0.9 * sub["packetsOut"], sub
         assert sub["packetsLean"] + sub["packetsStock"] == sub["packetsOut"], sub
         assert sub["gsoBatches"] >= 0 and sub["retransmits"] >= 0
+        # the push path: the relay's fan-out sends (nearly) every frame, no task switch
+        assert 0.5 * sub["framesOut"] < sub["framesPushed"] <= sub["framesOut"], sub
         # loss recovery and the downlink estimate: the bot's receiver reports reach it
         assert sub["receiverReports"] > 0, sub
         assert sub["nacksUnanswered"] == max(0, sub["nacks"] - sub["retransmits"])

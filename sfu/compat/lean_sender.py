@@ -9,7 +9,10 @@ header template made once per sender (payload type, SSRC, the negotiated `mid` a
 timestamp are patched once per frame), protects it with the DTLS transport's SRTP session
 and hands the datagrams synchronously to the selected ICE pair's datagram transport (on
 Linux, a frame's datagrams go out in ONE `sendmsg` with UDP GSO when their sizes allow, see
-`LeanSender._send_gso`; the standard library suffices, no package offers sendmmsg). When
+`LeanSender._send_gso`; the standard library suffices, no package offers sendmmsg). The
+sender also offers its track a `FrameSink`: a track that takes it (`SubscribedTrack`)
+then has the relay's fan-out send each frame synchronously while the sender's task is
+idle, so a forwarded frame costs no task switch per subscriber. When
 DTLS is not connected or no pair is selected yet it falls back to aiortc's
 `RTCDtlsTransport._send_rtp` (the stock, awaited path). Per frame the loop does as little
 Python as it can: the selected pair is looked up once (`_Route`) and re-validated by
@@ -307,10 +310,38 @@ class _Route:
         self.gso = not isinstance(transport, TurnTransport)
 
 
+class FrameSink:
+    """What a lean sender offers its track (`track.set_frame_sink(sink)`, when the track
+    has that method) so that a frame can be sent synchronously by whoever has it (the
+    relay's fan-out, see `SubscribedTrack`) instead of waking the sender's task: first
+    `route()` (None: not now, hand the frame to the task as usual; nothing changed), then
+    at once `send(frame, route)`. Only valid while the sender's task waits for its next
+    frame (the caller's queue is empty and has a waiter), so frames stay in order. The
+    sender sets it when its loop sees the track and sets None when the loop ends or the
+    track changes."""
+
+    __slots__ = ("route", "send")
+
+    def __init__(self, route: Callable[[], Any | None], send: Callable[[Any, Any], None]) -> None:
+        self.route = route
+        self.send = send
+
+
+def _set_sink(track: Any, sink: FrameSink | None) -> bool:
+    """Offer `sink` to `track` (None withdraws it); False when the track takes none."""
+    setter = getattr(track, "set_frame_sink", None)
+    if setter is None:
+        return False
+    setter(sink)
+    return True
+
+
 class LeanSender:
     """The lean RTP loop of one `RTCRtpSender` (see the module docstring).
 
-    Counters: `frames`, `packets_lean` (sent straight to the selected pair),
+    Counters: `frames`, `frames_pushed` (of those, sent through the `FrameSink` inside
+    the relay's fan-out, see `SubscribedTrack.set_frame_sink`; `push = False` turns the
+    offer off), `packets_lean` (sent straight to the selected pair),
     `packets_stock` (sent through `RTCDtlsTransport._send_rtp`), `packets_dropped` (by
     `drop_hook`), `gso_batches` (frames sent in one system call) and `history.retransmits`
     (NACK look-ups that found a stored packet; aiortc's `_retransmit` then checks the
@@ -335,6 +366,10 @@ class LeanSender:
         self._gso_socket: socket.socket | None = None
         self._gso_cmsg: dict[int, list[tuple[int, int, bytes]]] = {}
         self._warned_frame = False
+        #: offer the sender's track a `FrameSink` (frames pushed without a task switch)
+        self.push = True
+        #: frames sent through the sink, inside the relay's fan-out
+        self.frames_pushed = 0
 
     @property
     def sender(self) -> RTCRtpSender:
@@ -511,6 +546,7 @@ class LeanSender:
         clock_rate = codec.clockRate
         is_vp8 = mime == "video/vp8"
         is_opus = mime == "audio/opus"
+        fast_codec = is_vp8 or is_opus
         time_ns = time.time_ns
         packet_type = av.Packet
         connected = State.CONNECTED
@@ -523,58 +559,79 @@ class LeanSender:
         k_tx_bytes, k_tx_packets = _D + "tx_bytes", _D + "tx_packets"
         # the selected pair, re-validated per frame by identity (see _route)
         route: _Route | None = None
+        # the track the push sink is registered with (see `FrameSink`)
+        sink_track: Any = None
 
-        while True:
-            track = sd[k_track]
-            if track is None:
-                await asyncio.sleep(0.02)
-                continue
-            data = await track.recv()
-            if not s._enabled:
-                continue
-            if not isinstance(data, packet_type):
-                if not self._warned_frame:
-                    self._warned_frame = True
-                    logger.warning("lean RTP sender got %s, not an encoded frame: dropped", data)
-                continue
+        def fast_route() -> _Route | None:
+            """The route of the fast path, or None when this frame needs the slow one."""
+            nonlocal route
+            if not fast_codec or self.drop_hook is not None:
+                return None
+            dtls: Any = sd[k_transport]
+            r = route
+            if (
+                r is None
+                or r.dtls is not dtls
+                or dtls._state is not connected
+                or r.nominated.get(1) is not r.pair
+                or r.is_closing()
+            ):
+                r = route = self._route(dtls)
+            return r
 
-            # packetize: a list of payloads, and the frame's RTP timestamp
+        def packetize(data: Any) -> tuple[Any, list[bytes], int, int] | None:
+            """(what the history keeps, payloads, its VP8 picture id or -1, RTP timestamp
+            before the random origin) of one frame, or None to skip it."""
+            nonlocal picture_id, tl0_pic_idx, encoder
             pts = data.pts
             if pts is None:
-                continue
-            if is_vp8 or is_opus:
-                if is_vp8:
-                    frame: Any = memoryview(data)
-                    layer: Any = data.opaque if layered else None
-                    if layer is not None and isinstance(getattr(layer, "tid", None), int):
-                        # a bot's layered descriptor: the history keeps these payloads
-                        if layer.tid == 0:
-                            tl0_pic_idx = (tl0_pic_idx + 1) & 0xFF
-                        frame = payloads = vp8_payloads(frame, picture_id, layer, tl0_pic_idx)
-                        frame_picture_id = -1
-                    else:
-                        payloads = vp8_payloads(frame, picture_id)
-                        frame_picture_id = picture_id
-                    picture_id = (picture_id + 1) & 0x7FFF
-                else:
-                    frame = payloads = [bytes(data)]
-                    frame_picture_id = -1
-                # rtp_ticks() inlined, with the SFU's own time base (1 / clock rate) as is
-                time_base = data.time_base
-                if time_base is None or (
-                    time_base.numerator == 1 and time_base.denominator == clock_rate
-                ):
-                    timestamp = pts
-                else:
-                    timestamp = rtp_ticks(pts, time_base, clock_rate)
-            else:
+                return None
+            if not fast_codec:
                 if encoder is None:
                     encoder = get_encoder(codec)
                 payloads, timestamp = encoder.pack(data)
-                frame, frame_picture_id = payloads, -1
-            if not payloads:
-                continue
+                return payloads, payloads, -1, timestamp
+            if is_vp8:
+                frame: Any = memoryview(data)
+                layer: Any = data.opaque if layered else None
+                if layer is not None and isinstance(getattr(layer, "tid", None), int):
+                    # a bot's layered descriptor: the history keeps these payloads
+                    if layer.tid == 0:
+                        tl0_pic_idx = (tl0_pic_idx + 1) & 0xFF
+                    frame = payloads = vp8_payloads(frame, picture_id, layer, tl0_pic_idx)
+                    frame_picture_id = -1
+                else:
+                    payloads = vp8_payloads(frame, picture_id)
+                    frame_picture_id = picture_id
+                picture_id = (picture_id + 1) & 0x7FFF
+            else:
+                frame = payloads = [bytes(data)]
+                frame_picture_id = -1
+            # rtp_ticks() inlined, with the SFU's own time base (1 / clock rate) as is
+            time_base = data.time_base
+            if time_base is None or (
+                time_base.numerator == 1 and time_base.denominator == clock_rate
+            ):
+                return frame, payloads, frame_picture_id, pts
+            return frame, payloads, frame_picture_id, rtp_ticks(pts, time_base, clock_rate)
 
+        def finish(payloads: list[bytes], count: int, ntp: int, timestamp: int) -> None:
+            self.frames += 1
+            sd[k_ntp] = ntp
+            sd[k_rtp] = timestamp
+            sd[k_octets] += sum(map(len, payloads))
+            sd[k_packets] += count
+
+        def send_fast(data: Any, r: _Route) -> None:
+            """Packetize, record, protect and send one frame on route `r` (synchronous)."""
+            nonlocal sequence_number
+            if not isinstance(data, packet_type):
+                self._warn_frame(data)
+                return
+            packetized = packetize(data)
+            if packetized is None or not packetized[1]:
+                return
+            frame, payloads, frame_picture_id, timestamp = packetized
             timestamp = (timestamp_origin + timestamp) & 0xFFFFFFFF
             # ntp_now() inlined
             seconds, micros = divmod(time_ns() // 1000, 1_000_000)
@@ -582,42 +639,72 @@ class LeanSender:
             tail = frame_tail(timestamp, (ntp >> 14) & 0x00FFFFFF)
             count = len(payloads)
             record = (tail, sequence_number, count, frame, frame_picture_id)
-            dtls: Any = sd[k_transport]
-            if (
-                route is None
-                or route.dtls is not dtls
-                or dtls._state is not connected
-                or route.nominated.get(1) is not route.pair
-                or route.is_closing()
-            ):
-                route = self._route(dtls)
-            drop = self.drop_hook
-            if route is not None and drop is None:
-                # the fast path: build, record and protect each packet in one pass
-                protect = dtls._tx_srtp.protect
-                datagrams: list[bytes] = []
-                append = datagrams.append
-                seq = sequence_number
-                for payload in payloads[:-1]:
-                    history[seq % RTP_HISTORY_SIZE] = record
-                    append(protect(pack_first(first_byte, pt, seq) + tail + payload))
-                    seq = (seq + 1) & 0xFFFF
+            dtls = r.dtls
+            # build, record and protect each packet in one pass
+            protect = dtls._tx_srtp.protect
+            datagrams: list[bytes] = []
+            append = datagrams.append
+            seq = sequence_number
+            for payload in payloads[:-1]:
                 history[seq % RTP_HISTORY_SIZE] = record
-                append(protect(pack_first(first_byte, marker_pt, seq) + tail + payloads[-1]))
-                sequence_number = (seq + 1) & 0xFFFF
-                if count == 1 or not (
-                    self.gso
-                    and route.gso
-                    and self._send_gso(route.transport, route.addr, datagrams)
-                ):
-                    sendto, addr = route.sendto, route.addr
-                    for datagram in datagrams:
-                        sendto(datagram, addr)
-                dd = vars(dtls)
-                dd[k_tx_bytes] += sum(map(len, datagrams))
-                dd[k_tx_packets] += count
-                self.packets_lean += count
-            else:
+                append(protect(pack_first(first_byte, pt, seq) + tail + payload))
+                seq = (seq + 1) & 0xFFFF
+            history[seq % RTP_HISTORY_SIZE] = record
+            append(protect(pack_first(first_byte, marker_pt, seq) + tail + payloads[-1]))
+            sequence_number = (seq + 1) & 0xFFFF
+            if count == 1 or not (
+                self.gso and r.gso and self._send_gso(r.transport, r.addr, datagrams)
+            ):
+                sendto, addr = r.sendto, r.addr
+                for datagram in datagrams:
+                    sendto(datagram, addr)
+            dd = vars(dtls)
+            dd[k_tx_bytes] += sum(map(len, datagrams))
+            dd[k_tx_packets] += count
+            self.packets_lean += count
+            finish(payloads, count, ntp, timestamp)
+
+        def push_route() -> _Route | None:
+            """`FrameSink.route`: the route when a pushed frame can be sent right now."""
+            if not s._enabled or sd[k_track] is not sink_track or sink_track is None:
+                return None
+            return fast_route()
+
+        def push_send(data: Any, r: _Route) -> None:
+            """`FrameSink.send`: one pushed frame, on the route `push_route` returned."""
+            send_fast(data, r)
+            self.frames_pushed += 1
+
+        sink = FrameSink(push_route, push_send)
+        try:
+            while True:
+                track = sd[k_track]
+                if track is not sink_track:
+                    _set_sink(sink_track, None)
+                    sink_track = track if self.push and _set_sink(track, sink) else None
+                if track is None:
+                    await asyncio.sleep(0.02)
+                    continue
+                data = await track.recv()
+                if not s._enabled:
+                    continue
+                r = fast_route()
+                if r is not None:
+                    send_fast(data, r)
+                    continue
+                # the slow path: a drop hook, no usable pair, or another codec
+                if not isinstance(data, packet_type):
+                    self._warn_frame(data)
+                    continue
+                packetized = packetize(data)
+                if packetized is None or not packetized[1]:
+                    continue
+                frame, payloads, frame_picture_id, timestamp = packetized
+                timestamp = (timestamp_origin + timestamp) & 0xFFFFFFFF
+                ntp = ntp_now()
+                tail = frame_tail(timestamp, (ntp >> 14) & 0x00FFFFFF)
+                count = len(payloads)
+                record = (tail, sequence_number, count, frame, frame_picture_id)
                 packets: list[tuple[int, bytes]] = []
                 last = count - 1
                 for i, payload in enumerate(payloads):
@@ -629,13 +716,16 @@ class LeanSender:
                     history[sequence_number % RTP_HISTORY_SIZE] = record
                     packets.append((sequence_number, packet))
                     sequence_number = (sequence_number + 1) & 0xFFFF
-                await self._send_slow(dtls, route, packets, drop)
+                dtls = sd[k_transport]
+                await self._send_slow(dtls, self._route(dtls), packets, self.drop_hook)
+                finish(payloads, count, ntp, timestamp)
+        finally:
+            _set_sink(sink_track, None)
 
-            self.frames += 1
-            sd[k_ntp] = ntp
-            sd[k_rtp] = timestamp
-            sd[k_octets] += sum(map(len, payloads))
-            sd[k_packets] += count
+    def _warn_frame(self, data: Any) -> None:
+        if not self._warned_frame:
+            self._warned_frame = True
+            logger.warning("lean RTP sender got %s, not an encoded frame: dropped", data)
 
 
 def install_lean_sender(sender: RTCRtpSender, *, temporal_layers: bool = False) -> LeanSender:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -10,6 +11,8 @@ from aiortc.contrib.media import RelayStreamTrack
 
 from sfu.compat.fast_queue import FastQueue
 from sfu.layers import FrameLayer
+
+logger = logging.getLogger(__name__)
 
 
 class _DropOldestQueue(FastQueue[Any]):
@@ -23,6 +26,12 @@ class _DropOldestQueue(FastQueue[Any]):
     then waits for a keyframe).
 
     None (MediaRelay's end marker) is never dropped: once queued, later items are ignored.
+
+    With a `sink` (`set_relay_sink`), an item put while the queue is empty and its reader
+    is waiting in `get()` is first offered to `sink(item)`: True means the sink took it
+    (the reader's work done synchronously, inside the relay's fan-out: no task switch), so
+    it is not queued; False queues it as usual. A sink that raises loses that item only
+    (logged); order is kept because the reader is idle whenever the sink runs.
     """
 
     def __init__(
@@ -36,10 +45,25 @@ class _DropOldestQueue(FastQueue[Any]):
         self._on_layer_drop = on_layer_drop
         self._end_queued = False
         self.dropped = 0
+        self.sink: Callable[[Any], bool] | None = None
+        self.sink_errors = 0
 
     def put_nowait(self, item: Any) -> None:
         if self._end_queued:
             return
+        sink = self.sink
+        if sink is not None and item is not None and not self._queue:  # type: ignore[attr-defined]
+            getters = self._getters  # type: ignore[attr-defined]
+            if getters and not getters[-1].done():
+                try:
+                    taken = sink(item)
+                except Exception:
+                    self.sink_errors += 1
+                    if self.sink_errors <= 3:
+                        logger.exception("relay sink failed: the item is lost")
+                    return
+                if taken:
+                    return
         if item is None:
             self._end_queued = True
         if self.full():
@@ -98,6 +122,15 @@ def bound_relay_proxy(
     while old is not None and not old.empty():
         queue.put_nowait(old.get_nowait())
     proxy._queue = queue
+
+
+def set_relay_sink(proxy: Any, sink: Callable[[Any], bool] | None) -> None:
+    """Offer the items of a bounded relay proxy (`bound_relay_proxy`) to `sink` first
+    while its reader waits (see `_DropOldestQueue`); None withdraws it. No-op for
+    anything else."""
+    queue = getattr(proxy, "_queue", None)
+    if isinstance(queue, _DropOldestQueue):
+        queue.sink = sink
 
 
 def end_relay_proxy(proxy: Any) -> None:
