@@ -199,3 +199,40 @@ async def test_published_queue_overflow_above_the_base_layer_cuts_only_that_laye
     published.push(frame(17))
     assert asked == [1] and published.stats().drops == 6
     published.close()
+
+
+async def test_sink_takes_items_only_while_a_reader_waits_on_an_empty_queue() -> None:
+    drops = Drops()
+    queue = _DropOldestQueue(4, drops.on_drop, drops.on_layer_drop)
+    offered: list[str] = []
+
+    def sink(item: Any) -> bool:
+        offered.append(bytes(item).decode())
+        if bytes(item) == b"boom":
+            raise RuntimeError("boom")
+        return bytes(item) != b"no"
+
+    queue.sink = sink
+    queue.put_nowait(pkt("a", 0))  # nobody waits: queued, not offered
+    assert offered == [] and queue.qsize() == 1
+    assert bytes(await queue.get()) == b"a"
+    getter = asyncio.ensure_future(queue.get())
+    await asyncio.sleep(0)
+    queue.put_nowait(pkt("b", 0))  # taken by the sink
+    queue.put_nowait(pkt("no", 0))  # declined: queued for the reader
+    queue.put_nowait(pkt("c", 0))  # the queue is not empty: queued, in order
+    queue.put_nowait(None)  # the end marker is never offered
+    assert offered == ["b", "no"]
+    assert names(queue) == ["no", "c", "END"]
+    getter.cancel()
+    await asyncio.gather(getter, return_exceptions=True)
+
+    queue = _DropOldestQueue(4, drops.on_drop)
+    queue.sink = sink
+    getter = asyncio.ensure_future(queue.get())
+    await asyncio.sleep(0)
+    queue.put_nowait(pkt("boom", 0))  # a failing sink loses that item only
+    assert queue.sink_errors == 1 and queue.qsize() == 0 and not getter.done()
+    queue.put_nowait(pkt("no", 0))
+    async with asyncio.timeout(5):
+        assert bytes(await getter) == b"no"

@@ -309,3 +309,95 @@ async def test_a_video_paused_before_its_first_keyframe_asks_for_none_until_resu
     assert bytes(packet) == b"k1"
     published.close()
     sub.stop()
+
+
+class FakeSink:
+    """A lean sender's `FrameSink` stand-in: `route()` answers `ready`, `send` records."""
+
+    def __init__(self) -> None:
+        self.ready = True
+        self.fail = False
+        self.sent: list[Any] = []
+
+    def route(self) -> object | None:
+        return "route" if self.ready else None
+
+    def send(self, frame: Any, route: object) -> None:
+        assert route == "route"
+        if self.fail:
+            raise OSError("boom")
+        self.sent.append(frame)
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_push_path_sends_in_the_fan_out_only_while_the_reader_waits() -> None:
+    asked: list[int] = []
+    published = PublishedTrack(
+        "video", request_pli=lambda: asked.append(1) or True, keyframe_interval=0, clock=lambda: 0.0
+    )
+    sub = SubscribedTrack("video", base_pts=90000, maxsize=8)
+    sink = FakeSink()
+    sub.set_frame_sink(sink)  # type: ignore[arg-type]
+    sub.attach(published)
+    read: list[bytes] = []
+
+    async def reader() -> None:  # the sender's task
+        while True:
+            read.append(bytes(await sub.recv()))
+
+    task = asyncio.ensure_future(reader())
+    try:
+        await settle()
+        # the reader waits: frames are gated and sent inside the fan-out
+        published.push(ef(1000, data=b"d1"))
+        published.push(ef(4000, key=True, data=b"k1"))
+        published.push(ef(7000, data=b"d2"))
+        await settle()
+        assert [bytes(f) for f in sink.sent] == [b"k1", b"d2"] and read == []
+        assert [f.pts for f in sink.sent] == [90000, 93000]
+        s = sub.stats()
+        assert (s.frames_out, s.dropped, s.keyframes_waited) == (2, 1, 1)
+
+        # the sender cannot send now: the frame goes to its task, nothing else changes
+        sink.ready = False
+        published.push(ef(10000, data=b"d3"))
+        await settle()
+        assert read == [b"d3"] and len(sink.sent) == 2
+        assert sub.stats().frames_out == 3
+
+        # a send that fails loses that frame only, then the gate waits for a keyframe
+        sink.ready, sink.fail = True, True
+        published.push(ef(13000, data=b"d4"))
+        await settle()
+        assert sub.push_errors == 1 and sub.waiting_keyframe
+        sink.fail = False
+        published.push(ef(16000, data=b"d5"))  # dropped by the gate
+        published.push(ef(19000, key=True, data=b"k2"))
+        await settle()
+        assert [bytes(f) for f in sink.sent] == [b"k1", b"d2", b"k2"] and read == [b"d3"]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    # no reader waiting (the task is busy): frames queue up in order, none is pushed
+    published.push(ef(22000, data=b"d6"))
+    published.push(ef(25000, data=b"d7"))
+    await settle()
+    assert len(sink.sent) == 3
+    async with asyncio.timeout(5):
+        assert [bytes(await sub.recv()), bytes(await sub.recv())] == [b"d6", b"d7"]
+
+    # withdrawn (the sender's loop ended): never pushed again
+    sub.set_frame_sink(None)
+    task = asyncio.ensure_future(sub.recv())
+    await settle()
+    published.push(ef(28000, data=b"d8"))
+    async with asyncio.timeout(5):
+        assert bytes(await task) == b"d8"
+    assert len(sink.sent) == 3
+    sub.stop()
+    published.stop()
