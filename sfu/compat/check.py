@@ -22,6 +22,7 @@ from sfu.compat.receiver import check_receiver_internals
 from sfu.compat.remb import check_remb_internals
 from sfu.compat.rtp_guard import check_rtp_guard_internals
 from sfu.compat.sender import check_sender_internals
+from sfu.compat.srtp import check_srtp_internals
 
 AIORTC_VERSION = "1.16.0"
 
@@ -126,4 +127,5 @@ def check_internals() -> list[str]:
     problems += check_lean_sender_internals()
     problems += check_rtp_guard_internals()
     problems += check_fast_queue_internals()
+    problems += check_srtp_internals()
     return problems

@@ -90,6 +90,7 @@ from aiortc.rtp import RTP_HISTORY_SIZE, HeaderExtensionsMap, RtpPacket
 from aiortc.utils import random32
 
 from sfu.compat.introspect import source_has
+from sfu.compat.srtp import fast_protect
 
 logger = logging.getLogger(__name__)
 
@@ -294,12 +295,27 @@ class _Route:
     sender's and connected, the pair is still the nominated one (by identity) and its
     transport is not closing (checked per frame)."""
 
-    __slots__ = ("addr", "dtls", "gso", "is_closing", "nominated", "pair", "sendto", "transport")
+    __slots__ = (
+        "addr",
+        "dtls",
+        "gso",
+        "is_closing",
+        "nominated",
+        "pair",
+        "protect",
+        "sendto",
+        "srtp",
+        "transport",
+    )
 
     def __init__(
         self, dtls: Any, nominated: dict[int, CandidatePair], pair: CandidatePair, transport: Any
     ) -> None:
         self.dtls = dtls
+        #: the DTLS transport's SRTP session (checked per frame by identity) and its
+        #: `fast_protect`
+        self.srtp = dtls._tx_srtp
+        self.protect: Callable[[bytes], bytes] = fast_protect(self.srtp)
         self.nominated = nominated
         self.pair = pair
         self.transport = transport
@@ -385,7 +401,7 @@ class LeanSender:
 
     def _route(self, dtls: Any) -> _Route | None:
         """The `_Route` to the selected pair, or None when the stock path must be used."""
-        if dtls._state is not State.CONNECTED:
+        if dtls._state is not State.CONNECTED or dtls._tx_srtp is None:
             return None
         connection = getattr(dtls.transport, "_connection", None)
         if connection is None:
@@ -574,6 +590,7 @@ class LeanSender:
                 or r.dtls is not dtls
                 or dtls._state is not connected
                 or r.nominated.get(1) is not r.pair
+                or r.srtp is not dtls._tx_srtp
                 or r.is_closing()
             ):
                 r = route = self._route(dtls)
@@ -622,8 +639,9 @@ class LeanSender:
             sd[k_octets] += sum(map(len, payloads))
             sd[k_packets] += count
 
-        def send_fast(data: Any, r: _Route) -> None:
-            """Packetize, record, protect and send one frame on route `r` (synchronous)."""
+        def send_fast(data: Any, r: _Route, pushed: int = 1) -> None:
+            """Packetize, record, protect and send one frame on route `r` (synchronous).
+            Also `FrameSink.send` (`pushed` 1); the sender's own loop passes 0."""
             nonlocal sequence_number
             if not isinstance(data, packet_type):
                 self._warn_frame(data)
@@ -641,7 +659,7 @@ class LeanSender:
             record = (tail, sequence_number, count, frame, frame_picture_id)
             dtls = r.dtls
             # build, record and protect each packet in one pass
-            protect = dtls._tx_srtp.protect
+            protect = r.protect
             datagrams: list[bytes] = []
             append = datagrams.append
             seq = sequence_number
@@ -662,20 +680,39 @@ class LeanSender:
             dd[k_tx_bytes] += sum(map(len, datagrams))
             dd[k_tx_packets] += count
             self.packets_lean += count
-            finish(payloads, count, ntp, timestamp)
+            self.frames += 1
+            self.frames_pushed += pushed
+            sd[k_ntp] = ntp
+            sd[k_rtp] = timestamp
+            sd[k_octets] += sum(map(len, payloads))
+            sd[k_packets] += count
 
         def push_route() -> _Route | None:
-            """`FrameSink.route`: the route when a pushed frame can be sent right now."""
-            if not s._enabled or sd[k_track] is not sink_track or sink_track is None:
+            """`FrameSink.route`: the route when a pushed frame can be sent right now
+            (`fast_route` inlined: it runs once per frame and subscriber)."""
+            nonlocal route
+            if (
+                not s._enabled
+                or sd[k_track] is not sink_track
+                or sink_track is None
+                or not fast_codec
+                or self.drop_hook is not None
+            ):
                 return None
-            return fast_route()
+            dtls: Any = sd[k_transport]
+            r = route
+            if (
+                r is None
+                or r.dtls is not dtls
+                or dtls._state is not connected
+                or r.nominated.get(1) is not r.pair
+                or r.srtp is not dtls._tx_srtp
+                or r.is_closing()
+            ):
+                r = route = self._route(dtls)
+            return r
 
-        def push_send(data: Any, r: _Route) -> None:
-            """`FrameSink.send`: one pushed frame, on the route `push_route` returned."""
-            send_fast(data, r)
-            self.frames_pushed += 1
-
-        sink = FrameSink(push_route, push_send)
+        sink = FrameSink(push_route, send_fast)
         try:
             while True:
                 track = sd[k_track]
@@ -690,7 +727,7 @@ class LeanSender:
                     continue
                 r = fast_route()
                 if r is not None:
-                    send_fast(data, r)
+                    send_fast(data, r, 0)
                     continue
                 # the slow path: a drop hook, no usable pair, or another codec
                 if not isinstance(data, packet_type):

@@ -14,6 +14,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import pylibsrtp
 import pytest
 from aioice.ice import CandidatePair, StunProtocol
 from aioice.turn import TurnTransport
@@ -215,6 +216,7 @@ async def test_turn_relayed_pair_goes_lean_without_gso() -> None:
     pair = CandidatePair(protocol, SimpleNamespace(_network_host="192.0.2.1", port=3478))  # type: ignore[arg-type]
     dtls = SimpleNamespace(
         _state=State.CONNECTED,
+        _tx_srtp=pylibsrtp.Session(),
         transport=SimpleNamespace(_connection=SimpleNamespace(_nominated={1: pair})),
     )
     selected = lean._selected_pair(dtls)
@@ -293,11 +295,13 @@ async def test_route_is_revalidated_by_identity() -> None:
     nominated = {1: pair}
     dtls = SimpleNamespace(
         _state=State.CONNECTED,
+        _tx_srtp=pylibsrtp.Session(),
         transport=SimpleNamespace(_connection=SimpleNamespace(_nominated=nominated)),
     )
     route = lean._route(dtls)
     assert route is not None
     assert route.addr == ("192.0.2.1", 3478) and route.gso and route.dtls is dtls
+    assert route.srtp is dtls._tx_srtp  # a new SRTP session makes the loop take a new route
     assert route.nominated.get(1) is route.pair and not route.is_closing()
     other = CandidatePair(protocol, SimpleNamespace(_network_host="192.0.2.2", port=3478))  # type: ignore[arg-type]
     nominated[1] = other
