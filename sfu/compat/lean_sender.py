@@ -90,7 +90,7 @@ from aiortc.rtp import RTP_HISTORY_SIZE, HeaderExtensionsMap, RtpPacket
 from aiortc.utils import random32
 
 from sfu.compat.introspect import source_has
-from sfu.compat.srtp import fast_protect
+from sfu.compat.srtp import fast_protect, fast_protect_parts
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +101,9 @@ _D = "_RTCDtlsTransport__"
 VP8_PACKET_MAX = 1300
 _VP8_DESCRIPTOR = struct.Struct("!BBH")
 _VP8_LAYER_DESCRIPTOR = struct.Struct("!BBHBB")
+#: the payload bytes of one packet after aiortc's 4-byte descriptor
+VP8_CHUNK = VP8_PACKET_MAX - _VP8_DESCRIPTOR.size
+vp8_descriptor = _VP8_DESCRIPTOR.pack
 _FIRST_WORD = struct.Struct("!BBH")
 _U32 = struct.Struct("!L")
 _U16 = struct.Struct("=H")
@@ -297,12 +300,14 @@ class _Route:
 
     __slots__ = (
         "addr",
+        "counters",
         "dtls",
         "gso",
         "is_closing",
         "nominated",
         "pair",
         "protect",
+        "protect_parts",
         "sendto",
         "srtp",
         "transport",
@@ -316,6 +321,9 @@ class _Route:
         #: `fast_protect`
         self.srtp = dtls._tx_srtp
         self.protect: Callable[[bytes], bytes] = fast_protect(self.srtp)
+        self.protect_parts: Callable[[bytes, Any], bytes] = fast_protect_parts(self.srtp)
+        #: the DTLS transport's `__dict__` (its tx counters are written per frame)
+        self.counters: dict[str, Any] = vars(dtls)
         self.nominated = nominated
         self.pair = pair
         self.transport = transport
@@ -642,41 +650,86 @@ class LeanSender:
         def send_fast(data: Any, r: _Route, pushed: int = 1) -> None:
             """Packetize, record, protect and send one frame on route `r` (synchronous).
             Also `FrameSink.send` (`pushed` 1); the sender's own loop passes 0."""
-            nonlocal sequence_number
+            nonlocal sequence_number, picture_id
             if not isinstance(data, packet_type):
                 self._warn_frame(data)
                 return
-            packetized = packetize(data)
-            if packetized is None or not packetized[1]:
-                return
-            frame, payloads, frame_picture_id, timestamp = packetized
-            timestamp = (timestamp_origin + timestamp) & 0xFFFFFFFF
-            # ntp_now() inlined
-            seconds, micros = divmod(time_ns() // 1000, 1_000_000)
-            ntp = ((seconds + NTP_UNIX_OFFSET) << 32) | ((micros << 32) // 1_000_000)
-            tail = frame_tail(timestamp, (ntp >> 14) & 0x00FFFFFF)
-            count = len(payloads)
-            record = (tail, sequence_number, count, frame, frame_picture_id)
-            dtls = r.dtls
-            # build, record and protect each packet in one pass
             protect = r.protect
             datagrams: list[bytes] = []
             append = datagrams.append
             seq = sequence_number
-            for payload in payloads[:-1]:
+            layer: Any = data.opaque if layered and is_vp8 else None
+            if is_vp8 and (layer is None or not isinstance(getattr(layer, "tid", None), int)):
+                # the SFU's VP8 case, aiortc's 4-byte descriptor: the RTP header and the
+                # descriptor are one small bytes object per packet, the payload a slice of
+                # the shared frame; SRTP copies both into its buffer (no payload copy here)
+                pts = data.pts
+                if pts is None:
+                    return
+                frame: Any = memoryview(data)
+                pid = picture_id
+                picture_id = (pid + 1) & 0x7FFF
+                size = len(frame)
+                if not size:
+                    return
+                time_base = data.time_base
+                if time_base is None or (
+                    time_base.numerator == 1 and time_base.denominator == clock_rate
+                ):
+                    timestamp = pts
+                else:
+                    timestamp = rtp_ticks(pts, time_base, clock_rate)
+                timestamp = (timestamp_origin + timestamp) & 0xFFFFFFFF
+                # ntp_now() inlined
+                seconds, micros = divmod(time_ns() // 1000, 1_000_000)
+                ntp = ((seconds + NTP_UNIX_OFFSET) << 32) | ((micros << 32) // 1_000_000)
+                tail = frame_tail(timestamp, (ntp >> 14) & 0x00FFFFFF)
+                count = -(-size // VP8_CHUNK)
+                record = (tail, seq, count, frame, pid)
+                head = tail + vp8_descriptor(0x90, 0x80, 0x8000 | pid)
+                protect_parts = r.protect_parts
+                last = count - 1
+                for i in range(count):
+                    if i == 1:
+                        head = tail + vp8_descriptor(0x80, 0x80, 0x8000 | pid)
+                    history[seq % RTP_HISTORY_SIZE] = record
+                    start = i * VP8_CHUNK
+                    append(
+                        protect_parts(
+                            pack_first(first_byte, marker_pt if i == last else pt, seq) + head,
+                            frame[start : start + VP8_CHUNK],
+                        )
+                    )
+                    seq = (seq + 1) & 0xFFFF
+                octets = size + _VP8_DESCRIPTOR.size * count
+            else:
+                packetized = packetize(data)
+                if packetized is None or not packetized[1]:
+                    return
+                frame, payloads, frame_picture_id, timestamp = packetized
+                timestamp = (timestamp_origin + timestamp) & 0xFFFFFFFF
+                seconds, micros = divmod(time_ns() // 1000, 1_000_000)
+                ntp = ((seconds + NTP_UNIX_OFFSET) << 32) | ((micros << 32) // 1_000_000)
+                tail = frame_tail(timestamp, (ntp >> 14) & 0x00FFFFFF)
+                count = len(payloads)
+                record = (tail, seq, count, frame, frame_picture_id)
+                # build, record and protect each packet in one pass
+                for payload in payloads[:-1]:
+                    history[seq % RTP_HISTORY_SIZE] = record
+                    append(protect(pack_first(first_byte, pt, seq) + tail + payload))
+                    seq = (seq + 1) & 0xFFFF
                 history[seq % RTP_HISTORY_SIZE] = record
-                append(protect(pack_first(first_byte, pt, seq) + tail + payload))
+                append(protect(pack_first(first_byte, marker_pt, seq) + tail + payloads[-1]))
                 seq = (seq + 1) & 0xFFFF
-            history[seq % RTP_HISTORY_SIZE] = record
-            append(protect(pack_first(first_byte, marker_pt, seq) + tail + payloads[-1]))
-            sequence_number = (seq + 1) & 0xFFFF
+                octets = sum(map(len, payloads))
+            sequence_number = seq
             if count == 1 or not (
                 self.gso and r.gso and self._send_gso(r.transport, r.addr, datagrams)
             ):
                 sendto, addr = r.sendto, r.addr
                 for datagram in datagrams:
                     sendto(datagram, addr)
-            dd = vars(dtls)
+            dd = r.counters
             dd[k_tx_bytes] += sum(map(len, datagrams))
             dd[k_tx_packets] += count
             self.packets_lean += count
@@ -684,7 +737,7 @@ class LeanSender:
             self.frames_pushed += pushed
             sd[k_ntp] = ntp
             sd[k_rtp] = timestamp
-            sd[k_octets] += sum(map(len, payloads))
+            sd[k_octets] += octets
             sd[k_packets] += count
 
         def push_route() -> _Route | None:

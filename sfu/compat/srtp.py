@@ -1,5 +1,5 @@
-"""`fast_protect(session)`: SRTP-protect RTP packets with a `pylibsrtp.Session` in fewer
-Python operations per packet.
+"""`fast_protect(session)` / `fast_protect_parts(session)`: SRTP-protect RTP packets with a
+`pylibsrtp.Session` in fewer Python operations per packet.
 
 `Session.protect` goes through a private `__process` that type-checks the packet,
 allocates a fresh `int *` with cffi, copies the packet into the session's buffer, calls
@@ -7,7 +7,9 @@ allocates a fresh `int *` with cffi, copies the packet into the session's buffer
 subscriber, so `fast_protect` returns a closure that does the same C call and the same two
 copies with the length cell allocated once, falling back to `session.protect` (which then
 raises exactly as before) for a packet that is not `bytes` or too long for the buffer.
-The protected bytes are identical (`tests/unit/test_srtp.py`).
+`fast_protect_parts` takes the packet as a header and a payload view and copies both into
+the session's buffer, so the sender never concatenates a payload. The protected bytes are
+identical (`tests/unit/test_srtp.py`).
 
 pylibsrtp private internals relied upon (pinned: pylibsrtp==1.0.0;
 `check_srtp_internals()` verifies them): a `Session` has `_srtp` (the cffi `srtp_t *`,
@@ -50,6 +52,41 @@ def fast_protect(session: pylibsrtp.Session) -> Callable[[bytes], bytes]:
             return fallback(packet)
         length[0] = n
         buffer[0:n] = packet
+        status = protect_c(srtp, cdata, length)
+        if status != ok:
+            raise pylibsrtp.Error(errors[status])
+        out: bytes = buffer[0 : length[0]]
+        return out
+
+    return protect
+
+
+def fast_protect_parts(session: pylibsrtp.Session) -> Callable[[bytes, Any], bytes]:
+    """`protect(head, body)`: SRTP-protect the RTP packet `head + body` (`body` any bytes-like
+    object, e.g. a memoryview slice of a shared frame) without building that packet first:
+    both parts are copied straight into the session's buffer. Byte-identical to
+    `session.protect(head + bytes(body))`, which it calls for what does not fit."""
+    fallback = session.protect
+    s: Any = session
+    srtp_p, cdata, buffer = (getattr(s, n, None) for n in ("_srtp", "_cdata", "_buffer"))
+    if srtp_p is None or cdata is None or buffer is None:
+        return lambda head, body: fallback(head + bytes(body))
+    ffi, lib = _binding.ffi, _binding.lib
+    srtp = srtp_p[0]
+    limit = len(cdata) - pylibsrtp.SRTP_MAX_TRAILER_LEN
+    length = ffi.new("int *")
+    protect_c = lib.srtp_protect
+    ok = lib.srtp_err_status_ok
+    errors = pylibsrtp.ERRORS
+
+    def protect(head: bytes, body: Any) -> bytes:
+        h = len(head)
+        n = h + len(body)
+        if n > limit:
+            return fallback(head + bytes(body))
+        length[0] = n
+        buffer[0:h] = head
+        buffer[h:n] = body
         status = protect_c(srtp, cdata, length)
         if status != ok:
             raise pylibsrtp.Error(errors[status])

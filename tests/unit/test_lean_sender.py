@@ -103,6 +103,25 @@ async def test_lean_sender_end_to_end(
 ) -> None:
     link = Link(pcs, clip, rtx)
     link.lean.gso = gso and sys.platform == "linux"
+    # every packet the subscriber receives is byte-identical to what the history rebuilds
+    # for a NACK (checked on arrival, before the history slot is reused)
+    ext_map = link.sender._RTCRtpSender__rtp_header_extensions_map  # type: ignore[attr-defined]
+    checked: list[bool] = []
+
+    def install_compare(track: Any) -> None:  # on "track": before any media arrives
+        receiver = link.rx.getTransceivers()[0].receiver
+        handle = receiver._handle_rtp_packet
+
+        async def compare(packet: RtpPacket, arrival_time_ms: int) -> None:
+            history = link.lean.history
+            if len(checked) < 200 and packet.payload_type == history.payload_type:
+                raw = packet.serialize(ext_map)
+                checked.append(raw == history.packet_bytes(packet.sequence_number))
+            await handle(packet, arrival_time_ms)
+
+        receiver._handle_rtp_packet = compare  # type: ignore[method-assign]
+
+    link.rx.on("track", install_compare)
     consumer = await link.start()
     lean = link.lean
 
@@ -115,9 +134,11 @@ async def test_lean_sender_end_to_end(
     with pytest.raises(RuntimeError):  # only before the sender starts
         install_lean_sender(link.sender)
 
+    await wait_until(lambda: len(checked) >= 30)
+    assert all(checked), checked
+
     # the history holds aiortc-format packets: parse + serialize is the identity, the
     # negotiated extensions are there, the payload is aiortc's VP8 packetization
-    ext_map = link.sender._RTCRtpSender__rtp_header_extensions_map  # type: ignore[attr-defined]
     stored = lean.history.packets()
     assert stored
     mid = next(t.mid for t in link.tx.getTransceivers())
@@ -137,13 +158,13 @@ async def test_lean_sender_end_to_end(
             return True
         return False
 
+    receiver = link.rx.getTransceivers()[0].receiver
     retransmits_before = lean.history.retransmits
     lean.drop_hook = drop
     await wait_until(lambda: len(dropped) == 3)
     lean.drop_hook = None
     await wait_until(lambda: lean.history.retransmits - retransmits_before >= 3)
     assert link.nacked >= 3
-    receiver = link.rx.getTransceivers()[0].receiver
     nack_generator = receiver._RTCRtpReceiver__nack_generator  # type: ignore[attr-defined]
     await wait_until(lambda: not set(dropped) & nack_generator.missing)
     if rtx:
