@@ -22,6 +22,7 @@ from aiortc.rtcconfiguration import RTCBundlePolicy
 from aiortc.sdp import candidate_from_sdp
 
 from sfu.allocator import SubscriberAllocator
+from sfu.compat.fast_queue import use_fast_ice_queue
 from sfu.compat.negotiation import create_offer_keeping_negotiated, pin_negotiated_codecs
 from sfu.compat.rtp_guard import guard_peer_connection
 from sfu.config import SfuConfig
@@ -558,10 +559,12 @@ class Participant:
 
     def _guard_transports(self, pc: RTCPeerConnection) -> None:
         """A malformed datagram from the client is counted and dropped instead of ending
-        aiortc's receive loop (`sfu.compat.rtp_guard`); idempotent per transport. Fake
+        aiortc's receive loop (`sfu.compat.rtp_guard`), and its ICE connection queues
+        received datagrams in a `FastQueue`; idempotent per transport. Fake
         peer connections of unit tests have no DTLS transports to guard."""
         if isinstance(pc, RTCPeerConnection):
-            guard_peer_connection(pc, self._count_malformed)
+            for guard in guard_peer_connection(pc, self._count_malformed):
+                use_fast_ice_queue(guard.transport)
 
     def _count_malformed(self, kind: str) -> None:
         self.malformed[kind] += 1

@@ -16,6 +16,7 @@ from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 
+from sfu.compat.fast_queue import FastQueue
 from sfu.compat.receiver import ReceiverHook, install_receiver_sink
 from sfu.compat.relay import bound_relay_proxy, end_relay_proxy
 from sfu.compat.remb import MIN_PUBLISHER_BITRATE
@@ -123,7 +124,7 @@ class PublishedTrack(MediaStreamTrack):
         self._video = kind == "video"
         self._frame_ticks = FRAME_TICKS[kind]
         self._maxsize = maxsize
-        self._queue: asyncio.Queue[av.Packet[Any] | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[av.Packet[Any] | None] = FastQueue()
         self._ended = False
         self._paused = False
         self._need_keyframe = False

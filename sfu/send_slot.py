@@ -517,6 +517,8 @@ class SendSlot:
         self.lean: LeanSender | None = None
         if send_path == "lean" and isinstance(transceiver.sender, RTCRtpSender):
             self.lean = install_lean_sender(transceiver.sender)
+            # passthrough: the published track's pts are in 1 / clock rate ticks
+            self.lean.pts_in_clock_rate = True
         self.plis = 0
         self.nacks = 0
         self._on_published_closed = on_published_closed

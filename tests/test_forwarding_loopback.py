@@ -162,6 +162,8 @@ async def test_forwarding_loopback(
                 # ... most frames inside the relay's fan-out (the push path); the first
                 # ones may go through the sender's task (before DTLS was connected)
                 assert 0 < stats.frames_pushed <= stats.track.frames_out
+                # the published track's time base: the sender's promise held
+                assert slot.lean.pts_in_clock_rate is True
             else:
                 assert slot.lean is None and stats.packets_lean == 0
     else:

@@ -13,6 +13,9 @@ the loop binding) and inlines the rest, so code written against `asyncio.Queue`
 (subclasses calling `full()`, `get_nowait()`, `super().put_nowait()`, or reading
 `_queue`) keeps working. FIFO only: `_put` / `_get` overrides are not consulted.
 
+`use_fast_ice_queue(dtls_transport)` switches the queue of datagrams an aioice ICE
+connection received (one item per datagram a peer sends) to `FastQueue` in place.
+
 Standard library private internals relied upon (CPython 3.11-3.13 `asyncio.queues` and
 `asyncio.mixins`; `check_fast_queue_internals()` verifies them): the attributes above,
 set by `Queue.__init__` / `Queue._init`, and `_LoopBoundMixin._get_loop()` binding
@@ -24,6 +27,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from typing import Any, TypeVar
+
+from aioice.ice import Connection
 
 from sfu.compat.introspect import source_has
 
@@ -92,6 +97,20 @@ class FastQueue(asyncio.Queue[T]):
         return self.get_nowait()
 
 
+def use_fast_ice_queue(dtls_transport: Any) -> bool:
+    """Make the received-datagram queue of `dtls_transport`'s ICE connection (aioice
+    `Connection._queue`, a plain `asyncio.Queue`: one `put_nowait` and one `get` per
+    datagram the peer sends) a `FastQueue`, in place: the object keeps its state, waiters
+    included, and only its class changes, so a reader already waiting in the stock `get()`
+    is woken as before. True when switched; idempotent; anything else is left alone."""
+    connection = getattr(getattr(dtls_transport, "transport", None), "_connection", None)
+    queue = getattr(connection, "_queue", None)
+    if type(queue) is not asyncio.Queue:
+        return False
+    queue.__class__ = FastQueue
+    return True
+
+
 def check_fast_queue_internals() -> list[str]:
     """The `asyncio.Queue` internals `FastQueue` relies on that are missing or changed;
     empty when all are present."""
@@ -121,4 +140,11 @@ def check_fast_queue_internals() -> list[str]:
     problems += source_has(
         type(probe)._get_loop, "if self._loop is None:", "self._loop = loop", "return loop"
     )
+    # aioice: the ICE connection's received datagrams (`use_fast_ice_queue`)
+    problems += source_has(
+        Connection.__init__,
+        "self._queue: asyncio.Queue[tuple[bytes, int] | None] = asyncio.Queue()",
+    )
+    problems += source_has(Connection.recvfrom, "await self._queue.get()")
+    problems += source_has(Connection.data_received, "self._queue.put_nowait((data, component))")
     return problems

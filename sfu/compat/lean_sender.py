@@ -114,6 +114,9 @@ UDP_SEGMENT = getattr(socket, "UDP_SEGMENT", 103)
 GSO_MAX_SEGMENTS = 64
 GSO_MAX_BYTES = 65_000
 
+#: With `LeanSender.pts_in_clock_rate`, one frame in this many has its time base checked.
+TIME_BASE_CHECK = 64
+
 #: Seconds from the NTP epoch (1900) to the Unix epoch (1970).
 NTP_UNIX_OFFSET = 2_208_988_800
 
@@ -392,6 +395,9 @@ class LeanSender:
         self._warned_frame = False
         #: offer the sender's track a `FrameSink` (frames pushed without a task switch)
         self.push = True
+        #: the track's frames have pts in 1 / clock rate ticks (the SFU's published
+        #: tracks): read a frame's `time_base` only every `TIME_BASE_CHECK` frames
+        self.pts_in_clock_rate = False
         #: frames sent through the sink, inside the relay's fan-out
         self.frames_pushed = 0
 
@@ -585,6 +591,8 @@ class LeanSender:
         route: _Route | None = None
         # the track the push sink is registered with (see `FrameSink`)
         sink_track: Any = None
+        # frames whose time base is not read (see `ticks`)
+        skip_time_base = 0
 
         def fast_route() -> _Route | None:
             """The route of the fast path, or None when this frame needs the slow one."""
@@ -603,6 +611,32 @@ class LeanSender:
             ):
                 r = route = self._route(dtls)
             return r
+
+        def ticks(data: Any, pts: int) -> int:
+            """The frame's RTP timestamp before the random origin: `rtp_ticks()` inlined,
+            with the SFU's own time base (1 / clock rate) as is. With `pts_in_clock_rate`
+            (the track promises that time base), the next `TIME_BASE_CHECK - 1` frames
+            skip reading `time_base` (PyAV builds a `Fraction` per read); a frame that
+            breaks the promise turns the promise off."""
+            nonlocal skip_time_base
+            if skip_time_base > 0:
+                skip_time_base -= 1
+                return pts
+            time_base = data.time_base
+            if time_base is None or (
+                time_base.numerator == 1 and time_base.denominator == clock_rate
+            ):
+                if self.pts_in_clock_rate:
+                    skip_time_base = TIME_BASE_CHECK - 1
+                return pts
+            if self.pts_in_clock_rate:
+                self.pts_in_clock_rate = False
+                logger.warning(
+                    "lean RTP sender: a frame in time base %s, not 1/%d: checking every frame",
+                    time_base,
+                    clock_rate,
+                )
+            return rtp_ticks(pts, time_base, clock_rate)
 
         def packetize(data: Any) -> tuple[Any, list[bytes], int, int] | None:
             """(what the history keeps, payloads, its VP8 picture id or -1, RTP timestamp
@@ -633,12 +667,7 @@ class LeanSender:
                 frame = payloads = [bytes(data)]
                 frame_picture_id = -1
             # rtp_ticks() inlined, with the SFU's own time base (1 / clock rate) as is
-            time_base = data.time_base
-            if time_base is None or (
-                time_base.numerator == 1 and time_base.denominator == clock_rate
-            ):
-                return frame, payloads, frame_picture_id, pts
-            return frame, payloads, frame_picture_id, rtp_ticks(pts, time_base, clock_rate)
+            return frame, payloads, frame_picture_id, ticks(data, pts)
 
         def finish(payloads: list[bytes], count: int, ntp: int, timestamp: int) -> None:
             self.frames += 1
@@ -672,14 +701,7 @@ class LeanSender:
                 size = len(frame)
                 if not size:
                     return
-                time_base = data.time_base
-                if time_base is None or (
-                    time_base.numerator == 1 and time_base.denominator == clock_rate
-                ):
-                    timestamp = pts
-                else:
-                    timestamp = rtp_ticks(pts, time_base, clock_rate)
-                timestamp = (timestamp_origin + timestamp) & 0xFFFFFFFF
+                timestamp = (timestamp_origin + ticks(data, pts)) & 0xFFFFFFFF
                 # ntp_now() inlined
                 seconds, micros = divmod(time_ns() // 1000, 1_000_000)
                 ntp = ((seconds + NTP_UNIX_OFFSET) << 32) | ((micros << 32) // 1_000_000)

@@ -95,3 +95,28 @@ def test_bound_to_one_loop() -> None:
     asyncio.run(wait_briefly())
     with pytest.raises(RuntimeError):
         asyncio.run(wait_briefly())
+
+
+async def test_ice_queue_switches_in_place_and_a_waiting_reader_still_wakes() -> None:
+    from types import SimpleNamespace
+
+    from aioice.ice import Connection
+
+    from sfu.compat.fast_queue import use_fast_ice_queue
+
+    connection = Connection(ice_controlling=True)
+    connection._nominated[1] = object()  # type: ignore[assignment]  # as if connected
+    dtls = SimpleNamespace(transport=SimpleNamespace(_connection=connection))
+    queue = connection._queue
+    reader = asyncio.ensure_future(connection.recvfrom())  # waits in the stock get()
+    await asyncio.sleep(0)
+    assert use_fast_ice_queue(dtls) is True
+    assert connection._queue is queue and type(queue) is FastQueue
+    assert use_fast_ice_queue(dtls) is False  # idempotent
+    assert use_fast_ice_queue(SimpleNamespace()) is False  # anything else: left alone
+    connection.data_received(b"one", 1)
+    connection.data_received(b"two", 1)
+    async with asyncio.timeout(5):
+        assert await reader == (b"one", 1)
+        assert await connection.recvfrom() == (b"two", 1)
+    connection._nominated.clear()

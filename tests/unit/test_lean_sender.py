@@ -368,3 +368,36 @@ def test_history_rebuilds_packets_from_frame_records(first_seq: int, size: int) 
     # an Opus-like record keeps its payloads
     history.raw[5] = (tail, 5, 1, [b"opus"], -1)
     assert history.packet_bytes(5) == bytes([0x80, 0x80 | 96, 0, 5]) + tail + b"opus"
+
+
+async def test_pts_in_clock_rate_is_a_promise_the_sender_checks(
+    clip: VideoClip, pcs: list[RTCPeerConnection]
+) -> None:
+    """A track that promises pts in 1/90000 but sends them in milliseconds: the first
+    frame's time base is read, the promise is dropped, every timestamp is converted."""
+    import itertools
+    from fractions import Fraction
+
+    import av
+
+    link = Link(pcs, clip, rtx=False)
+    original = link.source.recv
+
+    async def recv_in_ms() -> Any:
+        packet = await original()
+        out = av.Packet(bytes(packet))
+        out.pts = packet.pts * 1000 // 90000
+        out.time_base = Fraction(1, 1000)
+        out.is_keyframe = packet.is_keyframe
+        return out
+
+    link.source.recv = recv_in_ms  # type: ignore[method-assign]
+    link.lean.pts_in_clock_rate = True
+    consumer = await link.start()
+    await wait_until(lambda: consumer.count >= 10)
+    assert link.lean.pts_in_clock_rate is False
+    # each frame's record starts with its header tail: the RTP timestamp first
+    tails = {r[0] for r in link.lean.history.raw if isinstance(r, tuple)}
+    stamps = sorted(int.from_bytes(tail[:4], "big") for tail in tails)
+    steps = {(b - a) & 0xFFFFFFFF for a, b in itertools.pairwise(stamps)}
+    assert len(stamps) >= 5 and steps <= {2970, 3060}, steps  # 90 kHz ticks of 33-34 ms
