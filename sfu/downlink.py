@@ -28,9 +28,10 @@ subscriber's REMB (its delay-based estimate). Differences from Galene, on purpos
   a sender that then sends more probes the link), and twice as fast while it is below
   half the REMB (the receiver's delay-based estimate says there is room: a subscriber
   recovers in seconds, not tens of seconds). A clean round sets the rate to at least
-  what it carried, plus `CLEAN_HEADROOM` up to the REMB: a round whose burst a deep
-  queue absorbed still looks clean, while the receiver's delay-based REMB already sees
-  the queue grow; growing past the REMB there would invite the next overflow.
+  what it and the round before both carried (the lower of their rates sent: a burst a
+  deep queue absorbed looks clean until its losses are reported a round later), plus
+  `CLEAN_HEADROOM` up to the REMB (the receiver's delay-based REMB sees the queue grow;
+  growing past it would invite the next overflow).
 - REMB values are kept per SSRC set: a browser's REMB covers all its streams (one set,
   replaced by each new REMB that shares an SSRC), aiortc sends one per receiver (disjoint
   sets, summed).
@@ -285,6 +286,9 @@ class DownlinkEstimate:
         # the loss a round reports was caused by what was sent up to a queue and a report
         # interval earlier: judge it against the larger of this round's and the last's
         judged = max(sent, float(self._sent_bitrate))
+        # and a clean one proves only the lower of the two carried (a burst the queue
+        # absorbed looks clean until its losses are reported)
+        proven = min(sent, float(self._sent_bitrate))
         self._sent_bitrate = round(sent)
         if n <= 0:
             return
@@ -317,7 +321,9 @@ class DownlinkEstimate:
             if clean:
                 # a clean round proves the link carried what was sent: that, plus room
                 # up to the REMB
-                carried = min(max(sent, min(CLEAN_HEADROOM * sent, limit)), MAX_DOWNLINK_BITRATE)
+                carried = min(
+                    max(proven, min(CLEAN_HEADROOM * proven, limit)), MAX_DOWNLINK_BITRATE
+                )
                 grown = max(grown, carried)
             if grown > rate:
                 self._loss_rate = grown

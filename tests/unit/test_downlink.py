@@ -83,8 +83,9 @@ def test_a_cut_judges_the_loss_against_what_was_sent_before_it() -> None:
 
 
 def test_after_a_cut_clean_rounds_grow_only_up_to_the_remb() -> None:
-    """The link has shown congestion: a clean round that carried more than the REMB (a
-    burst a deep queue absorbed) is believed for what it carried, not grown past it."""
+    """The link has shown congestion: clean rounds grow the rate up to the REMB; a round
+    above it is believed once the round after it is clean too (a burst a deep queue
+    absorbed looks clean until its losses are reported), and without room added."""
     link = Link()
     cut = link.round(300_000, 0.5)
     assert cut is not None and cut < 320_000
@@ -95,9 +96,12 @@ def test_after_a_cut_clean_rounds_grow_only_up_to_the_remb() -> None:
     assert all(r is not None and r <= 320_000 for r in rates), rates
     assert rates[-1] == 320_000  # it does grow, up to the REMB
     link.estimate.on_remb(320_000, [1])
-    burst = link.round(440_000, 0.0)  # clean, but above the receiver's estimate
-    assert burst is not None and burst <= max(cut, 440_000)
-    assert burst < CLEAN_HEADROOM * 440_000
+    burst = link.round(440_000, 0.0)  # clean so far: the queue absorbed it
+    assert burst == 320_000  # not believed yet: its losses come with the next reports
+    # a rate carried cleanly for two rounds is believed, past the REMB
+    link.estimate.on_remb(320_000, [1])
+    carried = link.round(440_000, 0.0)
+    assert carried == 440_000 and carried < CLEAN_HEADROOM * 440_000
 
 
 def test_a_cut_stops_at_the_goodput_of_a_congested_link() -> None:
