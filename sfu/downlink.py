@@ -19,9 +19,10 @@ subscriber's REMB (its delay-based estimate). Differences from Galene, on purpos
   already lowered), and never goes below 90 % of what got through (sent x (1 - loss)):
   on a congested link (queue overflow) that is its capacity, so an estimate does not
   collapse while the sender has not adapted yet.
-- After a cut, rounds ending within `DECREASE_HOLD` s do not cut again: their reports
-  still cover packets sent before the cut (the bottleneck's queue, the report interval),
-  so a second cut would judge the old rate and overshoot (an over-cut pauses video).
+- A cut within `DECREASE_HOLD` s of the last one goes no lower than that one's goodput
+  floor: its reports still cover packets sent before the last cut (the bottleneck's
+  queue, the report interval), so it would judge the old rate and overshoot (an over-cut
+  pauses video), while the round of the last cut measured what the link got through.
 - Growth is not tied to the actual rate reaching 3/4 of the estimate (layer steps can be
   larger than that, and a paused video sends nothing); instead a clean round grows the
   rate up to the REMB once the link has shown congestion (without a REMB, without bound:
@@ -66,7 +67,7 @@ FAST_INCREASE = 1.10
 #: this multiple of the rate actually sent, whichever is higher (kept for callers; a rate
 #: that was cut grows up to the REMB only).
 HEADROOM = 2.0
-#: Seconds after a cut during which a round does not cut again (see the module doc).
+#: Seconds after a cut during which a cut stops at its goodput floor (module doc).
 DECREASE_HOLD = 1.5
 #: A clean round (loss below LOW_LOSS) sets the rate to at least this multiple of the rate
 #: it carried: after a cut, a link that carries a probe is believed at once.
@@ -168,6 +169,7 @@ class DownlinkEstimate:
         self.decreases = 0
         self.increases = 0
         self._cut_at = float("-inf")
+        self._cut_floor = 0.0
         self._value: int | None = None
         self._value_until = float("-inf")
 
@@ -298,15 +300,19 @@ class DownlinkEstimate:
         margin = SIGNIFICANCE * math.sqrt(HIGH_LOSS * (1 - HIGH_LOSS) * n)
         remb = self._remb_total(now)
         if loss > HIGH_LOSS and lost - HIGH_LOSS * n > margin:
-            if rate is not None and now - self._cut_at < DECREASE_HOLD:
-                return  # the reports still judge the rate before the last cut
             if rate is None:
                 base = judged if judged > 0 else float(remb or MAX_DOWNLINK_BITRATE)
             else:
                 base = min(rate, judged) if judged > 0 else rate
-            cut = min(base, max(base * (1 - loss / 2), GOODPUT_SHARE * judged * (1 - loss)))
+            goodput = GOODPUT_SHARE * judged * (1 - loss)
+            cut = min(base, max(base * (1 - loss / 2), goodput))
+            if now - self._cut_at < DECREASE_HOLD:
+                # the reports still judge the rate before the last cut, whose round
+                # measured what the link got through: not below that
+                cut = max(cut, min(base, self._cut_floor))
             self._loss_rate = max(float(MIN_DOWNLINK_BITRATE), cut)
             self._cut_at = now
+            self._cut_floor = goodput
             self.decreases += 1
             self._value_until = float("-inf")
         elif loss < HIGH_LOSS and rate is not None:

@@ -58,19 +58,21 @@ def test_heavy_loss_cuts_from_the_rate_sent() -> None:
     assert link.estimate.stats().decreases == 2
 
 
-def test_a_round_right_after_a_cut_does_not_cut_again() -> None:
+def test_a_round_right_after_a_cut_cuts_no_lower_than_its_goodput() -> None:
     """Its reports still cover what was sent before the cut (the queue, the report
-    interval): a second cut would judge the old rate and overshoot."""
+    interval): judged against the lowered rate it would overshoot; the round of the last
+    cut measured what the link got through, 90 % of which stays the floor."""
     link = Link()
     cut = link.round(630_000, 0.5)
-    assert cut is not None
-    # the sender has adapted, but the next reports still show the queue's old losses
-    assert link.round(240_000, 0.48, seconds=0.9) == cut
-    assert link.estimate.stats().decreases == 1
-    # later loss is the new rate's own: cut
-    later = link.round(240_000, 0.4, seconds=DECREASE_HOLD)
-    assert later is not None and later < cut
+    assert cut == pytest.approx(630_000 * 0.75, rel=0.01)
+    # the layers were lowered; the next reports still show the queue's old losses
+    second = link.round(240_000, 0.9, seconds=0.9)
+    floor = 0.9 * 630_000 * 0.5
+    assert second == pytest.approx(floor, rel=0.01)
     assert link.estimate.stats().decreases == 2
+    # later loss is the new rate's own: no floor from the old round
+    later = link.round(240_000, 0.5, seconds=DECREASE_HOLD)
+    assert later is not None and later < floor
 
 
 def test_a_cut_judges_the_loss_against_what_was_sent_before_it() -> None:
