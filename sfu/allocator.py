@@ -55,10 +55,10 @@ class SubscriberAllocator:
     base layer to each subscription in turn (those already running first, then in the
     order they were added), then the next layer to each, and so on. A subscription whose
     base layer does not fit is paused. Moving down happens at once; moving up (or resuming)
-    needs `up_margin` headroom and `up_hold` seconds since the last move down
-    (`PAUSE_HOLD` after a pause: the picture is frozen meanwhile) (doubled, up
-    to `MAX_PROBE_WAIT`, each time a move up is followed within 2 x `PROBE_TIME` by a move
-    down on a lower budget), so the choice does not flap. A subscription paused for `PROBE_WAIT`
+    needs `up_margin` headroom and `up_hold` seconds since the last move down, or
+    `PAUSE_HOLD` since a pause (a frozen picture); either is doubled, up to
+    `MAX_PROBE_WAIT`, each time a move up is followed within 2 x `PROBE_TIME` by a move
+    down on a lower budget, so the choice does not flap. A subscription paused for `PROBE_WAIT`
     s (doubling after each probe that fails) probes: it gets its base layer for
     `PROBE_TIME` s whatever the budget, so that the estimate can see whether the link
     carries it now. A track's published layer rates (`PublishedTrack.layer_bitrates`, or

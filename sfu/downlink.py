@@ -63,10 +63,6 @@ GOODPUT_SHARE = 0.9
 #: Growth per clean round (Galene: 269/256), and while below half the REMB.
 INCREASE = 1.05
 FAST_INCREASE = 1.10
-#: Without a loss-based rate yet (never cut), a REMB would bound growth at the REMB or
-#: this multiple of the rate actually sent, whichever is higher (kept for callers; a rate
-#: that was cut grows up to the REMB only).
-HEADROOM = 2.0
 #: Seconds after a cut during which a cut stops at its goodput floor (module doc).
 DECREASE_HOLD = 1.5
 #: A clean round (loss below LOW_LOSS) sets the rate to at least this multiple of the rate
