@@ -26,8 +26,11 @@ ALLOCATION_INTERVAL = 0.5
 #: A subscription moves up a layer (or resumes from link pause) only when the budget left
 #: covers that layer's rate times this margin; it keeps a layer while the rate alone fits.
 UP_MARGIN = 1.25
-#: Seconds after a subscription moved down (or paused) before it may move up again.
+#: Seconds after a subscription moved down before it may move up again.
 UP_HOLD = 3.0
+#: Seconds after a subscription paused before it may resume (with the margin): a pause is
+#: a frozen picture, so it is kept short unless a resume fails (then the hold doubles).
+PAUSE_HOLD = 1.0
 
 #: A link-paused subscription probes (resumes its base layer whatever the budget says, for
 #: `PROBE_TIME` s) after this long paused: a receive-side estimate cannot rise over a link
@@ -52,9 +55,10 @@ class SubscriberAllocator:
     base layer to each subscription in turn (those already running first, then in the
     order they were added), then the next layer to each, and so on. A subscription whose
     base layer does not fit is paused. Moving down happens at once; moving up (or resuming)
-    needs `up_margin` headroom and `up_hold` seconds since the last move down (doubled, up
-    to `MAX_PROBE_WAIT`, each time a move up is followed within 2 x `PROBE_TIME` by a move
-    down on a lower budget), so the choice does not flap. A subscription paused for `PROBE_WAIT`
+    needs `up_margin` headroom and `up_hold` seconds since the last move down, or
+    `PAUSE_HOLD` since a pause (a frozen picture); either is doubled, up to
+    `MAX_PROBE_WAIT`, each time a move up is followed within 2 x `PROBE_TIME` by a move
+    down on a lower budget, so the choice does not flap. A subscription paused for `PROBE_WAIT`
     s (doubling after each probe that fails) probes: it gets its base layer for
     `PROBE_TIME` s whatever the budget, so that the estimate can see whether the link
     carries it now. A track's published layer rates (`PublishedTrack.layer_bitrates`, or
@@ -233,7 +237,12 @@ class SubscriberAllocator:
                 and budget is not None
                 and (up[1] is None or budget < up[1])
             )
-            self._hold[track] = min(2 * hold, MAX_PROBE_WAIT) if failed else self._up_hold
+            if failed:
+                self._hold[track] = min(2 * hold, MAX_PROBE_WAIT)
+            elif tid == PAUSED:
+                self._hold[track] = min(PAUSE_HOLD, self._up_hold)
+            else:
+                self._hold[track] = self._up_hold
         elif before is not None and tid > before:
             self._up_at[track] = (now, self.last_budget)
         if tid == PAUSED and before != PAUSED:

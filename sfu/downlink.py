@@ -14,15 +14,25 @@ subscriber's REMB (its delay-based estimate). Differences from Galene, on purpos
   10 %). So 5 % random loss on the link never ratchets the rate down by a noisy report,
   while a congested link (tens of percent loss) is cut at once.
 - A cut starts from the lower of the current estimate and what was actually sent during
-  the round (payload bits), and never goes below 90 % of what got through (sent x (1 -
-  loss)): on a congested link (queue overflow) that is its capacity, so an estimate does
-  not collapse while the sender has not adapted yet.
+  the round or the round before (payload bits: the loss a report shows was caused by
+  packets sent a queue and a report interval earlier, perhaps before the layers were
+  already lowered), and never goes below 90 % of what got through (sent x (1 - loss)):
+  on a congested link (queue overflow) that is its capacity, so an estimate does not
+  collapse while the sender has not adapted yet.
+- A cut within `DECREASE_HOLD` s of the last one goes no lower than that one's goodput
+  floor: its reports still cover packets sent before the last cut (the bottleneck's
+  queue, the report interval), so it would judge the old rate and overshoot (an over-cut
+  pauses video), while the round of the last cut measured what the link got through.
 - Growth is not tied to the actual rate reaching 3/4 of the estimate (layer steps can be
   larger than that, and a paused video sends nothing); instead a clean round grows the
-  rate up to twice the rate actually sent or up to the REMB, whichever is higher (without
-  a REMB, without bound: a sender that then sends more probes the link), and twice as
-  fast while it is below half the REMB (the receiver's delay-based estimate says there
-  is room: a subscriber recovers in seconds, not tens of seconds).
+  rate up to the REMB once the link has shown congestion (without a REMB, without bound:
+  a sender that then sends more probes the link), and twice as fast while it is below
+  half the REMB (the receiver's delay-based estimate says there is room: a subscriber
+  recovers in seconds, not tens of seconds). A clean round sets the rate to at least
+  what it and the round before both carried (the lower of their rates sent: a burst a
+  deep queue absorbed looks clean until its losses are reported a round later), plus
+  `CLEAN_HEADROOM` up to the REMB (the receiver's delay-based REMB sees the queue grow;
+  growing past it would invite the next overflow).
 - REMB values are kept per SSRC set: a browser's REMB covers all its streams (one set,
   replaced by each new REMB that shares an SSRC), aiortc sends one per receiver (disjoint
   sets, summed).
@@ -53,9 +63,8 @@ GOODPUT_SHARE = 0.9
 #: Growth per clean round (Galene: 269/256), and while below half the REMB.
 INCREASE = 1.05
 FAST_INCREASE = 1.10
-#: With a REMB, a clean round grows the rate up to the REMB or this multiple of the rate
-#: actually sent, whichever is higher.
-HEADROOM = 2.0
+#: Seconds after a cut during which a cut stops at its goodput floor (module doc).
+DECREASE_HOLD = 1.5
 #: A clean round (loss below LOW_LOSS) sets the rate to at least this multiple of the rate
 #: it carried: after a cut, a link that carries a probe is believed at once.
 CLEAN_HEADROOM = 1.25
@@ -155,6 +164,8 @@ class DownlinkEstimate:
         self.bytes_sent = 0
         self.decreases = 0
         self.increases = 0
+        self._cut_at = float("-inf")
+        self._cut_floor = 0.0
         self._value: int | None = None
         self._value_until = float("-inf")
 
@@ -270,6 +281,12 @@ class DownlinkEstimate:
         self._round_start = now
         self._round_packets = self._round_lost = 0.0
         self._round_sent = 0
+        # the loss a round reports was caused by what was sent up to a queue and a report
+        # interval earlier: judge it against the larger of this round's and the last's
+        judged = max(sent, float(self._sent_bitrate))
+        # and a clean one proves only the lower of the two carried (a burst the queue
+        # absorbed looks clean until its losses are reported)
+        proven = min(sent, float(self._sent_bitrate))
         self._sent_bitrate = round(sent)
         if n <= 0:
             return
@@ -277,27 +294,39 @@ class DownlinkEstimate:
         self._last_loss = loss
         rate = self._loss_rate
         margin = SIGNIFICANCE * math.sqrt(HIGH_LOSS * (1 - HIGH_LOSS) * n)
+        remb = self._remb_total(now)
         if loss > HIGH_LOSS and lost - HIGH_LOSS * n > margin:
             if rate is None:
-                base = sent if sent > 0 else float(self._remb_total(now) or MAX_DOWNLINK_BITRATE)
+                base = judged if judged > 0 else float(remb or MAX_DOWNLINK_BITRATE)
             else:
-                base = min(rate, sent) if sent > 0 else rate
-            cut = min(base, max(base * (1 - loss / 2), GOODPUT_SHARE * sent * (1 - loss)))
+                base = min(rate, judged) if judged > 0 else rate
+            goodput = GOODPUT_SHARE * judged * (1 - loss)
+            cut = min(base, max(base * (1 - loss / 2), goodput))
+            if now - self._cut_at < DECREASE_HOLD:
+                # the reports still judge the rate before the last cut, whose round
+                # measured what the link got through: not below that
+                cut = max(cut, min(base, self._cut_floor))
             self._loss_rate = max(float(MIN_DOWNLINK_BITRATE), cut)
+            self._cut_at = now
+            self._cut_floor = goodput
             self.decreases += 1
             self._value_until = float("-inf")
         elif loss < HIGH_LOSS and rate is not None:
             # below the cut threshold the rate grows: random loss does not rise with the
             # rate, congestion does (and then cuts); a clean round grows it faster
             clean = loss < LOW_LOSS
-            remb = self._remb_total(now)
-            limit = float(MAX_DOWNLINK_BITRATE) if remb is None else max(HEADROOM * sent, remb)
+            # the link has shown congestion: grow up to the receiver's estimate only
+            limit = float(MAX_DOWNLINK_BITRATE) if remb is None else float(remb)
             fast = clean and remb is not None and rate < remb / 2
             step = FAST_INCREASE if fast else INCREASE
             grown = min(rate * step, max(rate, limit), float(MAX_DOWNLINK_BITRATE))
             if clean:
                 # a clean round proves the link carried what was sent: that, plus room
-                grown = max(grown, min(CLEAN_HEADROOM * sent, float(MAX_DOWNLINK_BITRATE)))
+                # up to the REMB
+                carried = min(
+                    max(proven, min(CLEAN_HEADROOM * proven, limit)), MAX_DOWNLINK_BITRATE
+                )
+                grown = max(grown, carried)
             if grown > rate:
                 self._loss_rate = grown
                 self.increases += 1

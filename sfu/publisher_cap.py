@@ -3,18 +3,21 @@ not fit its slowest subscriber's downlink, ask the publisher (through the REMB t
 sends it, `PublishedTrack.cap_bitrate`) to lower its bitrate; lift the cap when that
 subscriber recovers or leaves (Galene's `maxUpBitrate`, Janus' REMB cap).
 
-The share of a subscriber's downlink one video may use is its estimate
-(`DownlinkEstimate.bitrate()`, None = unlimited) less `AUDIO_RESERVE` per audio stream it
-receives, split evenly between the videos it receives. A video is capped when the lowest
-share among its subscribers is clearly below its base-layer bitrate (`layer_bitrates()[0]`
-when the track measures layers, else its whole bitrate): under `CAP_BELOW` times it, as a
-receiver's REMB follows the incoming rate and dips below it now and then without any
-congestion (aiortc's rate control cuts to 0.85 x incoming on one overuse). The cap is
-that share times the track's total/base ratio at the moment it was capped (the encoder
-scales all its layers, so the base then fits), never below `MIN_PUBLISHER_BITRATE`.
-While capped the track's own bitrate shrinks, so the cap is lifted only when the lowest
-share reaches `RELEASE` times the base-layer bitrate measured before the cap (and the
-cap has held for `MIN_HOLD` seconds: no flapping), or at once when no subscriber has a
+The share of a subscriber's downlink one video may use is what its allocator
+(`sfu.allocator.SubscriberAllocator`) shares out: its estimate (`DownlinkEstimate.bitrate()`,
+None = unlimited; loss-based, so known only once the link has shown congestion) less the
+allocator's `AUDIO_RESERVE`, over its `PACKET_OVERHEAD`, split evenly between the videos
+it receives. A video is capped when the lowest share among its subscribers cannot carry
+its base-layer bitrate (`layer_bitrates()[0]` when the track measures layers, else its
+whole bitrate) with the allocator's `UP_MARGIN` (below that the allocator keeps it at the
+base layer at best, and pauses it on the next dip), or when that subscriber's allocator
+has link-paused it. The cap is that share: the whole track then fits the slowest
+subscriber (Galene's rate for a publisher without simulcast), every layer, not just a
+base layer that fits with nothing to spare; never below `MIN_PUBLISHER_BITRATE`. While
+capped the track's own bitrate shrinks, so the cap is lifted only when the lowest share
+reaches `RELEASE` times the track's total bitrate measured before the cap (and the cap
+has held for `MIN_HOLD` seconds: no flapping; a publisher allowed back up at once jumps
+to its old rate and overflows the slow link again), or at once when no subscriber has a
 known estimate any more (the slow one left). A cap moves only when it changes by more than
 `CHANGE_STEP`.
 """
@@ -29,6 +32,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from sfu.allocator import AUDIO_RESERVE, PACKET_OVERHEAD, UP_MARGIN
 from sfu.compat.remb import MIN_PUBLISHER_BITRATE
 
 if TYPE_CHECKING:
@@ -41,28 +45,24 @@ logger = logging.getLogger(__name__)
 MIN_HOLD = 10.0
 #: Seconds between two evaluations of the room.
 CAP_INTERVAL = 1.0
-#: A video is capped when the slowest share is below this fraction of its base layer.
-CAP_BELOW = 0.7
-#: Bits per second set aside for each audio stream a subscriber receives.
-AUDIO_RESERVE = 40_000
-#: A cap is lifted when the slowest share reaches this multiple of the uncapped base layer.
+#: A video is capped when the slowest share is below this multiple of its base layer.
+CAP_BELOW = UP_MARGIN
+#: A cap is lifted when the slowest share reaches this multiple of the uncapped bitrate.
 RELEASE = 1.2
 #: A cap is moved only when the new value differs by more than this fraction.
 CHANGE_STEP = 0.1
 #: Measure a track's bitrate from its byte counter over at least this many seconds.
 MIN_MEASURE = 0.5
 
-__all__ = ["MIN_PUBLISHER_BITRATE", "CapState", "PublisherCapPolicy"]
+__all__ = ["AUDIO_RESERVE", "MIN_PUBLISHER_BITRATE", "CapState", "PublisherCapPolicy"]
 
 
 @dataclass(slots=True)
 class CapState:
     """What the policy knows about one published video."""
 
-    #: total/base bitrate ratio when the cap was set (1.0 without layers)
-    ratio: float = 1.0
-    #: the base-layer bitrate measured before the cap
-    base: int = 0
+    #: the track's total bitrate measured before the cap
+    uncapped: int = 0
     #: the cap in force (bps), None: not capped
     cap: int | None = None
     #: the subscriber whose share set it
@@ -156,29 +156,33 @@ class PublisherCapPolicy:
     ) -> None:
         total, base = self._rates(now, pub, state)
         slowest: tuple[int, str] | None = None
+        paused = False
         for subscriber in people:
             if subscriber.id == pub.publisher_id:
                 continue
             per_video = shares[subscriber.id][1].get(id(pub))
             if per_video is not None and (slowest is None or per_video < slowest[0]):
                 slowest = (per_video, subscriber.id)
+            if per_video is not None and not paused:
+                paused = _link_paused(subscriber, pub)
         if state.cap is None:
-            if slowest is None or base <= 0 or slowest[0] >= CAP_BELOW * base:
+            if slowest is None or base <= 0:
                 return
-            state.ratio = max(1.0, total / base)
-            state.base = base
+            if slowest[0] >= CAP_BELOW * base and not paused:
+                return
+            state.uncapped = total
             state.subscriber = slowest[1]
             state.since = now
-            self._set(pub, state, round(slowest[0] * state.ratio))
+            self._set(pub, state, max(MIN_PUBLISHER_BITRATE, slowest[0]))
             return
         if slowest is None or (
-            slowest[0] >= RELEASE * state.base and now - state.since >= MIN_HOLD
+            slowest[0] >= RELEASE * state.uncapped and now - state.since >= MIN_HOLD
         ):
             state.subscriber = None
             self._set(pub, state, None)
             return
         state.subscriber = slowest[1]
-        wanted = max(MIN_PUBLISHER_BITRATE, round(slowest[0] * state.ratio))
+        wanted = max(MIN_PUBLISHER_BITRATE, slowest[0])
         if abs(wanted - state.cap) > CHANGE_STEP * state.cap:
             self._set(pub, state, wanted)
 
@@ -211,19 +215,21 @@ class PublisherCapPolicy:
 
 
 def _shares(subscriber: Participant) -> tuple[int | None, dict[int, int]]:
-    """A subscriber's estimate and the bps each video it receives may use, by track id
-    (no entry: unknown estimate, unlimited)."""
+    """A subscriber's estimate and the bps each video it receives may use (as its
+    allocator shares it out), by track id (no entry: unknown estimate, unlimited)."""
     estimate = subscriber.downlink.bitrate()
     if estimate is None:
         return None, {}
-    videos = []
-    audio = 0
-    for pub, _ in subscriber.subscriptions():
-        if pub.kind == "video":
-            videos.append(id(pub))
-        else:
-            audio += 1
+    videos = [id(pub) for pub, _ in subscriber.subscriptions() if pub.kind == "video"]
     if not videos:
         return estimate, {}
-    share = max(0, estimate - AUDIO_RESERVE * audio) // len(videos)
+    share = round(max(0, estimate - AUDIO_RESERVE) / PACKET_OVERHEAD / len(videos))
     return estimate, dict.fromkeys(videos, share)
+
+
+def _link_paused(subscriber: Participant, pub: PublishedTrack) -> bool:
+    """Has `subscriber`'s allocator link-paused its subscription to `pub`?"""
+    return any(
+        published is pub and getattr(track, "link_paused", False)
+        for published, track in subscriber.subscriptions()
+    )

@@ -116,13 +116,15 @@ def test_slow_downlink_is_estimated_caps_the_publisher_and_recovers(
     bot(fast, "fast", "subscribe")
     slow_bot = bot(slow, "slow", "subscribe")
 
-    # congested: the slow subscriber's estimate is cut below its link; the other's never
+    # congested: the slow subscriber's estimate is cut to about its link (far below the
+    # 600 kbit/s it was sent; once the video pauses, only audio flows and the estimate no
+    # longer sinks to that); the other's never
     view = wait_for(
         lab,
         url,
         lambda v: (
             v["slow"]["downlink"]["decreases"] >= 2
-            and 0 < (v["slow"]["downlink"]["bitrate"] or 0) < SLOW_KBIT * 1000
+            and 0 < (v["slow"]["downlink"]["bitrate"] or 0) < 1.25 * SLOW_KBIT * 1000
             and video_cap(v) is not None
         ),
     )

@@ -33,7 +33,9 @@ VARIANT_HEADROOM = 1.1
 #: headroom, the next one up is tried; for `PROBE_GRACE` s after moving up, a REMB that
 #: has not caught up yet moves it down only when below `PROBE_FLOOR` x its bitrate (a real
 #: cap or congestion). A probe undone within the grace doubles the hold (up to
-#: `MAX_PROBE_HOLD`).
+#: `MAX_PROBE_HOLD`). No probe starts while the target is below `PROBE_FLOOR` x the next
+#: variant's bitrate: the grace would undo it at once, after a keyframe of the larger
+#: variant (a burst every subscriber pays for; a publisher cap holds the target there).
 PROBE_HOLD = 5.0
 MAX_PROBE_HOLD = 40.0
 PROBE_GRACE = 6.0
@@ -115,7 +117,11 @@ class VariantLadder:
             if now < self._grace_until and self.target >= PROBE_FLOOR * self.current_rate:
                 return index  # probing: the REMB has not caught up yet
             return best
-        if best == index < len(self.clips) - 1 and now - self._changed_at >= self._hold:
+        if (
+            best == index < len(self.clips) - 1
+            and now - self._changed_at >= self._hold
+            and self.target >= PROBE_FLOOR * self.clips[index + 1].measured_bitrate
+        ):
             return index + 1  # carried comfortably for a while: try the next one
         return best
 

@@ -8,7 +8,7 @@ from typing import Any, cast
 
 import pytest
 
-from sfu.allocator import AUDIO_RESERVE, PAUSED, SubscriberAllocator
+from sfu.allocator import AUDIO_RESERVE, PAUSE_HOLD, PAUSED, UP_HOLD, SubscriberAllocator
 from sfu.layers import MAX_TID
 from sfu.send_slot import SubscribedTrack
 from tests.unit.fakes import FakeClock
@@ -140,6 +140,29 @@ def test_link_pause_when_the_base_layer_does_not_fit_and_hysteresis_on_resume() 
     clock.advance(3.0)
     allocator.refresh()
     assert (a.target, b.target) == (MAX_TID, MAX_TID)
+
+
+def test_a_pause_resumes_sooner_than_a_layer_moves_up() -> None:
+    """A link pause freezes the picture: once the budget carries the base layer with the
+    margin again, it resumes after `PAUSE_HOLD`, while a layer dropped at the same time
+    waits the whole `UP_HOLD`."""
+    assert PAUSE_HOLD < UP_HOLD
+    a, b = FakeTrack(), FakeTrack()
+    allocator, budget, clock = make(video(1000 * K), a, b)
+    allocator.refresh()
+    assert (a.target, b.target) == (MAX_TID, MAX_TID)
+    clock.advance(10.0)  # long after the start: no recent move up
+    budget.bps = video(250 * K)  # a's base fits, b's does not
+    allocator.refresh()
+    assert (a.target, b.target) == (0, None)
+    budget.bps = video(1000 * K)
+    clock.advance(PAUSE_HOLD)
+    allocator.refresh()
+    assert b.target is not None  # resumed
+    assert a.target == 0  # a's layers wait for the hold
+    clock.advance(UP_HOLD)
+    allocator.refresh()
+    assert a.target == MAX_TID
 
 
 def test_no_flapping_around_a_layer_threshold() -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from sfu.downlink import (
+    CLEAN_HEADROOM,
+    DECREASE_HOLD,
     FEEDBACK_TIMEOUT,
     MIN_DOWNLINK_BITRATE,
     REMB_TIMEOUT,
@@ -22,9 +24,11 @@ class Link:
         self.seq = 1000
         self.estimate.on_receiver_report(0, self.seq, ssrc=1)  # a stream's first report
 
-    def round(self, sent_bps: int, loss: float, packets: int = 100) -> int | None:
-        self.clock.advance(1.0)
-        self.estimate.on_sent(sent_bps // 8)
+    def round(
+        self, sent_bps: int, loss: float, packets: int = 100, seconds: float = 1.0
+    ) -> int | None:
+        self.clock.advance(seconds)
+        self.estimate.on_sent(round(sent_bps * seconds) // 8)
         self.seq += packets
         self.estimate.on_receiver_report(round(loss * 256), self.seq, ssrc=1)
         return self.estimate.bitrate()
@@ -49,9 +53,57 @@ def test_heavy_loss_cuts_from_the_rate_sent() -> None:
     rate = link.round(600_000, 0.5)
     # 600 kbps sent, half lost: 600k * (1 - 0.5/2)
     assert rate == pytest.approx(450_000, rel=0.01)
-    again = link.round(450_000, 0.3)
+    again = link.round(450_000, 0.3, seconds=DECREASE_HOLD)
     assert again is not None and rate is not None and again < rate
     assert link.estimate.stats().decreases == 2
+
+
+def test_a_round_right_after_a_cut_cuts_no_lower_than_its_goodput() -> None:
+    """Its reports still cover what was sent before the cut (the queue, the report
+    interval): judged against the lowered rate it would overshoot; the round of the last
+    cut measured what the link got through, 90 % of which stays the floor."""
+    link = Link()
+    cut = link.round(630_000, 0.5)
+    assert cut == pytest.approx(630_000 * 0.75, rel=0.01)
+    # the layers were lowered; the next reports still show the queue's old losses
+    second = link.round(240_000, 0.9, seconds=0.9)
+    floor = 0.9 * 630_000 * 0.5
+    assert second == pytest.approx(floor, rel=0.01)
+    assert link.estimate.stats().decreases == 2
+    # later loss is the new rate's own: no floor from the old round
+    later = link.round(240_000, 0.5, seconds=DECREASE_HOLD)
+    assert later is not None and later < floor
+
+
+def test_a_cut_judges_the_loss_against_what_was_sent_before_it() -> None:
+    """The layers were lowered before the lossy report arrived: the loss belongs to the
+    rate of the round before, so the cut starts from that, not from the lowered one."""
+    link = Link()
+    link.round(400_000, 0.0)  # a burst into the queue: its reports are still clean
+    cut = link.round(180_000, 0.3)  # now lowered; the burst's losses arrive
+    assert cut == pytest.approx(400_000 * (1 - 0.3 / 2), rel=0.01)
+
+
+def test_after_a_cut_clean_rounds_grow_only_up_to_the_remb() -> None:
+    """The link has shown congestion: clean rounds grow the rate up to the REMB; a round
+    above it is believed once the round after it is clean too (a burst a deep queue
+    absorbed looks clean until its losses are reported), and without room added."""
+    link = Link()
+    cut = link.round(300_000, 0.5)
+    assert cut is not None and cut < 320_000
+    rates = []
+    for _ in range(20):
+        link.estimate.on_remb(320_000, [1])
+        rates.append(link.round(250_000, 0.0))
+    assert all(r is not None and r <= 320_000 for r in rates), rates
+    assert rates[-1] == 320_000  # it does grow, up to the REMB
+    link.estimate.on_remb(320_000, [1])
+    burst = link.round(440_000, 0.0)  # clean so far: the queue absorbed it
+    assert burst == 320_000  # not believed yet: its losses come with the next reports
+    # a rate carried cleanly for two rounds is believed, past the REMB
+    link.estimate.on_remb(320_000, [1])
+    carried = link.round(440_000, 0.0)
+    assert carried == 440_000 and carried < CLEAN_HEADROOM * 440_000
 
 
 def test_a_cut_stops_at_the_goodput_of_a_congested_link() -> None:
@@ -144,17 +196,18 @@ def test_remb_alone_limits_nothing_but_bounds_growth() -> None:
     assert link.estimate.stats().remb == 300_000
     cut = link.round(600_000, 0.5)  # loss: 600k * (1 - 0.5 / 2)
     assert cut == pytest.approx(450_000, rel=0.01)
-    # clean rounds grow it, up to the larger of the REMB and twice the rate sent
+    # clean rounds grow it, up to the REMB
     link.estimate.on_remb(500_000, [1, 2])
     grown = [link.round(200_000, 0.0) for _ in range(8)]  # within the REMB's lifetime
-    assert all(g is not None and g <= max(450_000, 500_000) + 1 for g in grown), grown
+    assert all(g is not None and g <= 500_000 + 1 for g in grown), grown
+    assert grown[-1] == 500_000
 
 
 def test_a_clean_round_is_believed_at_once() -> None:
     link = Link()
     low = link.round(640_000, 0.55)  # congested: cut
     assert low is not None
-    lower = link.round(300_000, 0.5)
+    lower = link.round(300_000, 0.5, seconds=DECREASE_HOLD)
     assert lower is not None and lower < low
     # a probe of 250 kbps gets through cleanly: the link carries at least that
     after = link.round(250_000, 0.0)

@@ -7,9 +7,10 @@ from typing import Any, cast
 
 import pytest
 
+from sfu.allocator import PACKET_OVERHEAD
 from sfu.compat.remb import MIN_PUBLISHER_BITRATE, IntervalBitrateEstimator
 from sfu.published_track import PublishedTrack
-from sfu.publisher_cap import AUDIO_RESERVE, CAP_BELOW, MIN_HOLD, PublisherCapPolicy
+from sfu.publisher_cap import AUDIO_RESERVE, CAP_BELOW, MIN_HOLD, RELEASE, PublisherCapPolicy
 from tests.unit.fakes import FakeClock
 from tests.unit.test_remb import feed
 
@@ -45,15 +46,27 @@ class FakeDownlink:
         return self.value
 
 
+class FakeTrack:
+    """A subscriber's track for one published track, as the policy reads it."""
+
+    link_paused = False
+
+
 class FakeParticipant:
     def __init__(self, pid: str) -> None:
         self.id = pid
         self.published: dict[str, FakePub] = {}
         self.downlink = FakeDownlink()
         self.receives: list[FakePub] = []
+        self.tracks: dict[int, FakeTrack] = {}
 
     def subscriptions(self) -> list[tuple[FakePub, Any]]:
-        return [(pub, None) for pub in self.receives]
+        return [(pub, self.tracks.setdefault(id(pub), FakeTrack())) for pub in self.receives]
+
+
+def share(estimate: int, videos: int = 1) -> int:
+    """The bps one of a subscriber's videos gets from its allocator."""
+    return round((estimate - AUDIO_RESERVE) / PACKET_OVERHEAD / videos)
 
 
 def room(
@@ -80,35 +93,71 @@ def test_no_cap_while_estimates_are_unknown_or_fit() -> None:
     assert video.caps == [] and policy.caps() == {}
 
 
-def test_slow_subscriber_caps_so_the_base_layer_fits_then_recovers() -> None:
+def test_slow_subscriber_caps_so_the_whole_track_fits_then_recovers() -> None:
     people, video, policy, clock = room()
     bob = people[1]
-    bob.downlink.value = 330_000  # share for the one video: 330k - 40k audio = 290k
+    bob.downlink.value = 520_000  # its allocator's share for the one video: ~448k
     policy.update()
-    assert video.caps == [] and CAP_BELOW * 350_000 < 290_000  # not clearly short of it
-    bob.downlink.value = 270_000  # 230k: under 0.7 x 350k
+    assert video.caps == [] and share(520_000) >= CAP_BELOW * 350_000  # base fits, margin
+    bob.downlink.value = 450_000  # ~381k: the base layer (350k) without the margin
     policy.update()
-    share = 270_000 - AUDIO_RESERVE
-    assert video.bitrate_cap == round(share * 700_000 / 350_000)
+    assert video.bitrate_cap == share(450_000)  # the whole track fits bob
     assert policy.caps() == {"a/0": video.bitrate_cap}
     # capped, the publisher sends less: its layers shrink, the cap holds
-    video.layers = (250_000, 370_000, 500_000)
+    video.layers = (190_000, 280_000, 380_000)
     policy.update()
-    assert video.bitrate_cap == round(share * 2)
+    assert video.bitrate_cap == share(450_000)
     # a small change of the estimate does not move the cap; a large one does
-    bob.downlink.value = 280_000
+    bob.downlink.value = 460_000
     policy.update()
     assert len(video.caps) == 1
-    bob.downlink.value = 200_000
+    bob.downlink.value = 350_000
     policy.update()
-    assert video.bitrate_cap == round((200_000 - AUDIO_RESERVE) * 2)
-    # bob recovers: well above the uncapped base layer; the cap held long enough goes
-    bob.downlink.value = 800_000
+    assert video.bitrate_cap == share(350_000)
+    # bob recovers: above the uncapped bitrate; the cap held long enough goes
+    bob.downlink.value = 1_000_000
     policy.update()
     assert video.bitrate_cap is not None  # held MIN_HOLD s: no flapping
     clock.advance(MIN_HOLD)
     policy.update()
     assert video.bitrate_cap is None and policy.caps() == {}
+
+
+def test_the_cap_holds_while_the_slow_subscriber_lacks_room_for_the_uncapped_track() -> None:
+    """Capped, the publisher shrinks and the slow subscriber's estimate recovers to carry
+    what the track now sends; lifting there would send the publisher back to its old rate,
+    which overflows that link again: the cap holds until the share carries the uncapped
+    bitrate."""
+    people, video, policy, clock = room()
+    bob = people[1]
+    bob.downlink.value = 300_000
+    policy.update()
+    assert video.bitrate_cap == share(300_000)
+    video.layers = (110_000, 170_000, 230_000)  # the publisher followed the cap
+    for estimate in (400_000, 600_000, 800_000):  # bob carries the capped track easily
+        bob.downlink.value = estimate
+        clock.advance(MIN_HOLD)
+        policy.update()
+        assert share(estimate) < RELEASE * 700_000
+        assert video.bitrate_cap == share(estimate)  # follows the share, never lifted
+    bob.downlink.value = 1_000_000
+    clock.advance(1.0)
+    policy.update()
+    assert video.bitrate_cap is None
+
+
+def test_a_link_paused_subscription_caps_its_publisher() -> None:
+    """The subscriber's allocator paused the video (other videos took the budget first):
+    the publisher is capped even when the even split would carry its base layer."""
+    people, video, policy, _ = room()
+    bob = people[1]
+    bob.downlink.value = 1_500_000
+    policy.update()
+    assert video.caps == []
+    bob.subscriptions()  # its tracks exist
+    bob.tracks[id(video)].link_paused = True
+    policy.update()
+    assert video.bitrate_cap == share(1_500_000)
 
 
 def test_cap_lifted_when_the_slow_subscriber_leaves() -> None:
@@ -136,7 +185,7 @@ def test_without_layers_the_track_bitrate_is_measured_from_its_bytes() -> None:
     clock.advance(1.0)
     video.bytes += 600_000 // 8  # 600 kbps
     policy.update()
-    assert video.bitrate_cap == 300_000 - AUDIO_RESERVE
+    assert video.bitrate_cap == share(300_000)
 
 
 def test_close_lifts_its_caps_and_forgets_closed_tracks() -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from sfu.allocator import PACKET_OVERHEAD
 from sfu.config import SfuConfig
 from sfu.errors import SfuError
 from sfu.publisher_cap import AUDIO_RESERVE
@@ -191,7 +192,7 @@ async def test_publisher_cap_follows_the_slowest_subscriber_and_lifts_when_it_le
     # b's estimate says it can take 300 kbps for one video and one audio
     setattr(b.downlink, "bitrate", lambda: 300_000)  # noqa: B010
     policy.update()
-    assert video.bitrate_cap == 300_000 - AUDIO_RESERVE
+    assert video.bitrate_cap == round((300_000 - AUDIO_RESERVE) / PACKET_OVERHEAD)
     assert s.room.media_info()["publisherCaps"] == {f"{a.id}/{video.key}": video.bitrate_cap}
     await s.room.remove(b.id, "left")
     policy.update()
