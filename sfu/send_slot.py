@@ -122,6 +122,11 @@ class SubscribedTrack(MediaStreamTrack):
     to a keyframe. Without an allocator and with every layer forwarded, the per-frame
     cost is one attribute read.
 
+    Push path: a lean sender offers a `FrameSink` (`set_frame_sink`); while the sender's
+    task waits in `recv()`, the relay's fan-out hands each passthrough frame to `_push`,
+    which applies the same gate (`_take`) and has the sender send it at once. The proxy's
+    sink is set on `attach()` and withdrawn on `detach()`.
+
     `attach()` switches to a published track, `detach()` leaves it (the sender then waits),
     `stop()` (idempotent) ends the track: a pending `recv()` raises `MediaStreamError`.
     """
