@@ -14,7 +14,8 @@ everything aiortc's handler feeds, in the same order, with less Python per packe
 - the NACK generator (video): an in-order packet with nothing missing only advances its
   `max_seq` (exactly what `NackGenerator.add` does then, without its per-packet
   `truncate()`); anything else goes through `add()`, and NACKs are sent through the
-  receiver's `_send_rtcp_nack` as stock sends them;
+  receiver's `_send_rtcp_nack` as stock sends them; packets still missing are NACKed
+  again (`sfu.compat.nack_retry`: a lost retransmission is asked for again);
 - depayloading into `packet._data`: VP8 by skipping the payload descriptor (the same
   checks and `ValueError`s as aiortc's `VpxPayloadDescriptor.parse`, without building a
   descriptor object; a malformed one drops the packet, as stock does), Opus as is, any
@@ -56,6 +57,7 @@ from aiortc.rtcrtpreceiver import NackGenerator, RTCRtpReceiver, StreamStatistic
 from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtpPacket, pack_remb_fci, unwrap_rtx
 
 from sfu.compat.introspect import source_has
+from sfu.compat.nack_retry import NackRetry
 
 _R = "_RTCRtpReceiver__"
 
@@ -141,6 +143,8 @@ class LeanReceiver:
         # payload type -> (codec, what it is); validated by the codec's identity
         self._dispatch: dict[int, tuple[RTCRtpCodecParameters, int]] = {}
         self._active_ms: dict[int, int] = {}
+        #: NACKs repeated for packets still missing
+        self.nack_retry = NackRetry()
 
     def stats(self) -> LeanReceiverStats:
         return LeanReceiverStats(
@@ -240,7 +244,15 @@ class LeanReceiver:
                 lost = sorted(nack.missing)
                 self.nack_packets += 1
                 self.nacks_sent += len(lost)
+                self.nack_retry.sent(arrival_time_ms)
                 await receiver._send_rtcp_nack(packet.ssrc, lost)
+            elif nack.missing:
+                # a lost retransmission: ask again (`sfu.compat.nack_retry`)
+                again = self.nack_retry.due(nack.missing, arrival_time_ms)
+                if again:
+                    self.nack_packets += 1
+                    self.nacks_sent += len(again)
+                    await receiver._send_rtcp_nack(packet.ssrc, again)
 
         # depayload
         payload = packet.payload

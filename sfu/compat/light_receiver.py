@@ -5,7 +5,8 @@ instance and before it starts, the per-packet handler `_handle_rtp_packet`: no
 depayloading, no jitter buffer or frame assembly, no decoder thread. Per packet it still
 feeds what the receiver's RTCP needs: the stream statistics aiortc's `_run_rtcp` turns
 into receiver reports (RR: loss, jitter, last SR), the NACK generator (video; NACKs are
-sent as stock aiortc sends them, and RTX retransmissions are unwrapped to fill the holes)
+sent as stock aiortc sends them, repeated for packets still missing as a browser does,
+`sfu.compat.nack_retry`, and RTX retransmissions are unwrapped to fill the holes)
 and a per-interval REMB estimator (`sfu.compat.remb`). A frame is counted when its last
 packet (the RTP marker bit; every packet for audio) arrives, once per RTP timestamp, and
 handed to `on_frame` as a `LightFrame` (SSRC, RTP timestamp, keyframe flag from the VP8
@@ -35,6 +36,7 @@ from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtpreceiver import RTCRtpReceiver, StreamStatistics
 from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtpPacket, pack_remb_fci, unwrap_rtx
 
+from sfu.compat.nack_retry import NackRetry
 from sfu.compat.receiver import _R, _receive_without_decoder, end_remote_track
 from sfu.compat.remb import IntervalBitrateEstimator, install_interval_estimator
 from sfu.rtp_loss import SequenceLoss
@@ -99,6 +101,8 @@ class LightReceiverHook:
         self.keyframes = 0
         self.rtx = 0
         self.nacks_sent = 0
+        #: NACKs repeated for packets still missing (`sfu.compat.nack_retry`)
+        self.nack_retry = NackRetry()
         # per SSRC: [timestamp being received, its bytes, keyframe?, last timestamp counted]
         self._current: dict[int, list[Any]] = {}
         self.loss: dict[int, SequenceLoss] = {}
@@ -138,9 +142,17 @@ class LightReceiverHook:
             packet = unwrap_rtx(packet, payload_type=apt, ssrc=original)
             self.rtx += 1
         nack = getattr(receiver, _R + "nack_generator")
-        if nack is not None and nack.add(packet):
-            self.nacks_sent += 1
-            await receiver._send_rtcp_nack(packet.ssrc, sorted(nack.missing))
+        if nack is not None:
+            if nack.add(packet):
+                self.nacks_sent += 1
+                self.nack_retry.sent(arrival_time_ms)
+                await receiver._send_rtcp_nack(packet.ssrc, sorted(nack.missing))
+            elif nack.missing:
+                # a lost retransmission: ask again, as a browser does
+                again = self.nack_retry.due(nack.missing, arrival_time_ms)
+                if again:
+                    self.nacks_sent += 1
+                    await receiver._send_rtcp_nack(packet.ssrc, again)
         self._count(packet)
 
     def _count(self, packet: RtpPacket) -> None:
