@@ -240,19 +240,10 @@ class LeanReceiver:
                 and packet.sequence_number == (max_seq + 1) & 0xFFFF
             ):
                 nack.max_seq = packet.sequence_number  # in order, nothing missing
-            elif nack.add(packet):
-                lost = sorted(nack.missing)
+            elif lost := self.nack_retry.lost(nack, packet, arrival_time_ms):
                 self.nack_packets += 1
                 self.nacks_sent += len(lost)
-                self.nack_retry.sent(arrival_time_ms)
                 await receiver._send_rtcp_nack(packet.ssrc, lost)
-            elif nack.missing:
-                # a lost retransmission: ask again (`sfu.compat.nack_retry`)
-                again = self.nack_retry.due(nack.missing, arrival_time_ms)
-                if again:
-                    self.nack_packets += 1
-                    self.nacks_sent += len(again)
-                    await receiver._send_rtcp_nack(packet.ssrc, again)
 
         # depayload
         payload = packet.payload

@@ -669,11 +669,12 @@ class LeanSender:
             # rtp_ticks() inlined, with the SFU's own time base (1 / clock rate) as is
             return frame, payloads, frame_picture_id, ticks(data, pts)
 
-        def finish(payloads: list[bytes], count: int, ntp: int, timestamp: int) -> None:
+        def finish(octets: int, count: int, ntp: int, timestamp: int) -> None:
+            """The counters of one sent frame (`octets` payload bytes in `count` packets)."""
             self.frames += 1
             sd[k_ntp] = ntp
             sd[k_rtp] = timestamp
-            sd[k_octets] += sum(map(len, payloads))
+            sd[k_octets] += octets
             sd[k_packets] += count
 
         def send_fast(data: Any, r: _Route, pushed: int = 1) -> None:
@@ -755,37 +756,14 @@ class LeanSender:
             dd[k_tx_bytes] += sum(map(len, datagrams))
             dd[k_tx_packets] += count
             self.packets_lean += count
-            self.frames += 1
             self.frames_pushed += pushed
-            sd[k_ntp] = ntp
-            sd[k_rtp] = timestamp
-            sd[k_octets] += octets
-            sd[k_packets] += count
+            finish(octets, count, ntp, timestamp)
 
         def push_route() -> _Route | None:
-            """`FrameSink.route`: the route when a pushed frame can be sent right now
-            (`fast_route` inlined: it runs once per frame and subscriber)."""
-            nonlocal route
-            if (
-                not s._enabled
-                or sd[k_track] is not sink_track
-                or sink_track is None
-                or not fast_codec
-                or self.drop_hook is not None
-            ):
+            """`FrameSink.route`: the route when a pushed frame can be sent right now."""
+            if not s._enabled or sink_track is None or sd[k_track] is not sink_track:
                 return None
-            dtls: Any = sd[k_transport]
-            r = route
-            if (
-                r is None
-                or r.dtls is not dtls
-                or dtls._state is not connected
-                or r.nominated.get(1) is not r.pair
-                or r.srtp is not dtls._tx_srtp
-                or r.is_closing()
-            ):
-                r = route = self._route(dtls)
-            return r
+            return fast_route()
 
         sink = FrameSink(push_route, send_fast)
         try:
@@ -830,7 +808,7 @@ class LeanSender:
                     sequence_number = (sequence_number + 1) & 0xFFFF
                 dtls = sd[k_transport]
                 await self._send_slow(dtls, self._route(dtls), packets, self.drop_hook)
-                finish(payloads, count, ntp, timestamp)
+                finish(sum(map(len, payloads)), count, ntp, timestamp)
         finally:
             _set_sink(sink_track, None)
 

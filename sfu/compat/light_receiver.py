@@ -143,16 +143,10 @@ class LightReceiverHook:
             self.rtx += 1
         nack = getattr(receiver, _R + "nack_generator")
         if nack is not None:
-            if nack.add(packet):
+            lost = self.nack_retry.lost(nack, packet, arrival_time_ms)
+            if lost:
                 self.nacks_sent += 1
-                self.nack_retry.sent(arrival_time_ms)
-                await receiver._send_rtcp_nack(packet.ssrc, sorted(nack.missing))
-            elif nack.missing:
-                # a lost retransmission: ask again, as a browser does
-                again = self.nack_retry.due(nack.missing, arrival_time_ms)
-                if again:
-                    self.nacks_sent += 1
-                    await receiver._send_rtcp_nack(packet.ssrc, again)
+                await receiver._send_rtcp_nack(packet.ssrc, lost)
         self._count(packet)
 
     def _count(self, packet: RtpPacket) -> None:

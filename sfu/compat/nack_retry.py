@@ -17,6 +17,9 @@ retransmissions.
 
 from __future__ import annotations
 
+from aiortc.rtcrtpreceiver import NackGenerator
+from aiortc.rtp import RtpPacket
+
 #: The wait before NACKing a still-missing packet again, ms.
 RETRY_MS = 100
 #: How many times a missing packet is NACKed again at most (after the first NACK).
@@ -38,6 +41,15 @@ class NackRetry:
         self._last_ms: int | None = None
         #: sequence numbers NACKed again (a number asked for twice counts twice)
         self.retries = 0
+
+    def lost(self, nack: NackGenerator, packet: RtpPacket, now_ms: int) -> list[int]:
+        """What to NACK now that `packet` arrived (it goes through `nack.add`): every
+        missing sequence number when it revealed a new gap, else those due again (sorted;
+        empty: nothing to send)."""
+        if nack.add(packet):
+            self.sent(now_ms)
+            return sorted(nack.missing)
+        return self.due(nack.missing, now_ms) if nack.missing else []
 
     def sent(self, now_ms: int) -> None:
         """The generator just NACKed every missing packet (a new gap): wait again."""

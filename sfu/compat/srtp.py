@@ -30,33 +30,47 @@ from pylibsrtp import _binding
 PYLIBSRTP_VERSION = "1.0.0"
 
 
-def fast_protect(session: pylibsrtp.Session) -> Callable[[bytes], bytes]:
-    """A function protecting one RTP packet with `session`, byte-identical to
-    `session.protect` (which it is, when the internals are not as expected)."""
-    fallback = session.protect
+def _protector(session: pylibsrtp.Session) -> tuple[Any, int, Callable[[int], bytes]] | None:
+    """`session`'s buffer, the longest packet it takes, and `run(n)`: protect the `n`-byte
+    packet the caller wrote into that buffer and return the protected bytes (one
+    `srtp_protect` call, the length cell allocated once). None when the internals are not
+    as expected."""
     s: Any = session
     srtp_p, cdata, buffer = (getattr(s, n, None) for n in ("_srtp", "_cdata", "_buffer"))
     if srtp_p is None or cdata is None or buffer is None:
-        return fallback
-    ffi, lib = _binding.ffi, _binding.lib
+        return None
     srtp = srtp_p[0]
-    limit = len(cdata) - pylibsrtp.SRTP_MAX_TRAILER_LEN
-    length = ffi.new("int *")
-    protect_c = lib.srtp_protect
-    ok = lib.srtp_err_status_ok
+    length = _binding.ffi.new("int *")
+    protect_c = _binding.lib.srtp_protect
+    ok = _binding.lib.srtp_err_status_ok
     errors = pylibsrtp.ERRORS
 
-    def protect(packet: bytes) -> bytes:
-        n = len(packet)
-        if n > limit or type(packet) is not bytes:
-            return fallback(packet)
+    def run(n: int) -> bytes:
         length[0] = n
-        buffer[0:n] = packet
         status = protect_c(srtp, cdata, length)
         if status != ok:
             raise pylibsrtp.Error(errors[status])
         out: bytes = buffer[0 : length[0]]
         return out
+
+    return buffer, len(cdata) - pylibsrtp.SRTP_MAX_TRAILER_LEN, run
+
+
+def fast_protect(session: pylibsrtp.Session) -> Callable[[bytes], bytes]:
+    """A function protecting one RTP packet with `session`, byte-identical to
+    `session.protect` (which it is, when the internals are not as expected)."""
+    fallback = session.protect
+    parts = _protector(session)
+    if parts is None:
+        return fallback
+    buffer, limit, run = parts
+
+    def protect(packet: bytes) -> bytes:
+        n = len(packet)
+        if n > limit or type(packet) is not bytes:
+            return fallback(packet)
+        buffer[0:n] = packet
+        return run(n)
 
     return protect
 
@@ -67,31 +81,19 @@ def fast_protect_parts(session: pylibsrtp.Session) -> Callable[[bytes, Any], byt
     both parts are copied straight into the session's buffer. Byte-identical to
     `session.protect(head + bytes(body))`, which it calls for what does not fit."""
     fallback = session.protect
-    s: Any = session
-    srtp_p, cdata, buffer = (getattr(s, n, None) for n in ("_srtp", "_cdata", "_buffer"))
-    if srtp_p is None or cdata is None or buffer is None:
+    parts = _protector(session)
+    if parts is None:
         return lambda head, body: fallback(head + bytes(body))
-    ffi, lib = _binding.ffi, _binding.lib
-    srtp = srtp_p[0]
-    limit = len(cdata) - pylibsrtp.SRTP_MAX_TRAILER_LEN
-    length = ffi.new("int *")
-    protect_c = lib.srtp_protect
-    ok = lib.srtp_err_status_ok
-    errors = pylibsrtp.ERRORS
+    buffer, limit, run = parts
 
     def protect(head: bytes, body: Any) -> bytes:
         h = len(head)
         n = h + len(body)
         if n > limit:
             return fallback(head + bytes(body))
-        length[0] = n
         buffer[0:h] = head
         buffer[h:n] = body
-        status = protect_c(srtp, cdata, length)
-        if status != ok:
-            raise pylibsrtp.Error(errors[status])
-        out: bytes = buffer[0 : length[0]]
-        return out
+        return run(n)
 
     return protect
 

@@ -37,3 +37,15 @@ def test_wrap_around_numbers_and_bad_settings() -> None:
         NackRetry(retry_ms=0)
     with pytest.raises(ValueError):
         NackRetry(max_retries=-1)
+
+
+def test_lost_asks_for_a_new_gap_at_once_then_repeats_what_is_still_missing() -> None:
+    from aiortc.rtcrtpreceiver import NackGenerator
+    from aiortc.rtp import RtpPacket
+
+    nack, retry = NackGenerator(), NackRetry(retry_ms=100, max_retries=1)
+    assert retry.lost(nack, RtpPacket(sequence_number=1), 0) == []
+    assert retry.lost(nack, RtpPacket(sequence_number=4), 10) == [2, 3]  # a new gap
+    assert retry.lost(nack, RtpPacket(sequence_number=2), 50) == []  # 2 recovered
+    assert retry.lost(nack, RtpPacket(sequence_number=5), 110) == [3]  # 3 asked again
+    assert retry.lost(nack, RtpPacket(sequence_number=6), 300) == []  # retries used up
