@@ -9,7 +9,10 @@ subscriber's REMB (its delay-based estimate). Differences from Galene, on purpos
 - The estimate is unknown (None: unlimited) until feedback shows real loss or a REMB
   arrives; there is no initial 512 kbps guess that would throttle a healthy viewer.
 - Loss is aggregated over a round (about a second) of receiver-report blocks of all the
-  subscriber's streams, weighted by the packets each report covers, and a decrease needs
+  subscriber's streams, counted from the blocks' cumulative lost counts between reports
+  (a fraction, weighted by the packets its report covers, only without them: a browser's
+  NACK-triggered reports cover a few packets each, and a lost report would let one
+  fraction stand for two intervals), and a decrease needs
   the loss to be significantly above 10 % (two standard deviations of a binomial draw at
   10 %). So 5 % random loss on the link never ratchets the rate down by a noisy report,
   while a congested link (tens of percent loss) is cut at once.
@@ -148,6 +151,7 @@ class DownlinkEstimate:
         self._rembs: list[tuple[frozenset[int], int, float]] = []
         self._last_feedback: float | None = None
         self._highest: dict[int, int] = {}
+        self._cumulative: dict[int, int] = {}
         self._round_start: float | None = None
         self._round_packets = 0.0
         self._round_lost = 0.0
@@ -190,11 +194,23 @@ class DownlinkEstimate:
         self._value_until = float("-inf")
 
     def on_receiver_report(
-        self, fraction_lost: int, highest_sequence: int | None = None, ssrc: int = 0
+        self,
+        fraction_lost: int,
+        highest_sequence: int | None = None,
+        ssrc: int = 0,
+        cumulative_lost: int | None = None,
     ) -> None:
         """One receiver-report block about one of our streams: `fraction_lost` (0..255, as
         in RTCP) since its previous report; `highest_sequence` (the extended highest
-        sequence number received) weights the report by the packets it covers."""
+        sequence number received) weights the report by the packets it covers.
+
+        With `cumulative_lost` (the block's cumulative number of packets lost, signed) and
+        `highest_sequence`, the loss between two reports of a stream is the difference of
+        the cumulative counts over the difference of the sequence numbers: exact however
+        many reports were lost on the way or how short the reporter's interval was. A
+        fraction alone is not: a browser sends a report with every NACK, so one covers a
+        few packets and says 33 %, and when the report before it was lost on the uplink its
+        fraction would be applied to both intervals."""
         if isinstance(fraction_lost, bool) or not isinstance(fraction_lost, int):
             raise ValueError(f"fraction_lost must be an int, got {fraction_lost!r}")
         if not 0 <= fraction_lost <= 255:
@@ -207,25 +223,37 @@ class DownlinkEstimate:
             raise ValueError(
                 f"highest_sequence must be a non-negative int, got {highest_sequence!r}"
             )
+        if cumulative_lost is not None and (
+            isinstance(cumulative_lost, bool) or not isinstance(cumulative_lost, int)
+        ):
+            raise ValueError(f"cumulative_lost must be an int, got {cumulative_lost!r}")
         now = self._clock()
+        lost: float | None = None
         if highest_sequence is None:
             packets = DEFAULT_REPORT_PACKETS
         else:
             previous = self._highest.get(ssrc)
             self._highest[ssrc] = highest_sequence
+            previous_lost = self._cumulative.pop(ssrc, None)
+            if cumulative_lost is not None:
+                self._cumulative[ssrc] = cumulative_lost
             if previous is None:
                 packets = 0  # the first report of a stream: its interval is unknown
             else:
                 delta = (highest_sequence - previous) & 0xFFFFFFFF
                 # backwards (reordered reports): no new packets
                 packets = 0 if delta >= 0x80000000 else min(delta, MAX_REPORT_PACKETS)
+                if packets and cumulative_lost is not None and previous_lost is not None:
+                    # signed: retransmissions a receiver counts as received lower it; the
+                    # round's sum is clamped to its packets when it is evaluated
+                    lost = float(max(-packets, min(cumulative_lost - previous_lost, packets)))
         self.reports += 1
         self._last_feedback = now
         if self._round_start is None:
             self._round_start = now
             self._polled = self._poll()
         self._round_packets += packets
-        self._round_lost += packets * fraction_lost / 256
+        self._round_lost += packets * fraction_lost / 256 if lost is None else lost
         elapsed = now - self._round_start
         if elapsed >= MAX_ROUND or (
             elapsed >= MIN_ROUND and self._round_packets >= MIN_ROUND_PACKETS
@@ -240,14 +268,16 @@ class DownlinkEstimate:
 
     def allow_retransmission(self, size: int = RETRANSMISSION_SIZE) -> bool:
         """May one NACKed packet (about `size` bytes) be sent again? Always while the
-        downlink is unlimited; on a limited one, retransmissions get at most
-        `RETRANSMISSION_SHARE` of the estimate (a token bucket of half a second): on a
-        congested link, resending every lost packet only adds to the congestion."""
+        downlink is unlimited; on a limited one, retransmissions get what the last round
+        left of the estimate, and at least `RETRANSMISSION_SHARE` of it (a token bucket of
+        half a second): on a congested link, resending every lost packet only adds to the
+        congestion, while a link that carries less than its estimate (layers dropped) has
+        room for them."""
         rate = self.bitrate()
         if rate is None:
             return True
         now = self._clock()
-        share = RETRANSMISSION_SHARE * rate / 8
+        share = max(RETRANSMISSION_SHARE * rate, rate - self._sent_bitrate) / 8
         tokens = min(
             share * RETRANSMISSION_BURST,
             self._resend_tokens + share * max(0.0, now - self._resend_at),
@@ -290,6 +320,7 @@ class DownlinkEstimate:
         self._sent_bitrate = round(sent)
         if n <= 0:
             return
+        lost = min(max(lost, 0.0), n)
         loss = lost / n
         self._last_loss = loss
         rate = self._loss_rate
@@ -338,6 +369,7 @@ class DownlinkEstimate:
             self._loss_rate = None
             self._rembs.clear()
             self._highest.clear()
+            self._cumulative.clear()
             self._round_start = None
             self._round_packets = self._round_lost = 0.0
             self._round_sent = 0

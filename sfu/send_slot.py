@@ -607,12 +607,14 @@ class SendSlot:
         if self.downlink is not None:
             self.downlink.on_remb(bitrate, ssrcs)
 
-    def on_report(self, fraction_lost: int, highest_sequence: int, ssrc: int) -> None:
+    def on_report(
+        self, fraction_lost: int, highest_sequence: int, ssrc: int, cumulative_lost: int
+    ) -> None:
         """A receiver-report block about this slot's stream (from the sender hook)."""
         self.reports += 1
         self.fraction_lost = fraction_lost
         if self.downlink is not None:
-            self.downlink.on_receiver_report(fraction_lost, highest_sequence, ssrc)
+            self.downlink.on_receiver_report(fraction_lost, highest_sequence, ssrc, cumulative_lost)
 
     def octets_sent(self) -> int:
         """Payload bytes this slot's sender has sent (its lifetime; read, not counted)."""

@@ -35,9 +35,9 @@ _S = "_RTCRtpSender__"
 
 #: `on_remb(bitrate, ssrcs)`: a REMB that names this sender's SSRC.
 RembSink = Callable[[int, list[int]], None]
-#: `on_report(fraction_lost, extended_highest_sequence, ssrc)`: a report block about this
-#: sender's SSRC.
-ReportSink = Callable[[int, int, int], None]
+#: `on_report(fraction_lost, extended_highest_sequence, ssrc, cumulative_lost)`: a report
+#: block about this sender's SSRC.
+ReportSink = Callable[[int, int, int, int], None]
 
 
 def install_sender_keyframe_hook(sender: RTCRtpSender, callback: Callable[[], None]) -> None:
@@ -94,7 +94,9 @@ def install_sender_feedback(sender: RTCRtpSender, on_remb: RembSink, on_report: 
                 ssrc = sender._ssrc
                 for report in packet.reports:
                     if report.ssrc == ssrc:
-                        on_report(report.fraction_lost, report.highest_sequence, ssrc)
+                        on_report(
+                            report.fraction_lost, report.highest_sequence, ssrc, report.packets_lost
+                        )
             elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
                 try:
                     bitrate, ssrcs = unpack_remb_fci(packet.fci)

@@ -993,7 +993,7 @@ def follow_remb(sender: RTCRtpSender, track: MediaStreamTrack) -> bool:
     return True
 
 
-def _ignore_report(fraction_lost: int, highest_sequence: int, ssrc: int) -> None:
+def _ignore_report(fraction_lost: int, highest_sequence: int, ssrc: int, lost: int) -> None:
     """A sender report sink that keeps nothing (aiortc still handles the report)."""
 
 

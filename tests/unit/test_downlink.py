@@ -256,6 +256,47 @@ def test_reports_are_weighted_by_packets() -> None:
     assert stats.decreases == 0 and stats.bitrate is None
 
 
+def test_cumulative_counts_measure_loss_across_lost_and_short_reports() -> None:
+    """A browser reports with every NACK (a few packets, a high fraction); when the report
+    before such a one is lost on the uplink, its fraction must not stand for both
+    intervals: the cumulative counts give the loss between the reports that arrived."""
+    clock = FakeClock()
+    estimate = DownlinkEstimate(clock=clock)
+    estimate.on_receiver_report(0, 1000, ssrc=1, cumulative_lost=10)
+    clock.advance(1.0)
+    estimate.on_sent(75_000)
+    # 100 packets since the last report that arrived, 5 of them lost; the report's own
+    # interval was the last 3 packets, one of them lost (fraction 1/3)
+    estimate.on_receiver_report(85, 1100, ssrc=1, cumulative_lost=15)
+    stats = estimate.stats()
+    assert stats.loss == pytest.approx(0.05)
+    assert stats.decreases == 0 and stats.bitrate is None
+    # by the fraction alone, the same report reads as a third of 100 packets lost: a cut
+    other_clock = FakeClock()
+    fraction_only = DownlinkEstimate(clock=other_clock)
+    fraction_only.on_receiver_report(0, 1000, ssrc=1)
+    other_clock.advance(1.0)
+    fraction_only.on_sent(75_000)
+    fraction_only.on_receiver_report(85, 1100, ssrc=1)
+    assert fraction_only.stats().decreases == 1
+
+
+def test_retransmissions_that_lower_the_cumulative_count_are_no_negative_loss() -> None:
+    clock = FakeClock()
+    estimate = DownlinkEstimate(clock=clock)
+    estimate.on_receiver_report(0, 0, ssrc=1, cumulative_lost=40)
+    clock.advance(1.0)
+    estimate.on_sent(75_000)
+    # late retransmissions brought the count down by more than this round lost
+    estimate.on_receiver_report(0, 100, ssrc=1, cumulative_lost=20)
+    assert estimate.stats().loss == 0.0
+    clock.advance(1.0)
+    estimate.on_sent(75_000)
+    estimate.on_receiver_report(0, 200, ssrc=1, cumulative_lost=80)  # 60 of 100 lost
+    stats = estimate.stats()
+    assert stats.loss == pytest.approx(0.6) and stats.decreases == 1
+
+
 def test_small_rounds_wait_for_packets() -> None:
     clock = FakeClock()
     estimate = DownlinkEstimate(clock=clock)
@@ -301,6 +342,8 @@ def test_bad_sequence_is_refused() -> None:
     estimate = DownlinkEstimate(clock=FakeClock())
     with pytest.raises(ValueError):
         estimate.on_receiver_report(0, -5)
+    with pytest.raises(ValueError):
+        estimate.on_receiver_report(0, 5, cumulative_lost=1.5)  # type: ignore[arg-type]
     assert estimate.reports == 0
 
 
@@ -343,3 +386,17 @@ def test_retransmissions_get_a_share_of_a_limited_downlink() -> None:
     assert estimate.stats().retransmissions_refused == 1000 - allowed
     link.clock.advance(1.0)  # the bucket refills with time
     assert estimate.allow_retransmission()
+
+
+def test_retransmissions_use_what_the_last_round_left_of_the_estimate() -> None:
+    link = Link()
+    estimate = link.estimate
+    rate = link.round(640_000, 0.55)
+    assert rate is not None
+    link.round(rate // 4, 0.05)  # layers dropped: a quarter of the estimate sent
+    link.clock.advance(1.0)
+    allowed = sum(estimate.allow_retransmission() for _ in range(1000))
+    left = (estimate.bitrate() or 0) - estimate.stats().sent_bitrate
+    assert left > 0.5 * rate
+    # the half-second bucket of what is left, not of 15 %
+    assert 0.15 * rate / 8 * 0.5 / 1200 + 1 < allowed <= left / 8 * 0.5 / 1200 + 1

@@ -29,11 +29,11 @@ def _sender() -> RTCRtpSender:
     return RTCRtpSender("video", transport)  # type: ignore[arg-type]
 
 
-def _report(ssrc: int, fraction_lost: int, highest: int) -> RtcpReceiverInfo:
+def _report(ssrc: int, fraction_lost: int, highest: int, lost: int = 0) -> RtcpReceiverInfo:
     return RtcpReceiverInfo(
         ssrc=ssrc,
         fraction_lost=fraction_lost,
-        packets_lost=0,
+        packets_lost=lost,
         highest_sequence=highest,
         jitter=0,
         lsr=0,
@@ -50,13 +50,13 @@ def _remb(bitrate: int, ssrcs: list[int]) -> RtcpPsfbPacket:
 async def test_sender_feedback_hook_reports_own_blocks_and_rembs_then_runs_aiortc() -> None:
     sender = _sender()
     rembs: list[tuple[int, list[int]]] = []
-    reports: list[tuple[int, int, int]] = []
+    reports: list[tuple[int, int, int, int]] = []
     keyframes: list[bool] = []
     sender._send_keyframe = lambda: keyframes.append(True)  # type: ignore[method-assign]
     install_sender_feedback(sender, lambda b, s: rembs.append((b, s)), lambda *r: reports.append(r))
     ssrc = sender._ssrc
     await sender._handle_rtcp_packet(
-        RtcpRrPacket(ssrc=9, reports=[_report(ssrc + 1, 200, 5), _report(ssrc, 26, 1234)])
+        RtcpRrPacket(ssrc=9, reports=[_report(ssrc + 1, 200, 5), _report(ssrc, 26, 1234, -3)])
     )
     await sender._handle_rtcp_packet(_remb(300_000, [ssrc, 77]))
     await sender._handle_rtcp_packet(_remb(100_000, [78]))  # not about this sender
@@ -64,7 +64,7 @@ async def test_sender_feedback_hook_reports_own_blocks_and_rembs_then_runs_aiort
         RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0, fci=b"nope")
     )
     await sender._handle_rtcp_packet(RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=1, media_ssrc=ssrc))
-    assert reports == [(26, 1234, ssrc)]
+    assert reports == [(26, 1234, ssrc, -3)]  # the cumulative count, signed
     assert len(rembs) == 1 and rembs[0][1] == [ssrc, 77]
     assert abs(rembs[0][0] - 300_000) < 300_000 / 1000  # REMB's mantissa/exponent rounding
     assert keyframes == [True]  # aiortc's own handling still runs
@@ -109,7 +109,9 @@ async def test_send_slots_feed_their_participants_shared_estimate() -> None:
         # what the RTP loop counts: 75 kB of payload per stream this second
         setattr(s, "_RTCRtpSender__octet_count", 75_000)  # noqa: B010
     for s in senders:
-        await s._handle_rtcp_packet(RtcpRrPacket(ssrc=9, reports=[_report(s._ssrc, 128, 200)]))
+        await s._handle_rtcp_packet(
+            RtcpRrPacket(ssrc=9, reports=[_report(s._ssrc, 128, 200, lost=50)])
+        )
     await senders[0]._handle_rtcp_packet(_remb(2_000_000, [s._ssrc for s in senders]))
     await senders[1]._handle_rtcp_packet(_remb(2_000_000, [s._ssrc for s in senders]))
     await senders[0]._retransmit(5)  # a NACKed packet (not in the history: nothing sent)
