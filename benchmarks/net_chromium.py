@@ -8,7 +8,8 @@ publishes, and prints ``{"event": "joined", ...}`` on stdout. Then each line
 window's two ends: per inbound video stream its publisher, `framesDecoded`,
 `framesPerSecond`, `freezeCount`, `totalFreezesDuration`, `nackCount`, `pliCount`,
 `packetsLost`, `packetsReceived`...; the outbound video's `framesPerSecond`,
-`nackCount`, `pliCount`, `qualityLimitationReason`), stamped with `time.monotonic()`;
+`nackCount`, `pliCount`, `qualityLimitationReason`; per remote camera tile the frames
+it rendered and its gaps over `FREEZE_GAP_MS`), stamped with `time.monotonic()`;
 ``stop`` (or the end of stdin) closes the browser and prints the last line
 ``{"event": "result", "snapshots": [...], ...}``. Bounded: `JOIN_TIMEOUT` s to join,
 `--timeout` s in all. ``SFU_CHROMIUM`` overrides the browser path.
@@ -71,10 +72,48 @@ async () => {
         "qualityLimitationReason", "frameWidth", "frameHeight", "scalabilityMode"]) });
     }
   });
+  const rendered = {};
+  for (const [id, g] of Object.entries(window.__sfuRendered || {})) {
+    rendered[id] = { frames: g.frames, last: g.last, long: g.long.slice() };
+  }
   return { self: app.client.id, state: app.client.state,
-           connection: app.pc.connectionState, inbound, outbound };
+           connection: app.pc.connectionState, inbound, outbound,
+           rendered, now: performance.now() };
 }
 """
+
+#: The frames each remote camera tile renders (`requestVideoFrameCallback`), by the tile's
+#: participant id: how many, the last one's time, and every gap longer than
+#: `FREEZE_GAP_MS` as [end, length] (ms, `performance.now()`): freezes as the issue
+#: defines them (the bots' measure), next to Chromium's own `freezeCount` (which counts
+#: gaps from about 150 ms on).
+FREEZE_GAP_MS = 500
+RENDER_WATCH_JS = """
+() => {
+  if (window.__sfuRendered) return;
+  const out = (window.__sfuRendered = {});
+  const watched = new WeakSet();
+  const watch = (video) => {
+    if (watched.has(video) || !video.requestVideoFrameCallback) return;
+    watched.add(video);
+    const onFrame = (now) => {
+      const tile = video.closest("[data-participant-id]");
+      const id = tile ? tile.dataset.participantId : null;
+      if (id) {
+        const g = out[id] || (out[id] = { frames: 0, last: null, long: [] });
+        if (g.last !== null && now - g.last > GAP) g.long.push([now, now - g.last]);
+        g.last = now;
+        g.frames += 1;
+      }
+      video.requestVideoFrameCallback(onFrame);
+    };
+    video.requestVideoFrameCallback(onFrame);
+  };
+  const scan = () => document.querySelectorAll("video.remote-video.camera-video").forEach(watch);
+  scan();
+  setInterval(scan, 250);
+}
+""".replace("GAP", str(FREEZE_GAP_MS))
 
 
 async def _stats(page: Any) -> dict[str, Any] | None:
@@ -136,6 +175,7 @@ async def run(url: str, room: str, name: str) -> dict[str, Any]:
             if not joined:
                 out["error"] = f"not joined within {JOIN_TIMEOUT} s (state {state!r})"
                 return out
+            await page.evaluate(RENDER_WATCH_JS)
             while True:
                 line = await loop.run_in_executor(None, sys.stdin.readline)
                 command = line.strip()

@@ -216,6 +216,7 @@ def _counter_delta(
             }
             for direction in ("uplink", "downlink")
         }
+        out[name]["receive_buffer_drops"] = end.receive_buffer_drops - start.receive_buffer_drops
     return out
 
 
@@ -485,6 +486,43 @@ def _summary(rows: list[dict[str, Any]], span: float) -> dict[str, Any]:
     }
 
 
+def _rendered_figures(
+    first: dict[str, Any], last: dict[str, Any], participant: str | None
+) -> dict[str, Any]:
+    """What one remote camera tile rendered between two snapshots (`net_chromium`'s
+    `RENDER_WATCH_JS`): frames per second and freezes as the bots count them (gaps over
+    `FREEZE_GAP`, clipped to the window, its end included; a tile that rendered nothing
+    is one freeze as long as the window). Empty when the page did not record it."""
+    w0, w1 = first.get("now"), last.get("now")
+    rendered = (last.get("rendered") or {}).get(participant or "")
+    if not isinstance(w0, int | float) or not isinstance(w1, int | float) or w1 <= w0:
+        return {}
+    if rendered is None:
+        window = (w1 - w0) / 1000
+        return {
+            "renderedFps": 0.0,
+            "freezes": 1,
+            "freezeSeconds": round(window, 3),
+            "maxFreeze": round(window, 3),
+        }
+    before = (first.get("rendered") or {}).get(participant or "") or {}
+    frames = int(rendered.get("frames", 0)) - int(before.get("frames", 0))
+    gaps: list[float] = []
+    for end, length in rendered.get("long", []):
+        if w0 < end <= w1:
+            gaps.append(end - max(end - length, w0))
+    last_frame = rendered.get("last")
+    tail = w1 - max(last_frame if isinstance(last_frame, int | float) else w0, w0)
+    gaps.append(tail)  # a freeze still going at the window's end
+    freezes = [g / 1000 for g in gaps if g / 1000 > FREEZE_GAP]
+    return {
+        "renderedFps": round(frames / ((w1 - w0) / 1000), 2),
+        "freezes": len(freezes),
+        "freezeSeconds": round(sum(freezes), 3),
+        "maxFreeze": round(max(freezes, default=0.0), 3),
+    }
+
+
 def _chromium_figures(result: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
     """Deltas of Chromium's getStats between its two snapshots."""
     snaps = [s for s in result.get("snapshots", []) if isinstance(s, dict) and "inbound" in s]
@@ -510,6 +548,7 @@ def _chromium_figures(result: dict[str, Any], names: dict[str, str]) -> dict[str
             {
                 "publisher": names.get(s.get("participantId") or "", s.get("participantId")),
                 "fps": round(decoded / span, 2) if decoded is not None else None,
+                **_rendered_figures(first, last, s.get("participantId")),
                 "framesPerSecond": s.get("framesPerSecond"),
                 **{
                     key: delta(a, s, key)
@@ -721,22 +760,25 @@ def publishers_table(results: Sequence[dict[str, Any]]) -> str:
 def chromium_table(results: Sequence[dict[str, Any]]) -> str:
     """Chromium's own getStats per condition and inbound video stream (empty: none)."""
     lines = [
-        "| condition | from | fps (decoded) | framesPerSecond | freezeCount "
+        "| condition | from | fps (decoded) | fps (rendered) | freezes > 0.5 s | max freeze s "
+        "| framesPerSecond | freezeCount "
         "| totalFreezesDuration s | nackCount | pliCount | packetsLost |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     rows = 0
     for r in results:
         name = r.get("condition", {}).get("name", "?")
         for c in r.get("chromium", []):
             if not c.get("inbound"):
-                lines.append(f"| {name} | error: {str(c.get('error'))[:80]} ||||||||")
+                lines.append(f"| {name} | error: {str(c.get('error'))[:80]} |||||||||||")
                 rows += 1
                 continue
             for s in c["inbound"]:
                 rows += 1
                 lines.append(
                     f"| {name} | {s['publisher']} | {_fmt(s['fps'])} "
+                    f"| {_fmt(s.get('renderedFps'))} | {_fmt(s.get('freezes'), 0)} "
+                    f"| {_fmt(s.get('maxFreeze'))} "
                     f"| {_fmt(s['framesPerSecond'])} | {_fmt(s['freezeCount'], 0)} "
                     f"| {_fmt(s['totalFreezesDuration'])} | {_fmt(s['nackCount'], 0)} "
                     f"| {_fmt(s['pliCount'], 0)} | {_fmt(s['packetsLost'], 0)} |"

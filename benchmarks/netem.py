@@ -144,6 +144,9 @@ class DirectionCounters:
 class HostCounters:
     uplink: DirectionCounters
     downlink: DirectionCounters
+    #: UDP datagrams the host's own sockets dropped because a receive buffer was full
+    #: (``RcvbufErrors`` of its namespace): loss past the link, from a reader too slow
+    receive_buffer_drops: int = 0
 
 
 @dataclass
@@ -423,7 +426,11 @@ class NetworkLab:
                     loss_drops=loss[direction],
                 )
             )
-        return HostCounters(uplink=result[0], downlink=result[1])
+        return HostCounters(
+            uplink=result[0],
+            downlink=result[1],
+            receive_buffer_drops=_udp_rcvbuf_errors(host.netns),
+        )
 
     # -- running things inside hosts ------------------------------------------------
 
@@ -487,6 +494,15 @@ def _qdisc_drops(netns: str, dev: str) -> int:
     out = _run(["ip", "netns", "exec", netns, "tc", "-s", "-j", "qdisc", "show", "dev", dev])
     qdiscs = json.loads(out or "[]")
     return sum(int(q.get("drops", 0)) for q in qdiscs if q.get("root"))
+
+
+def _udp_rcvbuf_errors(netns: str) -> int:
+    """``Udp: RcvbufErrors`` of `netns` (/proc/net/snmp is per namespace), 0 if absent."""
+    out = _run(["ip", "netns", "exec", netns, "cat", "/proc/net/snmp"])
+    rows = [line.split() for line in out.splitlines() if line.startswith("Udp:")]
+    if len(rows) >= 2 and "RcvbufErrors" in rows[0]:
+        return int(rows[1][rows[0].index("RcvbufErrors")])
+    return 0
 
 
 def _link_stats(netns: str, dev: str) -> dict[str, dict[str, int]]:

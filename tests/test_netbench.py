@@ -67,6 +67,49 @@ def test_short_gaps_are_not_freezes() -> None:
     assert stream_figures(arrivals, [], (0.0, arrivals[-1]))["freezes"] == 0
 
 
+def _snapshot(now: float, frames: int, last: float, long: list[list[float]]) -> dict[str, Any]:
+    inbound = [{"ssrc": 1, "participantId": "pid-1", "framesDecoded": frames}]
+    return {
+        "t": now / 1000,
+        "now": now,
+        "inbound": inbound,
+        "outbound": [],
+        "rendered": {"pid-1": {"frames": frames, "last": last, "long": long}},
+    }
+
+
+def test_chromium_rendered_freezes_count_like_the_bots() -> None:
+    """Chromium's tiles' rendered frames (`requestVideoFrameCallback`): gaps over
+    `FREEZE_GAP` inside the window, clipped to it, and one still going at its end."""
+    gaps = [[9_000.0, 2_000.0], [12_000.0, 1_500.0], [15_000.0, 400.0]]
+    first = _snapshot(10_000.0, 100, 10_000.0, gaps[:1])
+    # in the window: the 1.5 s gap (10.5-12 s), the 0.4 s one (no freeze), and nothing
+    # rendered for the last 0.8 s
+    last = _snapshot(20_000.0, 340, 19_200.0, gaps)
+    figures = netbench._chromium_figures({"ok": True, "snapshots": [first, last]}, {"pid-1": "p1"})
+    (row,) = figures["inbound"]
+    assert row["publisher"] == "p1"
+    assert row["renderedFps"] == pytest.approx(24.0)
+    assert row["freezes"] == 2
+    assert row["freezeSeconds"] == pytest.approx(1.5 + 0.8)
+    assert row["maxFreeze"] == pytest.approx(1.5)
+    table = netbench.chromium_table([{"condition": {"name": "c"}, "chromium": [figures]}])
+    assert "| c | p1 | 24.00 | 24.00 | 2 | 1.50 |" in table
+    # a gap that began before the window counts from the window's start
+    clipped = _snapshot(20_000.0, 340, 19_900.0, [[11_000.0, 3_000.0]])
+    (row,) = netbench._chromium_figures({"snapshots": [first, clipped]}, {})["inbound"]
+    assert (row["freezes"], row["maxFreeze"]) == (1, pytest.approx(1.0))
+
+
+def test_a_tile_that_rendered_nothing_is_one_long_freeze() -> None:
+    first = _snapshot(10_000.0, 0, 0.0, [])
+    last = _snapshot(20_000.0, 0, 0.0, [])
+    for snap in (first, last):
+        snap["rendered"] = {}
+    (row,) = netbench._chromium_figures({"snapshots": [first, last]}, {})["inbound"]
+    assert (row["renderedFps"], row["freezes"], row["maxFreeze"]) == (0.0, 1, 10.0)
+
+
 def test_matrix_is_the_issues_table() -> None:
     conditions = matrix_conditions(buffer_ms=200)
     assert [c.name for c in conditions] == [

@@ -76,6 +76,28 @@ def test_random_loss_drops_its_share(lab: NetworkLab) -> None:
     assert abs(drops - (result.sent - result.unique)) <= 5, (drops, result)
 
 
+_OVERFLOW = """
+import socket
+rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+rx.bind(("127.0.0.1", 0))
+tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for _ in range(200):
+    tx.sendto(b"x" * 1000, rx.getsockname())
+"""
+
+
+def test_receive_buffer_drops_are_counted_per_host(lab: NetworkLab) -> None:
+    """A reader too slow for its socket's buffer loses datagrams past the link: counted in
+    its host's namespace, not in any other's."""
+    c1, c2 = lab.add_host("c1"), lab.add_host("c2")
+    before1, before2 = lab.counters(c1), lab.counters(c2)
+    lab.run(c1, [sys.executable, "-c", _OVERFLOW])
+    dropped = lab.counters(c1).receive_buffer_drops - before1.receive_buffer_drops
+    assert 100 <= dropped <= 200, dropped  # a 4 kB buffer holds a few of the 200
+    assert lab.counters(c2).receive_buffer_drops == before2.receive_buffer_drops
+
+
 def test_link_change_at_run_time_takes_effect(lab: NetworkLab) -> None:
     """Downlink at 300 kbit/s, then unlimited while the same stream is running."""
     srv = lab.add_host("srv")
