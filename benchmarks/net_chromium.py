@@ -78,7 +78,7 @@ async () => {
   }
   return { self: app.client.id, state: app.client.state,
            connection: app.pc.connectionState, inbound, outbound,
-           rendered, now: performance.now() };
+           rendered, now: performance.now(), wall: Date.now() };
 }
 """
 

@@ -507,19 +507,22 @@ def _rendered_figures(
         }
     before = (first.get("rendered") or {}).get(participant or "") or {}
     frames = int(rendered.get("frames", 0)) - int(before.get("frames", 0))
-    gaps: list[float] = []
+    gaps: list[tuple[float, float]] = []  # (start, end), ms
     for end, length in rendered.get("long", []):
         if w0 < end <= w1:
-            gaps.append(end - max(end - length, w0))
+            gaps.append((max(end - length, w0), end))
     last_frame = rendered.get("last")
-    tail = w1 - max(last_frame if isinstance(last_frame, int | float) else w0, w0)
-    gaps.append(tail)  # a freeze still going at the window's end
-    freezes = [g / 1000 for g in gaps if g / 1000 > FREEZE_GAP]
+    # a freeze still going at the window's end
+    gaps.append((max(last_frame if isinstance(last_frame, int | float) else w0, w0), w1))
+    freezes = [(a, b) for a, b in gaps if (b - a) / 1000 > FREEZE_GAP]
+    lengths = [(b - a) / 1000 for a, b in freezes]
     return {
         "renderedFps": round(frames / ((w1 - w0) / 1000), 2),
         "freezes": len(freezes),
-        "freezeSeconds": round(sum(freezes), 3),
-        "maxFreeze": round(max(freezes, default=0.0), 3),
+        "freezeSeconds": round(sum(lengths), 3),
+        "maxFreeze": round(max(lengths, default=0.0), 3),
+        # when each began, s into the window, and how long it lasted
+        "freezeList": [[round((a - w0) / 1000, 3), round((b - a) / 1000, 3)] for a, b in freezes],
     }
 
 
@@ -576,6 +579,8 @@ def _chromium_figures(result: dict[str, Any], names: dict[str, str]) -> dict[str
             }
         )
     out.update({"seconds": round(span, 2), "inbound": inbound, "outbound": outbound})
+    if isinstance(first.get("wall"), int | float):
+        out["windowStart"] = first["wall"] / 1000  # the page's wall clock, epoch s
     return out
 
 

@@ -93,6 +93,7 @@ def test_chromium_rendered_freezes_count_like_the_bots() -> None:
     assert row["freezes"] == 2
     assert row["freezeSeconds"] == pytest.approx(1.5 + 0.8)
     assert row["maxFreeze"] == pytest.approx(1.5)
+    assert row["freezeList"] == [[0.5, 1.5], [9.2, 0.8]]
     table = netbench.chromium_table([{"condition": {"name": "c"}, "chromium": [figures]}])
     assert "| c | p1 | 24.00 | 24.00 | 2 | 1.50 |" in table
     # a gap that began before the window counts from the window's start
