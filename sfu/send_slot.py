@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,11 +28,13 @@ from sfu.compat.sender import (
     install_sender_keyframe_hook,
     install_sender_nack_counter,
     sender_octets,
+    sender_rtt,
 )
 from sfu.config import SendPath
 from sfu.downlink import DownlinkEstimate
 from sfu.layers import MAX_TID
 from sfu.published_track import FRAME_TICKS, PublishedTrack
+from sfu.resend_gate import ResendGate
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +94,9 @@ class SendSlotStats:
     rembs: int = 0
     #: NACKed packets not resent: the subscriber's limited downlink had no room
     retransmits_skipped: int = 0
+    #: repeated NACKs not answered: the packet was resent less than a round trip ago, or
+    #: `sfu.resend_gate.MAX_RESENDS` times already
+    retransmits_repeated: int = 0
 
 
 class SubscribedTrack(MediaStreamTrack):
@@ -533,6 +539,9 @@ class SendSlot:
         track.on_published_closed = self._published_closed
         track.on_video_state = self._video_state
         install_sender_nack_counter(transceiver.sender, self._count_nack)
+        #: repeated NACKs of a packet resent less than a round trip ago are not answered
+        self.resends = ResendGate()
+        self._clock = time.monotonic
         self.downlink = downlink
         self.fraction_lost: int | None = None
         self.reports = self.rembs = 0
@@ -588,15 +597,17 @@ class SendSlot:
         if callback is not None:
             callback(state)
 
-    def _count_nack(self) -> bool:
-        """One NACKed packet: count it; False (skip the retransmission) when the
+    def _count_nack(self, seq: int) -> bool:
+        """One NACKed packet: count it; False (skip the retransmission) when it was resent
+        less than a round trip ago or often enough already (`ResendGate`), or when the
         subscriber's congested downlink has no room for it (`allow_retransmission`)."""
         self.nacks += 1
         downlink = self.downlink
-        if downlink is None:
-            return True
-        downlink.on_nack(1)
-        if downlink.allow_retransmission():
+        if downlink is not None:
+            downlink.on_nack(1)
+        if not self.resends.allow(seq, self._clock(), sender_rtt(self.transceiver.sender)):
+            return False
+        if downlink is None or downlink.allow_retransmission():
             return True
         self.retransmits_skipped += 1
         return False
@@ -649,6 +660,7 @@ class SendSlot:
                 reports=self.reports,
                 rembs=self.rembs,
                 retransmits_skipped=self.retransmits_skipped,
+                retransmits_repeated=self.resends.refused,
             )
         return SendSlotStats(
             track=self.track.stats(),
@@ -664,4 +676,5 @@ class SendSlot:
             reports=self.reports,
             rembs=self.rembs,
             retransmits_skipped=self.retransmits_skipped,
+            retransmits_repeated=self.resends.refused,
         )

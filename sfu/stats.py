@@ -389,12 +389,20 @@ class StatsSampler:
             # NACKed packets no longer in the send history: unrecoverable for the subscriber
             # (lean send path; None on the stock one, which does not count its answers)
             "nacksUnanswered": (
-                max(0, stats.nacks - stats.retransmits - stats.retransmits_skipped)
+                max(
+                    0,
+                    stats.nacks
+                    - stats.retransmits
+                    - stats.retransmits_skipped
+                    - stats.retransmits_repeated,
+                )
                 if stats.send_path == "lean"
                 else None
             ),
             # NACKed packets deliberately not resent (no room on a congested downlink)
             "retransmitsSkipped": stats.retransmits_skipped,
+            # repeated NACKs of a packet resent less than a round trip ago (or 3 times)
+            "retransmitsRepeated": stats.retransmits_repeated,
             "lossFraction": None if stats.loss is None else round(stats.loss, 4),
             "receiverReports": stats.reports,
             "rembs": stats.rembs,

@@ -46,14 +46,16 @@ def install_sender_keyframe_hook(sender: RTCRtpSender, callback: Callable[[], No
     sender._send_keyframe = callback  # type: ignore[method-assign]
 
 
-def install_sender_nack_counter(sender: RTCRtpSender, callback: Callable[[], bool | None]) -> None:
-    """Call `callback` once per packet a subscriber NACKs (wraps `_retransmit` on this
-    instance only; installing twice wraps twice, so install once per sender). When it
-    returns False the packet is not retransmitted."""
+def install_sender_nack_counter(
+    sender: RTCRtpSender, callback: Callable[[int], bool | None]
+) -> None:
+    """Call `callback(sequence_number)` once per packet a subscriber NACKs (wraps
+    `_retransmit` on this instance only; installing twice wraps twice, so install once per
+    sender). When it returns False the packet is not retransmitted."""
     original = sender._retransmit
 
     async def retransmit(sequence_number: int) -> None:
-        if callback() is False:
+        if callback(sequence_number) is False:
             return
         await original(sequence_number)
 
@@ -118,13 +120,22 @@ def sender_octets(sender: Any) -> int:
     return value if isinstance(value, int) else 0
 
 
+def sender_rtt(sender: Any) -> float | None:
+    """The round-trip time (s) aiortc measured from the subscriber's reports about the
+    sender's stream (smoothed), None before the first or for an object that is no sender."""
+    value = getattr(sender, _S + "rtt", None)
+    return value if isinstance(value, float) else None
+
+
 def check_sender_internals(probe: RTCRtpSender) -> list[str]:
-    """The internals `install_sender_feedback` and `sender_octets` rely on that are missing
-    or changed (`probe`: a fresh sender); empty when all are present."""
+    """The internals `install_sender_feedback`, `sender_octets` and `sender_rtt` rely on
+    that are missing or changed (`probe`: a fresh sender); empty when all are present."""
     problems: list[str] = []
     attrs = vars(probe)
     if not isinstance(attrs.get(_S + "octet_count"), int):
         problems.append(f"RTCRtpSender.{_S}octet_count")
+    if _S + "rtt" not in attrs:
+        problems.append(f"RTCRtpSender.{_S}rtt")
     if not isinstance(attrs.get("_ssrc"), int):
         problems.append("RTCRtpSender._ssrc")
     problems += source_has(

@@ -18,7 +18,7 @@ from aiortc.rtp import (
 )
 
 from sfu.compat.receiver import install_receiver_sink, rtx_packets_received
-from sfu.compat.sender import install_sender_feedback, sender_octets
+from sfu.compat.sender import install_sender_feedback, sender_octets, sender_rtt
 from sfu.downlink import DownlinkEstimate
 from sfu.send_slot import SendSlot, SubscribedTrack
 from tests.unit.fakes import FakeClock
@@ -70,6 +70,9 @@ async def test_sender_feedback_hook_reports_own_blocks_and_rembs_then_runs_aiort
     assert keyframes == [True]  # aiortc's own handling still runs
     assert sender_octets(sender) == 0
     assert sender_octets(object()) == 0
+    assert sender_rtt(sender) is None and sender_rtt(object()) is None  # no SR answered yet
+    setattr(sender, "_RTCRtpSender__rtt", 0.25)  # noqa: B010  what aiortc's RR handling sets
+    assert sender_rtt(sender) == 0.25
 
 
 async def test_a_failing_feedback_callback_does_not_break_rtcp_handling() -> None:

@@ -72,7 +72,7 @@ class Link:
         self.keyframe_requests += 1
         self.source.request_keyframe()
 
-    def _on_nack(self) -> None:
+    def _on_nack(self, seq: int) -> None:
         self.nacked += 1
 
     def _on_track(self, track: Any) -> None:

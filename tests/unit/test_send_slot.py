@@ -211,6 +211,28 @@ async def test_send_slot_counts_plis_asks_the_published_track_and_hears_its_clos
     assert slot.track.readyState == "ended"
 
 
+async def test_a_repeated_nack_within_a_round_trip_is_not_resent() -> None:
+    resent: list[int] = []
+
+    async def retransmit(sequence_number: int) -> None:
+        resent.append(sequence_number)
+
+    transceiver = fake_transceiver()
+    transceiver.sender._retransmit = retransmit
+    slot = SendSlot(transceiver, SubscribedTrack("video"))
+    clock = FakeClock()
+    slot._clock = clock
+    await transceiver.sender._retransmit(7)
+    await transceiver.sender._retransmit(8)
+    await transceiver.sender._retransmit(7)  # repeated at once: crossed the resend
+    clock.advance(1.0)
+    await transceiver.sender._retransmit(7)  # a second later: the resend was lost
+    assert resent == [7, 8, 7]
+    stats = slot.stats()
+    assert (stats.nacks, stats.retransmits_repeated, stats.retransmits_skipped) == (4, 1, 0)
+    slot.close()
+
+
 async def test_publisher_stream_end_idles_the_track_until_its_slot_switches() -> None:
     first = PublishedTrack("audio", clock=lambda: 0.0)
     sub = SubscribedTrack("audio")
