@@ -43,6 +43,15 @@ PROBE_TIME = 3.0
 #: The allocated "tid" of a subscription whose base layer does not fit.
 PAUSED = -1
 
+#: The link queue the forwarder keeps in step with (`admit`): this many seconds of the
+#: video budget. Between two allocations (and while a publisher's measured layer rates
+#: lag a jump in its bitrate) frames of an upper temporal layer are not sent when the
+#: queue would then hold more than its share of that: TL1 above `SHED_AT[1]`, TL2 above
+#: `SHED_AT[2]` of it. Base-layer frames and keyframes always go (a sustained overload
+#: is the allocation's to answer: fewer layers or a pause).
+LINK_QUEUE = 0.25
+SHED_AT = (float("inf"), 0.8, 0.5)
+
 
 class SubscriberAllocator:
     """Owns the allocation state of ONE subscriber: which of its video `SubscribedTrack`s
@@ -102,6 +111,12 @@ class SubscriberAllocator:
         self._warned = False
         #: the budget used by the last allocation (None: unlimited)
         self.last_budget: int | None = None
+        #: the modelled link queue: bytes/s it drains (None: unlimited), bytes in it, when
+        self._drain: float | None = None
+        self._queued = 0.0
+        self._queued_at = 0.0
+        #: upper-layer frames not sent because the modelled queue was full (`admit`)
+        self.shed = 0
 
     @property
     def tracks(self) -> list[SubscribedTrack]:
@@ -146,6 +161,11 @@ class SubscriberAllocator:
         self.allocations += 1
         budget = self._read_budget()
         self.last_budget = budget
+        self._drain = (
+            None
+            if budget is None
+            else max(1.0, (budget - self._audio_reserve) / 8 / PACKET_OVERHEAD)
+        )
         tracks = [
             t for t in self._tracks if t.published is not None and t.published.mode == "passthrough"
         ]
@@ -183,6 +203,40 @@ class SubscriberAllocator:
             self._apply(
                 track, level if level == PAUSED else _tid(level, len(costs[track]) - 1), now
             )
+
+    def admit(self, nbytes: int, tid: int) -> bool:
+        """May a video frame of `nbytes` in temporal layer `tid` (0 for a base-layer
+        frame, a keyframe or untagged video) go out now? Keeps the modelled link queue
+        (`LINK_QUEUE`): False sheds an upper-layer frame that would fill it past its share
+        (`SHED_AT`); what is admitted is queued. Always True while the budget is unknown."""
+        drain = self._drain
+        if drain is None:
+            return True
+        now = self._clock()
+        queued = max(0.0, self._queued - (now - self._queued_at) * drain)
+        self._queued_at = now
+        if tid > 0 and queued + nbytes > SHED_AT[min(tid, len(SHED_AT) - 1)] * LINK_QUEUE * drain:
+            self._queued = queued
+            self.shed += 1
+            return False
+        self._queued = queued + nbytes
+        return True
+
+    def charge(self, nbytes: int) -> None:
+        """`nbytes` sent to this subscriber outside `admit` (a retransmission): queued, so
+        upper-layer frames make room for it."""
+        if self._drain is None:
+            return
+        self.admit(nbytes, 0)
+
+    def queue_full(self) -> bool:
+        """Does the modelled link queue hold a whole `LINK_QUEUE` already (a packet added
+        now would wait behind more than the bottleneck holds)?"""
+        drain = self._drain
+        if drain is None:
+            return False
+        queued = self._queued - (self._clock() - self._queued_at) * drain
+        return queued > LINK_QUEUE * drain
 
     def _read_budget(self) -> int | None:
         """The budget, or None (unlimited) when the callable fails or returns anything but

@@ -31,7 +31,7 @@ from sfu.compat.sender import (
     sender_rtt,
 )
 from sfu.config import SendPath
-from sfu.downlink import DownlinkEstimate
+from sfu.downlink import RETRANSMISSION_SIZE, DownlinkEstimate
 from sfu.layers import MAX_TID
 from sfu.published_track import FRAME_TICKS, PublishedTrack
 from sfu.resend_gate import ResendGate
@@ -66,6 +66,9 @@ class SubscribedTrackStats:
     #: frames not forwarded by layer selection: above `max_tid`, link pause, or a layer
     #: left after a queue overflow until its next sync frame
     layer_drops: int = 0
+    #: of `layer_drops`: upper-layer frames the subscriber's modelled link queue shed
+    #: (`SubscriberAllocator.admit`)
+    shed: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +169,9 @@ class SubscribedTrack(MediaStreamTrack):
         #: True when layer selection must look at each frame (see `_update_filter`)
         self._filter = False
         self._up_wait = 0
+        #: the temporal layer of the last frame the link queue shed: frames of it and
+        #: above wait for a frame of a lower layer (they may reference the one shed)
+        self._hole: int | None = None
         #: the sender's push offer (`set_frame_sink`)
         self._sink: FrameSink | None = None
         self.push_errors = 0
@@ -179,6 +185,7 @@ class SubscribedTrack(MediaStreamTrack):
         self.copied = 0
         self.viewer_dropped = 0
         self.layer_drops = 0
+        self.shed = 0
 
     # ------------------------------------------------------------------ switching
 
@@ -341,27 +348,39 @@ class SubscribedTrack(MediaStreamTrack):
             allocator.refresh()
         if self.link_paused:
             return False
-        max_tid = self.max_tid
-        if max_tid >= MAX_TID:
-            return True
         layer = item.opaque
-        if layer is None:
-            return True  # untagged video: all or nothing
-        tid: int = layer.tid
-        if self._target > max_tid:
-            if item.is_keyframe or (layer.sync and tid == max_tid + 1):
-                max_tid = self.max_tid = self._target if item.is_keyframe else tid
-                self._up_wait = 0
-                if max_tid >= MAX_TID:
-                    self._update_filter()
-            else:
-                self._up_wait += 1
-                if self._up_wait >= UP_WAIT_FRAMES:
+        max_tid = self.max_tid
+        if max_tid < MAX_TID and layer is not None:
+            tid: int = layer.tid
+            if self._target > max_tid:
+                if item.is_keyframe or (layer.sync and tid == max_tid + 1):
+                    max_tid = self.max_tid = self._target if item.is_keyframe else tid
                     self._up_wait = 0
-                    published = self.published
-                    if published is not None:
-                        published.request_keyframe()
-        return tid <= max_tid
+                    if max_tid >= MAX_TID:
+                        self._update_filter()
+                else:
+                    self._up_wait += 1
+                    if self._up_wait >= UP_WAIT_FRAMES:
+                        self._up_wait = 0
+                        published = self.published
+                        if published is not None:
+                            published.request_keyframe()
+            if tid > max_tid:
+                return False
+        if allocator is None:
+            return True
+        # untagged video and keyframes count as the base layer: never shed
+        level = 0 if layer is None or item.is_keyframe else layer.tid
+        hole = self._hole
+        if hole is not None:
+            if level >= hole:
+                return False  # it may reference the frame shed: wait for a lower layer
+            self._hole = None
+        if allocator.admit(item.size, level):
+            return True
+        self._hole = level
+        self.shed += 1
+        return False
 
     # ------------------------------------------------------------------ the sender's read
 
@@ -482,6 +501,7 @@ class SubscribedTrack(MediaStreamTrack):
             max_tid=self.max_tid,
             link_paused=self.link_paused,
             layer_drops=self.layer_drops,
+            shed=self.shed,
         )
 
     def stop(self) -> None:
@@ -600,14 +620,22 @@ class SendSlot:
     def _count_nack(self, seq: int) -> bool:
         """One NACKed packet: count it; False (skip the retransmission) when it was resent
         less than a round trip ago or often enough already (`ResendGate`), or when the
-        subscriber's congested downlink has no room for it (`allow_retransmission`)."""
+        subscriber's limited downlink has no room for it: its modelled link queue is full
+        (`SubscriberAllocator.queue_full`; a retransmission it takes is queued there, so
+        upper-layer frames make room for it), or, without an allocator, retransmissions
+        used up their share of the estimate (`DownlinkEstimate.allow_retransmission`)."""
         self.nacks += 1
         downlink = self.downlink
         if downlink is not None:
             downlink.on_nack(1)
         if not self.resends.allow(seq, self._clock(), sender_rtt(self.transceiver.sender)):
             return False
-        if downlink is None or downlink.allow_retransmission():
+        allocator = self.track.allocator
+        if allocator is not None:
+            if not allocator.queue_full():
+                allocator.charge(RETRANSMISSION_SIZE)
+                return True
+        elif downlink is None or downlink.allow_retransmission():
             return True
         self.retransmits_skipped += 1
         return False

@@ -411,4 +411,8 @@ class StatsSampler:
             # the temporal layer forwarded (2: all) and the link pause (sfu.send_slot)
             "maxTid": getattr(track, "max_tid", None) if pub.kind == "video" else None,
             "linkPaused": bool(getattr(track, "link_paused", False)),
+            # frames not forwarded by layer selection, and of them those the subscriber's
+            # modelled link queue shed (upper layers only)
+            "layerDrops": stats.track.layer_drops,
+            "shed": stats.track.shed,
         }

@@ -8,7 +8,15 @@ from typing import Any, cast
 
 import pytest
 
-from sfu.allocator import AUDIO_RESERVE, PAUSE_HOLD, PAUSED, UP_HOLD, SubscriberAllocator
+from sfu.allocator import (
+    AUDIO_RESERVE,
+    LINK_QUEUE,
+    PACKET_OVERHEAD,
+    PAUSE_HOLD,
+    PAUSED,
+    UP_HOLD,
+    SubscriberAllocator,
+)
 from sfu.layers import MAX_TID
 from sfu.send_slot import SubscribedTrack
 from tests.unit.fakes import FakeClock
@@ -296,3 +304,26 @@ def test_a_paused_subscription_probes_with_a_growing_wait() -> None:
     clock.advance(10.0)
     allocator.refresh()
     assert a.target == MAX_TID
+
+
+def test_the_link_queue_sheds_upper_layers_and_drains_at_the_budget() -> None:
+    allocator, budget, clock = make(None, FakeTrack())
+    allocator.refresh()
+    assert all(allocator.admit(100_000, 2) for _ in range(10))  # unknown budget: no queue
+    assert not allocator.queue_full()
+    budget.bps = video(round(400 * K * PACKET_OVERHEAD))  # drains 50 kB/s of video
+    clock.advance(1.0)
+    allocator.refresh()
+    depth = LINK_QUEUE * 50_000  # 12.5 kB
+    assert allocator.admit(int(0.45 * depth), 2)
+    assert not allocator.admit(int(0.1 * depth), 2)  # TL2: not past half the queue
+    assert allocator.admit(int(0.3 * depth), 1)  # TL1: up to 80 %
+    assert not allocator.admit(int(0.1 * depth), 1)
+    assert allocator.admit(int(0.5 * depth), 0)  # the base layer always goes
+    assert allocator.queue_full() and allocator.shed == 2
+    clock.advance(LINK_QUEUE * 1.25)  # the 1.25 queues held have drained
+    assert not allocator.queue_full()
+    assert allocator.admit(int(0.4 * depth), 2)
+    allocator.charge(int(0.2 * depth))  # a retransmission takes the room of a TL2 frame
+    assert not allocator.admit(1, 2)
+    assert allocator.shed == 3

@@ -58,6 +58,8 @@ class Room:
         self.out: list[bytes] = []
         self.index = 0
         self.pattern = PATTERN
+        #: frame sizes are SIZES times this (a publisher that jumps to another bitrate)
+        self.scale = 1
         self._reader = asyncio.ensure_future(self._read())
 
     def _pli(self) -> bool:
@@ -80,7 +82,7 @@ class Room:
             if key:
                 key_at = None
             name = f"{i}:{tid}{'k' if key else ''}".encode()
-            data = name + b"." * (SIZES[tid] - len(name))
+            data = name + b"." * (SIZES[tid] * self.scale - len(name))
             self.published.push(
                 EncodedFrame(data, 3000 * i, key, 1, tid=tid, layer_sync=sync and not key)
             )
@@ -384,4 +386,30 @@ async def test_without_sync_frames_moving_up_asks_for_a_keyframe() -> None:
     assert room.sub.max_tid == 0 and room.plis == plis + 1  # then asks, once
     names = await room.frames(8, key_at=room.index % 8)
     assert room.sub.max_tid == MAX_TID and tids(names[1:]) == {0, 1, 2}
+    await room.close()
+
+
+async def test_a_publisher_jump_sheds_upper_layers_before_the_allocation_sees_it() -> None:
+    """A publisher doubles its bitrate: until the measured layer rates catch up, the
+    subscriber's modelled link queue sheds TL2 then TL1 frames, never a base-layer frame
+    nor a frame whose reference it shed; a keyframe always goes."""
+    room = Room(budget(500_000))  # all three layers (384k) fit
+    names = await room.frames(40, key_at=0)
+    assert tids(names) == {0, 1, 2} and room.sub.max_tid == MAX_TID
+    assert room.sub.stats().shed == 0  # a stream within its budget is never shed
+    room.scale = 2  # 768k from now on
+    first = room.index
+    names = await room.frames(12, key_at=4)
+    sent = {int(n.split(":")[0]) for n in names}
+    frames = range(first, room.index)
+    assert all(i in sent for i in frames if PATTERN[i % 8][0] == 0)  # base layer and keyframe
+    shed = [i for i in frames if i not in sent]
+    assert shed and room.sub.stats().shed > 0
+    assert room.sub.stats().layer_drops >= len(shed)
+    for i in shed:  # a frame of the layer shed or above waits for a lower layer
+        tid = PATTERN[i % 8][0]
+        j = i + 1
+        while j < room.index and PATTERN[j % 8][0] >= tid and PATTERN[j % 8][0] > 0:
+            assert j not in sent, (i, j)
+            j += 1
     await room.close()

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from aiortc.mediastreams import MediaStreamError
 
+from sfu.allocator import SubscriberAllocator
 from sfu.frame_assembler import EncodedFrame
 from sfu.published_track import PublishedTrack
 from sfu.send_slot import SendSlot, SubscribedTrack
@@ -230,6 +231,31 @@ async def test_a_repeated_nack_within_a_round_trip_is_not_resent() -> None:
     assert resent == [7, 8, 7]
     stats = slot.stats()
     assert (stats.nacks, stats.retransmits_repeated, stats.retransmits_skipped) == (4, 1, 0)
+    slot.close()
+
+
+async def test_a_full_link_queue_refuses_retransmissions_and_takes_those_it_sends() -> None:
+    resent: list[int] = []
+
+    async def retransmit(sequence_number: int) -> None:
+        resent.append(sequence_number)
+
+    transceiver = fake_transceiver()
+    transceiver.sender._retransmit = retransmit
+    track = SubscribedTrack("video")
+    clock = FakeClock()
+    allocator = SubscriberAllocator(lambda: 450_000, clock=clock)
+    allocator.allocate()  # drains about 47.6 kB/s: a 12 kB queue
+    track.set_allocator(allocator)
+    slot = SendSlot(transceiver, track)
+    for seq in range(20):
+        await transceiver.sender._retransmit(seq)
+    # each resend is queued; once the queue holds LINK_QUEUE, the rest are refused
+    assert 8 <= len(resent) <= 12 and allocator.queue_full()
+    assert slot.stats().retransmits_skipped == 20 - len(resent)
+    clock.advance(1.0)  # drained
+    await transceiver.sender._retransmit(100)
+    assert resent[-1] == 100
     slot.close()
 
 
