@@ -15,6 +15,11 @@ from __future__ import annotations
 
 #: A packet is resent at most this many times.
 MAX_RESENDS = 3
+#: A packet NACKed this many times is lost for good as far as the receiver is concerned
+#: (resent `MAX_RESENDS` times and lost again, or refused for want of room): its frame
+#: cannot be decoded, nor, for a base-layer packet, anything after it until a keyframe,
+#: which a browser asks for only after waiting up to 3 s. `ResendGate.allow` reports it.
+GIVE_UP_AFTER = 6
 #: Seconds between two resends of a packet, at least (the RTT when it is longer, times
 #: `RTT_FACTOR`: a receiver's RTT estimate and the queue's delay vary).
 MIN_INTERVAL = 0.04
@@ -26,49 +31,60 @@ MAX_TRACKED = 2048
 
 
 class ResendGate:
-    """Owns, per sequence number recently resent on one subscription, when it was last
-    resent and how often (a bounded dict). `allow(seq, now, rtt)` decides and records."""
+    """Owns, per sequence number recently NACKed on one subscription, when it was first
+    asked for, when it was last resent, how often it was resent and how often asked for (a
+    bounded dict). `allow(seq, now, rtt)` decides and counts the request; `sent(seq, now)`
+    records a resend that went out."""
 
-    __slots__ = ("_sent", "max_resends", "min_interval", "refused")
+    __slots__ = ("_entries", "given_up", "max_resends", "min_interval", "refused")
 
     def __init__(self, max_resends: int = MAX_RESENDS, min_interval: float = MIN_INTERVAL) -> None:
         if max_resends < 1 or min_interval < 0:
             raise ValueError("max_resends must be at least 1 and min_interval not negative")
         self.max_resends = max_resends
         self.min_interval = min_interval
-        #: seq -> (time of its last resend, resends so far); insertion-ordered by first resend
-        self._sent: dict[int, tuple[float, int]] = {}
+        #: seq -> [first asked, last resent, resends, requests]; insertion-ordered
+        self._entries: dict[int, list[float]] = {}
         #: NACKed packets not resent because of these two limits
         self.refused = 0
+        #: packets asked for `GIVE_UP_AFTER` times (each counted once)
+        self.given_up = 0
 
-    def allow(self, seq: int, now: float, rtt: float | None = None) -> bool:
-        """May packet `seq` be resent now? True records the resend; False counts a refusal.
-        `rtt` (s, None: unknown) widens the interval between two resends of a packet."""
-        sent = self._sent
-        entry = sent.get(seq)
+    def allow(self, seq: int, now: float, rtt: float | None = None) -> tuple[bool, bool]:
+        """(may packet `seq` be resent now, has the receiver now asked for it
+        `GIVE_UP_AFTER` times). A refusal is counted; a resend that goes out is recorded
+        with `sent`. `rtt` (s, None: unknown) widens the interval between two resends."""
+        entries = self._entries
+        entry = entries.get(seq)
+        if entry is not None and now - entry[0] > FORGET_AFTER:
+            del entries[seq]  # a new loss of a reused sequence number (wrap)
+            entry = None
+        if entry is None:
+            self._forget(now)
+            entry = entries[seq] = [now, float("-inf"), 0.0, 0.0]
+        entry[3] += 1
+        hopeless = entry[3] == GIVE_UP_AFTER
+        if hopeless:
+            self.given_up += 1
+        interval = self.min_interval
+        if rtt is not None and rtt > 0:
+            interval = max(interval, RTT_FACTOR * rtt)
+        if entry[2] >= self.max_resends or now - entry[1] < interval:
+            self.refused += 1
+            return False, hopeless
+        return True, hopeless
+
+    def sent(self, seq: int, now: float) -> None:
+        """Packet `seq` (asked for through `allow`) was resent at `now`."""
+        entry = self._entries.get(seq)
         if entry is not None:
-            at, count = entry
-            if now - at > FORGET_AFTER:
-                del sent[seq]  # a new loss of a reused sequence number (wrap)
-                entry = None
-            else:
-                interval = self.min_interval
-                if rtt is not None and rtt > 0:
-                    interval = max(interval, RTT_FACTOR * rtt)
-                if count >= self.max_resends or now - at < interval:
-                    self.refused += 1
-                    return False
-                sent[seq] = (now, count + 1)
-                return True
-        self._forget(now)
-        sent[seq] = (now, 1)
-        return True
+            entry[1] = now
+            entry[2] += 1
 
     def _forget(self, now: float) -> None:
-        sent = self._sent
-        while sent:
-            seq = next(iter(sent))
-            at, _ = sent[seq]
-            if len(sent) < MAX_TRACKED and now - at <= FORGET_AFTER:
+        entries = self._entries
+        while entries:
+            seq = next(iter(entries))
+            if len(entries) < MAX_TRACKED and now - entries[seq][0] <= FORGET_AFTER:
                 break
-            del sent[seq]
+            del entries[seq]

@@ -100,6 +100,8 @@ class SendSlotStats:
     #: repeated NACKs not answered: the packet was resent less than a round trip ago, or
     #: `sfu.resend_gate.MAX_RESENDS` times already
     retransmits_repeated: int = 0
+    #: keyframes asked for because the subscriber NACKed a packet again and again
+    keyframes_for_losses: int = 0
 
 
 class SubscribedTrack(MediaStreamTrack):
@@ -561,6 +563,8 @@ class SendSlot:
         install_sender_nack_counter(transceiver.sender, self._count_nack)
         #: repeated NACKs of a packet resent less than a round trip ago are not answered
         self.resends = ResendGate()
+        #: keyframes asked for because a packet was NACKed `GIVE_UP_AFTER` times
+        self.keyframes_for_losses = 0
         self._clock = time.monotonic
         self.downlink = downlink
         self.fraction_lost: int | None = None
@@ -628,17 +632,28 @@ class SendSlot:
         downlink = self.downlink
         if downlink is not None:
             downlink.on_nack(1)
-        if not self.resends.allow(seq, self._clock(), sender_rtt(self.transceiver.sender)):
+        now = self._clock()
+        allowed, hopeless = self.resends.allow(seq, now, sender_rtt(self.transceiver.sender))
+        if hopeless:
+            # asked for again and again: lost for good for this subscriber, whose decoder
+            # waits for a keyframe (a browser asks for one only after up to 3 s)
+            self.keyframes_for_losses += 1
+            published = self.track.published
+            if published is not None:
+                published.request_keyframe()
+        if not allowed:
             return False
         allocator = self.track.allocator
         if allocator is not None:
-            if not allocator.queue_full():
-                allocator.charge(RETRANSMISSION_SIZE)
-                return True
-        elif downlink is None or downlink.allow_retransmission():
-            return True
-        self.retransmits_skipped += 1
-        return False
+            if allocator.queue_full():
+                self.retransmits_skipped += 1
+                return False
+            allocator.charge(RETRANSMISSION_SIZE)
+        elif downlink is not None and not downlink.allow_retransmission():
+            self.retransmits_skipped += 1
+            return False
+        self.resends.sent(seq, now)
+        return True
 
     def on_remb(self, bitrate: int, ssrcs: list[int]) -> None:
         """The subscriber's REMB naming this slot's stream (from the sender hook)."""
@@ -689,6 +704,7 @@ class SendSlot:
                 rembs=self.rembs,
                 retransmits_skipped=self.retransmits_skipped,
                 retransmits_repeated=self.resends.refused,
+                keyframes_for_losses=self.keyframes_for_losses,
             )
         return SendSlotStats(
             track=self.track.stats(),
@@ -705,4 +721,5 @@ class SendSlot:
             rembs=self.rembs,
             retransmits_skipped=self.retransmits_skipped,
             retransmits_repeated=self.resends.refused,
+            keyframes_for_losses=self.keyframes_for_losses,
         )

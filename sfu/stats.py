@@ -403,6 +403,8 @@ class StatsSampler:
             "retransmitsSkipped": stats.retransmits_skipped,
             # repeated NACKs of a packet resent less than a round trip ago (or 3 times)
             "retransmitsRepeated": stats.retransmits_repeated,
+            # keyframes asked for because the subscriber NACKed a packet again and again
+            "keyframesForLosses": stats.keyframes_for_losses,
             "lossFraction": None if stats.loss is None else round(stats.loss, 4),
             "receiverReports": stats.reports,
             "rembs": stats.rembs,

@@ -1,58 +1,87 @@
 """`ResendGate`: a NACKed packet is resent again only a round trip after its last resend,
-and at most `MAX_RESENDS` times; the state stays bounded."""
+and at most `MAX_RESENDS` times; one asked for `GIVE_UP_AFTER` times is reported once; the
+state stays bounded."""
 
 from __future__ import annotations
 
 import pytest
 
-from sfu.resend_gate import FORGET_AFTER, MAX_RESENDS, MAX_TRACKED, MIN_INTERVAL, ResendGate
+from sfu.resend_gate import (
+    FORGET_AFTER,
+    GIVE_UP_AFTER,
+    MAX_RESENDS,
+    MAX_TRACKED,
+    MIN_INTERVAL,
+    ResendGate,
+)
+
+
+def ask(gate: ResendGate, seq: int, now: float, rtt: float | None = None) -> bool:
+    """One NACK of `seq`, resent whenever the gate allows it."""
+    allowed, _ = gate.allow(seq, now, rtt)
+    if allowed:
+        gate.sent(seq, now)
+    return allowed
 
 
 def test_first_nack_of_each_packet_is_answered() -> None:
     gate = ResendGate()
-    assert all(gate.allow(seq, 10.0) for seq in range(100))
-    assert gate.refused == 0
+    assert all(ask(gate, seq, 10.0) for seq in range(100))
+    assert gate.refused == 0 and gate.given_up == 0
 
 
 def test_a_repeat_within_a_round_trip_is_not_answered() -> None:
     gate = ResendGate()
-    assert gate.allow(5, 10.0, rtt=0.3)
+    assert ask(gate, 5, 10.0, rtt=0.3)
     # the receiver's repeat crossed the retransmission, still in the queue
-    assert not gate.allow(5, 10.2, rtt=0.3)
+    assert not ask(gate, 5, 10.2, rtt=0.3)
     assert gate.refused == 1
     # a round trip (x 1.2) later the retransmission must have been lost: resend
-    assert gate.allow(5, 10.37, rtt=0.3)
+    assert ask(gate, 5, 10.37, rtt=0.3)
     # without an RTT the interval is MIN_INTERVAL
-    assert gate.allow(6, 20.0)
-    assert not gate.allow(6, 20.0 + MIN_INTERVAL / 2)
-    assert gate.allow(6, 20.0 + MIN_INTERVAL * 1.01)
+    assert ask(gate, 6, 20.0)
+    assert not ask(gate, 6, 20.0 + MIN_INTERVAL / 2)
+    assert ask(gate, 6, 20.0 + MIN_INTERVAL * 1.01)
 
 
-def test_a_packet_is_resent_at_most_max_resends_times() -> None:
+def test_a_request_not_sent_does_not_count_as_a_resend() -> None:
+    gate = ResendGate()
+    assert gate.allow(7, 10.0) == (True, False)  # allowed, but refused elsewhere (no room)
+    assert gate.allow(7, 10.001) == (True, False)  # so the next request may go at once
+
+
+def test_a_packet_is_resent_at_most_max_resends_times_and_given_up_once() -> None:
     gate = ResendGate()
     now = 10.0
     answered = 0
+    hopeless = []
     for _ in range(10):
-        answered += gate.allow(9, now, rtt=0.05)
+        allowed, given_up = gate.allow(9, now, rtt=0.05)
+        if allowed:
+            gate.sent(9, now)
+            answered += 1
+        hopeless.append(given_up)
         now += 0.1
     assert answered == MAX_RESENDS
     assert gate.refused == 10 - MAX_RESENDS
+    assert hopeless.index(True) == GIVE_UP_AFTER - 1 and hopeless.count(True) == 1
+    assert gate.given_up == 1
 
 
 def test_a_sequence_number_seen_again_much_later_is_a_new_loss() -> None:
     gate = ResendGate(max_resends=1)
-    assert gate.allow(3, 10.0)
-    assert not gate.allow(3, 10.5)
-    assert gate.allow(3, 10.0 + FORGET_AFTER + 1)  # wrapped around: another packet
+    assert ask(gate, 3, 10.0)
+    assert not ask(gate, 3, 10.5)
+    assert ask(gate, 3, 10.0 + FORGET_AFTER + 1)  # wrapped around: another packet
 
 
 def test_state_is_bounded() -> None:
     gate = ResendGate()
     for seq in range(3 * MAX_TRACKED):
-        gate.allow(seq, 10.0)
-    assert len(gate._sent) <= MAX_TRACKED
-    gate.allow(99_999, 10.0 + FORGET_AFTER + 1)  # old entries go
-    assert len(gate._sent) == 1
+        ask(gate, seq, 10.0)
+    assert len(gate._entries) <= MAX_TRACKED
+    ask(gate, 99_999, 10.0 + FORGET_AFTER + 1)  # old entries go
+    assert len(gate._entries) == 1
 
 
 @pytest.mark.parametrize(("resends", "interval"), [(0, 0.1), (3, -1.0)])

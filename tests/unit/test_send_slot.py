@@ -14,6 +14,7 @@ from aiortc.mediastreams import MediaStreamError
 from sfu.allocator import SubscriberAllocator
 from sfu.frame_assembler import EncodedFrame
 from sfu.published_track import PublishedTrack
+from sfu.resend_gate import GIVE_UP_AFTER
 from sfu.send_slot import SendSlot, SubscribedTrack
 from tests.unit.fakes import FakeClock
 
@@ -232,6 +233,29 @@ async def test_a_repeated_nack_within_a_round_trip_is_not_resent() -> None:
     stats = slot.stats()
     assert (stats.nacks, stats.retransmits_repeated, stats.retransmits_skipped) == (4, 1, 0)
     slot.close()
+
+
+async def test_a_packet_asked_for_again_and_again_asks_the_publisher_for_a_keyframe() -> None:
+    clock = FakeClock()
+    asked: list[int] = []
+    published = PublishedTrack(
+        "video",
+        request_pli=lambda: asked.append(1) or True,
+        keyframe_interval=0,
+        clock=clock,
+        call_later=clock.call_later,
+    )
+    transceiver = fake_transceiver()
+    slot = SendSlot(transceiver, SubscribedTrack("video"))
+    slot.attach(published)
+    slot._clock = clock
+    for _ in range(GIVE_UP_AFTER + 3):
+        await transceiver.sender._retransmit(11)
+        clock.advance(0.1)
+    assert slot.stats().keyframes_for_losses == 1
+    assert published.stats().keyframe_requests.asked == 1
+    slot.close()
+    published.close()
 
 
 async def test_a_full_link_queue_refuses_retransmissions_and_takes_those_it_sends() -> None:
