@@ -229,14 +229,12 @@ class SubscriberAllocator:
             return
         self.admit(nbytes, 0)
 
-    def queue_full(self) -> bool:
-        """Does the modelled link queue hold a whole `LINK_QUEUE` already (a packet added
-        now would wait behind more than the bottleneck holds)?"""
+    def queued(self) -> float:
+        """Bytes in the modelled link queue now (0 while the budget is unknown)."""
         drain = self._drain
         if drain is None:
-            return False
-        queued = self._queued - (self._clock() - self._queued_at) * drain
-        return queued > LINK_QUEUE * drain
+            return 0.0
+        return max(0.0, self._queued - (self._clock() - self._queued_at) * drain)
 
     def _read_budget(self) -> int | None:
         """The budget, or None (unlimited) when the callable fails or returns anything but

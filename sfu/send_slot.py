@@ -623,11 +623,11 @@ class SendSlot:
 
     def _count_nack(self, seq: int) -> bool:
         """One NACKed packet: count it; False (skip the retransmission) when it was resent
-        less than a round trip ago or often enough already (`ResendGate`), or when the
-        subscriber's limited downlink has no room for it: its modelled link queue is full
-        (`SubscriberAllocator.queue_full`; a retransmission it takes is queued there, so
-        upper-layer frames make room for it), or, without an allocator, retransmissions
-        used up their share of the estimate (`DownlinkEstimate.allow_retransmission`)."""
+        less than a round trip ago or often enough already (`ResendGate`), or, without an
+        allocator, when retransmissions used up their share of the subscriber's limited
+        downlink (`DownlinkEstimate.allow_retransmission`). With one, a resend is queued in
+        its modelled link queue (`SubscriberAllocator.charge`): upper-layer frames make
+        room for it. A packet asked for `GIVE_UP_AFTER` times asks for a keyframe."""
         self.nacks += 1
         downlink = self.downlink
         if downlink is not None:
@@ -645,9 +645,8 @@ class SendSlot:
             return False
         allocator = self.track.allocator
         if allocator is not None:
-            if allocator.queue_full():
-                self.retransmits_skipped += 1
-                return False
+            # never refused for room: a frame missing a packet is worth nothing (a
+            # keyframe's most of all), so upper-layer frames make room for the resend
             allocator.charge(RETRANSMISSION_SIZE)
         elif downlink is not None and not downlink.allow_retransmission():
             self.retransmits_skipped += 1

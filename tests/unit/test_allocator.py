@@ -310,7 +310,7 @@ def test_the_link_queue_sheds_upper_layers_and_drains_at_the_budget() -> None:
     allocator, budget, clock = make(None, FakeTrack())
     allocator.refresh()
     assert all(allocator.admit(100_000, 2) for _ in range(10))  # unknown budget: no queue
-    assert not allocator.queue_full()
+    assert allocator.queued() == 0
     budget.bps = video(round(400 * K * PACKET_OVERHEAD))  # drains 50 kB/s of video
     clock.advance(1.0)
     allocator.refresh()
@@ -320,9 +320,9 @@ def test_the_link_queue_sheds_upper_layers_and_drains_at_the_budget() -> None:
     assert allocator.admit(int(0.3 * depth), 1)  # TL1: up to 80 %
     assert not allocator.admit(int(0.1 * depth), 1)
     assert allocator.admit(int(0.5 * depth), 0)  # the base layer always goes
-    assert allocator.queue_full() and allocator.shed == 2
+    assert allocator.queued() == pytest.approx(1.25 * depth, abs=2) and allocator.shed == 2
     clock.advance(LINK_QUEUE * 1.25)  # the 1.25 queues held have drained
-    assert not allocator.queue_full()
+    assert allocator.queued() == 0
     assert allocator.admit(int(0.4 * depth), 2)
     allocator.charge(int(0.2 * depth))  # a retransmission takes the room of a TL2 frame
     assert not allocator.admit(1, 2)
