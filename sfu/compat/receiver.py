@@ -14,6 +14,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from aiortc.rtcdtlstransport import RtpRouter
 from aiortc.rtcrtpreceiver import RTCRtpReceiver, StreamStatistics
 
 from sfu.compat.introspect import source_has
@@ -169,6 +170,16 @@ def check_receiver_internals(probe: RTCRtpReceiver) -> list[str]:
     )
     if not hasattr(StreamStatistics(90000), "packets_received"):
         problems.append("StreamStatistics.packets_received")
+    if not isinstance(getattr(RtpRouter(), "ssrc_table", None), dict):
+        problems.append("RtpRouter.ssrc_table")
+    problems += source_has(
+        RtpRouter.route_rtp,
+        "ssrc_receiver = self.ssrc_table.get(packet.ssrc)",
+        "ssrc_receiver in pt_receivers",
+    )
+    problems += source_has(
+        RtpRouter.unregister_receiver, "self.__discard(self.ssrc_table, receiver)"
+    )
     return problems
 
 
@@ -224,9 +235,23 @@ async def _receive_without_decoder(receiver: RTCRtpReceiver, parameters: Any) ->
     for encoding in parameters.encodings:
         if encoding.rtx:
             rtx_ssrc[encoding.rtx.ssrc] = encoding.ssrc
-    getattr(receiver, _R + "transport")._register_rtp_receiver(receiver, parameters)
+    transport = getattr(receiver, _R + "transport")
+    transport._register_rtp_receiver(receiver, parameters)
+    route_rtx(transport, receiver, rtx_ssrc)
     setattr(receiver, _R + "rtcp_task", asyncio.ensure_future(receiver._run_rtcp()))
     setattr(receiver, _R + "started", True)
+
+
+def route_rtx(transport: Any, receiver: RTCRtpReceiver, rtx_ssrcs: dict[int, int]) -> None:
+    """Route the receiver's RTX SSRCs to it. aiortc registers only the media SSRCs of a
+    receiver's encodings and routes a packet of an unknown SSRC by its payload type only
+    when ONE receiver has that payload type: with two video m-lines in the bundle (a
+    camera and a screen from one publisher; every subscriber's video slots) they share the
+    RTX payload type, and every retransmission was dropped. The router forgets these
+    entries with the receiver's (`RtpRouter.unregister_receiver`)."""
+    table = transport._rtp_router.ssrc_table
+    for rtx in rtx_ssrcs:
+        table[rtx] = receiver
 
 
 def receiver_codec(receiver: RTCRtpReceiver) -> str | None:

@@ -44,7 +44,10 @@ class Rig:
     decoder, and every RTCP it would send recorded (NACK, PLI, REMB)."""
 
     def __init__(self, kind: str, path: str) -> None:
-        transport = SimpleNamespace(state="new", _register_rtp_receiver=lambda *a: None)
+        self.router = SimpleNamespace(ssrc_table={})
+        transport = SimpleNamespace(
+            state="new", _register_rtp_receiver=lambda *a: None, _rtp_router=self.router
+        )
         self.receiver: Any = RTCRtpReceiver(kind, transport)  # type: ignore[arg-type]
         self.frames: list[EncodedFrame] = []
         self.hook: ReceiverHook = install_receiver_sink(
@@ -183,6 +186,7 @@ async def test_nack_on_a_gap_then_rtx_fills_it() -> None:
     assert rig.nacks == [(MEDIA_SSRC, [101])]
     assert rig.lean.stats().nacks_sent == 1 and rig.lean.stats().nack_packets == 1
     assert rig.frames == []  # waits for the retransmission
+    assert rig.router.ssrc_table == {RTX_SSRC: rig.receiver}  # RTX routed here (route_rtx)
     await rig.feed([rtx_of(key[1], 7)])
     stats = rig.lean.stats()
     assert stats.rtx == 1 and stats.packets == 3
@@ -420,3 +424,52 @@ async def test_lean_receive_path_between_peer_connections(pcs: list[Any]) -> Non
     before = keyframe_requests[0]
     assert hook.request_keyframe()
     await wait_until(lambda: keyframe_requests[0] > before, 10)
+
+
+@pytest.mark.usefixtures("loopback_ice")
+async def test_retransmissions_reach_each_of_two_video_receivers(pcs: list[Any]) -> None:
+    """Two video m-lines in one bundle (a publisher's camera and screen; a subscriber's
+    slots) share the RTX payload type: aiortc routes an RTX packet of an unregistered SSRC
+    only when one receiver has its payload type, so before `route_rtx` every
+    retransmission was dropped. Each receiver gets its own."""
+    import asyncio
+
+    from sfu.compat.lean_sender import install_lean_sender
+    from signaling.sources import PacedVideoTrack, encode_clip
+    from tests.loopback import negotiate, new_pc, prefer, wait_until
+
+    clip = encode_clip(width=160, height=120, seconds=2.0, bitrate=150_000)
+    tx, rx = new_pc(), new_pc()
+    pcs.extend([tx, rx])
+    senders = []
+    for _ in range(2):
+        transceiver = tx.addTransceiver(PacedVideoTrack(clip), direction="sendonly")
+        prefer(transceiver, "video/VP8", "video/rtx")
+        senders.append(install_lean_sender(transceiver.sender))
+    hooks: list[ReceiverHook] = []
+
+    def on_track(track: Any) -> None:
+        receiver = next(t.receiver for t in rx.getTransceivers() if t.receiver.track is track)
+        hooks.append(install_receiver_sink(receiver, "video", lambda frame: None))
+
+    rx.on("track", on_track)
+    async with asyncio.timeout(10):
+        await negotiate(tx, rx)
+    await wait_until(
+        lambda: len(hooks) == 2 and all(h.lean and h.lean.stats().packets for h in hooks), 10
+    )
+    for sender in senders:
+        dropped: list[int] = []
+
+        def drop(seq: int, dropped: list[int] = dropped) -> bool:
+            if len(dropped) < 2 and seq % 5 == 0:
+                dropped.append(seq)
+                return True
+            return False
+
+        sender.drop_hook = drop
+    await wait_until(lambda: all(s.history.retransmits >= 2 for s in senders), 10)
+    for sender in senders:
+        sender.drop_hook = None
+    await wait_until(lambda: all(h.lean is not None and h.lean.stats().rtx >= 2 for h in hooks), 10)
+    assert all(h.stats().frames_lost == 0 for h in hooks)
