@@ -128,7 +128,8 @@ function downlinkText(d) {
 }
 
 /**
- * One row per subscription: forwarded rate and layer, link state, the estimate.
+ * One row per subscription: forwarded rate and layer, link state, the estimate, NACKs
+ * and the upper-layer frames the subscriber's link queue shed.
  * @param {any[]} rooms
  */
 function subscriptionRows(rooms) {
@@ -154,6 +155,7 @@ function subscriptionRows(rooms) {
           cell("td", ((s.bitrateOut || 0) / 1000).toFixed(0)), cell("td", video ? String(s.fps) : "-"),
           cell("td", layer), stateCell, cell("td", kbps(s.downlinkEstimate)), cell("td", loss),
           cell("td", `${s.nacks ?? 0} / ${s.retransmits ?? 0}`),
+          cell("td", video ? String(s.shed ?? 0) : "-"),
         );
         rows.push(tr);
       }
