@@ -73,6 +73,10 @@ class SubscriberAllocator:
     carries it now. A track's published layer rates (`PublishedTrack.layer_bitrates`, or
     its total `bitrate()` when untagged) are the costs.
 
+    Between allocations it keeps a model of the subscriber's link queue (`admit`,
+    `LINK_QUEUE`): the tracks ask it per frame, and it sheds upper-layer frames that
+    would fill the queue past their share; retransmissions are queued there (`charge`).
+
     Tracks of transcoding published tracks or without one are left alone. `add()` /
     `remove()` manage the set; nothing to close (the participant drops it).
     """
@@ -225,8 +229,6 @@ class SubscriberAllocator:
     def charge(self, nbytes: int) -> None:
         """`nbytes` sent to this subscriber outside `admit` (a retransmission): queued, so
         upper-layer frames make room for it."""
-        if self._drain is None:
-            return
         self.admit(nbytes, 0)
 
     def queued(self) -> float:
