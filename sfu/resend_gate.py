@@ -15,11 +15,6 @@ from __future__ import annotations
 
 #: A packet is resent at most this many times.
 MAX_RESENDS = 3
-#: A packet NACKed this many times is lost for good as far as the receiver is concerned
-#: (resent `MAX_RESENDS` times and lost again, or refused for want of room): its frame
-#: cannot be decoded, nor, for a base-layer packet, anything after it until a keyframe,
-#: which a browser asks for only after waiting up to 3 s. `ResendGate.allow` reports it.
-GIVE_UP_AFTER = 6
 #: Seconds between two resends of a packet, at least (the RTT when it is longer, times
 #: `RTT_FACTOR`: a receiver's RTT estimate and the queue's delay vary).
 MIN_INTERVAL = 0.04
@@ -32,9 +27,14 @@ MAX_TRACKED = 2048
 
 class ResendGate:
     """Owns, per sequence number recently NACKed on one subscription, when it was first
-    asked for, when it was last resent, how often it was resent and how often asked for (a
-    bounded dict). `allow(seq, now, rtt)` decides and counts the request; `sent(seq, now)`
-    records a resend that went out."""
+    asked for, when it was last resent, how often it was resent and whether it was given
+    up (a bounded dict). `allow(seq, now, rtt)` decides; `sent(seq, now)` records a
+    resend that went out.
+
+    A packet asked for again a round trip after its `MAX_RESENDS`th resend is lost for
+    good as far as the receiver is concerned: its frame cannot be decoded, nor, for a
+    base-layer packet, anything after it until a keyframe, which a browser asks for only
+    after waiting up to 3 s. `allow` reports it, once per packet."""
 
     __slots__ = ("_entries", "given_up", "max_resends", "min_interval", "refused")
 
@@ -43,17 +43,18 @@ class ResendGate:
             raise ValueError("max_resends must be at least 1 and min_interval not negative")
         self.max_resends = max_resends
         self.min_interval = min_interval
-        #: seq -> [first asked, last resent, resends, requests]; insertion-ordered
+        #: seq -> [first asked, last resent, resends, given up (0/1)]; insertion-ordered
         self._entries: dict[int, list[float]] = {}
         #: NACKed packets not resent because of these two limits
         self.refused = 0
-        #: packets asked for `GIVE_UP_AFTER` times (each counted once)
+        #: packets given up (each counted once)
         self.given_up = 0
 
     def allow(self, seq: int, now: float, rtt: float | None = None) -> tuple[bool, bool]:
-        """(may packet `seq` be resent now, has the receiver now asked for it
-        `GIVE_UP_AFTER` times). A refusal is counted; a resend that goes out is recorded
-        with `sent`. `rtt` (s, None: unknown) widens the interval between two resends."""
+        """(may packet `seq` be resent now, is it lost for good: asked for again a round
+        trip after its last allowed resend). A refusal is counted; a resend that goes out
+        is recorded with `sent`. `rtt` (s, None: unknown) widens the interval between two
+        resends."""
         entries = self._entries
         entry = entries.get(seq)
         if entry is not None and now - entry[0] > FORGET_AFTER:
@@ -61,18 +62,20 @@ class ResendGate:
             entry = None
         if entry is None:
             self._forget(now)
-            entry = entries[seq] = [now, float("-inf"), 0.0, 0.0]
-        entry[3] += 1
-        hopeless = entry[3] == GIVE_UP_AFTER
-        if hopeless:
-            self.given_up += 1
+            entries[seq] = [now, float("-inf"), 0.0, 0.0]
+            return True, False
         interval = self.min_interval
         if rtt is not None and rtt > 0:
             interval = max(interval, RTT_FACTOR * rtt)
-        if entry[2] >= self.max_resends or now - entry[1] < interval:
-            self.refused += 1
-            return False, hopeless
-        return True, hopeless
+        due = now - entry[1] >= interval
+        if entry[2] < self.max_resends and due:
+            return True, False
+        self.refused += 1
+        if due and not entry[3]:
+            entry[3] = 1.0
+            self.given_up += 1
+            return False, True
+        return False, False
 
     def sent(self, seq: int, now: float) -> None:
         """Packet `seq` (asked for through `allow`) was resent at `now`."""

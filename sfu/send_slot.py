@@ -563,7 +563,7 @@ class SendSlot:
         install_sender_nack_counter(transceiver.sender, self._count_nack)
         #: repeated NACKs of a packet resent less than a round trip ago are not answered
         self.resends = ResendGate()
-        #: keyframes asked for because a packet was NACKed `GIVE_UP_AFTER` times
+        #: keyframes asked for because the gate gave a packet up (lost for good)
         self.keyframes_for_losses = 0
         self._clock = time.monotonic
         self.downlink = downlink
@@ -627,7 +627,7 @@ class SendSlot:
         allocator, when retransmissions used up their share of the subscriber's limited
         downlink (`DownlinkEstimate.allow_retransmission`). With one, a resend is queued in
         its modelled link queue (`SubscriberAllocator.charge`): upper-layer frames make
-        room for it. A packet asked for `GIVE_UP_AFTER` times asks for a keyframe."""
+        room for it. A packet the gate gives up asks the publisher for a keyframe."""
         self.nacks += 1
         downlink = self.downlink
         if downlink is not None:

@@ -1,6 +1,6 @@
 """`ResendGate`: a NACKed packet is resent again only a round trip after its last resend,
-and at most `MAX_RESENDS` times; one asked for `GIVE_UP_AFTER` times is reported once; the
-state stays bounded."""
+and at most `MAX_RESENDS` times; one asked for again a round trip after its last resend
+is given up, once; the state stays bounded."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import pytest
 
 from sfu.resend_gate import (
     FORGET_AFTER,
-    GIVE_UP_AFTER,
     MAX_RESENDS,
     MAX_TRACKED,
     MIN_INTERVAL,
@@ -64,8 +63,24 @@ def test_a_packet_is_resent_at_most_max_resends_times_and_given_up_once() -> Non
         now += 0.1
     assert answered == MAX_RESENDS
     assert gate.refused == 10 - MAX_RESENDS
-    assert hopeless.index(True) == GIVE_UP_AFTER - 1 and hopeless.count(True) == 1
+    # the first request after the last resend's round trip gives it up, once
+    assert hopeless.index(True) == MAX_RESENDS and hopeless.count(True) == 1
     assert gate.given_up == 1
+
+
+def test_quick_repeats_do_not_give_a_packet_up() -> None:
+    """A receiver repeating its NACK faster than the round trip: refused, never given up
+    while the resends have not had their round trip."""
+    gate = ResendGate()
+    now = 10.0
+    results = []
+    for _ in range(40):
+        allowed, given_up = gate.allow(4, now, rtt=0.2)
+        if allowed:
+            gate.sent(4, now)
+        results.append((allowed, given_up))
+        now += 0.01  # every 10 ms, for 0.4 s: two resends, 0.24 s apart
+    assert sum(a for a, _ in results) == 2 and not any(g for _, g in results)
 
 
 def test_a_sequence_number_seen_again_much_later_is_a_new_loss() -> None:

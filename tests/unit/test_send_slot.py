@@ -15,7 +15,7 @@ from sfu.allocator import SubscriberAllocator
 from sfu.downlink import RETRANSMISSION_SIZE
 from sfu.frame_assembler import EncodedFrame
 from sfu.published_track import PublishedTrack
-from sfu.resend_gate import GIVE_UP_AFTER
+from sfu.resend_gate import MAX_RESENDS
 from sfu.send_slot import SendSlot, SubscribedTrack
 from tests.unit.fakes import FakeClock
 
@@ -250,7 +250,7 @@ async def test_a_packet_asked_for_again_and_again_asks_the_publisher_for_a_keyfr
     slot = SendSlot(transceiver, SubscribedTrack("video"))
     slot.attach(published)
     slot._clock = clock
-    for _ in range(GIVE_UP_AFTER + 3):
+    for _ in range(MAX_RESENDS + 4):
         await transceiver.sender._retransmit(11)
         clock.advance(0.1)
     assert slot.stats().keyframes_for_losses == 1
