@@ -15,8 +15,7 @@ subscriber's REMB (its delay-based estimate). Differences from Galene, on purpos
   fraction stand for two intervals), and a decrease needs
   the loss to be significantly above 10 % (two standard deviations of a binomial draw at
   10 %). So 5 % random loss on the link never ratchets the rate down by a noisy report,
-  while a congested link (tens of percent loss) is cut at once; a round whose loss is
-  already significantly above 20 % ends after 0.3 s (an overflowing queue).
+  while a congested link (tens of percent loss) is cut at once.
 - A cut starts from the lower of the current estimate and what was actually sent during
   the round or the round before (payload bits: the loss a report shows was caused by
   packets sent a queue and a report interval earlier, perhaps before the layers were
@@ -81,10 +80,6 @@ CLEAN_HEADROOM = 1.25
 MIN_ROUND = 0.8
 MIN_ROUND_PACKETS = 20
 MAX_ROUND = 5.0
-#: A round ends after only this long (s) when its loss is already significantly above
-#: `EARLY_LOSS`: an overflowing queue is answered half a second sooner.
-EARLY_ROUND = 0.3
-EARLY_LOSS = 0.2
 #: Standard deviations above HIGH_LOSS a round's loss must be for a cut.
 SIGNIFICANCE = 2.0
 #: Without any feedback for this long (s) the estimate is unknown again (Galene: 30 s).
@@ -260,20 +255,10 @@ class DownlinkEstimate:
         self._round_packets += packets
         self._round_lost += packets * fraction_lost / 256 if lost is None else lost
         elapsed = now - self._round_start
-        n = self._round_packets
-        if (
-            elapsed >= MAX_ROUND
-            or (elapsed >= MIN_ROUND and n >= MIN_ROUND_PACKETS)
-            or (elapsed >= EARLY_ROUND and n >= MIN_ROUND_PACKETS and self._overflowing())
+        if elapsed >= MAX_ROUND or (
+            elapsed >= MIN_ROUND and self._round_packets >= MIN_ROUND_PACKETS
         ):
             self._evaluate(now, elapsed)
-
-    def _overflowing(self) -> bool:
-        """Does the round so far show loss significantly above `EARLY_LOSS` (a queue
-        overflowing, not random loss)?"""
-        n, lost = self._round_packets, self._round_lost
-        margin = SIGNIFICANCE * math.sqrt(EARLY_LOSS * (1 - EARLY_LOSS) * n)
-        return lost - EARLY_LOSS * n > margin
 
     def on_nack(self, count: int = 1) -> None:
         """`count` packets the subscriber asked to be retransmitted."""

@@ -7,7 +7,6 @@ import pytest
 from sfu.downlink import (
     CLEAN_HEADROOM,
     DECREASE_HOLD,
-    EARLY_ROUND,
     FEEDBACK_TIMEOUT,
     MIN_DOWNLINK_BITRATE,
     REMB_TIMEOUT,
@@ -255,23 +254,6 @@ def test_reports_are_weighted_by_packets() -> None:
     stats = estimate.stats()
     assert stats.loss is not None and stats.loss < 0.05
     assert stats.decreases == 0 and stats.bitrate is None
-
-
-def test_an_overflowing_queue_ends_the_round_early() -> None:
-    clock = FakeClock()
-    estimate = DownlinkEstimate(clock=clock)
-    estimate.on_receiver_report(0, 0, ssrc=1, cumulative_lost=0)
-    clock.advance(EARLY_ROUND + 0.01)
-    estimate.on_sent(15_000)
-    estimate.on_receiver_report(0, 30, ssrc=1, cumulative_lost=13)  # 13 of 30 lost
-    stats = estimate.stats()
-    assert stats.decreases == 1 and stats.bitrate is not None
-    # 5 % random loss never does: the round waits for its MIN_ROUND
-    calm = DownlinkEstimate(clock=clock)
-    calm.on_receiver_report(0, 0, ssrc=1, cumulative_lost=0)
-    clock.advance(EARLY_ROUND + 0.01)
-    calm.on_receiver_report(0, 40, ssrc=1, cumulative_lost=3)
-    assert calm.stats().loss is None  # not evaluated yet
 
 
 def test_cumulative_counts_measure_loss_across_lost_and_short_reports() -> None:
