@@ -11,7 +11,9 @@ by a veth pair, with ``lo`` up and one IPv4 address (``10.77.0.N/24`` by default
   egress, random loss by an nftables ``netdev`` rule at the host's ``eth0`` ingress.
 
 Loss is applied after the shaper and silently, like on a real path (a drop at the sender's
-``output`` hook would fail its ``sendto`` with EPERM); ARP is never dropped.
+``output`` hook would fail its ``sendto`` with EPERM); ARP is never dropped. It is per
+datagram: every veth end has ``gso_max_segs 1``, so a UDP GSO batch is segmented before
+it crosses a veth (the loss rule would otherwise drop a whole batch or none of it).
 
 ``tbf`` is given a *realistic* buffer (``buffer_ms`` of queue at the link rate, 200 ms by
 default, or ``buffer_bytes``) rather than a 1000-packet queue, so a congested link drops
@@ -340,6 +342,11 @@ class NetworkLab:
         # solicitations, no link-local ICE candidates
         _run(["ip", "-n", netns, "link", "set", IFNAME, "addrgenmode", "none", "up"])
         _run(["ip", "-n", self.hub, "link", "set", hub_port, "addrgenmode", "none"])
+        # a UDP GSO batch (the server sends a frame's packets in one) would cross the
+        # veth as ONE buffer, and the loss rule would drop all its datagrams or none: the
+        # kernel segments it before the veth instead, so loss is per datagram
+        _run(["ip", "-n", netns, "link", "set", IFNAME, "gso_max_segs", "1"])
+        _run(["ip", "-n", self.hub, "link", "set", hub_port, "gso_max_segs", "1"])
         _run(["ip", "-n", self.hub, "link", "set", hub_port, "master", "br0", "up"])
         self.exec_checked(netns, ["nft", "-f", "-"], stdin=_NFT_HOST_TABLE)
         self.exec_checked(
