@@ -90,8 +90,10 @@ REMB_TIMEOUT = 10.0
 DEFAULT_REPORT_PACKETS = 50
 #: A report covering more packets than this (a sequence jump) counts as this many.
 MAX_REPORT_PACKETS = 10_000
-#: On a limited downlink, retransmissions get at most this share of the estimate, in a
-#: bucket of this many seconds; a NACKed packet counts as this many bytes.
+#: Without an allocator (downlink adaptation off), retransmissions on a limited downlink
+#: get what the last round left of the estimate and at least this share of it, in a
+#: bucket of this many seconds (`allow_retransmission`); a NACKed packet counts as this
+#: many bytes (also in the allocator's link queue model).
 RETRANSMISSION_SHARE = 0.15
 RETRANSMISSION_BURST = 0.5
 RETRANSMISSION_SIZE = 1200
