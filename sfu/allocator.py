@@ -217,7 +217,7 @@ class SubscriberAllocator:
         if drain is None:
             return True
         now = self._clock()
-        queued = max(0.0, self._queued - (now - self._queued_at) * drain)
+        queued = self._level(now, drain)
         self._queued_at = now
         if tid > 0 and queued + nbytes > SHED_AT[min(tid, len(SHED_AT) - 1)] * LINK_QUEUE * drain:
             self._queued = queued
@@ -234,9 +234,11 @@ class SubscriberAllocator:
     def queued(self) -> float:
         """Bytes in the modelled link queue now (0 while the budget is unknown)."""
         drain = self._drain
-        if drain is None:
-            return 0.0
-        return max(0.0, self._queued - (self._clock() - self._queued_at) * drain)
+        return 0.0 if drain is None else self._level(self._clock(), drain)
+
+    def _level(self, now: float, drain: float) -> float:
+        """What the modelled queue holds at `now`, drained at `drain` bytes/s."""
+        return max(0.0, self._queued - (now - self._queued_at) * drain)
 
     def _read_budget(self) -> int | None:
         """The budget, or None (unlimited) when the callable fails or returns anything but

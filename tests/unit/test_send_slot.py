@@ -183,6 +183,18 @@ def fake_transceiver() -> Any:
     return SimpleNamespace(sender=sender, direction="sendonly", mid="4", kind="video")
 
 
+def recording_transceiver() -> tuple[Any, list[int]]:
+    """A `fake_transceiver` whose sender records the sequence numbers it resends."""
+    resent: list[int] = []
+
+    async def retransmit(sequence_number: int) -> None:
+        resent.append(sequence_number)
+
+    transceiver = fake_transceiver()
+    transceiver.sender._retransmit = retransmit
+    return transceiver, resent
+
+
 async def test_send_slot_counts_plis_asks_the_published_track_and_hears_its_close() -> None:
     clock = FakeClock()
     sent: list[int] = []
@@ -215,13 +227,7 @@ async def test_send_slot_counts_plis_asks_the_published_track_and_hears_its_clos
 
 
 async def test_a_repeated_nack_within_a_round_trip_is_not_resent() -> None:
-    resent: list[int] = []
-
-    async def retransmit(sequence_number: int) -> None:
-        resent.append(sequence_number)
-
-    transceiver = fake_transceiver()
-    transceiver.sender._retransmit = retransmit
+    transceiver, resent = recording_transceiver()
     slot = SendSlot(transceiver, SubscribedTrack("video"))
     clock = FakeClock()
     slot._clock = clock
@@ -260,13 +266,7 @@ async def test_a_packet_asked_for_again_and_again_asks_the_publisher_for_a_keyfr
 
 
 async def test_retransmissions_are_queued_in_the_link_queue_never_refused_for_room() -> None:
-    resent: list[int] = []
-
-    async def retransmit(sequence_number: int) -> None:
-        resent.append(sequence_number)
-
-    transceiver = fake_transceiver()
-    transceiver.sender._retransmit = retransmit
+    transceiver, resent = recording_transceiver()
     track = SubscribedTrack("video")
     clock = FakeClock()
     allocator = SubscriberAllocator(lambda: 450_000, clock=clock)
