@@ -171,6 +171,9 @@ class SubscribedTrack(MediaStreamTrack):
         #: True when layer selection must look at each frame (see `_update_filter`)
         self._filter = False
         self._up_wait = 0
+        #: the temporal layer of the last frame the link queue shed: frames of it and
+        #: above wait for a frame of a lower layer (they may reference the one shed)
+        self._hole: int | None = None
         #: the sender's push offer (`set_frame_sink`)
         self._sink: FrameSink | None = None
         self.push_errors = 0
@@ -269,14 +272,7 @@ class SubscribedTrack(MediaStreamTrack):
         self.dropped += 1
         if tid < 1:
             self._wait_for_keyframe()
-        else:
-            self._skip_layer(tid)
-
-    def _skip_layer(self, tid: int) -> None:
-        """A frame of temporal layer `tid` (>= 1) was not forwarded: forward only the
-        layers below it until that layer's next sync frame or keyframe (a later frame of
-        that layer may reference the one dropped)."""
-        if self.max_tid >= tid:
+        elif self.max_tid >= tid:
             self.max_tid = tid - 1
             self._update_filter()
 
@@ -377,10 +373,15 @@ class SubscribedTrack(MediaStreamTrack):
             return True
         # untagged video and keyframes count as the base layer: never shed
         level = 0 if layer is None or item.is_keyframe else layer.tid
+        hole = self._hole
+        if hole is not None:
+            if level >= hole:
+                return False  # it may reference the frame shed: wait for a lower layer
+            self._hole = None
         if allocator.admit(item.size, level):
             return True
+        self._hole = level
         self.shed += 1
-        self._skip_layer(level)
         return False
 
     # ------------------------------------------------------------------ the sender's read

@@ -406,7 +406,7 @@ async def test_a_publisher_jump_sheds_upper_layers_before_the_allocation_sees_it
     shed = [i for i in frames if i not in sent]
     assert shed and room.sub.stats().shed > 0
     assert room.sub.stats().layer_drops >= len(shed)
-    for i in shed:  # the layer shed and above wait (at least) for a lower layer
+    for i in shed:  # a frame of the layer shed or above waits for a lower layer
         tid = PATTERN[i % 8][0]
         j = i + 1
         while j < room.index and PATTERN[j % 8][0] >= tid and PATTERN[j % 8][0] > 0:
