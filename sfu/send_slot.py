@@ -376,7 +376,11 @@ class SubscribedTrack(MediaStreamTrack):
         hole = self._hole
         if hole is not None:
             if level >= hole:
-                return False  # it may reference the frame shed: wait for a lower layer
+                # it may reference the frame shed: wait for a lower layer. A non-sync
+                # frame after that may still reference it (Chromium then drops it);
+                # waiting for the layer's sync frame instead measured worse at 300 kbit/s
+                # (benchmarks/README.md)
+                return False
             self._hole = None
         if allocator.admit(item.size, level):
             return True
