@@ -67,7 +67,8 @@ class SubscriberAllocator:
     needs `up_margin` headroom and `up_hold` seconds since the last move down, or
     `PAUSE_HOLD` since a pause (a frozen picture); either is doubled, up to
     `MAX_PROBE_WAIT`, each time a move up is followed within 2 x `PROBE_TIME` by a move
-    down on a lower budget, so the choice does not flap. A subscription paused for `PROBE_WAIT`
+    down on a lower budget or a higher base-layer rate (a publisher's bitrate moves too),
+    so the choice does not flap. A subscription paused for `PROBE_WAIT`
     s (doubling after each probe that fails) probes: it gets its base layer for
     `PROBE_TIME` s whatever the budget, so that the estimate can see whether the link
     carries it now. A track's published layer rates (`PublishedTrack.layer_bitrates`, or
@@ -103,8 +104,8 @@ class SubscriberAllocator:
         self._levels: dict[SubscribedTrack, int] = {}
         self._down_at: dict[SubscribedTrack, float] = {}
         self._paused_at: dict[SubscribedTrack, float] = {}
-        #: when each track last moved up, and the budget then
-        self._up_at: dict[SubscribedTrack, tuple[float, int | None]] = {}
+        #: when each track last moved up, the budget and its base layer's rate then
+        self._up_at: dict[SubscribedTrack, tuple[float, int | None, int | None]] = {}
         self._hold: dict[SubscribedTrack, float] = {}
         self._probe_wait: dict[SubscribedTrack, float] = {}
         self._probe_start: dict[SubscribedTrack, float] = {}
@@ -204,8 +205,9 @@ class SubscriberAllocator:
                     left -= step
         for track in order:
             level = levels[track]
+            rates = costs[track]
             self._apply(
-                track, level if level == PAUSED else _tid(level, len(costs[track]) - 1), now
+                track, level if level == PAUSED else _tid(level, len(rates) - 1), now, rates[0]
             )
 
     def admit(self, nbytes: int, tid: int) -> bool:
@@ -219,11 +221,14 @@ class SubscriberAllocator:
         now = self._clock()
         queued = self._level(now, drain)
         self._queued_at = now
-        if tid > 0 and queued + nbytes > SHED_AT[min(tid, len(SHED_AT) - 1)] * LINK_QUEUE * drain:
+        size = LINK_QUEUE * drain
+        if tid > 0 and queued + nbytes > SHED_AT[min(tid, len(SHED_AT) - 1)] * size:
             self._queued = queued
             self.shed += 1
             return False
-        self._queued = queued + nbytes
+        # what overflows the modelled queue is what the real one drops (or the budget
+        # is too low): remembering it would shed upper layers long after the link drained
+        self._queued = min(queued + nbytes, size)
         return True
 
     def charge(self, nbytes: int) -> None:
@@ -235,6 +240,12 @@ class SubscriberAllocator:
         """Bytes in the modelled link queue now (0 while the budget is unknown)."""
         drain = self._drain
         return 0.0 if drain is None else self._level(self._clock(), drain)
+
+    def queue_delay(self) -> float:
+        """Seconds a packet sent now waits in the modelled link queue (0 while the budget
+        is unknown)."""
+        drain = self._drain
+        return 0.0 if drain is None else self._level(self._clock(), drain) / drain
 
     def _level(self, now: float, drain: float) -> float:
         """What the modelled queue holds at `now`, drained at `drain` bytes/s."""
@@ -277,21 +288,27 @@ class SubscriberAllocator:
         self.probes += 1
         return True
 
-    def _apply(self, track: SubscribedTrack, tid: int, now: float) -> None:
+    def _apply(self, track: SubscribedTrack, tid: int, now: float, cost: int | None = None) -> None:
+        """Set `track`'s target `tid`; `cost` is its base layer's rate (bps) now."""
         before = self._levels.get(track)
         self._levels[track] = tid
         if before is not None and tid < before:
             self._down_at[track] = now
-            # a move down soon after a move up, because the budget fell: that layer did not
-            # fit the link; wait longer
+            # a move down soon after a move up: that layer did not fit; wait longer
             up = self._up_at.get(track)
             hold = self._hold.get(track, self._up_hold)
+            # (the budget fell, or its publisher's rate rose: either way the move up did
+            # not hold, and a resume from a pause costs the viewer a keyframe wait)
             budget = self.last_budget
             failed = (
                 up is not None
                 and now - up[0] < 2 * PROBE_TIME
                 and budget is not None
-                and (up[1] is None or budget < up[1])
+                and (
+                    up[1] is None
+                    or budget < up[1]
+                    or (cost is not None and up[2] is not None and cost > up[2])
+                )
             )
             if failed:
                 self._hold[track] = min(2 * hold, MAX_PROBE_WAIT)
@@ -300,7 +317,7 @@ class SubscriberAllocator:
             else:
                 self._hold[track] = self._up_hold
         elif before is not None and tid > before:
-            self._up_at[track] = (now, self.last_budget)
+            self._up_at[track] = (now, self.last_budget, cost)
         if tid == PAUSED and before != PAUSED:
             self._paused_at[track] = now
             start = self._probe_start.pop(track, None)
