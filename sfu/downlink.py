@@ -35,7 +35,10 @@ subscriber's REMB (its delay-based estimate). Differences from Galene, on purpos
   what it and the round before both carried (the lower of their rates sent: a burst a
   deep queue absorbed looks clean until its losses are reported a round later), plus
   `CLEAN_HEADROOM` up to the REMB (the receiver's delay-based REMB sees the queue grow;
-  growing past it would invite the next overflow).
+  growing past it would invite the next overflow). A REMB below what the link carried
+  cleanly that is not falling bounds nothing: after an overuse, Chromium's estimator
+  climbs back about 1 kbps a second, far below the link (seen at 42-100 kbps on a
+  300 kbps link carrying 130), and the estimate then grows as without a REMB.
 - REMB values are kept per SSRC set: a browser's REMB covers all its streams (one set,
   replaced by each new REMB that shares an SSRC), aiortc sends one per receiver (disjoint
   sets, summed).
@@ -159,6 +162,8 @@ class DownlinkEstimate:
         self._round_lost = 0.0
         self._round_sent = 0
         self._last_loss: float | None = None
+        #: the REMB when the last round was evaluated
+        self._last_remb: int | None = None
         self._sent_bitrate = 0
         self.reports = 0
         self.rembs = 0
@@ -328,6 +333,7 @@ class DownlinkEstimate:
         rate = self._loss_rate
         margin = SIGNIFICANCE * math.sqrt(HIGH_LOSS * (1 - HIGH_LOSS) * n)
         remb = self._remb_total(now)
+        last_remb, self._last_remb = self._last_remb, remb
         if loss > HIGH_LOSS and lost - HIGH_LOSS * n > margin:
             if rate is None:
                 base = judged if judged > 0 else float(remb or MAX_DOWNLINK_BITRATE)
@@ -348,8 +354,18 @@ class DownlinkEstimate:
             # below the cut threshold the rate grows: random loss does not rise with the
             # rate, congestion does (and then cuts); a clean round grows it faster
             clean = loss < LOW_LOSS
-            # the link has shown congestion: grow up to the receiver's estimate only
-            limit = float(MAX_DOWNLINK_BITRATE) if remb is None else float(remb)
+            # the link has shown congestion: grow up to the receiver's estimate only;
+            # unless that says less than the link carried cleanly (two rounds) and is not
+            # falling: no queue is growing, the receiver's estimator only climbs slowly
+            # back from a past overuse (Chromium's: about 1 kbps a second), and bounding
+            # by it would hold an over-cut estimate below the link for tens of seconds
+            stale = (
+                remb is not None
+                and clean
+                and remb < proven
+                and (last_remb is None or remb >= last_remb)
+            )
+            limit = float(MAX_DOWNLINK_BITRATE) if remb is None or stale else float(remb)
             fast = clean and remb is not None and rate < remb / 2
             step = FAST_INCREASE if fast else INCREASE
             grown = min(rate * step, max(rate, limit), float(MAX_DOWNLINK_BITRATE))

@@ -100,10 +100,35 @@ def test_after_a_cut_clean_rounds_grow_only_up_to_the_remb() -> None:
     link.estimate.on_remb(320_000, [1])
     burst = link.round(440_000, 0.0)  # clean so far: the queue absorbed it
     assert burst == 320_000  # not believed yet: its losses come with the next reports
-    # a rate carried cleanly for two rounds is believed, past the REMB
+    # a rate carried cleanly for two rounds is believed, past the REMB, which then bounds
+    # nothing (a REMB below what the link carries cleanly): room is added
     link.estimate.on_remb(320_000, [1])
     carried = link.round(440_000, 0.0)
-    assert carried == 440_000 and carried < CLEAN_HEADROOM * 440_000
+    assert carried == pytest.approx(CLEAN_HEADROOM * 440_000, abs=1)
+
+
+def test_a_remb_below_what_the_link_carries_cleanly_does_not_hold_the_rate_down() -> None:
+    """After an overuse Chromium's REMB climbs back slowly (about 1 kbps a round) from far
+    below what its link carries: while it is below what was carried cleanly and not
+    falling it bounds nothing, and the estimate grows. A falling REMB (a queue building
+    up) still bounds it."""
+    link = Link()
+    cut = link.round(400_000, 0.5)
+    assert cut is not None and cut < 320_000
+    remb = 45_000
+    rates = []
+    for _ in range(12):
+        link.estimate.on_remb(remb, [1])
+        remb += 1_000
+        rates.append(link.round(120_000, 0.0))  # 120 kbps get through cleanly
+    values = [r for r in rates if r is not None]
+    assert len(values) == 12 and values[-1] > 1.5 * cut, rates
+    assert values == sorted(values)
+    # now the REMB falls below what is carried: the rate stops growing
+    link.estimate.on_remb(40_000, [1])
+    held = link.round(120_000, 0.0)
+    link.estimate.on_remb(38_000, [1])
+    assert link.round(120_000, 0.0) == held
 
 
 def test_a_cut_stops_at_the_goodput_of_a_congested_link() -> None:
