@@ -21,6 +21,10 @@ MIN_INTERVAL = 0.04
 RTT_FACTOR = 1.2
 #: Entries older than this (s) are forgotten (the receiver gave up on them long before).
 FORGET_AFTER = 3.0
+#: A packet is given up no sooner than this (s) after it was first asked for: the resends
+#: wait in the bottleneck's queue (a quarter second at a slow link's overflow) while the
+#: RTT aiortc measured, smoothed over seconds, still says a millisecond.
+GIVE_UP_AFTER = 0.5
 #: At most this many packets are tracked; the oldest go first.
 MAX_TRACKED = 2048
 
@@ -31,8 +35,9 @@ class ResendGate:
     up (a bounded dict). `allow(seq, now, rtt)` decides; `sent(seq, now)` records a
     resend that went out.
 
-    A packet asked for again a round trip after its `MAX_RESENDS`th resend is lost for
-    good as far as the receiver is concerned: its frame cannot be decoded, nor, for a
+    A packet asked for again a round trip after its `MAX_RESENDS`th resend, and at least
+    `GIVE_UP_AFTER` s after it was first asked for, is lost for good as far as the
+    receiver is concerned: its frame cannot be decoded, nor, for a
     base-layer packet, anything after it until a keyframe, which a browser asks for only
     after waiting up to 3 s. `allow` reports it, once per packet."""
 
@@ -71,7 +76,7 @@ class ResendGate:
         if entry[2] < self.max_resends and due:
             return True, False
         self.refused += 1
-        if due and not entry[3]:
+        if due and not entry[3] and now - entry[0] >= GIVE_UP_AFTER:
             entry[3] = 1.0
             self.given_up += 1
             return False, True

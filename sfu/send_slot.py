@@ -637,7 +637,13 @@ class SendSlot:
         if downlink is not None:
             downlink.on_nack(1)
         now = self._clock()
-        allowed, hopeless = self.resends.allow(seq, now, sender_rtt(self.transceiver.sender))
+        rtt = sender_rtt(self.transceiver.sender)
+        allocator = self.track.allocator
+        if allocator is not None:
+            # a resend waits behind what the link queue holds: a NACK repeated before it
+            # could have arrived crossed it (aiortc's RTT is smoothed over seconds)
+            rtt = (rtt or 0.0) + allocator.queue_delay()
+        allowed, hopeless = self.resends.allow(seq, now, rtt)
         if hopeless:
             # asked for again and again: lost for good for this subscriber, whose decoder
             # waits for a keyframe (a browser asks for one only after up to 3 s)
@@ -647,7 +653,6 @@ class SendSlot:
                 published.request_keyframe()
         if not allowed:
             return False
-        allocator = self.track.allocator
         if allocator is not None:
             # never refused for room: a frame missing a packet is worth nothing (a
             # keyframe's most of all), so upper-layer frames make room for the resend

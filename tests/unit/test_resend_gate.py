@@ -4,10 +4,13 @@ is given up, once; the state stays bounded."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from sfu.resend_gate import (
     FORGET_AFTER,
+    GIVE_UP_AFTER,
     MAX_RESENDS,
     MAX_TRACKED,
     MIN_INTERVAL,
@@ -60,11 +63,13 @@ def test_a_packet_is_resent_at_most_max_resends_times_and_given_up_once() -> Non
             gate.sent(9, now)
             answered += 1
         hopeless.append(given_up)
-        now += 0.1
+        now += 0.125  # exact in binary
     assert answered == MAX_RESENDS
     assert gate.refused == 10 - MAX_RESENDS
-    # the first request after the last resend's round trip gives it up, once
-    assert hopeless.index(True) == MAX_RESENDS and hopeless.count(True) == 1
+    # the first request after the last resend's round trip, and GIVE_UP_AFTER after the
+    # first, gives it up, once
+    first = max(MAX_RESENDS, math.ceil(GIVE_UP_AFTER / 0.125))
+    assert hopeless.index(True) == first and hopeless.count(True) == 1
     assert gate.given_up == 1
 
 
@@ -81,6 +86,21 @@ def test_quick_repeats_do_not_give_a_packet_up() -> None:
         results.append((allowed, given_up))
         now += 0.01  # every 10 ms, for 0.4 s: two resends, 0.24 s apart
     assert sum(a for a, _ in results) == 2 and not any(g for _, g in results)
+
+
+def test_a_packet_is_not_given_up_before_its_resends_could_cross_a_full_queue() -> None:
+    """An RTT of a millisecond (aiortc's smoothed value on an idle link) while the link's
+    queue delays the resends: the receiver's repeats within GIVE_UP_AFTER give nothing up."""
+    gate = ResendGate()
+    now, given = 10.0, []
+    while now < 10.0 + GIVE_UP_AFTER - 0.05:
+        allowed, given_up = gate.allow(8, now, rtt=0.001)
+        if allowed:
+            gate.sent(8, now)
+        given.append(given_up)
+        now += 0.045
+    assert len(given) > MAX_RESENDS + 2 and not any(given)
+    assert gate.allow(8, 10.0 + GIVE_UP_AFTER, rtt=0.001) == (False, True)
 
 
 def test_a_sequence_number_seen_again_much_later_is_a_new_loss() -> None:
