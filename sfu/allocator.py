@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from sfu.layers import MAX_TID
+from sfu.pacer import Pacer
 
 if TYPE_CHECKING:
     from sfu.send_slot import SubscribedTrack
@@ -51,6 +52,9 @@ PAUSED = -1
 #: is the allocation's to answer: fewer layers or a pause).
 LINK_QUEUE = 0.25
 SHED_AT = (float("inf"), 0.8, 0.5)
+#: The subscriber's video datagrams are paced (`pacer`) at this multiple of the video
+#: budget (with its headers): bursts (keyframes) go at about the link's rate.
+PACE_FACTOR = 1.2
 
 
 class SubscriberAllocator:
@@ -78,8 +82,11 @@ class SubscriberAllocator:
     `LINK_QUEUE`): the tracks ask it per frame, and it sheds upper-layer frames that
     would fill the queue past their share; retransmissions are queued there (`charge`).
 
+    It owns the `Pacer` its tracks' lean senders send video through (`pacer`: the budget
+    times `PACE_FACTOR`; none while the budget is unknown).
+
     Tracks of transcoding published tracks or without one are left alone. `add()` /
-    `remove()` manage the set; nothing to close (the participant drops it).
+    `remove()` manage the set; `close()` closes the pacer.
     """
 
     def __init__(
@@ -107,6 +114,8 @@ class SubscriberAllocator:
         #: when each track last moved up, the budget and its base layer's rate then
         self._up_at: dict[SubscribedTrack, tuple[float, int | None, int | None]] = {}
         self._hold: dict[SubscribedTrack, float] = {}
+        #: the hold of each track's last pause (PAUSE_HOLD, doubled per failed resume)
+        self._pause_hold: dict[SubscribedTrack, float] = {}
         self._probe_wait: dict[SubscribedTrack, float] = {}
         self._probe_start: dict[SubscribedTrack, float] = {}
         #: probes started (a paused subscription resumed to test the link)
@@ -122,10 +131,16 @@ class SubscriberAllocator:
         self._queued_at = 0.0
         #: upper-layer frames not sent because the modelled queue was full (`admit`)
         self.shed = 0
+        #: paces the subscriber's video datagrams at the budget (`sfu.pacer`)
+        self.pacer = Pacer(clock=clock)
 
     @property
     def tracks(self) -> list[SubscribedTrack]:
         return list(self._tracks)
+
+    def close(self) -> None:
+        """Stop pacing (what waits is not sent); idempotent."""
+        self.pacer.close()
 
     def add(self, track: SubscribedTrack) -> None:
         """Share the budget with `track` (idempotent); allocate at its next frame (also
@@ -143,6 +158,7 @@ class SubscriberAllocator:
             self._paused_at.pop(track, None)
             self._up_at.pop(track, None)
             self._hold.pop(track, None)
+            self._pause_hold.pop(track, None)
             self._probe_wait.pop(track, None)
             self._probe_start.pop(track, None)
             self._next = self._clock()
@@ -170,6 +186,9 @@ class SubscriberAllocator:
             None
             if budget is None
             else max(1.0, (budget - self._audio_reserve) / 8 / PACKET_OVERHEAD)
+        )
+        self.pacer.set_rate(
+            None if self._drain is None else self._drain * PACKET_OVERHEAD * PACE_FACTOR
         )
         tracks = [
             t for t in self._tracks if t.published is not None and t.published.mode == "passthrough"
@@ -297,8 +316,9 @@ class SubscriberAllocator:
             # a move down soon after a move up: that layer did not fit; wait longer
             up = self._up_at.get(track)
             hold = self._hold.get(track, self._up_hold)
-            # (the budget fell, or its publisher's rate rose: either way the move up did
-            # not hold, and a resume from a pause costs the viewer a keyframe wait)
+            # (the budget fell, or its publisher's base layer grew past the margin: either
+            # way the move up did not hold, and a resume from a pause costs the viewer a
+            # keyframe wait)
             budget = self.last_budget
             failed = (
                 up is not None
@@ -307,13 +327,17 @@ class SubscriberAllocator:
                 and (
                     up[1] is None
                     or budget < up[1]
-                    or (cost is not None and up[2] is not None and cost > up[2])
+                    or (cost is not None and up[2] is not None and cost > self._up_margin * up[2])
                 )
             )
-            if failed:
+            if tid == PAUSED:
+                # a frozen picture: its own short hold, doubled only by failed resumes
+                pause_hold = self._pause_hold.get(track, PAUSE_HOLD)
+                pause_hold = min(2 * pause_hold, MAX_PROBE_WAIT) if failed else PAUSE_HOLD
+                self._pause_hold[track] = pause_hold
+                self._hold[track] = min(pause_hold, MAX_PROBE_WAIT)
+            elif failed:
                 self._hold[track] = min(2 * hold, MAX_PROBE_WAIT)
-            elif tid == PAUSED:
-                self._hold[track] = min(PAUSE_HOLD, self._up_hold)
             else:
                 self._hold[track] = self._up_hold
         elif before is not None and tid > before:

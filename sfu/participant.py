@@ -189,10 +189,13 @@ class Participant:
         """Share `budget` between this participant's video send slots (a new
         `SubscriberAllocator`; the current and future slots use it)."""
         self._downlink_budget = budget
+        if self._allocator is not None:
+            self._allocator.close()
         self._allocator = None if budget is None else SubscriberAllocator(budget)
         for slot in self._slots:
             if slot.kind == "video":
                 slot.track.set_allocator(self._allocator)
+                slot.set_pacer(None if self._allocator is None else self._allocator.pacer)
 
     @property
     def allocator(self) -> SubscriberAllocator | None:
@@ -611,6 +614,7 @@ class Participant:
                 slot.on_video_state = lambda state, slot=slot: self._video_state(slot, state)
                 if self._allocator is not None and pub.kind == "video":
                     track.set_allocator(self._allocator)
+                    slot.set_pacer(self._allocator.pacer)
                 self._slots.append(slot)
             self._video_states.pop(slot, None)  # a new subscription starts active
             slot.attach(pub)
@@ -642,6 +646,8 @@ class Participant:
         for slot in self._slots:
             slot.close()
         self._slots.clear()
+        if self._allocator is not None:
+            self._allocator.close()
         self._video_states.clear()
         pc, self._pc = self._pc, None
         if pc is not None:

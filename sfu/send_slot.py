@@ -33,6 +33,7 @@ from sfu.compat.sender import (
 from sfu.config import SendPath
 from sfu.downlink import RETRANSMISSION_SIZE, DownlinkEstimate
 from sfu.layers import MAX_TID
+from sfu.pacer import Pacer
 from sfu.published_track import FRAME_TICKS, PublishedTrack
 from sfu.resend_gate import ResendGate
 
@@ -594,6 +595,12 @@ class SendSlot:
             # transcode: the sender's encoder answers PLI/FIR itself
             install_sender_keyframe_hook(self.transceiver.sender, self._on_keyframe_request)
             self._keyframe_hook = True
+
+    def set_pacer(self, pacer: Pacer | None) -> None:
+        """Send this slot's video through `pacer` (the subscriber's, `sfu.pacer`; None:
+        at once). Only the lean send path paces."""
+        if self.lean is not None:
+            self.lean.pacer = pacer
 
     def set_viewer_paused(self, paused: bool) -> bool:
         """Stop (True) or resume (False) forwarding this slot's video because the

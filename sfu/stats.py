@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sfu.active_speaker import level_to_linear
+from sfu.allocator import SubscriberAllocator
 from sfu.compat.receiver import receiver_codec
 from sfu.downlink import DownlinkStats
 from sfu.published_track import PublishedTrack
@@ -81,6 +82,17 @@ def downlink_row(stats: DownlinkStats) -> dict[str, Any]:
         "retransmissionsRefused": stats.retransmissions_refused,
         "decreases": stats.decreases,
         "increases": stats.increases,
+    }
+
+
+def pacer_row(allocator: SubscriberAllocator | None) -> dict[str, Any]:
+    """A participant's video pacer for `/api/stats` (`sfu.pacer`): the rate it paces at
+    (bytes/s, None: not pacing), datagrams that waited, backlogs sent at once."""
+    pacer = None if allocator is None else allocator.pacer
+    return {
+        "pacerRate": None if pacer is None or pacer.rate is None else round(pacer.rate),
+        "pacedDatagrams": 0 if pacer is None else pacer.paced,
+        "pacerFlushes": 0 if pacer is None else pacer.flushes,
     }
 
 
@@ -193,7 +205,10 @@ class StatsSampler:
                         **participant.info(),
                         "connectionState": participant.connection_state(),
                         "malformedPackets": sum(participant.malformed.values()),
-                        "downlink": downlink_row(participant.downlink.stats()),
+                        "downlink": {
+                            **downlink_row(participant.downlink.stats()),
+                            **pacer_row(participant.allocator),
+                        },
                         "published": published,
                         "subscriptions": subscriptions,
                     }

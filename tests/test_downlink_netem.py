@@ -126,10 +126,14 @@ def test_slow_downlink_is_estimated_caps_the_publisher_and_recovers(
             v["slow"]["downlink"]["decreases"] >= 2
             and 0 < (v["slow"]["downlink"]["bitrate"] or 0) < 1.25 * SLOW_KBIT * 1000
             and video_cap(v) is not None
+            and v["slow"]["downlink"]["pacerRate"] is not None
         ),
     )
     estimate = view["slow"]["downlink"]["bitrate"]
     assert view["fast"]["downlink"]["decreases"] == 0, view["fast"]["downlink"]
+    # the slow subscriber's video is paced at its budget; the other's is not paced
+    assert 0 < view["slow"]["downlink"]["pacerRate"] < 600_000 / 8  # below the stream
+    assert view["fast"]["downlink"]["pacerRate"] is None
     assert all(s["downlinkEstimate"] is not None for s in view["slow"]["subscriptions"])
     [slow_video] = [s for s in view["slow"]["subscriptions"] if s["kind"] == "video"]
     # lossy now, or the adaptation already took its video off the congested link

@@ -75,6 +75,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
+from functools import partial
 from types import SimpleNamespace
 from typing import Any, Protocol
 
@@ -363,6 +364,14 @@ def _set_sink(track: Any, sink: FrameSink | None) -> bool:
     return True
 
 
+class DatagramPacer(Protocol):
+    """What the lean sender needs of a pacer (`sfu.pacer.Pacer`)."""
+
+    engaged: bool
+
+    def submit(self, datagrams: list[bytes], emit: Callable[[list[bytes]], None]) -> None: ...
+
+
 class LeanSender:
     """The lean RTP loop of one `RTCRtpSender` (see the module docstring).
 
@@ -400,6 +409,9 @@ class LeanSender:
         self.pts_in_clock_rate = False
         #: frames sent through the sink, inside the relay's fan-out
         self.frames_pushed = 0
+        #: sends this sender's frames at the subscriber's downlink rate while `engaged`
+        #: (`sfu.pacer.Pacer`, shared by the subscriber's video senders); None: at once
+        self.pacer: DatagramPacer | None = None
 
     @property
     def sender(self) -> RTCRtpSender:
@@ -450,6 +462,18 @@ class LeanSender:
         sendto = transport.sendto
         for datagram in datagrams:
             sendto(datagram, addr)
+
+    def _emit(self, r: _Route, datagrams: list[bytes]) -> None:
+        """Send datagrams of one frame on route `r` (the pacer's callback): one GSO
+        `sendmsg` when possible, else one `sendto` each."""
+        if r.is_closing():
+            return
+        if len(datagrams) == 1 or not (
+            self.gso and r.gso and self._send_gso(r.transport, r.addr, datagrams)
+        ):
+            sendto, addr = r.sendto, r.addr
+            for datagram in datagrams:
+                sendto(datagram, addr)
 
     def _send_gso(self, transport: Any, addr: tuple[str, int], datagrams: list[bytes]) -> bool:
         """Send `datagrams` in one system call (Linux UDP generic segmentation offload: all
@@ -746,7 +770,10 @@ class LeanSender:
                 seq = (seq + 1) & 0xFFFF
                 octets = sum(map(len, payloads))
             sequence_number = seq
-            if count == 1 or not (
+            pacer = self.pacer
+            if pacer is not None and pacer.engaged:
+                pacer.submit(datagrams, partial(self._emit, r))
+            elif count == 1 or not (
                 self.gso and r.gso and self._send_gso(r.transport, r.addr, datagrams)
             ):
                 sendto, addr = r.sendto, r.addr

@@ -11,6 +11,7 @@ import pytest
 from sfu.allocator import (
     AUDIO_RESERVE,
     LINK_QUEUE,
+    PACE_FACTOR,
     PACKET_OVERHEAD,
     PAUSE_HOLD,
     PAUSED,
@@ -141,11 +142,12 @@ def test_link_pause_when_the_base_layer_does_not_fit_and_hysteresis_on_resume() 
     clock.advance(0.5)
     allocator.refresh()
     assert (a.target, b.target) == (None, None)  # moved down 0.5 s ago: hold
-    clock.advance(3.0)
+    # both had moved up less than 2 s before the budget fell: their pause holds doubled
+    # (2 s, not PAUSE_HOLD; a pause's hold does not grow from the 3 s of a layer's)
+    clock.advance(1.0)
     allocator.refresh()
-    # both had moved up less than 2 s before the budget fell: their holds doubled (6 s)
-    assert (a.target, b.target) == (None, None)
-    clock.advance(3.0)
+    assert a.target is None and b.target == MAX_TID  # b paused 2 s ago, a 1.5 s ago
+    clock.advance(0.5)
     allocator.refresh()
     assert (a.target, b.target) == (MAX_TID, MAX_TID)
 
@@ -366,3 +368,19 @@ def test_the_link_queue_sheds_upper_layers_and_drains_at_the_budget() -> None:
     allocator.charge(int(0.2 * depth))  # a retransmission takes the room of a TL2 frame
     assert not allocator.admit(1, 2)
     assert allocator.shed == 3
+
+
+def test_the_pacer_runs_at_the_video_budget_only_while_it_is_known() -> None:
+    allocator, budget, clock = make(None, FakeTrack())
+    allocator.refresh()
+    assert not allocator.pacer.engaged and allocator.pacer.rate is None
+    budget.bps = video(round(400 * K * PACKET_OVERHEAD))  # 50 kB/s of video
+    clock.advance(1.0)
+    allocator.refresh()
+    assert allocator.pacer.engaged
+    assert allocator.pacer.rate == pytest.approx(50_000 * PACKET_OVERHEAD * PACE_FACTOR)
+    budget.bps = None
+    clock.advance(1.0)
+    allocator.refresh()
+    assert not allocator.pacer.engaged
+    allocator.close()

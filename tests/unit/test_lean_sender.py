@@ -30,6 +30,7 @@ from sfu.compat.lean_sender import (
     vp8_payloads,
 )
 from sfu.compat.sender import install_sender_keyframe_hook, install_sender_nack_counter
+from sfu.pacer import Pacer
 from signaling.sources import PacedAudioTrack, PacedVideoTrack, VideoClip, encode_clip
 from tests import loopback
 from tests.loopback import Consumer, negotiate, new_pc, prefer
@@ -203,6 +204,22 @@ async def test_lean_sender_end_to_end(
     async with asyncio.timeout(5):
         await link.sender.stop()
     assert link.sender.track is None
+
+
+async def test_lean_sender_sends_through_a_pacer(
+    clip: VideoClip, pcs: list[RTCPeerConnection]
+) -> None:
+    """A subscriber's pacer engaged (its budget known): the sender's bursts wait in it and
+    go out at its rate, in order: the picture decodes."""
+    link = Link(pcs, clip, rtx=False)
+    pacer = Pacer()
+    pacer.set_rate(60_000.0)  # 480 kbit/s for a 300 kbit/s clip: keyframes are spread
+    link.lean.pacer = pacer
+    consumer = await link.start()
+    await wait_until(lambda: consumer.count >= 20)
+    assert (consumer.last.width, consumer.last.height) == (320, 240)
+    assert pacer.paced > 0 and pacer.flushes == 0
+    pacer.close()
 
 
 async def test_lean_sender_opus(pcs: list[RTCPeerConnection]) -> None:
