@@ -168,6 +168,10 @@ class SubscriberAllocator:
         untagged video; PAUSED), None before any allocation."""
         return self._levels.get(track)
 
+    def reallocate(self) -> None:
+        """Allocate at the next frame (the budget was just cut), not at the interval."""
+        self._next = float("-inf")
+
     def refresh(self) -> None:
         """Allocate when the interval has passed (cheap otherwise)."""
         now = self._clock()

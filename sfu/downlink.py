@@ -56,6 +56,8 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from sfu.queue_delay import QueueDelay
+
 #: The estimate never goes below this (bps).
 MIN_DOWNLINK_BITRATE = 50_000
 #: Nor above this (bps).
@@ -100,6 +102,15 @@ MAX_REPORT_PACKETS = 10_000
 RETRANSMISSION_SHARE = 0.15
 RETRANSMISSION_BURST = 0.5
 RETRANSMISSION_SIZE = 1200
+#: A standing queue seen by delay (`sfu.queue_delay`) cuts the rate to this share of what
+#: was sent lately: the larger of the last round's rate and the current round's, once it
+#: is `DELAY_CUT_SPAN` s old. libwebrtc's overuse takes 0.85 x the rate *received*; what
+#: is sent into an overflowing queue is more than that (385 kbit/s into 300 measured).
+DELAY_CUT = 0.75
+DELAY_CUT_SPAN = 0.25
+#: A delay cut waits this long (s) after any cut: the queue the last one saw drains (its
+#: packets' NACKs still come late) and the allocator lowers the layers.
+DELAY_HOLD = 0.6
 #: `bitrate()` recomputes at most this often (s) unless feedback changed it: it may be read
 #: per forwarded frame.
 RECHECK = 0.25
@@ -127,6 +138,8 @@ class DownlinkStats:
     increases: int
     #: NACKed packets not resent (the limited downlink had no room for them)
     retransmissions_refused: int = 0
+    #: cuts made on a standing queue seen by delay (`on_queue_overuse`), among `decreases`
+    delay_cuts: int = 0
 
 
 class DownlinkEstimate:
@@ -175,6 +188,12 @@ class DownlinkEstimate:
         self.bytes_sent = 0
         self.decreases = 0
         self.increases = 0
+        self.delay_cuts = 0
+        #: called after each cut (the allocator re-allocates at once, not at its next
+        #: interval); must not raise
+        self.on_cut: Callable[[], None] | None = None
+        #: the NACK-delay detector of a standing queue at the subscriber's bottleneck
+        self.queue = QueueDelay()
         self._cut_at = float("-inf")
         self._cut_floor = 0.0
         self._value: int | None = None
@@ -273,6 +292,56 @@ class DownlinkEstimate:
             raise ValueError(f"NACK count must be a non-negative int, got {count!r}")
         self.nacks += count
 
+    def on_nack_delay(self, delay: float, rtt: float | None = None) -> bool:
+        """A receiver's first NACK of a packet came `delay` s after the packet that
+        followed it was sent (`rtt`: the measured round trip, None: unknown): fed to the
+        queue detector (`sfu.queue_delay`), whose verdict of a standing queue cuts at once
+        (`on_queue_overuse`). True when it cut. Bad values are ignored."""
+        if isinstance(delay, bool) or not isinstance(delay, int | float):
+            return False
+        if self.queue.sample(self._clock(), float(delay), rtt):
+            return self.on_queue_overuse()
+        return False
+
+    def on_queue_overuse(self) -> bool:
+        """A standing queue at the subscriber's bottleneck (`sfu.queue_delay`: NACKs came
+        a queue's delay late): what is sent now is more than the link carries. Cut the
+        rate to `DELAY_CUT` x what was sent lately (less the loss this round's reports
+        showed so far, at most half), at once, unless it is already lower or
+        a cut happened within `DELAY_HOLD` s (the queue it saw is still draining).
+        Loss rounds go on as before; a cut they make soon after this one has no goodput
+        floor (this one measured none). True when it cut."""
+        now = self._clock()
+        if now - self._cut_at < DELAY_HOLD:
+            return False
+        start = self._round_start
+        sent = float(self._sent_bitrate)
+        if start is not None and now - start >= DELAY_CUT_SPAN:
+            # the larger: a round just begun may hold a lull between two bursts
+            nbytes = self._round_sent + max(0, self._poll() - self._polled)
+            sent = max(sent, nbytes * 8 / (now - start))
+        if self._round_packets >= MIN_ROUND_PACKETS / 2:
+            # what got through so far this round (the reports of the overflow's losses)
+            sent *= 1 - min(max(self._round_lost / self._round_packets, 0.0), 0.5)
+        target = DELAY_CUT * sent
+        rate = self._loss_rate
+        if target <= 0 or (rate is not None and rate <= target):
+            return False
+        self._loss_rate = max(float(MIN_DOWNLINK_BITRATE), target)
+        self._last_feedback = now
+        self._cut_at = now
+        self._cut_floor = 0.0
+        self.decreases += 1
+        self.delay_cuts += 1
+        self._value_until = float("-inf")
+        self._notify_cut()
+        return True
+
+    def _notify_cut(self) -> None:
+        callback = self.on_cut
+        if callback is not None:
+            callback()
+
     def allow_retransmission(self, size: int = RETRANSMISSION_SIZE) -> bool:
         """May one NACKed packet (about `size` bytes) be sent again? Always while the
         downlink is unlimited; on a limited one, retransmissions get what the last round
@@ -350,6 +419,7 @@ class DownlinkEstimate:
             self._cut_floor = goodput
             self.decreases += 1
             self._value_until = float("-inf")
+            self._notify_cut()
         elif loss < HIGH_LOSS and rate is not None:
             # below the cut threshold the rate grows: random loss does not rise with the
             # rate, congestion does (and then cuts); a clean round grows it faster
@@ -431,6 +501,7 @@ class DownlinkEstimate:
             rembs=self.rembs,
             nacks=self.nacks,
             retransmissions_refused=self.retransmissions_refused,
+            delay_cuts=self.delay_cuts,
             decreases=self.decreases,
             increases=self.increases,
         )

@@ -34,7 +34,8 @@ MAX_DELAY = 0.5
 #: The timer never waits less than this (s): one wake-up sends what the rate allows.
 MIN_WAIT = 0.002
 
-Emit = Callable[[list[bytes]], None]
+#: `emit(datagrams, offset)`: send `datagrams`, the submitted ones from index `offset` on
+Emit = Callable[[list[bytes], int], None]
 
 
 class Pacer:
@@ -43,9 +44,10 @@ class Pacer:
     waits is sent at once). `engaged` (an attribute: read per frame) is False while
     nothing is paced: a sender then sends as if there were no pacer.
     `submit(datagrams, emit)` sends what the bucket allows now through
-    `emit` and queues the rest behind whatever waits already (order is kept across the
-    subscriber's senders); a timer on the running loop sends the rest. `close()` cancels
-    the timer and sends nothing more (idempotent)."""
+    `emit(part, offset)` (offset: the index of part[0] in `datagrams`) and queues the
+    rest behind whatever waits already (order is kept across the subscriber's senders);
+    a timer on the running loop sends the rest. `close()` cancels the timer and sends
+    nothing more (idempotent)."""
 
     def __init__(
         self,
@@ -58,7 +60,8 @@ class Pacer:
         self.engaged = False
         self._clock = clock
         self._call_later = call_later
-        self._queue: deque[tuple[list[bytes], Emit]] = deque()
+        #: (datagrams, emit, offset of datagrams[0] in what was submitted)
+        self._queue: deque[tuple[list[bytes], Emit, int]] = deque()
         self._backlog = 0
         self._tokens = float(MIN_BURST)
         self._at = clock()
@@ -89,17 +92,18 @@ class Pacer:
         rate = self.rate
         if rate is None:
             self._flush()
-            emit(datagrams)
+            emit(datagrams, 0)
             return
         self._refill(rate)
+        count = 0
         if not self._queue:
             count = self._take(datagrams)
             if count:
-                emit(datagrams if count == len(datagrams) else datagrams[:count])
+                emit(datagrams if count == len(datagrams) else datagrams[:count], 0)
             if count == len(datagrams):
                 return
             datagrams = datagrams[count:]
-        self._queue.append((datagrams, emit))
+        self._queue.append((datagrams, emit, count))
         self._backlog += sum(map(len, datagrams))
         self.paced += len(datagrams)
         if self._backlog > MAX_DELAY * rate:
@@ -151,15 +155,15 @@ class Pacer:
             return
         self._refill(rate)
         while self._queue and self._tokens > 0:
-            datagrams, emit = self._queue[0]
+            datagrams, emit, offset = self._queue[0]
             count = self._take(datagrams)
             if count == len(datagrams):
                 self._queue.popleft()
             else:
-                self._queue[0] = (datagrams[count:], emit)
+                self._queue[0] = (datagrams[count:], emit, offset + count)
                 datagrams = datagrams[:count]
             self._backlog -= sum(map(len, datagrams))
-            self._emit(emit, datagrams)
+            self._emit(emit, datagrams, offset)
         if self._queue:
             self._schedule(rate)
 
@@ -168,8 +172,8 @@ class Pacer:
         if self._queue:
             self.flushes += 1
         while self._queue:
-            datagrams, emit = self._queue.popleft()
-            self._emit(emit, datagrams)
+            datagrams, emit, offset = self._queue.popleft()
+            self._emit(emit, datagrams, offset)
         self._backlog = 0
         self.engaged = self.rate is not None
         if self._timer is not None:
@@ -177,8 +181,8 @@ class Pacer:
             self._timer = None
 
     @staticmethod
-    def _emit(emit: Emit, datagrams: list[bytes]) -> None:
+    def _emit(emit: Emit, datagrams: list[bytes], offset: int) -> None:
         try:
-            emit(datagrams)
+            emit(datagrams, offset)
         except Exception:  # a closed transport: the subscriber is leaving
             logger.debug("pacer: sending failed", exc_info=True)

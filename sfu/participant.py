@@ -119,6 +119,7 @@ class Participant:
         self._allocator: SubscriberAllocator | None = None
         #: what this participant's downlink can take, from its feedback on our streams
         self.downlink = DownlinkEstimate(sent_bytes=self._octets_sent)
+        self.downlink.on_cut = self._downlink_cut
         if config.adapt_downlink:
             # the estimate drives the layers, and the link pause, of this subscriber's videos
             self.downlink_budget = self.downlink.bitrate
@@ -200,6 +201,11 @@ class Participant:
     @property
     def allocator(self) -> SubscriberAllocator | None:
         return self._allocator
+
+    def _downlink_cut(self) -> None:
+        """The downlink estimate was cut: the allocator lowers layers at the next frame."""
+        if self._allocator is not None:
+            self._allocator.reallocate()
 
     # ------------------------------------------------------------------ peer connection
 

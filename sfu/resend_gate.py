@@ -82,6 +82,11 @@ class ResendGate:
             return False, True
         return False, False
 
+    def asked(self, seq: int, now: float) -> bool:
+        """Was packet `seq` NACKed before (within `FORGET_AFTER` s)?"""
+        entry = self._entries.get(seq)
+        return entry is not None and now - entry[0] <= FORGET_AFTER
+
     def sent(self, seq: int, now: float) -> None:
         """Packet `seq` (asked for through `allow`) was resent at `now`."""
         entry = self._entries.get(seq)

@@ -645,6 +645,12 @@ class SendSlot:
             downlink.on_nack(1)
         now = self._clock()
         rtt = sender_rtt(self.transceiver.sender)
+        lean = self.lean
+        if downlink is not None and lean is not None and not self.resends.asked(seq, now):
+            # a first NACK: how late it came says whether a queue stands at the link
+            sent = lean.sent_after(seq)
+            if sent is not None:
+                downlink.on_nack_delay(time.time() - sent, rtt)
         allocator = self.track.allocator
         if allocator is not None:
             # a resend waits behind what the link queue holds: a NACK repeated before it

@@ -80,6 +80,7 @@ def downlink_row(stats: DownlinkStats) -> dict[str, Any]:
         "rembs": stats.rembs,
         "nacks": stats.nacks,
         "retransmissionsRefused": stats.retransmissions_refused,
+        "delayCuts": stats.delay_cuts,
         "decreases": stats.decreases,
         "increases": stats.increases,
     }

@@ -369,7 +369,7 @@ class DatagramPacer(Protocol):
 
     engaged: bool
 
-    def submit(self, datagrams: list[bytes], emit: Callable[[list[bytes]], None]) -> None: ...
+    def submit(self, datagrams: list[bytes], emit: Callable[[list[bytes], int], None]) -> None: ...
 
 
 class LeanSender:
@@ -412,6 +412,8 @@ class LeanSender:
         #: sends this sender's frames at the subscriber's downlink rate while `engaged`
         #: (`sfu.pacer.Pacer`, shared by the subscriber's video senders); None: at once
         self.pacer: DatagramPacer | None = None
+        #: per `seq % RTP_HISTORY_SIZE`: when the packet went out (wall clock, us)
+        self.sent_us: list[int] = [0] * RTP_HISTORY_SIZE
 
     @property
     def sender(self) -> RTCRtpSender:
@@ -463,17 +465,36 @@ class LeanSender:
         for datagram in datagrams:
             sendto(datagram, addr)
 
-    def _emit(self, r: _Route, datagrams: list[bytes]) -> None:
-        """Send datagrams of one frame on route `r` (the pacer's callback): one GSO
-        `sendmsg` when possible, else one `sendto` each."""
+    def _emit(self, r: _Route, first_seq: int, datagrams: list[bytes], offset: int) -> None:
+        """Send datagrams of one frame on route `r` (the pacer's callback: the frame's
+        packets from index `offset` on; its first has sequence number `first_seq`): one GSO
+        `sendmsg` when possible, else one `sendto` each; their send times recorded."""
         if r.is_closing():
             return
+        now = time.time_ns() // 1000
+        sent_us = self.sent_us
+        for i in range(first_seq + offset, first_seq + offset + len(datagrams)):
+            sent_us[(i & 0xFFFF) % RTP_HISTORY_SIZE] = now
         if len(datagrams) == 1 or not (
             self.gso and r.gso and self._send_gso(r.transport, r.addr, datagrams)
         ):
             sendto, addr = r.sendto, r.addr
             for datagram in datagrams:
                 sendto(datagram, addr)
+
+    def sent_after(self, seq: int) -> float | None:
+        """When (wall clock, s) the packet after `seq` went out: a receiver NACKs `seq`
+        once a later packet arrived (`sfu.queue_delay`). None when that packet is not in
+        the history (not sent yet, or by the stock path)."""
+        following = (seq + 1) & 0xFFFF
+        entry = self.history.raw[following % RTP_HISTORY_SIZE]
+        if not isinstance(entry, tuple):
+            return None
+        first, count = entry[1], entry[2]
+        if (following - first) & 0xFFFF >= count:
+            return None  # the slot holds another packet
+        us = self.sent_us[following % RTP_HISTORY_SIZE]
+        return us / 1e6 if us else None
 
     def _send_gso(self, transport: Any, addr: tuple[str, int], datagrams: list[bytes]) -> bool:
         """Send `datagrams` in one system call (Linux UDP generic segmentation offload: all
@@ -590,6 +611,7 @@ class LeanSender:
         pack_first = _FIRST_WORD.pack
         frame_tail = template.tail_packer()
         history = self.history.raw
+        sent_us = self.sent_us
         self.history.first_byte, self.history.payload_type = first_byte, pt
         sequence_number = random_sequence_number()
         timestamp_origin = random32()
@@ -728,7 +750,8 @@ class LeanSender:
                     return
                 timestamp = (timestamp_origin + ticks(data, pts)) & 0xFFFFFFFF
                 # ntp_now() inlined
-                seconds, micros = divmod(time_ns() // 1000, 1_000_000)
+                now_us = time_ns() // 1000
+                seconds, micros = divmod(now_us, 1_000_000)
                 ntp = ((seconds + NTP_UNIX_OFFSET) << 32) | ((micros << 32) // 1_000_000)
                 tail = frame_tail(timestamp, (ntp >> 14) & 0x00FFFFFF)
                 count = -(-size // VP8_CHUNK)
@@ -740,6 +763,7 @@ class LeanSender:
                     if i == 1:
                         head = tail + vp8_descriptor(0x80, 0x80, 0x8000 | pid)
                     history[seq % RTP_HISTORY_SIZE] = record
+                    sent_us[seq % RTP_HISTORY_SIZE] = now_us
                     start = i * VP8_CHUNK
                     append(
                         protect_parts(
@@ -755,7 +779,8 @@ class LeanSender:
                     return
                 frame, payloads, frame_picture_id, timestamp = packetized
                 timestamp = (timestamp_origin + timestamp) & 0xFFFFFFFF
-                seconds, micros = divmod(time_ns() // 1000, 1_000_000)
+                now_us = time_ns() // 1000
+                seconds, micros = divmod(now_us, 1_000_000)
                 ntp = ((seconds + NTP_UNIX_OFFSET) << 32) | ((micros << 32) // 1_000_000)
                 tail = frame_tail(timestamp, (ntp >> 14) & 0x00FFFFFF)
                 count = len(payloads)
@@ -763,16 +788,18 @@ class LeanSender:
                 # build, record and protect each packet in one pass
                 for payload in payloads[:-1]:
                     history[seq % RTP_HISTORY_SIZE] = record
+                    sent_us[seq % RTP_HISTORY_SIZE] = now_us
                     append(protect(pack_first(first_byte, pt, seq) + tail + payload))
                     seq = (seq + 1) & 0xFFFF
                 history[seq % RTP_HISTORY_SIZE] = record
+                sent_us[seq % RTP_HISTORY_SIZE] = now_us
                 append(protect(pack_first(first_byte, marker_pt, seq) + tail + payloads[-1]))
                 seq = (seq + 1) & 0xFFFF
                 octets = sum(map(len, payloads))
             sequence_number = seq
             pacer = self.pacer
             if pacer is not None and pacer.engaged:
-                pacer.submit(datagrams, partial(self._emit, r))
+                pacer.submit(datagrams, partial(self._emit, r, sequence_number - count))
             elif count == 1 or not (
                 self.gso and r.gso and self._send_gso(r.transport, r.addr, datagrams)
             ):
@@ -831,6 +858,7 @@ class LeanSender:
                         + payload
                     )
                     history[sequence_number % RTP_HISTORY_SIZE] = record
+                    sent_us[sequence_number % RTP_HISTORY_SIZE] = time_ns() // 1000
                     packets.append((sequence_number, packet))
                     sequence_number = (sequence_number + 1) & 0xFFFF
                 dtls = sd[k_transport]

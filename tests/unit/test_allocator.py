@@ -384,3 +384,17 @@ def test_the_pacer_runs_at_the_video_budget_only_while_it_is_known() -> None:
     allocator.refresh()
     assert not allocator.pacer.engaged
     allocator.close()
+
+
+def test_a_cut_budget_is_allocated_at_the_next_frame_not_the_next_interval() -> None:
+    a = FakeTrack()
+    allocator, budget, clock = make(video(1000 * K), a)
+    allocator.refresh()
+    assert a.target == MAX_TID
+    budget.bps = video(250 * K)
+    clock.advance(0.1)
+    allocator.refresh()
+    assert a.target == MAX_TID  # within the interval: not read yet
+    allocator.reallocate()  # the estimate says it was cut
+    allocator.refresh()
+    assert a.target == 0

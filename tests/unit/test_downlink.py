@@ -7,6 +7,8 @@ import pytest
 from sfu.downlink import (
     CLEAN_HEADROOM,
     DECREASE_HOLD,
+    DELAY_CUT,
+    DELAY_HOLD,
     FEEDBACK_TIMEOUT,
     MIN_DOWNLINK_BITRATE,
     REMB_TIMEOUT,
@@ -425,3 +427,72 @@ def test_retransmissions_use_what_the_last_round_left_of_the_estimate() -> None:
     assert left > 0.5 * rate
     # the half-second bucket of what is left, not of 15 %
     assert 0.15 * rate / 8 * 0.5 / 1200 + 1 < allowed <= left / 8 * 0.5 / 1200 + 1
+
+
+def test_a_standing_queue_seen_by_nack_delay_cuts_at_once() -> None:
+    """The first NACKs of an overflow come a queue's delay late: the estimate, unknown
+    so far, is cut to 0.85 x what was sent lately, long before a round of reports is
+    significant; a lower estimate is left alone, and a cut holds off the next."""
+    link = Link()
+    link.round(400_000, 0.0)  # a clean round: unknown, unlimited
+    assert link.estimate.bitrate() is None
+    link.clock.advance(0.5)
+    link.estimate.on_sent(500_000 // 8 // 2)  # half a second at 500 kbit/s
+    cut = [link.estimate.on_nack_delay(delay, rtt=0.001) for delay in (0.25, 0.26, 0.25)]
+    assert cut == [False, False, True]
+    rate = link.estimate.bitrate()
+    assert rate == pytest.approx(DELAY_CUT * 500_000, rel=0.02)
+    stats = link.estimate.stats()
+    assert (stats.delay_cuts, stats.decreases) == (1, 1)
+    # the queue is still draining: more late NACKs within the hold cut nothing more
+    link.clock.advance(0.1)
+    assert not any(link.estimate.on_nack_delay(0.25, rtt=0.001) for _ in range(3))
+    # random loss on an idle link is no queue
+    link.clock.advance(DELAY_HOLD)
+    assert not any(link.estimate.on_nack_delay(0.003, rtt=0.001) for _ in range(5))
+    assert link.estimate.stats().delay_cuts == 1
+
+
+def test_a_delay_cut_never_raises_a_lower_estimate() -> None:
+    link = Link()
+    low = link.round(150_000, 0.6)  # cut far below what is sent next
+    assert low is not None
+    link.clock.advance(DECREASE_HOLD + 0.5)
+    link.estimate.on_sent(400_000 // 8)
+    assert not link.estimate.on_queue_overuse()
+    assert link.estimate.bitrate() == low
+
+
+def test_a_delay_cut_counts_the_loss_this_rounds_reports_showed_so_far() -> None:
+    link = Link()
+    link.round(400_000, 0.0)
+    link.clock.advance(0.5)
+    link.estimate.on_sent(500_000 // 8 // 2)
+    link.seq += 40
+    link.estimate.on_receiver_report(64, link.seq, ssrc=1)  # a quarter of 40 lost so far
+    assert link.estimate.bitrate() is None  # half a round: not evaluated yet
+    assert any(link.estimate.on_nack_delay(0.25, rtt=0.001) for _ in range(3))
+    assert link.estimate.bitrate() == pytest.approx(DELAY_CUT * 500_000 * 0.75, rel=0.02)
+
+
+def test_a_delay_cut_early_in_a_round_judges_the_last_rounds_rate_too() -> None:
+    """A round just begun may hold a lull between bursts: its rate alone would cut far
+    below the link (a video paused for seconds)."""
+    link = Link()
+    link.round(400_000, 0.0)
+    link.clock.advance(0.3)
+    link.estimate.on_sent(100_000 // 8 * 3 // 10)  # 0.3 s at 100 kbit/s: a lull
+    assert any(link.estimate.on_nack_delay(0.25, rtt=0.001) for _ in range(3))
+    assert link.estimate.bitrate() == pytest.approx(DELAY_CUT * 400_000, rel=0.02)
+
+
+def test_every_cut_is_announced() -> None:
+    link = Link()
+    cuts: list[int] = []
+    link.estimate.on_cut = lambda: cuts.append(link.estimate.stats().decreases)
+    link.round(400_000, 0.0)  # clean: no cut
+    link.clock.advance(0.5)
+    link.estimate.on_sent(500_000 // 8 // 2)
+    assert any(link.estimate.on_nack_delay(0.25, rtt=0.001) for _ in range(3))  # a delay cut
+    link.round(375_000, 0.5, seconds=0.5)  # a loss cut
+    assert cuts == [1, 2] and link.estimate.stats().delay_cuts == 1

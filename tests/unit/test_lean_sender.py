@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -219,6 +220,13 @@ async def test_lean_sender_sends_through_a_pacer(
     await wait_until(lambda: consumer.count >= 20)
     assert (consumer.last.width, consumer.last.height) == (320, 240)
     assert pacer.paced > 0 and pacer.flushes == 0
+    # each packet's send time is kept (paced ones: when they left the pacer), for the
+    # delay of a NACK of the packet before it (`sfu.queue_delay`)
+    entries = [e for e in link.lean.history.raw if isinstance(e, tuple)]
+    first, count = max(entries, key=lambda e: link.lean.sent_us[e[1] % len(link.lean.sent_us)])[1:3]
+    sent = link.lean.sent_after((first - 1) & 0xFFFF)
+    assert sent is not None and 0 <= time.time() - sent < 5.0
+    assert link.lean.sent_after((first + count - 1) & 0xFFFF) is None  # not sent yet
     pacer.close()
 
 

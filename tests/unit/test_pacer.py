@@ -20,8 +20,10 @@ class Wire:
     def __init__(self, clock: FakeClock) -> None:
         self.clock = clock
         self.sent: list[tuple[float, bytes]] = []
+        self.offsets: list[int] = []
 
-    def emit(self, datagrams: list[bytes]) -> None:
+    def emit(self, datagrams: list[bytes], offset: int) -> None:
+        self.offsets.append(offset)
         self.sent.extend((self.clock(), d) for d in datagrams)
 
 
@@ -56,6 +58,7 @@ def test_a_keyframe_burst_is_spread_at_the_rate_and_order_is_kept() -> None:
     # after the burst, one datagram every 0.1 s
     assert times[-1] - times[2] == pytest.approx(0.2, abs=0.01)
     assert pacer.backlog == 0 and pacer.paced == 3
+    assert first.offsets == [0, 2, 3] and second.offsets == [0]  # where each part starts
 
 
 def test_a_backlog_past_max_delay_is_sent_at_once() -> None:
@@ -100,7 +103,7 @@ def test_a_failing_emit_does_not_stop_the_rest() -> None:
     pacer.set_rate(12_000.0)
     wire = Wire(clock)
 
-    def broken(datagrams: list[bytes]) -> None:
+    def broken(datagrams: list[bytes], offset: int) -> None:
         raise OSError("transport closed")
 
     pacer.submit(frame("x", 2), wire.emit)  # the bucket

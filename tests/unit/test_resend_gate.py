@@ -123,3 +123,11 @@ def test_state_is_bounded() -> None:
 def test_bad_limits_are_refused(resends: int, interval: float) -> None:
     with pytest.raises(ValueError):
         ResendGate(max_resends=resends, min_interval=interval)
+
+
+def test_asked_tells_a_first_nack_from_a_repeat() -> None:
+    gate = ResendGate()
+    assert not gate.asked(5, 10.0)
+    ask(gate, 5, 10.0)
+    assert gate.asked(5, 10.1)
+    assert not gate.asked(5, 10.0 + FORGET_AFTER + 1)  # long ago: a new loss
