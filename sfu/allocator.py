@@ -41,6 +41,11 @@ PROBE_WAIT = 4.0
 MAX_PROBE_WAIT = 32.0
 PROBE_TIME = 3.0
 
+#: A running subscription keeps its base layer while the base layers fit in this multiple
+#: of the budget: a pause is a frozen picture and a keyframe to resume, worse than a
+#: link queue a little over its rate for a while (the estimate cuts again if it is not).
+PAUSE_SLACK = 1.25
+
 #: The allocated "tid" of a subscription whose base layer does not fit.
 PAUSED = -1
 
@@ -67,7 +72,8 @@ class SubscriberAllocator:
     by `PACKET_OVERHEAD` (headers), then gives the
     base layer to each subscription in turn (those already running first, then in the
     order they were added), then the next layer to each, and so on. A subscription whose
-    base layer does not fit is paused. Moving down happens at once; moving up (or resuming)
+    base layer does not fit is paused (a running one only past `PAUSE_SLACK` x the
+    budget). Moving down happens at once; moving up (or resuming)
     needs `up_margin` headroom and `up_hold` seconds since the last move down, or
     `PAUSE_HOLD` since a pause (a frozen picture); either is doubled, up to
     `MAX_PROBE_WAIT`, each time a move up is followed within 2 x `PROBE_TIME` by a move
@@ -209,6 +215,8 @@ class SubscriberAllocator:
         # those already running keep their place before those paused; then the add order
         order = sorted(tracks, key=lambda t: self._levels.get(t, 0) == PAUSED)
         left = (budget - self._audio_reserve) / PACKET_OVERHEAD
+        # running base layers may use PAUSE_SLACK x the budget before one is paused
+        base_left = left * PAUSE_SLACK
         levels = dict.fromkeys(order, PAUSED)
         for level in range(MAX_TID + 1):
             for track in order:
@@ -223,9 +231,15 @@ class SubscriberAllocator:
                     if now - self._down_at.get(track, -1e18) < hold:
                         continue
                     need = step + rates[level] * (self._up_margin - 1)
-                if need <= left or (level == 0 and self._probing(track, now)):
+                running = level == 0 and self._levels.get(track, MAX_TID) != PAUSED
+                if (
+                    need <= left
+                    or (running and need <= base_left)
+                    or (level == 0 and self._probing(track, now))
+                ):
                     levels[track] = level
                     left -= step
+                    base_left -= step
         for track in order:
             level = levels[track]
             rates = costs[track]

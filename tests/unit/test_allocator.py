@@ -210,15 +210,15 @@ def test_a_resume_undone_by_a_publishers_rate_rise_waits_longer() -> None:
     allocator, _, clock = make(video(350 * K), a, b)
     allocator.refresh()
     assert (a.target, b.target) == (0, 0)  # a's base 200k + b's 100k
-    publisher.layers = (200 * K, 300 * K, 400 * K)  # b's publisher moves up
+    publisher.layers = (300 * K, 400 * K, 500 * K)  # b's publisher moves up
     clock.advance(0.5)
     allocator.refresh()
-    assert b.target is None  # paused: 200k does not fit in the 133k left
+    assert b.target is None  # paused: 300k does not fit in the 133k left, nor the slack
     publisher.layers = (100 * K, 150 * K, 200 * K)
     clock.advance(PAUSE_HOLD)
     allocator.refresh()
     assert b.target == 0  # resumed after the short pause hold
-    publisher.layers = (200 * K, 300 * K, 400 * K)
+    publisher.layers = (300 * K, 400 * K, 500 * K)
     clock.advance(0.5)
     allocator.refresh()
     assert b.target is None  # undone by the rate rise: a failed move up
@@ -398,3 +398,25 @@ def test_a_cut_budget_is_allocated_at_the_next_frame_not_the_next_interval() -> 
     allocator.reallocate()  # the estimate says it was cut
     allocator.refresh()
     assert a.target == 0
+
+
+def test_a_running_base_layer_is_kept_a_little_over_the_budget_not_paused() -> None:
+    """A cut that leaves the running base layers a little over the budget (up to
+    PAUSE_SLACK) lowers upper layers but pauses nothing; a paused subscription resumes only
+    within the budget, with its margin."""
+    a, b = FakeTrack(), FakeTrack()
+    allocator, budget, clock = make(video(1000 * K), a, b)
+    allocator.refresh()
+    assert (a.target, b.target) == (MAX_TID, MAX_TID)
+    budget.bps = video(round(340 * K * PACKET_OVERHEAD))  # bases need 400k: 1.18x
+    clock.advance(10.0)
+    allocator.refresh()
+    assert (a.target, b.target) == (0, 0)
+    budget.bps = video(round(300 * K * PACKET_OVERHEAD))  # 1.33x: one is paused
+    clock.advance(0.5)
+    allocator.refresh()
+    assert (a.target, b.target) == (0, None)
+    budget.bps = video(round(340 * K * PACKET_OVERHEAD))  # b needs 250k with its margin
+    clock.advance(PAUSE_HOLD + 0.5)  # past the pause's hold, before a probe
+    allocator.refresh()
+    assert b.target is None
