@@ -111,6 +111,9 @@ DELAY_CUT_SPAN = 0.25
 #: A delay cut waits this long (s) after any cut: the queue the last one saw drains (its
 #: packets' NACKs still come late) and the allocator lowers the layers.
 DELAY_HOLD = 0.6
+#: Nor when the last round lost this share or more: on a lossy link first NACKs get lost
+#: and come again in retries, late (a round before an overflow loses a packet or two)
+DELAY_CUT_MAX_LOSS = 0.05
 #: `bitrate()` recomputes at most this often (s) unless feedback changed it: it may be read
 #: per forwarded frame.
 RECHECK = 0.25
@@ -307,12 +310,19 @@ class DownlinkEstimate:
         """A standing queue at the subscriber's bottleneck (`sfu.queue_delay`: NACKs came
         a queue's delay late): what is sent now is more than the link carries. Cut the
         rate to `DELAY_CUT` x what was sent lately (less the loss this round's reports
-        showed so far, at most half), at once, unless it is already lower or
-        a cut happened within `DELAY_HOLD` s (the queue it saw is still draining).
+        showed so far, at most half), at once, unless it is already lower, a cut
+        happened within `DELAY_HOLD` s (the queue it saw is still draining) or the last
+        round showed `DELAY_CUT_MAX_LOSS` or more (random loss: retried NACKs look late).
         Loss rounds go on as before; a cut they make soon after this one has no goodput
         floor (this one measured none). True when it cut."""
         now = self._clock()
         if now - self._cut_at < DELAY_HOLD:
+            return False
+        last_loss = self._last_loss
+        if last_loss is not None and last_loss >= DELAY_CUT_MAX_LOSS:
+            # a lossy link: first NACKs get lost and come again in a receiver's retries
+            # (the Python client's, 100 ms apart), several at once, late but no queue;
+            # the loss rounds judge such a link
             return False
         start = self._round_start
         sent = float(self._sent_bitrate)

@@ -496,3 +496,15 @@ def test_every_cut_is_announced() -> None:
     assert any(link.estimate.on_nack_delay(0.25, rtt=0.001) for _ in range(3))  # a delay cut
     link.round(375_000, 0.5, seconds=0.5)  # a loss cut
     assert cuts == [1, 2] and link.estimate.stats().delay_cuts == 1
+
+
+def test_late_nacks_on_a_lossy_link_cut_nothing() -> None:
+    """10 % random loss: a receiver's first NACKs get lost and come again in its retries,
+    several at once and late (seen: 0.27, 0.20, 0.14 s in one NACK). The last round showed
+    the loss: the loss rounds judge that link, not the NACK delay."""
+    link = Link()
+    assert link.round(400_000, 0.1, packets=200) is None  # 10 %: not significant, no cut
+    link.clock.advance(0.5)
+    link.estimate.on_sent(400_000 // 8 // 2)
+    assert not any(link.estimate.on_nack_delay(d, rtt=0.001) for d in (0.266, 0.202, 0.135))
+    assert link.estimate.bitrate() is None and link.estimate.stats().delay_cuts == 0
