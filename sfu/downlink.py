@@ -149,8 +149,10 @@ class DownlinkEstimate:
     """Owns the feedback state of one subscriber's downlink (see the module docstring).
 
     Fed by the subscriber's send slots: `on_remb`, `on_receiver_report` (per report block
-    about one of our SSRCs), `on_nack` and `on_sent` (payload bytes sent). Read with
-    `bitrate()` and `stats()`. Bad input raises ValueError and changes nothing.
+    about one of our SSRCs), `on_nack`, `on_nack_delay` (how late a first NACK came: its
+    `queue` detector) and `on_sent` (payload bytes sent). Read with `bitrate()` and
+    `stats()`; `on_cut` is called after each cut. Bad input raises ValueError and changes
+    nothing (`on_nack_delay` ignores it).
 
     `sent_bytes`, when given, returns the payload bytes sent so far to this subscriber
     (monotonic; its owner sums its senders' counters): read when a round starts and ends,
