@@ -412,7 +412,9 @@ class LeanSender:
         #: sends this sender's frames at the subscriber's downlink rate while `engaged`
         #: (`sfu.pacer.Pacer`, shared by the subscriber's video senders); None: at once
         self.pacer: DatagramPacer | None = None
-        #: per `seq % RTP_HISTORY_SIZE`: when the packet went out (wall clock, us)
+        #: per `seq % RTP_HISTORY_SIZE`, written for a frame's first packet and for the
+        #: first of each part the pacer sends later: when it went out (wall clock, us);
+        #: the other slots of a frame hold older times (`sent_after`)
         self.sent_us: list[int] = [0] * RTP_HISTORY_SIZE
 
     @property
@@ -468,13 +470,10 @@ class LeanSender:
     def _emit(self, r: _Route, first_seq: int, datagrams: list[bytes], offset: int) -> None:
         """Send datagrams of one frame on route `r` (the pacer's callback: the frame's
         packets from index `offset` on; its first has sequence number `first_seq`): one GSO
-        `sendmsg` when possible, else one `sendto` each; their send times recorded."""
+        `sendmsg` when possible, else one `sendto` each; when the part went out recorded."""
         if r.is_closing():
             return
-        now = time.time_ns() // 1000
-        sent_us = self.sent_us
-        for i in range(first_seq + offset, first_seq + offset + len(datagrams)):
-            sent_us[(i & 0xFFFF) % RTP_HISTORY_SIZE] = now
+        self.sent_us[((first_seq + offset) & 0xFFFF) % RTP_HISTORY_SIZE] = time.time_ns() // 1000
         if len(datagrams) == 1 or not (
             self.gso and r.gso and self._send_gso(r.transport, r.addr, datagrams)
         ):
@@ -491,9 +490,13 @@ class LeanSender:
         if not isinstance(entry, tuple):
             return None
         first, count = entry[1], entry[2]
-        if (following - first) & 0xFFFF >= count:
+        index = (following - first) & 0xFFFF
+        if index >= count:
             return None  # the slot holds another packet
-        us = self.sent_us[following % RTP_HISTORY_SIZE]
+        # the latest part of its frame that went out at or before it: a slot not written
+        # for this frame holds an older time
+        sent_us = self.sent_us
+        us = max(sent_us[((first + i) & 0xFFFF) % RTP_HISTORY_SIZE] for i in range(index + 1))
         return us / 1e6 if us else None
 
     def _send_gso(self, transport: Any, addr: tuple[str, int], datagrams: list[bytes]) -> bool:
@@ -756,6 +759,7 @@ class LeanSender:
                 tail = frame_tail(timestamp, (ntp >> 14) & 0x00FFFFFF)
                 count = -(-size // VP8_CHUNK)
                 record = (tail, seq, count, frame, pid)
+                sent_us[seq % RTP_HISTORY_SIZE] = now_us
                 head = tail + vp8_descriptor(0x90, 0x80, 0x8000 | pid)
                 protect_parts = r.protect_parts
                 last = count - 1
@@ -763,7 +767,6 @@ class LeanSender:
                     if i == 1:
                         head = tail + vp8_descriptor(0x80, 0x80, 0x8000 | pid)
                     history[seq % RTP_HISTORY_SIZE] = record
-                    sent_us[seq % RTP_HISTORY_SIZE] = now_us
                     start = i * VP8_CHUNK
                     append(
                         protect_parts(
@@ -785,14 +788,13 @@ class LeanSender:
                 tail = frame_tail(timestamp, (ntp >> 14) & 0x00FFFFFF)
                 count = len(payloads)
                 record = (tail, seq, count, frame, frame_picture_id)
+                sent_us[seq % RTP_HISTORY_SIZE] = now_us
                 # build, record and protect each packet in one pass
                 for payload in payloads[:-1]:
                     history[seq % RTP_HISTORY_SIZE] = record
-                    sent_us[seq % RTP_HISTORY_SIZE] = now_us
                     append(protect(pack_first(first_byte, pt, seq) + tail + payload))
                     seq = (seq + 1) & 0xFFFF
                 history[seq % RTP_HISTORY_SIZE] = record
-                sent_us[seq % RTP_HISTORY_SIZE] = now_us
                 append(protect(pack_first(first_byte, marker_pt, seq) + tail + payloads[-1]))
                 seq = (seq + 1) & 0xFFFF
                 octets = sum(map(len, payloads))
@@ -849,6 +851,7 @@ class LeanSender:
                 tail = frame_tail(timestamp, (ntp >> 14) & 0x00FFFFFF)
                 count = len(payloads)
                 record = (tail, sequence_number, count, frame, frame_picture_id)
+                sent_us[sequence_number % RTP_HISTORY_SIZE] = time_ns() // 1000
                 packets: list[tuple[int, bytes]] = []
                 last = count - 1
                 for i, payload in enumerate(payloads):
@@ -858,7 +861,6 @@ class LeanSender:
                         + payload
                     )
                     history[sequence_number % RTP_HISTORY_SIZE] = record
-                    sent_us[sequence_number % RTP_HISTORY_SIZE] = time_ns() // 1000
                     packets.append((sequence_number, packet))
                     sequence_number = (sequence_number + 1) & 0xFFFF
                 dtls = sd[k_transport]

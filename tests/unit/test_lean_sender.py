@@ -228,6 +228,16 @@ async def test_lean_sender_sends_through_a_pacer(
     assert sent is not None and 0 <= time.time() - sent < 5.0
     assert link.lean.sent_after((first + count - 1) & 0xFFFF) is None  # not sent yet
     pacer.close()
+    # a frame's send time is kept at its first packet, a paced part's at the part's first:
+    # a packet's is that of the latest part at or before it (stale slots are older)
+    frame = next(e for e in entries if e[2] >= 2)
+    start, slots = frame[1], link.lean.sent_us
+    first_slot, second_slot = (((start + i) & 0xFFFF) % len(slots) for i in range(2))
+    slots[first_slot], slots[second_slot] = 5_000_000, 1_000_000  # the second: stale
+    assert link.lean.sent_after((start - 1) & 0xFFFF) == 5.0
+    assert link.lean.sent_after(start) == 5.0  # the second packet: in the first part
+    slots[second_slot] = 7_000_000  # the second packet began a later part
+    assert link.lean.sent_after(start) == 7.0
 
 
 async def test_lean_sender_opus(pcs: list[RTCPeerConnection]) -> None:
