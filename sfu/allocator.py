@@ -352,8 +352,7 @@ class SubscriberAllocator:
                 # a frozen picture: its own short hold, doubled only by failed resumes
                 pause_hold = self._pause_hold.get(track, PAUSE_HOLD)
                 pause_hold = min(2 * pause_hold, MAX_PROBE_WAIT) if failed else PAUSE_HOLD
-                self._pause_hold[track] = pause_hold
-                self._hold[track] = min(pause_hold, MAX_PROBE_WAIT)
+                self._pause_hold[track] = self._hold[track] = pause_hold
             elif failed:
                 self._hold[track] = min(2 * hold, MAX_PROBE_WAIT)
             else:

@@ -141,7 +141,7 @@ class Pacer:
     def _schedule(self, rate: float) -> None:
         if self._timer is not None or self._closed:
             return
-        wait = max(MIN_WAIT, -self._tokens / rate if self._tokens < 0 else MIN_WAIT)
+        wait = max(MIN_WAIT, -self._tokens / rate)
         call_later = self._call_later or asyncio.get_running_loop().call_later
         self._timer = call_later(wait, self._wake)
 

@@ -32,6 +32,14 @@ def run(clock: FakeClock, seconds: float, step: float = 0.001) -> None:
         clock.advance(step)
 
 
+def paced(rate: float = 12_000.0) -> tuple[FakeClock, Pacer, Wire]:
+    """A pacer at `rate` bytes/s (10 datagrams a second) on a fake clock, and a wire."""
+    clock = FakeClock()
+    pacer = Pacer(clock=clock, call_later=clock.call_later)
+    pacer.set_rate(rate)
+    return clock, pacer, Wire(clock)
+
+
 def test_without_a_rate_everything_goes_at_once() -> None:
     clock = FakeClock()
     pacer = Pacer(clock=clock, call_later=clock.call_later)
@@ -62,20 +70,14 @@ def test_a_keyframe_burst_is_spread_at_the_rate_and_order_is_kept() -> None:
 
 
 def test_a_backlog_past_max_delay_is_sent_at_once() -> None:
-    clock = FakeClock()
-    pacer = Pacer(clock=clock, call_later=clock.call_later)
-    pacer.set_rate(12_000.0)
-    wire = Wire(clock)
+    _, pacer, wire = paced()
     count = round(MAX_DELAY * 12_000 / SIZE) + 4  # more than MAX_DELAY of the rate
     pacer.submit(frame("k", count), wire.emit)
     assert len(wire.sent) == count and pacer.flushes == 1 and pacer.backlog == 0
 
 
 def test_stopping_the_rate_sends_what_waits_first() -> None:
-    clock = FakeClock()
-    pacer = Pacer(clock=clock, call_later=clock.call_later)
-    pacer.set_rate(12_000.0)
-    wire = Wire(clock)
+    _, pacer, wire = paced()
     pacer.submit(frame("a", 4), wire.emit)
     pacer.set_rate(None)  # the budget is unknown again
     assert len(wire.sent) == 4 and not pacer.engaged
@@ -84,10 +86,7 @@ def test_stopping_the_rate_sends_what_waits_first() -> None:
 
 
 def test_close_drops_what_waits_and_stops_the_timer() -> None:
-    clock = FakeClock()
-    pacer = Pacer(clock=clock, call_later=clock.call_later)
-    pacer.set_rate(12_000.0)
-    wire = Wire(clock)
+    clock, pacer, wire = paced()
     pacer.submit(frame("a", 4), wire.emit)
     pacer.close()
     pacer.close()
@@ -98,10 +97,7 @@ def test_close_drops_what_waits_and_stops_the_timer() -> None:
 
 
 def test_a_failing_emit_does_not_stop_the_rest() -> None:
-    clock = FakeClock()
-    pacer = Pacer(clock=clock, call_later=clock.call_later)
-    pacer.set_rate(12_000.0)
-    wire = Wire(clock)
+    clock, pacer, wire = paced()
 
     def broken(datagrams: list[bytes], offset: int) -> None:
         raise OSError("transport closed")
